@@ -1,0 +1,3 @@
+from ugro_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""`ugro status [--json] [--watch]`: every node's GPUs as a table or JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from argparse import Namespace
+
+from ugro_tui.commands.table import DASH, fmt, render
+from ugro_tui.config import Cluster
+from ugro_tui.core.telemetry.model import ClusterState, NodeState
+from ugro_tui.core.telemetry.monitor import Monitor
+
+
+def short_model(name: str | None) -> str:
+    if not name:
+        return DASH
+    return name.replace("NVIDIA ", "").replace("GeForce ", "")
+
+
+def format_state(state: ClusterState, cluster_name: str, now: float) -> str:
+    h = state.health()
+    util = fmt(h.utilization_pct, "%")
+    head = (f"{cluster_name}: {h.nodes_healthy}/{h.nodes_total} nodes healthy · {h.gpus_total} GPUs "
+            f"({h.gpus_busy} busy) · {h.memory_used_gb:.1f}/{h.memory_total_gb:.1f} GB · util {util}")
+    rows = []
+    for node in state.nodes.values():
+        label = str(node.state)
+        if node.state is NodeState.OFFLINE and node.next_retry_at:
+            label += f" (retry {max(0.0, node.next_retry_at - now):.0f}s)"
+        if node.state is not NodeState.ONLINE or not node.gpus:
+            rows.append((node.name, label, DASH, DASH, DASH, DASH, DASH, DASH, node.error or ""))
+            continue
+        for gpu in node.gpus:
+            mem = (f"{fmt(_gb(gpu.memory_used_mib), '', 1)}/{fmt(_gb(gpu.memory_total_mib), '', 1)} GB")
+            power = f"{fmt(gpu.power_w)}/{fmt(gpu.power_limit_w)} W"
+            procs = ", ".join(f"{p.pid}:{p.user or DASH}" for p in gpu.processes)
+            rows.append((node.name, label, str(gpu.index), short_model(gpu.name), fmt(gpu.utilization_pct, "%"),
+                         mem, fmt(gpu.temperature_c, "°C"), power, procs or (node.error or "")))
+    table = render(("NODE", "STATE", "GPU", "MODEL", "UTIL", "MEMORY", "TEMP", "POWER", "PROCESSES / NOTE"), rows)
+    return head + "\n" + table
+
+
+def _gb(mib: int | None) -> float | None:
+    return None if mib is None else mib / 1024
+
+
+async def _once(cluster: Cluster, as_json: bool) -> int:
+    async with Monitor(cluster) as monitor:
+        await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
+        out = monitor.state
+        print(json.dumps(out.to_json(), indent=2) if as_json else format_state(out, cluster.name, time.time()))
+    return 0 if all(n.healthy for n in out.nodes.values()) else 1
+
+
+async def _watch(cluster: Cluster, as_json: bool, count: int | None) -> int:
+    tty = sys.stdout.isatty() and not as_json
+    shown = 0
+    async with Monitor(cluster) as monitor:
+        await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
+        while count is None or shown < count:
+            if as_json:
+                print(json.dumps(monitor.state.to_json()), flush=True)
+            else:
+                text = format_state(monitor.state, cluster.name, time.time())
+                sys.stdout.write(("\x1b[H\x1b[2J" if tty else ("\n" if shown else "")) + text + "\n")
+                sys.stdout.flush()
+            shown += 1
+            await asyncio.sleep(cluster.poll_interval)
+    return 0
+
+
+def run(args: Namespace, cluster: Cluster) -> int:
+    if args.watch:
+        return asyncio.run(_watch(cluster, args.json, args.count))
+    return asyncio.run(_once(cluster, args.json))

@@ -1,0 +1,335 @@
+"""cluster.toml <-> Cluster/Node dataclasses. Every error names the file and the field path."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ugro_tui import paths
+from ugro_tui.errors import ConfigError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# Hostnames, IPv4, IPv6 (with optional zone) and ~/.ssh/config aliases; never spaces or shell characters.
+HOST_RE = re.compile(r"^[A-Za-z0-9_.:%-]{1,253}$")
+USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LOCAL_HOSTS = frozenset({"localhost"})
+SIM_SOURCES = ("nvml", "nvidia-smi", "none", "mismatch")
+
+
+@dataclass(frozen=True)
+class SimGpu:
+    """A simulated GPU model for demos and tests (only the data source is simulated)."""
+
+    name: str
+    memory_mib: int
+    power_limit_w: float
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    gpus: tuple[SimGpu, ...]
+    source: str = "nvml"
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    host: str
+    port: int | None = None
+    user: str | None = None
+    identity_file: str | None = None
+    python: str = "python3"
+    workdir: str = "~/ugro"
+    labels: tuple[str, ...] = ()
+    socket_ifname: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    transport: str = "auto"
+    sim: SimSpec | None = None
+
+    @property
+    def is_local(self) -> bool:
+        if self.transport == "auto":
+            return self.host in LOCAL_HOSTS
+        return self.transport == "local"
+
+    @property
+    def address(self) -> str:
+        """user@host[:port] as the user would type it."""
+        who = f"{self.user}@" if self.user else ""
+        where = f"{who}{self.host}"
+        return f"{where}:{self.port}" if self.port and self.port != 22 else where
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str = "ugro"
+    poll_interval: float = 1.0
+    rendezvous_ports: tuple[int, int] = (29500, 29599)
+    known_hosts: str | None = None
+    ssh_config: str | None = None
+    connect_timeout: float = 5.0
+    history: int = 120
+    nodes: tuple[Node, ...] = ()
+    source: str = "cluster.toml"
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return Path(os.path.expanduser(self.known_hosts or "~/.ssh/known_hosts"))
+
+
+# --- validation -----------------------------------------------------------------------------------------------
+
+
+class _Checker:
+    """Validates one table against a field spec and collects the values."""
+
+    def __init__(self, source: str, path: str, table: Any) -> None:
+        self.source = source
+        self.path = path
+        if not isinstance(table, dict):
+            self.fail(None, f"expected a table, got {_show(table)}")
+        self.table: dict[str, Any] = table
+
+    def where(self, key: str | None) -> str:
+        if key is None:
+            return self.path
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, key: str | None, problem: str) -> None:
+        raise ConfigError(self.source, self.where(key) or None, problem)
+
+    def only(self, allowed: tuple[str, ...]) -> None:
+        for key in self.table:
+            if key not in allowed:
+                near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+                hint = f'; did you mean "{near[0]}"?' if near else f"; known keys: {', '.join(allowed)}"
+                self.fail(key, f"unknown key{hint}")
+
+    def get(self, key: str, kind: Callable[[_Checker, str, Any], Any], default: Any = None,
+            required: bool = False) -> Any:
+        if key not in self.table:
+            if required:
+                self.fail(key, "is required")
+            return default
+        return kind(self, key, self.table[key])
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return repr(value)
+
+
+def _string(pattern: re.Pattern[str] | None = None, what: str = "a string") -> Callable[..., str]:
+    def check(c: _Checker, key: str, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            c.fail(key, f"expected {what}, got {_show(value)}")
+        if pattern is not None and not pattern.match(value):
+            c.fail(key, f"expected {what}, got {_show(value)}")
+        return value
+
+    return check
+
+
+def _integer(lo: int, hi: int) -> Callable[..., int]:
+    def check(c: _Checker, key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            c.fail(key, f"expected an integer {lo}-{hi}, got {_show(value)}")
+        return value
+
+    return check
+
+
+def _seconds(lo_exclusive: float, hi: float) -> Callable[..., float]:
+    def check(c: _Checker, key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo_exclusive < value <= hi:
+            c.fail(key, f"expected a number of seconds above {lo_exclusive:g} and at most {hi:g}, got {_show(value)}")
+        return float(value)
+
+    return check
+
+
+def _port_range(c: _Checker, key: str, value: Any) -> tuple[int, int]:
+    ok = (isinstance(value, list) and len(value) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) and 1024 <= v <= 65535 for v in value))
+    if not ok:
+        c.fail(key, f"expected [first, last] with ports 1024-65535, got {_show(value)}")
+    if value[0] > value[1]:
+        c.fail(key, f"the range is reversed: {value[0]} > {value[1]}")
+    return (value[0], value[1])
+
+
+def _labels(c: _Checker, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and NAME_RE.match(v) for v in value):
+        c.fail(key, f"expected an array of label names (letters, digits, . _ -), got {_show(value)}")
+    return tuple(value)
+
+
+def _env(c: _Checker, key: str, value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        c.fail(key, f"expected a table of NAME = \"value\", got {_show(value)}")
+    for name, val in value.items():
+        if not ENV_KEY_RE.match(name):
+            c.fail(f"{key}.{name}", "is not a valid environment variable name")
+        if not isinstance(val, str):
+            c.fail(f"{key}.{name}", f"expected a string, got {_show(val)}")
+    return tuple(value.items())
+
+
+def _choice(options: tuple[str, ...]) -> Callable[..., str]:
+    def check(c: _Checker, key: str, value: Any) -> str:
+        if value not in options:
+            c.fail(key, f"expected one of {', '.join(options)}, got {_show(value)}")
+        return value
+
+    return check
+
+
+def _sim(c: _Checker, key: str, value: Any) -> SimSpec:
+    from ugro_tui.core.sim.catalogue import lookup_gpu
+
+    sim = _Checker(c.source, c.where(key), value)
+    sim.only(("gpus", "source"))
+    raw = sim.get("gpus", lambda s, k, v: v, required=True)
+    if not isinstance(raw, list):
+        sim.fail("gpus", f"expected an array of GPU models, got {_show(raw)}")
+    gpus = []
+    for i, item in enumerate(raw):
+        where = f"gpus[{i}]"
+        if isinstance(item, str):
+            gpu = lookup_gpu(item)
+            if gpu is None:
+                sim.fail(where, f"unknown GPU model {_show(item)}; give a table with name, memory_mib, power_limit_w")
+            gpus.append(SimGpu(*gpu))
+            continue
+        g = _Checker(c.source, f"{sim.where(where)}", item)
+        g.only(("name", "memory_mib", "power_limit_w"))
+        gpus.append(SimGpu(
+            g.get("name", _string(), required=True),
+            g.get("memory_mib", _integer(256, 1 << 20), required=True),
+            float(g.get("power_limit_w", _integer(10, 2000), default=250)),
+        ))
+    return SimSpec(tuple(gpus), sim.get("source", _choice(SIM_SOURCES), default="nvml"))
+
+
+NODE_KEYS = ("name", "host", "port", "user", "identity_file", "python", "workdir", "labels",
+             "socket_ifname", "env", "transport", "sim")
+CLUSTER_KEYS = ("name", "poll_interval", "rendezvous_ports", "known_hosts", "ssh_config",
+                "connect_timeout", "history")
+
+
+def _node(source: str, index: int, table: Any) -> Node:
+    c = _Checker(source, f"nodes[{index}]", table)
+    c.only(NODE_KEYS)
+    return Node(
+        name=c.get("name", _string(NAME_RE, "a name of letters, digits, . _ -"), required=True),
+        host=c.get("host", _string(HOST_RE, "a host name or address without spaces or shell characters"),
+                   required=True),
+        port=c.get("port", _integer(1, 65535)),
+        user=c.get("user", _string(USER_RE, "a user name without spaces or shell characters")),
+        identity_file=c.get("identity_file", _string(what="a path")),
+        python=c.get("python", _string(what="a command such as python3 or /opt/conda/envs/torch/bin/python"),
+                     default="python3"),
+        workdir=c.get("workdir", _string(what="a path"), default="~/ugro"),
+        labels=c.get("labels", _labels, default=()),
+        socket_ifname=c.get("socket_ifname", _string(IFNAME_RE, "a network interface name")),
+        env=c.get("env", _env, default=()),
+        transport=c.get("transport", _choice(("auto", "ssh", "local")), default="auto"),
+        sim=c.get("sim", _sim),
+    )
+
+
+def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster:
+    """Validate a decoded cluster.toml; raises ConfigError naming the first bad field."""
+    top = _Checker(source, "", data)
+    top.only(("cluster", "nodes"))
+    c = _Checker(source, "cluster", data.get("cluster", {}))
+    c.only(CLUSTER_KEYS)
+    raw_nodes = data.get("nodes", [])
+    if not isinstance(raw_nodes, list):
+        top.fail("nodes", "expected [[nodes]] tables")
+    if not raw_nodes:
+        top.fail("nodes", "no nodes configured; add at least one [[nodes]] table")
+    nodes = [_node(source, i, t) for i, t in enumerate(raw_nodes)]
+    seen: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        if node.name in seen:
+            raise ConfigError(source, f"nodes[{i}].name", f'duplicate node name "{node.name}" '
+                              f"(also nodes[{seen[node.name]}])")
+        seen[node.name] = i
+    return Cluster(
+        name=c.get("name", _string(what="a cluster name"), default="ugro"),
+        poll_interval=c.get("poll_interval", _seconds(0.0, 3600.0), default=1.0),
+        rendezvous_ports=c.get("rendezvous_ports", _port_range, default=(29500, 29599)),
+        known_hosts=c.get("known_hosts", _string(what="a path")),
+        ssh_config=c.get("ssh_config", _string(what="a path")),
+        connect_timeout=c.get("connect_timeout", _seconds(0.0, 300.0), default=5.0),
+        history=c.get("history", _integer(2, 100_000), default=120),
+        nodes=tuple(nodes),
+        source=source,
+    )
+
+
+_TOML_POS = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+
+
+def load_cluster(path: str | os.PathLike[str]) -> Cluster:
+    source = str(path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, None, "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(source, None, "is a directory, not a file") from None
+    except PermissionError:
+        raise ConfigError(source, None, "cannot read the file: permission denied") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, None, f"not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(source, None, f"cannot read the file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = _TOML_POS.match(str(exc))
+        if m:
+            raise ConfigError(source, f"line {m['line']}", f"invalid TOML: {m['msg']}") from None
+        raise ConfigError(source, None, f"invalid TOML: {exc}") from None
+    return parse_cluster(data, source)
+
+
+def resolve_config_path(explicit: str | None = None) -> Path:
+    """--config > $UGRO_CONFIG > ./cluster.toml > $XDG_CONFIG_HOME/ugro/cluster.toml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("UGRO_CONFIG")
+    if env:
+        return Path(env)
+    here = Path("cluster.toml")
+    if here.is_file():
+        return here
+    user = paths.config_home() / "cluster.toml"
+    if user.is_file():
+        return user
+    raise ConfigError("cluster.toml", None,
+                      f"no config found; pass --config, set $UGRO_CONFIG, or create ./cluster.toml or {user}")
+

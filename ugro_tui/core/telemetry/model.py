@@ -1,0 +1,172 @@
+"""Telemetry as data: GPU samples, node status with history, and cluster health."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class NodeState(StrEnum):
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    STALE = "stale"
+    OFFLINE = "offline"
+    AUTH_FAILED = "auth-failed"
+    HOST_KEY_MISMATCH = "host-key-mismatch"
+    UNKNOWN_HOST_KEY = "unknown-host-key"
+
+    @property
+    def retries(self) -> bool:
+        """Auth and host key problems need the user; retrying would only hammer the node."""
+        return self not in (NodeState.AUTH_FAILED, NodeState.HOST_KEY_MISMATCH, NodeState.UNKNOWN_HOST_KEY)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProcess:
+    pid: int
+    user: str | None
+    command: str | None
+    used_mib: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSample:
+    index: int
+    uuid: str | None
+    name: str | None
+    utilization_pct: float | None
+    memory_used_mib: int | None
+    memory_total_mib: int | None
+    temperature_c: float | None
+    power_w: float | None
+    power_limit_w: float | None
+    fan_pct: float | None
+    processes: tuple[GpuProcess, ...] = ()
+
+    @classmethod
+    def from_agent(cls, raw: dict[str, Any]) -> GpuSample:
+        def num(key: str) -> Any:
+            value = raw.get(key)
+            return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+        procs = tuple(
+            GpuProcess(int(p["pid"]), p.get("user"), p.get("command"),
+                       p.get("used_mib") if isinstance(p.get("used_mib"), int) else None)
+            for p in raw.get("processes") or () if isinstance(p, dict) and isinstance(p.get("pid"), int)
+        )
+        index = raw.get("index")
+        return cls(
+            index=index if isinstance(index, int) else 0,
+            uuid=raw.get("uuid") if isinstance(raw.get("uuid"), str) else None,
+            name=raw.get("name") if isinstance(raw.get("name"), str) else None,
+            utilization_pct=num("utilization_pct"), memory_used_mib=num("memory_used_mib"),
+            memory_total_mib=num("memory_total_mib"), temperature_c=num("temperature_c"), power_w=num("power_w"),
+            power_limit_w=num("power_limit_w"), fan_pct=num("fan_pct"), processes=procs,
+        )
+
+    @property
+    def memory_free_mib(self) -> int | None:
+        if self.memory_total_mib is None or self.memory_used_mib is None:
+            return None
+        return self.memory_total_mib - self.memory_used_mib
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.processes) or (self.utilization_pct or 0) >= 10
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "uuid": self.uuid, "name": self.name, "utilization_pct": self.utilization_pct,
+            "memory_used_mib": self.memory_used_mib, "memory_total_mib": self.memory_total_mib,
+            "temperature_c": self.temperature_c, "power_w": self.power_w, "power_limit_w": self.power_limit_w,
+            "fan_pct": self.fan_pct,
+            "processes": [{"pid": p.pid, "user": p.user, "command": p.command, "used_mib": p.used_mib}
+                          for p in self.processes],
+        }
+
+
+@dataclass
+class NodeStatus:
+    name: str
+    address: str
+    state: NodeState = NodeState.CONNECTING
+    error: str | None = None
+    source: str | None = None
+    driver: str | None = None
+    gpus: tuple[GpuSample, ...] = ()
+    sampled_at: float | None = None   # the node's clock, when the agent sampled
+    received_at: float | None = None  # ours, when the sample arrived
+    next_retry_at: float | None = None
+    history_len: int = 120
+    history: dict[int, deque[float | None]] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return self.state is NodeState.ONLINE and self.error is None
+
+    def apply_sample(self, raw: dict[str, Any], received_at: float) -> None:
+        """Take one agent line; cost is O(GPUs)."""
+        gpus = tuple(GpuSample.from_agent(g) for g in raw.get("gpus") or () if isinstance(g, dict))
+        self.gpus = gpus
+        self.source = raw.get("source")
+        self.driver = raw.get("driver")
+        self.error = raw.get("error")
+        self.sampled_at = raw.get("t") if isinstance(raw.get("t"), int | float) else received_at
+        self.received_at = received_at
+        self.state = NodeState.ONLINE
+        self.next_retry_at = None
+        for gpu in gpus:
+            ring = self.history.get(gpu.index)
+            if ring is None:
+                ring = self.history[gpu.index] = deque(maxlen=self.history_len)
+            ring.append(gpu.utilization_pct)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "address": self.address, "state": str(self.state), "error": self.error,
+                "source": self.source, "driver": self.driver, "sampled_at": self.sampled_at,
+                "next_retry_at": self.next_retry_at, "gpus": [g.to_json() for g in self.gpus]}
+
+
+@dataclass(frozen=True)
+class Health:
+    nodes_total: int
+    nodes_healthy: int
+    gpus_total: int
+    gpus_busy: int
+    memory_total_gb: float
+    memory_used_gb: float
+    utilization_pct: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"nodes_total": self.nodes_total, "nodes_healthy": self.nodes_healthy,
+                "gpus_total": self.gpus_total, "gpus_busy": self.gpus_busy,
+                "memory_total_gb": round(self.memory_total_gb, 2), "memory_used_gb": round(self.memory_used_gb, 2),
+                "utilization_pct": None if self.utilization_pct is None else round(self.utilization_pct, 1)}
+
+
+class ClusterState:
+    """Every node's latest status, in config order."""
+
+    def __init__(self, nodes: list[tuple[str, str]], history: int = 120) -> None:
+        self.nodes: dict[str, NodeStatus] = {
+            name: NodeStatus(name, address, history_len=history) for name, address in nodes}
+
+    def health(self) -> Health:
+        """Counts only nodes that are online now: a stale or offline node's last numbers may be wrong."""
+        gpus = [g for n in self.nodes.values() if n.state is NodeState.ONLINE for g in n.gpus]
+        utils = [g.utilization_pct for g in gpus if g.utilization_pct is not None]
+        mib = 1024.0
+        return Health(
+            nodes_total=len(self.nodes),
+            nodes_healthy=sum(n.healthy for n in self.nodes.values()),
+            gpus_total=len(gpus),
+            gpus_busy=sum(g.busy for g in gpus),
+            memory_total_gb=sum(g.memory_total_mib or 0 for g in gpus) / mib,
+            memory_used_gb=sum(g.memory_used_mib or 0 for g in gpus) / mib,
+            utilization_pct=sum(utils) / len(utils) if utils else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"health": self.health().to_json(), "nodes": [n.to_json() for n in self.nodes.values()]}

@@ -1,0 +1,346 @@
+"""One interface to run things on a node: over SSH (one persistent asyncssh connection) or locally.
+
+Every command is a POSIX shell string built by ugro with every value quoted, or an argv list that is
+quoted here. SSH commands are wrapped in `sh -c` so a user's fish or zsh login shell cannot change their meaning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import signal
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ugro_tui.config import Cluster, Node
+
+Command = str | Sequence[str]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class ConnectError(Exception):
+    """A node could not be reached. `kind` is one of KINDS; `reason` is one plain sentence."""
+
+    KINDS = ("refused", "timeout", "auth-failed", "unknown-host-key", "host-key-mismatch", "unreachable",
+             "closed", "error")
+
+    def __init__(self, kind: str, reason: str, fingerprint: str | None = None) -> None:
+        assert kind in self.KINDS, kind
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.fingerprint = fingerprint
+
+
+def to_shell(cmd: Command) -> str:
+    return cmd if isinstance(cmd, str) else shlex.join(cmd)
+
+
+def path_word(path: str) -> str:
+    """A path as one shell word; a leading ~ still means the node's home (quoting alone would stop that)."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def export_env(env: dict[str, str] | Sequence[tuple[str, str]]) -> str:
+    items = env.items() if isinstance(env, dict) else env
+    return "".join(f"export {k}={shlex.quote(v)}; " for k, v in items)
+
+
+class _Reader(Protocol):
+    async def readline(self) -> bytes: ...
+
+
+class LineStream:
+    """Lines of a long-running command's stdout. Closing it closes the channel, which ends the command."""
+
+    def __init__(self, reader: _Reader, closer: Callable[[], Awaitable[None]]) -> None:
+        self._reader = reader
+        self._closer = closer
+        self.closed = False
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._lines()
+
+    async def _lines(self) -> AsyncIterator[str]:
+        while True:
+            line = await self._reader.readline()
+            if not line:
+                return
+            yield line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self._closer()
+
+    async def __aenter__(self) -> LineStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Transport(ABC):
+    """Run, stream, start detached, signal a process group and copy a file, on one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    @abstractmethod
+    async def connect(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool: ...
+
+    @abstractmethod
+    async def _run_shell(self, script: str, stdin: bytes | None, timeout: float | None) -> RunResult: ...
+
+    @abstractmethod
+    async def _stream_shell(self, script: str) -> LineStream: ...
+
+    async def run(self, cmd: Command, *, stdin: bytes | None = None, timeout: float | None = None) -> RunResult:
+        return await self._run_shell(to_shell(cmd), stdin, timeout)
+
+    async def stream(self, cmd: Command) -> LineStream:
+        """Start a command and follow its stdout line by line; `close()` the stream to stop it."""
+        return await self._stream_shell(to_shell(cmd))
+
+    async def spawn_detached(self, cmd: Command, *, workdir: str | None = None, log: str = "/dev/null") -> int:
+        """Start a command in its own session (setsid), so it survives the connection; returns its pid = pgid."""
+        cd = f"mkdir -p {path_word(workdir)} && cd {path_word(workdir)} && " if workdir else ""
+        script = (f"{cd}setsid nohup sh -c {shlex.quote(to_shell(cmd))} >{path_word(log)} 2>&1 </dev/null & "
+                  "echo $!")
+        result = await self.run(script)
+        if not result.ok or not result.stdout.strip().isdigit():
+            raise RuntimeError(f"{self.node.name}: could not start the command: {result.stderr.strip()}")
+        return int(result.stdout.strip())
+
+    async def signal_group(self, pgid: int, sig: signal.Signals = signal.SIGTERM) -> bool:
+        """Signal a process group by running kill on the node (OpenSSH refuses signal requests for root)."""
+        result = await self.run(f"kill -s {sig.name.removeprefix('SIG')} -- -{int(pgid)}")
+        return result.ok
+
+    async def alive(self, pid: int) -> bool:
+        return (await self.run(f"kill -0 {int(pid)} 2>/dev/null")).ok
+
+    async def copy_file(self, data: bytes | Path, dest: str, *, mode: int = 0o644) -> None:
+        """Write a file on the node atomically (temp file, then rename)."""
+        payload = data.read_bytes() if isinstance(data, Path) else data
+        target = path_word(dest)
+        script = (f'd=$(dirname -- {target}) && mkdir -p -- "$d" && t={target}.tmp.$$ && '
+                  f'cat > "$t" && chmod {mode:o} "$t" && mv -f -- "$t" {target}')
+        result = await self.run(script, stdin=payload)
+        if not result.ok:
+            raise RuntimeError(f"{self.node.name}: could not write {dest}: {result.stderr.strip()}")
+
+
+def _decode(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+
+
+class LocalTransport(Transport):
+    """The same operations over asyncio subprocesses, for host = "localhost"."""
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    async def _run_shell(self, script: str, stdin: bytes | None, timeout: float | None) -> RunResult:
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", script, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        code = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else 128 - (proc.returncode or 0)
+        return RunResult(code, _decode(out), _decode(err))
+
+    async def _stream_shell(self, script: str) -> LineStream:
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", script, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True, limit=1 << 22)
+
+        async def closer() -> None:
+            assert proc.stdin is not None
+            proc.stdin.close()  # the agent's cue to exit, as a closed SSH channel would be
+            try:
+                await asyncio.wait_for(proc.wait(), 2.0)
+            except TimeoutError:
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+
+        assert proc.stdout is not None
+        return LineStream(proc.stdout, closer)
+
+
+class SshTransport(Transport):
+    """One persistent asyncssh connection per node, with keepalive; reconnects on the next call after a drop."""
+
+    def __init__(self, node: Node, cluster: Cluster, *, accept_new_host_key: bool = False) -> None:
+        super().__init__(node)
+        self.cluster = cluster
+        self.accept_new_host_key = accept_new_host_key
+        self._conn = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def connect(self) -> None:
+        async with self._lock:
+            if not self.connected:
+                self._conn = await ssh_connect(self.node, self.cluster, accept_new=self.accept_new_host_key)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            await conn.wait_closed()
+
+    async def _connection(self):
+        if not self.connected:
+            await self.connect()
+        return self._conn
+
+    async def _run_shell(self, script: str, stdin: bytes | None, timeout: float | None) -> RunResult:
+        import asyncssh
+
+        conn = await self._connection()
+        try:
+            done = await conn.run("sh -c " + shlex.quote(script), input=stdin, encoding=None, check=False,
+                                  timeout=timeout)
+        except asyncssh.ProcessError as exc:  # only raised with check=True; kept for clarity
+            return RunResult(exc.exit_status or 1, _decode(exc.stdout), _decode(exc.stderr))
+        except asyncssh.ChannelOpenError as exc:
+            raise ConnectError("closed", f"{self.node.name}: {exc.reason}") from None
+        except asyncssh.TimeoutError:
+            raise TimeoutError(f"{self.node.name}: command timed out after {timeout}s") from None
+        code = done.exit_status
+        if code is None or code < 0:
+            code = 128 + _signal_number(done.exit_signal)
+        return RunResult(code, _decode(done.stdout), _decode(done.stderr))
+
+    async def _stream_shell(self, script: str) -> LineStream:
+        conn = await self._connection()
+        proc = await conn.create_process("sh -c " + shlex.quote(script), encoding=None)
+
+        async def closer() -> None:
+            proc.close()  # closing the channel closes the agent's stdin: it exits
+            await proc.wait_closed()
+
+        return LineStream(proc.stdout, closer)
+
+
+def _signal_number(exit_signal: tuple | None) -> int:
+    if not exit_signal:
+        return 127
+    try:
+        return int(signal.Signals["SIG" + exit_signal[0]])
+    except (KeyError, ValueError):
+        return 127
+
+
+async def ssh_connect(node: Node, cluster: Cluster, *, accept_new: bool = False):
+    """Open a verified connection, or raise ConnectError naming why in the user's words."""
+    import asyncssh
+
+    from ugro_tui.core import hostkeys
+
+    kh_path = cluster.known_hosts_path
+    known = hostkeys.load_known_hosts(kh_path)
+    port = node.port or 22
+    verdict = hostkeys.HostKeyVerdict(node.host, port)
+
+    class Client(asyncssh.SSHClient):
+        def validate_host_public_key(self, host: str, addr: str, port_: int | None, key: asyncssh.SSHKey) -> bool:
+            verdict.host = host
+            verdict.fingerprint = key.get_fingerprint("sha256")
+            verdict.key_type = key.get_algorithm()
+            verdict.changed = hostkeys.has_entry(known, host, addr, port_ or 22)
+            if accept_new and not verdict.changed:
+                hostkeys.append_known_host(kh_path, host, port_ or 22, key)
+                verdict.accepted_new = True
+                return True
+            return False
+
+    options: dict = {
+        "known_hosts": known,
+        "connect_timeout": cluster.connect_timeout,
+        "keepalive_interval": 5,
+        "keepalive_count_max": 3,
+        "client_factory": Client,
+    }
+    if cluster.ssh_config:
+        options["config"] = [os.path.expanduser(cluster.ssh_config)]
+    if node.port:
+        options["port"] = node.port
+    if node.user:
+        options["username"] = node.user
+    if node.identity_file:
+        key_path = os.path.expanduser(node.identity_file)
+        if not os.path.isfile(key_path):
+            raise ConnectError("auth-failed", f"identity file not found: {node.identity_file}")
+        options["client_keys"] = [key_path]
+    try:
+        return await asyncssh.connect(node.host, **options)
+    except asyncssh.HostKeyNotVerifiable:
+        kind = "host-key-mismatch" if verdict.changed else "unknown-host-key"
+        raise ConnectError(kind, hostkeys.describe(verdict, kh_path), verdict.fingerprint) from None
+    except asyncssh.PermissionDenied:
+        who = node.user or "the current user"
+        raise ConnectError("auth-failed", f"authentication failed for {who} (no accepted key)") from None
+    except ConnectionRefusedError:
+        raise ConnectError("refused", f"connection refused on port {port}") from None
+    except (TimeoutError, asyncssh.TimeoutError):
+        raise ConnectError("timeout", f"no answer within {cluster.connect_timeout:g}s") from None
+    except socket.gaierror as exc:
+        raise ConnectError("unreachable", f"cannot resolve host {node.host!r}: {exc.strerror}") from None
+    except OSError as exc:
+        raise ConnectError("unreachable", exc.strerror or str(exc)) from None
+    except asyncssh.DisconnectError as exc:
+        raise ConnectError("closed", f"disconnected: {exc.reason}") from None
+    except asyncssh.Error as exc:
+        raise ConnectError("error", str(exc)) from None
+
+
+def make_transport(node: Node, cluster: Cluster, *, accept_new_host_key: bool = False) -> Transport:
+    if node.is_local:
+        return LocalTransport(node)
+    return SshTransport(node, cluster, accept_new_host_key=accept_new_host_key)
