@@ -1,0 +1,155 @@
+"""Telemetry end to end over the real loopback sshd cluster: both data paths, no driver, node loss, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import time
+from pathlib import Path
+
+from ugro_tui.config import Cluster
+from ugro_tui.core.sim.loopback import LoopbackCluster
+from ugro_tui.core.telemetry.model import NodeState, NodeStatus
+from ugro_tui.core.telemetry.monitor import AGENT_PATH, Monitor
+from ugro_tui.core.transport import make_transport
+
+from ..conftest import cluster_from, run_ugro
+
+AGENT_NAME = Path(AGENT_PATH).name
+
+
+async def until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_both_data_paths_and_no_driver(lab_config: tuple[Cluster, Path]) -> None:
+    cluster, _ = lab_config
+    async with Monitor(cluster) as monitor:
+        nodes = monitor.state.nodes
+        await until(lambda: all(n.state is NodeState.ONLINE for n in nodes.values()), 15, "all online")
+        nvml, smi, none = nodes["node0"], nodes["node1"], nodes["node2"]
+        assert nvml.source == "nvml" and [g.name for g in nvml.gpus] == ["NVIDIA GeForce RTX 5070 Ti"]
+        assert nvml.gpus[0].memory_total_mib == 12227 and nvml.gpus[0].power_limit_w == 300.0
+        assert smi.source == "nvidia-smi" and [g.index for g in smi.gpus] == [0, 1]
+        assert smi.gpus[0].name == "NVIDIA GeForce RTX 4070" and smi.gpus[1].memory_total_mib == 8188
+        assert none.gpus == () and none.error and none.error.startswith("no GPU driver")
+        assert not none.healthy
+        h = monitor.state.health()
+        assert (h.nodes_total, h.nodes_healthy, h.gpus_total) == (3, 2, 3)
+
+
+async def test_processes_on_a_gpu_raise_its_load(lab_config: tuple[Cluster, Path]) -> None:
+    """A process whose CUDA_VISIBLE_DEVICES names a GPU shows on it, through NVML and through nvidia-smi."""
+    cluster, _ = lab_config
+    transports = [make_transport(cluster.node(n), cluster) for n in ("node0", "node1")]
+    pids = []
+    for t, (node, gpu) in zip(transports, (("node0", 0), ("node1", 1)), strict=True):
+        env = f"UGRO_NODE={node} CUDA_VISIBLE_DEVICES={gpu} UGRO_SIM_MEM_MIB=3000"
+        pids.append(await t.spawn_detached(f"exec env {env} sleep 30"))
+    try:
+        async with Monitor(cluster) as monitor:
+            n0, n1 = monitor.state.nodes["node0"], monitor.state.nodes["node1"]
+
+            def shows(status: NodeStatus, index: int, pid: int) -> bool:
+                return any(g.index == index and any(p.pid == pid for p in g.processes) for g in status.gpus)
+
+            await until(lambda: shows(n0, 0, pids[0]) and shows(n1, 1, pids[1]), 15, "the processes")
+            busy, idle = n1.gpus[1], n1.gpus[0]
+            assert busy.utilization_pct >= 80 and idle.utilization_pct < 10
+            assert busy.memory_used_mib >= 3000 > idle.memory_used_mib
+            proc = n0.gpus[0].processes[0]
+            assert proc.used_mib == 3000 and proc.command and "sleep" in proc.command and proc.user
+            assert monitor.state.health().gpus_busy == 2
+    finally:
+        for t, pid in zip(transports, pids, strict=True):
+            await t.signal_group(pid)
+            await t.close()
+
+
+async def test_driver_library_mismatch_is_a_node_error(lab: LoopbackCluster) -> None:
+    text = lab.cluster_toml(sim=[(["RTX 4070"], "mismatch"), (["RTX 4070"], "nvml"), (["RTX 4070"], "nvml")],
+                            poll_interval=0.5)
+    async with Monitor(cluster_from(text)) as monitor:
+        node = monitor.state.nodes["node0"]
+        await until(lambda: node.state is NodeState.ONLINE, 15, "node0 online")
+        assert node.gpus == () and "mismatch" in (node.error or "")
+
+
+async def test_node_loss_goes_offline_then_back_online(solo_lab: LoopbackCluster) -> None:
+    interval = 0.5
+    cluster = cluster_from(solo_lab.cluster_toml(sim=[(["RTX 4070"], "nvml")], poll_interval=interval))
+    changes: list[tuple[float, NodeState]] = []
+    async with Monitor(cluster, on_change=lambda s: changes.append((time.monotonic(), s.state))) as monitor:
+        node = monitor.state.nodes["node0"]
+        await until(lambda: node.state is NodeState.ONLINE, 15, "online")
+        killed = time.monotonic()
+        solo_lab.kill_node(0)
+        await until(lambda: node.state is NodeState.OFFLINE, 3 * interval, "offline within 3 intervals")
+        assert node.next_retry_at is not None and node.error
+        offline_at = next(t for t, s in changes if t >= killed and s is NodeState.OFFLINE)
+        assert offline_at - killed <= 3 * interval
+        solo_lab.restart_node(0)
+        await until(lambda: node.state is NodeState.ONLINE, 20, "online again after restart")
+        assert node.gpus and node.error is None
+
+
+async def test_changed_host_key_stops_retrying(solo_lab: LoopbackCluster) -> None:
+    cluster = cluster_from(solo_lab.cluster_toml(sim=[(["RTX 4070"], "nvml")], poll_interval=0.5))
+    solo_lab.change_host_key(0)
+    async with Monitor(cluster) as monitor:
+        node = monitor.state.nodes["node0"]
+        await until(lambda: node.state is NodeState.HOST_KEY_MISMATCH, 10, "host-key-mismatch")
+        await asyncio.sleep(1.0)
+        assert node.state is NodeState.HOST_KEY_MISMATCH and node.next_retry_at is None
+        assert solo_lab.nodes[0].host_key.get_fingerprint("sha256") in (node.error or "")
+
+
+async def test_no_agent_left_after_the_monitor_stops(lab_config: tuple[Cluster, Path]) -> None:
+    cluster, _ = lab_config
+    async with Monitor(cluster) as monitor:
+        await until(lambda: all(n.state is NodeState.ONLINE for n in monitor.state.nodes.values()), 15, "online")
+        assert await count_agents(cluster) >= 3
+    await until_async(lambda: count_agents(cluster), 0, 5)
+
+
+async def count_agents(cluster: Cluster) -> int:
+    total = 0
+    for node in cluster.nodes:
+        t = make_transport(node, cluster)
+        pattern = "[" + AGENT_NAME[0] + "]" + AGENT_NAME[1:].replace(".", "\\.")  # never matches the grep itself
+        done = await t.run(f"ps -eo stat=,args= | grep -v '^Z' | grep -c {shlex.quote(pattern)}")
+        await t.close()
+        total += int(done.stdout.strip() or 0)
+    return total // len(cluster.nodes)  # every node sees the same machine here
+
+
+async def until_async(probe, want: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := await probe()) != want:
+        assert time.monotonic() < deadline, f"still {got} agents running"
+        await asyncio.sleep(0.1)
+
+
+def test_status_json_over_ssh(lab_config: tuple[Cluster, Path]) -> None:
+    _, config = lab_config
+    done = run_ugro("status", "--json", "--config", str(config))
+    assert done.returncode == 1  # node2 has no driver: not every node is healthy
+    out = json.loads(done.stdout)
+    assert out["health"]["nodes_total"] == 3 and out["health"]["gpus_total"] == 3
+    by_name = {n["name"]: n for n in out["nodes"]}
+    assert by_name["node0"]["gpus"][0]["name"] == "NVIDIA GeForce RTX 5070 Ti"
+    assert by_name["node2"]["error"].startswith("no GPU driver")
+    table = run_ugro("status", "--config", str(config))
+    assert "RTX 5070 Ti" in table.stdout and "2/3 nodes healthy" in table.stdout
+
+
+def test_status_watch_refreshes(lab_config: tuple[Cluster, Path]) -> None:
+    _, config = lab_config
+    done = run_ugro("status", "--watch", "--count", "3", "--json", "--config", str(config))
+    frames = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and len(frames) == 3
+    assert {n["state"] for n in frames[-1]["nodes"]} == {"online"}
