@@ -108,3 +108,21 @@ async def _until(predicate, timeout: float) -> None:
     while not predicate():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+async def test_fallback_ssh_server_serves_the_same_operations(tmp_path: Path) -> None:
+    """Where OpenSSH's sshd is missing, the asyncssh stand-in server answers on the same loopback addresses."""
+    from ugro_tui.core.sim.loopback import LoopbackCluster
+
+    lab = LoopbackCluster(tmp_path / "fallback", hosts=["127.0.0.6"], use_openssh=False).start()
+    try:
+        cluster = cluster_from(lab.cluster_toml())
+        t = make_transport(cluster.nodes[0], cluster)
+        done = await t.run(["printf", "%s", "a b"])
+        assert (done.exit_code, done.stdout) == (0, "a b")
+        stream = await t.stream("echo one; echo two")
+        async with stream:
+            assert [line async for line in stream] == ["one\n", "two\n"]
+        await t.close()
+    finally:
+        lab.stop()

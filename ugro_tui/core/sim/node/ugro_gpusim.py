@@ -32,39 +32,37 @@ def gpu_uuid(node, index):
 
 
 def _read_env(pid):
-    """(node, [gpu indexes], MiB) for a process, cached by pid and start time so /proc is read once per process."""
-    try:
-        with open("/proc/%s/stat" % pid, "rb") as f:
-            start = f.read().rsplit(b")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-    key = (pid, start)
-    if key in _env_cache:
-        return _env_cache[key]
-    found = None
+    """(node, [gpu indexes], MiB) of a process, or None if it is no simulated GPU user."""
     try:
         with open("/proc/%s/environ" % pid, "rb") as f:
             env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
-        node = env.get(b"UGRO_NODE")
-        cvd = env.get(b"CUDA_VISIBLE_DEVICES")
-        if node is not None and cvd is not None:
-            gpus = [int(x) for x in cvd.decode().split(",") if x.strip().isdigit()]
-            found = (node.decode(), gpus, int(env.get(b"UGRO_SIM_MEM_MIB", b"1500")))
     except (OSError, ValueError):
-        found = None
-    if len(_env_cache) > 4096:
-        _env_cache.clear()
-    _env_cache[key] = found
-    return found
+        return None
+    node = env.get(b"UGRO_NODE")
+    cvd = env.get(b"CUDA_VISIBLE_DEVICES")
+    if node is None or cvd is None:
+        return None
+    try:
+        gpus = [int(x) for x in cvd.decode().split(",") if x.strip().isdigit()]
+        return node.decode(), gpus, int(env.get(b"UGRO_SIM_MEM_MIB", b"1500"))
+    except ValueError:
+        return None
 
 
 def processes(node):
-    """{gpu index: [(pid, MiB)]} for this node's processes."""
+    """{gpu index: [(pid, MiB)]} for this node's processes.
+
+    A pid's environment is read once: a pid that leaves /proc is forgotten, and pids are not reused within one
+    sample interval, so a cached answer always belongs to the same process."""
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    live = set(pids)
+    for gone in [p for p in _env_cache if p not in live]:
+        del _env_cache[gone]
     out = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        info = _read_env(pid)
+    for pid in pids:
+        if pid not in _env_cache:
+            _env_cache[pid] = _read_env(pid)
+        info = _env_cache[pid]
         if info is None or info[0] != node:
             continue
         for index in info[1]:
