@@ -153,3 +153,21 @@ def test_status_watch_refreshes(lab_config: tuple[Cluster, Path]) -> None:
     frames = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 0 and len(frames) == 3
     assert {n["state"] for n in frames[-1]["nodes"]} == {"online"}
+
+
+async def test_silent_agent_goes_stale_then_recovers(solo_lab: LoopbackCluster) -> None:
+    """The connection stays up but no sample comes (a hung node): stale after 3 intervals, online when it resumes."""
+    interval = 0.4
+    cluster = cluster_from(solo_lab.cluster_toml(sim=[(["RTX 4070"], "nvml")], poll_interval=interval))
+    async with Monitor(cluster) as monitor:
+        node = monitor.state.nodes["node0"]
+        await until(lambda: node.state is NodeState.ONLINE, 15, "online")
+        t = make_transport(cluster.nodes[0], cluster)
+        pattern = shlex.quote("[" + AGENT_NAME[0] + "]" + AGENT_NAME[1:])
+        assert (await t.run(f"pkill -STOP -f {pattern}")).ok
+        try:
+            await until(lambda: node.state is NodeState.STALE, 3 * interval + 1.0, "stale")
+        finally:
+            await t.run(f"pkill -CONT -f {pattern}")
+        await until(lambda: node.state is NodeState.ONLINE, 5, "online again")
+        await t.close()
