@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run a simulated 3-node lab over loopback SSH (no GPU, no root)")
     demo.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this long")
+    demo.add_argument("--plain", action="store_true", help="print the live status as text instead of the app")
     return p
 
 
@@ -69,7 +70,9 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import demo
 
         return demo.run(args)
-    parser.print_help()
+    from ugro_tui.ui.app import make_app
+
+    make_app(_load(args)).run()
     return 0
 
 

@@ -78,6 +78,7 @@ class Cluster:
     connect_timeout: float = 5.0
     history: int = 120
     nodes: tuple[Node, ...] = ()
+    keys: tuple[tuple[str, str], ...] = ()
     source: str = "cluster.toml"
 
     def node(self, name: str) -> Node:
@@ -232,6 +233,19 @@ def _sim(c: _Checker, key: str, value: Any) -> SimSpec:
     return SimSpec(tuple(gpus), sim.get("source", _choice(SIM_SOURCES), default="nvml"))
 
 
+KEY_RE = re.compile(r"^[a-z0-9_+-]+(,[a-z0-9_+-]+)*$")
+
+
+def _keys(c: _Checker, key: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """[keys] binding-id = "key[,key]": remaps the app's keys (ids are listed by `?` in the app)."""
+    if not isinstance(value, dict):
+        c.fail(key, f'expected a table of binding-id = "key", got {_show(value)}')
+    for bid, keys in value.items():
+        if not isinstance(keys, str) or not KEY_RE.match(keys):
+            c.fail(f"{key}.{bid}", f'expected key names such as "f5" or "ctrl+r,r", got {_show(keys)}')
+    return tuple(value.items())
+
+
 NODE_KEYS = ("name", "host", "port", "user", "identity_file", "python", "workdir", "labels",
              "socket_ifname", "env", "transport", "sim")
 CLUSTER_KEYS = ("name", "poll_interval", "rendezvous_ports", "known_hosts", "ssh_config",
@@ -262,7 +276,7 @@ def _node(source: str, index: int, table: Any) -> Node:
 def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster:
     """Validate a decoded cluster.toml; raises ConfigError naming the first bad field."""
     top = _Checker(source, "", data)
-    top.only(("cluster", "nodes"))
+    top.only(("cluster", "nodes", "keys"))
     c = _Checker(source, "cluster", data.get("cluster", {}))
     c.only(CLUSTER_KEYS)
     raw_nodes = data.get("nodes", [])
@@ -286,6 +300,7 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         connect_timeout=c.get("connect_timeout", _seconds(0.0, 300.0), default=5.0),
         history=c.get("history", _integer(2, 100_000), default=120),
         nodes=tuple(nodes),
+        keys=top.get("keys", _keys, default=()),
         source=source,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from argparse import Namespace
 from collections.abc import Iterator
@@ -45,6 +46,15 @@ def run(args: Namespace) -> int:
           flush=True)
     with demo_cluster() as (cluster, config):
         print(f"ugro demo: config at {config}; press Ctrl+C to stop", flush=True)
+        if not args.plain and sys.stdout.isatty():
+            from ugro_tui.ui.app import make_app
+
+            app = make_app(cluster)
+            if args.duration is not None:
+                app.call_later(lambda: app.set_timer(args.duration, app.exit))
+            app.run()
+            print("ugro demo: stopped, and every node process cleaned up.")
+            return 0
         args.watch, args.json = True, False
         args.count = None if args.duration is None else max(1, int(args.duration / cluster.poll_interval))
         with suppress(KeyboardInterrupt):

@@ -49,10 +49,10 @@ class Monitor:
 
     def __init__(self, cluster: Cluster, *, on_change: Callable[[NodeStatus], None] | None = None,
                  transport_factory: TransportFactory = make_transport, clock: Callable[[], float] = time.time,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, state: ClusterState | None = None) -> None:
         self.cluster = cluster
         self.interval = cluster.poll_interval
-        self.state = ClusterState([(n.name, n.address) for n in cluster.nodes], history=cluster.history)
+        self.state = state or ClusterState([(n.name, n.address) for n in cluster.nodes], history=cluster.history)
         self.on_change = on_change
         self._factory = transport_factory
         self._clock = clock
@@ -84,6 +84,10 @@ class Monitor:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def wait_forever(self) -> None:
+        """Until cancelled (the app's worker owns the monitor's lifetime)."""
+        await asyncio.Event().wait()
 
     def retry_now(self, name: str) -> None:
         """Skip the backoff wait for one node (the user pressed retry)."""

@@ -1,0 +1,104 @@
+"""The app factory: one UgroApp for `ugro`, `ugro demo` and the tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from ugro_tui.config import Cluster
+from ugro_tui.core.telemetry.model import ClusterState, NodeStatus
+from ugro_tui.core.telemetry.monitor import Monitor
+from ugro_tui.ui import themes
+from ugro_tui.ui.messages import NodeUpdated
+from ugro_tui.ui.screens.empty import JobsScreen, LogsScreen
+from ugro_tui.ui.screens.help import HelpScreen
+from ugro_tui.ui.screens.nodes import NodesScreen
+
+THEME_VARIABLE_DEFAULTS = {"gpu-idle": "#5FB760", "gpu-busy": "#4EA8DE", "gpu-hot": "#E5534B",
+                           "bar-empty": "#3A3F45"}
+
+
+class UgroApp(App[None]):
+    CSS_PATH = "ugro.tcss"
+    TITLE = "ugro"
+    MODES = {"nodes": NodesScreen, "jobs": JobsScreen, "logs": LogsScreen}
+    DEFAULT_MODE = "nodes"
+    BINDINGS = [
+        Binding("1", "switch_mode('nodes')", "Nodes", id="view.nodes"),
+        Binding("2", "switch_mode('jobs')", "Jobs", id="view.jobs"),
+        Binding("3", "switch_mode('logs')", "Logs", id="view.logs"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("t", "next_theme", "Theme", id="app.theme"),
+        Binding("colon", "command_palette", "Palette", id="app.palette", show=False),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(self, cluster: Cluster, *, monitor: bool = True, clock: Callable[[], float] = time.time,
+                 state: ClusterState | None = None, keymap: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.cluster = cluster
+        self.clock = clock
+        self.use_monitor = monitor
+        self.monitor: Monitor | None = None
+        self.monitor_state = state or ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
+        self._keymap = keymap or {}
+        self._theme_names: list[str] = []
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return THEME_VARIABLE_DEFAULTS
+
+    def on_mount(self) -> None:
+        for theme in themes.load_themes():
+            self.register_theme(theme)
+            self._theme_names.append(theme.name)
+        wanted = themes.load_settings().get("theme", themes.DEFAULT_THEME)
+        self.theme = wanted if wanted in self.available_themes else (
+            themes.DEFAULT_THEME if themes.DEFAULT_THEME in self.available_themes else "textual-dark")
+        if self._keymap:
+            self.set_keymap(self._keymap)
+        if self.use_monitor:
+            self.run_monitor()
+
+    def watch_theme(self, theme: str) -> None:
+        if self.is_mounted:
+            themes.save_setting("theme", theme)
+
+    @work(group="telemetry", name="monitor", description="GPU telemetry from every node", exit_on_error=False)
+    async def run_monitor(self) -> None:
+        self.monitor = Monitor(self.cluster, on_change=self._node_changed, state=self.monitor_state)
+        async with self.monitor:
+            await self.monitor.wait_forever()
+
+    def _node_changed(self, status: NodeStatus) -> None:
+        self.post_message(NodeUpdated(status))
+
+    def on_node_updated(self, message: NodeUpdated) -> None:
+        screen = self.screen
+        if isinstance(screen, NodesScreen):
+            screen.node_updated(message.status)
+
+    def action_help(self) -> None:
+        rows = []
+        seen = set()
+        for binding in [*self.screen.BINDINGS, *self.BINDINGS]:
+            if isinstance(binding, Binding) and binding.id not in seen:
+                seen.add(binding.id)
+                keys = self._keymap.get(binding.id or "", binding.key)
+                rows.append((keys.replace("question_mark", "?").replace("slash", "/").replace("colon", ":"),
+                             binding.description, binding.id or ""))
+        self.push_screen(HelpScreen(rows))
+
+    def action_next_theme(self) -> None:
+        names = self._theme_names or [self.theme]
+        at = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(at + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+
+def make_app(cluster: Cluster, **options) -> UgroApp:
+    """The one factory for the CLI, the demo and the tests."""
+    return UgroApp(cluster, keymap=dict(cluster.keys), **options)

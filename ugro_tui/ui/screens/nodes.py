@@ -1,0 +1,135 @@
+"""The Nodes view: a card per node, a row per GPU, the selected GPU's processes."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.events import Resize
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+
+from ugro_tui.core.telemetry.model import GpuSample, NodeStatus
+from ugro_tui.ui.widgets.health import HealthBar
+from ugro_tui.ui.widgets.node_card import NodeCard
+from ugro_tui.ui.widgets.process_table import ProcessTable
+
+CARD_WIDTH = 84  # a card is good from here on; narrower screens get one column
+
+
+class NodesScreen(Screen[None]):
+    BINDINGS = [
+        Binding("j,down", "move(1)", "Next GPU", id="nodes.down", show=False),
+        Binding("k,up", "move(-1)", "Prev GPU", id="nodes.up", show=False),
+        Binding("slash", "filter", "Filter", id="nodes.filter"),
+        Binding("enter", "drill", "Open", id="nodes.drill"),
+        Binding("escape", "back", "Back", id="nodes.back", show=False),
+        Binding("r", "retry", "Retry", id="nodes.retry"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cards: dict[str, NodeCard] = {}
+        self.cursor: tuple[str, int] | None = None
+        self.drilled: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield HealthBar(id="health")
+        yield Input(placeholder="filter: node, label or GPU model (esc to clear)", id="filter")
+        with VerticalScroll(id="cards"):
+            for status in self.app.monitor_state.nodes.values():
+                card = NodeCard(status, clock=self.app.clock)
+                self.cards[status.name] = card
+                yield card
+        yield ProcessTable(id="processes")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one("#cards").focus()
+        self.refresh_health()
+        self.action_move(0)
+
+    def on_screen_resume(self) -> None:
+        for card in self.cards.values():
+            card.refresh_status()
+        self.refresh_health()
+
+    def on_resize(self, event: Resize) -> None:
+        cards = self.query_one("#cards")
+        cards.styles.grid_size_columns = max(1, event.size.width // CARD_WIDTH)
+
+    def node_updated(self, status: NodeStatus) -> None:
+        card = self.cards.get(status.name)
+        if card is not None:
+            card.refresh_status()
+        if self.cursor is None or (self.cursor[0] == status.name):
+            self.action_move(0)
+        self.refresh_health()
+
+    def refresh_health(self) -> None:
+        self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health())
+
+    def visible_gpus(self) -> list[tuple[str, GpuSample]]:
+        return [(name, gpu) for name, card in self.cards.items() if card.display for gpu in card.status.gpus]
+
+    def action_move(self, step: int) -> None:
+        rows = self.visible_gpus()
+        old = self.cursor
+        if not rows:
+            self.cursor = None
+        else:
+            keys = [(name, gpu.index) for name, gpu in rows]
+            at = keys.index(self.cursor) if self.cursor in keys else 0
+            at = max(0, min(len(keys) - 1, at + step)) if self.cursor in keys else 0
+            self.cursor = keys[at]
+        if old != self.cursor or step == 0:
+            for name, card in self.cards.items():
+                want = self.cursor[1] if self.cursor and self.cursor[0] == name else None
+                if card.selected_gpu != want or old is None:
+                    card.selected_gpu = want
+                    card.refresh_status()
+            if self.cursor:
+                self.cards[self.cursor[0]].scroll_visible()
+        selected = dict(((n, g.index), g) for n, g in rows).get(self.cursor) if self.cursor else None
+        self.query_one(ProcessTable).show(self.cursor[0] if self.cursor else None, selected)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.apply_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one("#cards").focus()
+
+    def apply_filter(self, text: str) -> None:
+        words = text.lower().split()
+        for name, card in self.cards.items():
+            node = self.app.cluster.node(name)
+            hay = " ".join([name, node.host, *node.labels, *(g.name or "" for g in card.status.gpus)]).lower()
+            shown = all(w in hay for w in words) and (self.drilled is None or self.drilled == name)
+            card.display = shown
+        self.action_move(0)
+
+    def action_drill(self) -> None:
+        if self.cursor is None:
+            return
+        self.drilled = self.cursor[0]
+        self.apply_filter(self.query_one("#filter", Input).value)
+
+    def action_back(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_focus or box.value:
+            box.value = ""
+            box.display = False
+            self.query_one("#cards").focus()
+        elif self.drilled is not None:
+            self.drilled = None
+        self.apply_filter(box.value)
+
+    def action_retry(self) -> None:
+        if self.cursor is not None and self.app.monitor is not None:
+            self.app.monitor.retry_now(self.cursor[0])

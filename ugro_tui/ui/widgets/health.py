@@ -1,0 +1,27 @@
+"""The top line: cluster name and health (nodes healthy/total, GPUs busy/total, memory, mean utilization)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ugro_tui.core.telemetry.model import Health
+from ugro_tui.ui.render import num
+
+
+class HealthBar(Static):
+    DEFAULT_CSS = """
+    HealthBar { height: 1; background: $panel; color: $foreground; padding: 0 1; }
+    """
+
+    def show(self, cluster: str, health: Health, dispatcher: str = "") -> None:
+        util = num(health.utilization_pct, "%")
+        text = Text.assemble(
+            ("ugro ", "bold"), (cluster, "bold"), "  ",
+            f"nodes {health.nodes_healthy}/{health.nodes_total}", " · ",
+            f"GPUs {health.gpus_busy}/{health.gpus_total} busy", " · ",
+            f"mem {health.memory_used_gb:.1f}/{health.memory_total_gb:.1f} GB", " · ",
+            f"util {util}", (f"  {dispatcher}" if dispatcher else ""),
+            no_wrap=True, overflow="ellipsis",
+        )
+        self.update(text)

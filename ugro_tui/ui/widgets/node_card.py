@@ -1,0 +1,70 @@
+"""A card per node: name, user@host and state badge on the border; one line per GPU inside."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rich.console import Group
+from rich.text import Text
+from textual.widget import Widget
+
+from ugro_tui.core.telemetry.model import NodeStatus
+from ugro_tui.ui import render
+
+STYLE_NAMES = ("idle", "busy", "hot", "warm", "empty", "memory", "good", "warn", "bad", "muted")
+
+
+class NodeCard(Widget):
+    DEFAULT_CSS = """
+    NodeCard {
+        height: auto;
+        border: round $panel-lighten-2;
+        border-title-color: $foreground;
+        border-title-style: bold;
+        padding: 0 1;
+    }
+    NodeCard.-has-selection { border: round $primary; }
+    NodeCard > .node-card--idle { color: $gpu-idle; }
+    NodeCard > .node-card--busy { color: $gpu-busy; }
+    NodeCard > .node-card--hot { color: $gpu-hot; text-style: bold; }
+    NodeCard > .node-card--warm { color: $warning; }
+    NodeCard > .node-card--empty { color: $bar-empty; }
+    NodeCard > .node-card--memory { color: $secondary; }
+    NodeCard > .node-card--good { color: $success; }
+    NodeCard > .node-card--warn { color: $warning; text-style: bold; }
+    NodeCard > .node-card--bad { color: $error; text-style: bold; }
+    NodeCard > .node-card--muted { color: $foreground-muted; }
+    """
+    COMPONENT_CLASSES = {f"node-card--{name}" for name in STYLE_NAMES}
+
+    def __init__(self, status: NodeStatus, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(id=f"node-{status.name}")
+        self.status = status
+        self.clock = clock
+        self.selected_gpu: int | None = None
+
+    def refresh_status(self) -> None:
+        text, style = render.badge(self.status, self.clock())
+        colour = self.get_component_rich_style(f"node-card--{style}")
+        self.border_title = Text.assemble((self.status.name, "bold"), "  ", (self.status.address, "dim"))
+        self.border_subtitle = Text(text, style=colour)
+        self.set_class(self.selected_gpu is not None, "-has-selection")
+        self.refresh(layout=True)
+
+    def on_mount(self) -> None:
+        self.refresh_status()
+
+    def render(self) -> Group:
+        styles = {name: self.get_component_rich_style(f"node-card--{name}") for name in STYLE_NAMES}
+        width = max(20, self.content_size.width or 76)
+        lines: list[Text] = []
+        for gpu in self.status.gpus:
+            history = self.status.history.get(gpu.index, ())
+            lines.append(render.gpu_line(gpu, history, width, styles, selected=gpu.index == self.selected_gpu))
+        if self.status.error:
+            style = styles["bad"] if not self.status.gpus or self.status.state.value != "online" else styles["warn"]
+            lines.append(Text(render.fit(self.status.error, width), style=style, no_wrap=True))
+        if not lines:
+            lines.append(Text("waiting for the first sample…", style=styles["muted"]))
+        return Group(*lines)
