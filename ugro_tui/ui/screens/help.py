@@ -23,7 +23,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Static("[b]ugro keys[/b]  (remap by id under [keys] in cluster.toml)")
+            yield Static("[b]ugro keys[/b]  (remap by id under \\[keys] in cluster.toml)")
             table: DataTable[str] = DataTable(cursor_type="none", show_cursor=False)
             table.add_columns("KEY", "DOES", "ID")
             for row in self.rows:

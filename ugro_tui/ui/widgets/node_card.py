@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widget import Widget
 
-from ugro_tui.core.telemetry.model import NodeStatus
+from ugro_tui.core.telemetry.model import NodeState, NodeStatus
 from ugro_tui.ui import render
 
 STYLE_NAMES = ("idle", "busy", "hot", "warm", "empty", "memory", "good", "warn", "bad", "muted")
@@ -19,7 +19,7 @@ class NodeCard(Widget):
     DEFAULT_CSS = """
     NodeCard {
         height: auto;
-        border: round $panel-lighten-2;
+        border: round $foreground 30%;
         border-title-color: $foreground;
         border-title-style: bold;
         padding: 0 1;
@@ -46,24 +46,29 @@ class NodeCard(Widget):
 
     def refresh_status(self) -> None:
         text, style = render.badge(self.status, self.clock())
-        colour = self.get_component_rich_style(f"node-card--{style}")
+        colour = self.get_component_rich_style(f"node-card--{style}", partial=True)
         self.border_title = Text.assemble((self.status.name, "bold"), "  ", (self.status.address, "dim"))
         self.border_subtitle = Text(text, style=colour)
         self.set_class(self.selected_gpu is not None, "-has-selection")
         self.refresh(layout=True)
 
     def on_mount(self) -> None:
+        self.watch(self.app, "theme", lambda _: self.refresh_status(), init=False)
         self.refresh_status()
 
     def render(self) -> Group:
-        styles = {name: self.get_component_rich_style(f"node-card--{name}") for name in STYLE_NAMES}
+        styles = {name: self.get_component_rich_style(f"node-card--{name}", partial=True) for name in STYLE_NAMES}
+        live = self.status.state is NodeState.ONLINE
         width = max(20, self.content_size.width or 76)
         lines: list[Text] = []
         for gpu in self.status.gpus:
             history = self.status.history.get(gpu.index, ())
-            lines.append(render.gpu_line(gpu, history, width, styles, selected=gpu.index == self.selected_gpu))
+            line = render.gpu_line(gpu, history, width, styles, selected=gpu.index == self.selected_gpu)
+            if not live:  # last known numbers, not live ones
+                line.stylize("dim")
+            lines.append(line)
         if self.status.error:
-            style = styles["bad"] if not self.status.gpus or self.status.state.value != "online" else styles["warn"]
+            style = styles["bad"] if not self.status.gpus or not live else styles["warn"]
             lines.append(Text(render.fit(self.status.error, width), style=style, no_wrap=True))
         if not lines:
             lines.append(Text("waiting for the first sample…", style=styles["muted"]))

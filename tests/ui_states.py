@@ -1,0 +1,72 @@
+"""Deterministic cluster states for the snapshot and pilot tests (no network, a fixed clock)."""
+
+from __future__ import annotations
+
+from ugro_tui.config import Cluster
+from ugro_tui.core.telemetry.model import ClusterState, NodeState
+
+from .conftest import cluster_from
+
+NOW = 1_800_000_000.0
+LAB = cluster_from("""
+[cluster]
+name = "home-lab"
+[[nodes]]
+name = "gpu-master"
+host = "127.0.0.2"
+user = "ugro"
+labels = ["master"]
+[[nodes]]
+name = "gpu1"
+host = "127.0.0.3"
+user = "ob"
+labels = ["worker"]
+[[nodes]]
+name = "gpu2"
+host = "127.0.0.4"
+user = "ollie"
+labels = ["worker"]
+""")
+
+
+def gpu(index: int, name: str, util, used, total, temp, power, limit, fan=30, procs=()) -> dict:
+    return {"index": index, "uuid": f"GPU-{index}", "name": name, "utilization_pct": util,
+            "memory_used_mib": used, "memory_total_mib": total, "temperature_c": temp, "power_w": power,
+            "power_limit_w": limit, "fan_pct": fan,
+            "processes": [{"pid": pid, "user": user, "command": cmd, "used_mib": mib} for pid, user, cmd, mib in procs]}
+
+
+def online(cluster: Cluster = LAB) -> ClusterState:
+    state = ClusterState([(n.name, n.address) for n in cluster.nodes], history=60)
+    samples = {
+        "gpu-master": [gpu(0, "NVIDIA GeForce RTX 5070 Ti", 97, 10900, 12227, 84, 291.0, 300.0, 88,
+                           procs=[(4242, "ugro", "python train.py --lr 3e-4", 10500)])],
+        "gpu1": [gpu(0, "NVIDIA GeForce RTX 4070", 63, 5200, 8188, 66, 150.5, 200.0, 55,
+                     procs=[(5151, "ob", "torchrun --nproc-per-node 1 train.py", 4900)])],
+        "gpu2": [gpu(0, "NVIDIA GeForce RTX 3070 Ti", 1, 310, 8192, 35, 21.0, 290.0, 0)],
+    }
+    for name, node in state.nodes.items():
+        for t in range(40):  # history for the sparklines
+            wave = [dict(g, utilization_pct=(g["utilization_pct"] or 0) * ((t % 10) / 10)) for g in samples[name]]
+            node.apply_sample({"t": NOW - 40 + t, "gpus": wave}, NOW - 40 + t)
+        node.apply_sample({"t": NOW - 1, "source": "nvml", "gpus": samples[name]}, NOW - 1)
+    return state
+
+
+def with_state(kind: str) -> ClusterState:
+    state = online()
+    node = state.nodes["gpu1"]
+    if kind == "offline":
+        node.state, node.error, node.next_retry_at = NodeState.OFFLINE, "connection refused on port 22", NOW + 8
+    elif kind == "stale":
+        node.state, node.received_at = NodeState.STALE, NOW - 5
+    elif kind == "auth-failed":
+        node.state, node.error = NodeState.AUTH_FAILED, "authentication failed for ob (no accepted key)"
+        node.gpus = ()
+    elif kind == "no-driver":
+        node.apply_sample({"t": NOW - 1, "source": "none", "gpus": [],
+                           "error": "no GPU driver (NVML: Driver Not Loaded; nvidia-smi: not found)"}, NOW - 1)
+    elif kind == "missing-values":
+        node.apply_sample({"t": NOW - 1, "source": "nvidia-smi", "gpus": [
+            gpu(0, "NVIDIA H100 80GB HBM3", None, 59, 81559, None, None, 700.0, fan=None)]}, NOW - 1)
+    return state
