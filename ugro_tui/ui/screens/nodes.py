@@ -32,6 +32,7 @@ class NodesScreen(Screen[None]):
         self.cards: dict[str, NodeCard] = {}
         self.cursor: tuple[str, int] | None = None
         self.drilled: str | None = None
+        self._health_dirty = False
 
     def compose(self) -> ComposeResult:
         yield HealthBar(id="health")
@@ -49,6 +50,12 @@ class NodesScreen(Screen[None]):
         self.query_one("#cards").focus()
         self.refresh_health()
         self.action_move(0)
+        self.set_interval(min(1.0, self.app.cluster.poll_interval) / 2, self._refresh_health_if_dirty)
+
+    def _refresh_health_if_dirty(self) -> None:
+        if self._health_dirty:
+            self._health_dirty = False
+            self.refresh_health()
 
     def on_screen_resume(self) -> None:
         for card in self.cards.values():
@@ -65,7 +72,7 @@ class NodesScreen(Screen[None]):
             card.refresh_status()
         if self.cursor is None or (self.cursor[0] == status.name):
             self.action_move(0)
-        self.refresh_health()
+        self._health_dirty = True  # redrawn by a timer: one repaint for a burst of node updates
 
     def refresh_health(self) -> None:
         self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health())
@@ -109,7 +116,7 @@ class NodesScreen(Screen[None]):
         words = text.lower().split()
         for name, card in self.cards.items():
             node = self.app.cluster.node(name)
-            hay = " ".join([name, node.host, *node.labels, *(g.name or "" for g in card.status.gpus)]).lower()
+            hay = " ".join([name, node.address, *node.labels, *(g.name or "" for g in card.status.gpus)]).lower()
             shown = all(w in hay for w in words) and (self.drilled is None or self.drilled == name)
             card.display = shown
         self.action_move(0)

@@ -43,6 +43,7 @@ class NodeCard(Widget):
         self.status = status
         self.clock = clock
         self.selected_gpu: int | None = None
+        self._lines = -1
 
     def refresh_status(self) -> None:
         text, style = render.badge(self.status, self.clock())
@@ -50,7 +51,12 @@ class NodeCard(Widget):
         self.border_title = Text.assemble((self.status.name, "bold"), "  ", (self.status.address, "dim"))
         self.border_subtitle = Text(text, style=colour)
         self.set_class(self.selected_gpu is not None, "-has-selection")
-        self.refresh(layout=True)
+        lines = self._line_count()
+        self.refresh(layout=lines != self._lines)  # a new layout only when the card's height changes
+        self._lines = lines
+
+    def _line_count(self) -> int:
+        return max(1, len(self.status.gpus) + (1 if self.status.error else 0))
 
     def on_mount(self) -> None:
         self.watch(self.app, "theme", lambda _: self.refresh_status(), init=False)

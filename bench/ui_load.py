@@ -1,0 +1,76 @@
+"""UI load benchmark: the app's CPU share with 64 nodes x 8 GPUs updating at 1 Hz, run headless.
+
+Samples are fed in-process through the same path the monitor uses (NodeStatus.apply_sample, then the app's
+on_change hook), so this measures the UI alone. The feeder's own cost is measured side by side without the app
+and subtracted. Goal: <= 10% of one core. Usage: python bench/ui_load.py [--seconds S] [--nodes N] [--gpus G]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import time
+
+from ugro_tui.config import Cluster, Node
+from ugro_tui.core.telemetry.model import ClusterState
+from ugro_tui.ui.app import make_app
+
+
+def cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def sample(node: int, gpus: int, tick: int) -> dict:
+    return {"t": time.time(), "source": "nvml", "gpus": [
+        {"index": i, "uuid": f"GPU-{node}-{i}", "name": "NVIDIA GeForce RTX 4090",
+         "utilization_pct": (tick * 7 + i * 13 + node) % 100, "memory_used_mib": 1000 + (tick * 97 + i) % 20000,
+         "memory_total_mib": 24564, "temperature_c": 40 + (tick + i) % 45, "power_w": 100.0 + i,
+         "power_limit_w": 450.0, "fan_pct": 40, "processes": []} for i in range(gpus)]}
+
+
+async def feed(state: ClusterState, gpus: int, seconds: float, notify) -> None:
+    tick = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for n, status in enumerate(state.nodes.values()):
+            status.apply_sample(sample(n, gpus, tick), time.time())
+            notify(status)
+        tick += 1
+        await asyncio.sleep(1.0)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--nodes", type=int, default=64)
+    parser.add_argument("--gpus", type=int, default=8)
+    args = parser.parse_args()
+    cluster = Cluster(name="bench", nodes=tuple(Node(name=f"n{i:02d}", host=f"127.0.2.{i + 1}")
+                                                for i in range(args.nodes)))
+
+    def fresh() -> ClusterState:
+        return ClusterState([(n.name, n.address) for n in cluster.nodes])
+
+    # The feeder alone.
+    c0, w0 = cpu(), time.monotonic()
+    await feed(fresh(), args.gpus, args.seconds, lambda s: None)
+    feeder = (cpu() - c0) / (time.monotonic() - w0)
+
+    state = fresh()
+    app = make_app(cluster, monitor=False, state=state)
+    async with app.run_test(headless=True, size=(250, 70)) as pilot:
+        await feed(state, args.gpus, 2, app._node_changed)  # warm up: first layout of every card
+        await pilot.pause()
+        c0, w0 = cpu(), time.monotonic()
+        await feed(state, args.gpus, args.seconds, app._node_changed)
+        total = (cpu() - c0) / (time.monotonic() - w0)
+    print(f"ui load, {args.nodes} nodes x {args.gpus} GPUs at 1 Hz, headless 250x70, {args.seconds:g}s")
+    print(f"  feeder alone        : {feeder * 100:6.1f} % of one core")
+    print(f"  app + feeder        : {total * 100:6.1f} % of one core")
+    print(f"  app (difference)    : {(total - feeder) * 100:6.1f} % of one core   (goal <= 10%)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,96 @@
+"""Pilot tests of the keys: selection, filter, drill-in, views, themes (saved), help, remapping."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ugro_tui.ui import themes
+from ugro_tui.ui.app import make_app
+from ugro_tui.ui.screens.help import HelpScreen
+from ugro_tui.ui.screens.nodes import NodesScreen
+from ugro_tui.ui.widgets.process_table import ProcessTable
+
+from ..ui_states import LAB, NOW, with_state
+
+
+def app_for(cluster=LAB):
+    return make_app(cluster, monitor=False, clock=lambda: NOW, state=with_state("online"))
+
+
+async def test_j_k_move_the_gpu_selection_and_show_its_processes() -> None:
+    app = app_for()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, NodesScreen) and screen.cursor == ("gpu-master", 0)
+        await pilot.press("j")
+        assert screen.cursor == ("gpu1", 0)
+        table = screen.query_one(ProcessTable)
+        assert table.get_row_at(0)[0] == "5151" and "torchrun" in table.get_row_at(0)[3]
+        await pilot.press("j", "j", "j")
+        assert screen.cursor == ("gpu2", 0)  # stops at the last GPU
+        await pilot.press("k", "up")
+        assert screen.cursor == ("gpu-master", 0)
+
+
+async def test_filter_then_escape_clears_it() -> None:
+    app = app_for()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press("slash", *"worker 3070", "enter")
+        shown = [name for name, card in screen.cards.items() if card.display]
+        assert shown == ["gpu2"] and screen.cursor == ("gpu2", 0)
+        await pilot.press("slash", "escape")
+        assert all(card.display for card in screen.cards.values())
+        await pilot.press("slash", *"ollie")  # the login user counts too
+        assert [name for name, card in screen.cards.items() if card.display] == ["gpu2"]
+
+
+async def test_enter_drills_into_a_node_and_escape_goes_back() -> None:
+    app = app_for()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press("j", "enter")
+        assert [n for n, c in screen.cards.items() if c.display] == ["gpu1"]
+        await pilot.press("escape")
+        assert all(c.display for c in screen.cards.values())
+
+
+async def test_views_help_and_quit() -> None:
+    app = app_for()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        assert app.current_mode == "jobs"
+        await pilot.press("3")
+        assert app.current_mode == "logs"
+        await pilot.press("1")
+        assert app.current_mode == "nodes"
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, NodesScreen)
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_theme_key_cycles_and_the_choice_is_saved() -> None:
+    app = app_for()
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.theme == "ugro-dark"
+        await pilot.press("t")
+        assert app.theme == "ugro-high-contrast"
+        await pilot.press("t")
+        assert app.theme == "ugro-light"
+    assert themes.load_settings()["theme"] == "ugro-light"
+    again = app_for()
+    async with again.run_test(size=(80, 24)):
+        assert again.theme == "ugro-light"
+
+
+async def test_keys_are_remapped_from_the_config() -> None:
+    cluster = dataclasses.replace(LAB, keys=(("nodes.down", "n"), ("app.quit", "x")))
+    app = app_for(cluster)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        assert app.screen.cursor == ("gpu1", 0)
+        await pilot.press("x")
+    assert app.return_code == 0
