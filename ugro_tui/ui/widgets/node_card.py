@@ -59,7 +59,8 @@ class NodeCard(Widget):
         return max(1, len(self.status.gpus) + (1 if self.status.error else 0))
 
     def on_mount(self) -> None:
-        self.watch(self.app, "theme", lambda _: self.refresh_status(), init=False)
+        # After the new theme's CSS is applied, so the badge takes its colours.
+        self.watch(self.app, "theme", lambda _: self.call_after_refresh(self.refresh_status), init=False)
         self.refresh_status()
 
     def render(self) -> Group:
