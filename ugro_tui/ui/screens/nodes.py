@@ -33,6 +33,7 @@ class NodesScreen(Screen[None]):
         self.cursor: tuple[str, int] | None = None
         self.drilled: str | None = None
         self._health_dirty = False
+        self._user_moved = False
 
     def compose(self) -> ComposeResult:
         yield HealthBar(id="health")
@@ -70,6 +71,8 @@ class NodesScreen(Screen[None]):
         card = self.cards.get(status.name)
         if card is not None:
             card.refresh_status()
+        if not self._user_moved:
+            self.cursor = None  # until the user moves, the first GPU in config order stays selected
         if self.cursor is None or (self.cursor[0] == status.name):
             self.action_move(0)
         self._health_dirty = True  # redrawn by a timer: one repaint for a burst of node updates
@@ -83,6 +86,7 @@ class NodesScreen(Screen[None]):
     def action_move(self, step: int) -> None:
         rows = self.visible_gpus()
         old = self.cursor
+        self._user_moved = self._user_moved or step != 0
         if not rows:
             self.cursor = None
         else:
