@@ -10,14 +10,8 @@ from argparse import Namespace
 
 from ugro_tui.commands.table import DASH, fmt, render
 from ugro_tui.config import Cluster
-from ugro_tui.core.telemetry.model import ClusterState, NodeState
+from ugro_tui.core.telemetry.model import ClusterState, NodeState, short_model
 from ugro_tui.core.telemetry.monitor import Monitor
-
-
-def short_model(name: str | None) -> str:
-    if not name:
-        return DASH
-    return name.replace("NVIDIA ", "").replace("GeForce ", "")
 
 
 def format_state(state: ClusterState, cluster_name: str, now: float) -> str:

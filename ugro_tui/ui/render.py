@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rich.style import Style
 from rich.text import Text
 
-from ugro_tui.core.telemetry.model import GpuSample, NodeState, NodeStatus
+from ugro_tui.core.telemetry.model import GpuSample, NodeState, NodeStatus, short_model
 
 DASH = "–"
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -30,14 +30,6 @@ def look(gpu: GpuSample) -> GpuLook:
     if gpu.busy:
         return GpuLook("busy", "●")
     return GpuLook("idle", "○")
-
-
-def short_model(name: str | None) -> str:
-    if not name:
-        return DASH
-    for noise in ("NVIDIA ", "GeForce "):
-        name = name.replace(noise, "")
-    return name
 
 
 def fit(text: str, width: int) -> str:

@@ -8,6 +8,15 @@ from enum import StrEnum
 from typing import Any
 
 
+def short_model(name: str | None, missing: str = "–") -> str:
+    """"NVIDIA GeForce RTX 4070" -> "RTX 4070": the part a user tells GPUs apart by."""
+    if not name:
+        return missing
+    for noise in ("NVIDIA ", "GeForce "):
+        name = name.replace(noise, "")
+    return name
+
+
 class NodeState(StrEnum):
     CONNECTING = "connecting"
     ONLINE = "online"

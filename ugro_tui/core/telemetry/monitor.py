@@ -161,8 +161,10 @@ class Monitor:
                 silent = now - status.received_at
                 if silent > RECONNECT_AFTER * self.interval:
                     stream = self._streams.get(name)
-                    if stream is not None:
-                        await stream.close()  # the follower sees the end and reconnects
+                    if stream is not None:  # the follower sees the end and reconnects
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stream.close(), self.interval)
+                        await self.transports[name].close()
                 elif silent > STALE_AFTER * self.interval and status.state is NodeState.ONLINE:
                     status.state = NodeState.STALE
                     self._emit(status)
