@@ -35,10 +35,64 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--watch", action="store_true", help="refresh in place every poll interval")
     status.add_argument("--count", type=_positive_int, metavar="N", help="with --watch: stop after N refreshes")
 
+    submit = sub.add_parser("submit", parents=[common], help="queue a job; prints its id once it is stored",
+                            usage="ugro submit [options] -- SCRIPT_OR_CMD [ARGS...]")
+    submit.add_argument("--file", metavar="JOB.toml", help="read the job from a TOML file (flags override it)")
+    submit.add_argument("--name")
+    submit.add_argument("--kind", choices=("torchrun", "command"))
+    submit.add_argument("--nnodes", type=_positive_int, metavar="K")
+    submit.add_argument("--nproc-per-node", type=_positive_int, metavar="P")
+    submit.add_argument("--gpus-per-node", type=_count, metavar="G", help="default: the procs per node")
+    submit.add_argument("--min-gpu-mem", type=_gigabytes, metavar="GB", help="free memory each GPU needs")
+    submit.add_argument("--nodes", metavar="A,B", help="allowed node names or labels")
+    submit.add_argument("--priority", type=int, metavar="X", help="higher runs first (default 0)")
+    submit.add_argument("--after", type=_positive_int, action="append", metavar="ID",
+                        help="start after job ID succeeds")
+    submit.add_argument("--hold", action="store_true", help="store it held; `ugro release` queues it")
+    submit.add_argument("--env", action="append", metavar="NAME=VALUE")
+    submit.add_argument("--workdir", metavar="DIR")
+    submit.add_argument("--max-retries", type=_count, metavar="N")
+    submit.add_argument("--checkpoint-dir", metavar="DIR")
+    submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- SCRIPT_OR_CMD [ARGS...]")
+
+    queue = sub.add_parser("queue", parents=[common], help="list jobs")
+    queue.add_argument("--json", action="store_true", help='print {"jobs": [...]}')
+    queue.add_argument("--state", metavar="S[,S]", help="only jobs in these states")
+    show = sub.add_parser("show", parents=[common], help="one job in full")
+    show.add_argument("job", metavar="JOB")
+    show.add_argument("--json", action="store_true")
+    for verb, what in (("cancel", "cancel jobs (running ones are stopped on every node)"),
+                       ("hold", "hold queued jobs"), ("release", "queue held jobs again"),
+                       ("retry", "queue finished jobs again")):
+        p_verb = sub.add_parser(verb, parents=[common], help=what)
+        p_verb.add_argument("jobs", nargs="+" if verb != "retry" else 1, metavar="JOB")
+    sched = sub.add_parser("scheduler", parents=[common], help="run the dispatcher headless")
+    sched.add_argument("--until-idle", action="store_true", help="exit when nothing is queued, starting or running")
+
     demo = sub.add_parser("demo", help="run a simulated 3-node lab over loopback SSH (no GPU, no root)")
     demo.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this long")
     demo.add_argument("--plain", action="store_true", help="print the live status as text instead of the app")
     return p
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _gigabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GB, got {text!r}") from None
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"expected 0 or more GB, got {text}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -66,6 +120,15 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import status
 
         return status.run(args, _load(args))
+    if args.verb in ("submit", "queue", "show", "cancel", "hold", "release", "retry"):
+        from ugro_tui.commands import jobs
+
+        handler = {"submit": jobs.submit, "queue": jobs.queue, "show": jobs.show}.get(args.verb, jobs.change_state)
+        return handler(args, _load(args))
+    if args.verb == "scheduler":
+        from ugro_tui.commands import scheduler
+
+        return scheduler.run(args, _load(args))
     if args.verb == "demo":
         from ugro_tui.commands import demo
 

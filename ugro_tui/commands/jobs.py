@@ -1,0 +1,206 @@
+"""The queue verbs scripts rely on: submit, queue, show, cancel, hold, release, retry."""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+from ugro_tui.commands.table import DASH, render
+from ugro_tui.config import ENV_KEY_RE, Cluster
+from ugro_tui.core.jobs.model import IllegalTransition, Job, JobSpec, JobState, transition
+from ugro_tui.core.jobs.placement import NodeCapacity, allowed, could_ever_fit
+from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.errors import UsageError
+
+SPEC_KEYS = set(JobSpec.__dataclass_fields__)
+
+
+def parse_ids(values: list[str]) -> list[int]:
+    ids = []
+    for value in values:
+        if not value.isdigit():
+            raise UsageError(f"ugro: {value!r} is not a job id (job ids are numbers; `ugro queue` lists them)")
+        ids.append(int(value))
+    return ids
+
+
+def spec_from_args(args: Namespace, cluster: Cluster) -> JobSpec:
+    base: dict[str, Any] = {}
+    if args.file:
+        try:
+            base = tomllib.loads(Path(args.file).read_text())
+        except OSError as exc:
+            raise UsageError(f"{args.file}: cannot read the job file: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"{args.file}: invalid TOML: {exc}") from None
+        unknown = set(base) - SPEC_KEYS
+        if unknown:
+            raise UsageError(f"{args.file}: unknown key {sorted(unknown)[0]!r}; known: {', '.join(sorted(SPEC_KEYS))}")
+    command = list(args.command or base.get("command") or [])
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("ugro submit: give the script or command after --, e.g. `ugro submit -- train.py --lr 3e-4`")
+    env = dict(base.get("env", {}))
+    for item in args.env or []:
+        key, sep, value = item.partition("=")
+        if not sep or not ENV_KEY_RE.match(key):
+            raise UsageError(f"ugro submit: --env {item!r}: expected NAME=VALUE")
+        env[key] = value
+    nproc = _pick(args.nproc_per_node, base, "nproc_per_node", 1)
+    spec = JobSpec(
+        name=_pick(args.name, base, "name", Path(command[0]).name),
+        command=tuple(str(c) for c in command),
+        kind=_pick(args.kind, base, "kind", "torchrun"),
+        nnodes=_pick(args.nnodes, base, "nnodes", 1),
+        nproc_per_node=nproc,
+        gpus_per_node=_pick(args.gpus_per_node, base, "gpus_per_node", nproc),
+        min_gpu_mem_gb=float(_pick(args.min_gpu_mem, base, "min_gpu_mem_gb", 0.0)),
+        nodes=tuple(args.nodes.split(",")) if args.nodes else tuple(base.get("nodes", ())),
+        env=tuple(env.items()),
+        workdir=_pick(args.workdir, base, "workdir", None),
+        priority=_pick(args.priority, base, "priority", 0),
+        after=tuple(args.after or base.get("after", ())),
+        max_retries=_pick(args.max_retries, base, "max_retries", 0),
+        checkpoint_dir=_pick(args.checkpoint_dir, base, "checkpoint_dir", None),
+    )
+    validate_spec(spec, cluster)
+    return spec
+
+
+def _pick(flag: Any, base: dict[str, Any], key: str, default: Any) -> Any:
+    return flag if flag is not None else base.get(key, default)
+
+
+def validate_spec(spec: JobSpec, cluster: Cluster) -> None:
+    def bad(what: str) -> None:
+        raise UsageError(f"ugro submit: {what}")
+
+    if spec.kind not in ("torchrun", "command"):
+        bad(f"--kind must be torchrun or command, got {spec.kind!r}")
+    for key, lo in (("nnodes", 1), ("nproc_per_node", 1), ("gpus_per_node", 0), ("max_retries", 0)):
+        value = getattr(spec, key)
+        if not isinstance(value, int) or value < lo:
+            bad(f"--{key.replace('_', '-')} must be a whole number ≥ {lo}, got {value!r}")
+    if spec.min_gpu_mem_gb < 0:
+        bad(f"--min-gpu-mem must be ≥ 0 GB, got {spec.min_gpu_mem_gb:g}")
+    known = {n.name for n in cluster.nodes} | {label for n in cluster.nodes for label in n.labels}
+    for name in spec.nodes:
+        if name not in known:
+            bad(f"--nodes: no node or label {name!r} in {cluster.source} (nodes: "
+                f"{', '.join(n.name for n in cluster.nodes)})")
+    # Node counts alone here: GPU counts need telemetry, which the dispatcher has.
+    able = [NodeCapacity(n.name, n.labels, gpu_count=1 << 16, gpu_total_mib=1 << 30) for n in cluster.nodes]
+    if not could_ever_fit(Job(0, spec), able):
+        count = sum(1 for c in able if allowed(Job(0, spec), c))
+        bad(f"--nnodes {spec.nnodes}: only {count} allowed node(s) in this cluster")
+
+
+def submit(args: Namespace, cluster: Cluster) -> int:
+    spec = spec_from_args(args, cluster)
+    [job] = JobStore().submit([spec], hold=args.hold)
+    print(job.id)
+    return 0
+
+
+def queue(args: Namespace, cluster: Cluster) -> int:
+    jobs = JobStore().all()
+    if args.state:
+        wanted = set(args.state.split(","))
+        unknown = wanted - {s.value for s in JobState}
+        if unknown:
+            states = ", ".join(s.value for s in JobState)
+            raise UsageError(f"ugro queue: --state {sorted(unknown)[0]!r}: one of {states}")
+        jobs = [j for j in jobs if j.state.value in wanted]
+    if args.json:
+        print(json.dumps({"jobs": [j.to_json() for j in jobs]}, indent=1))
+        return 0
+    now = time.time()
+    rows = [(str(j.id), j.spec.name, str(j.state), str(j.spec.priority), shape(j), placement_text(j),
+             age(now - j.submitted_at), runtime(j, now), j.reason or DASH) for j in jobs]
+    print(render(("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON"), rows)
+          if rows else "no jobs")
+    return 0
+
+
+def shape(job: Job) -> str:
+    return f"{job.spec.nnodes}×{job.spec.gpus_per_node}"
+
+
+def placement_text(job: Job) -> str:
+    return " ".join(f"{node}:{','.join(map(str, gpus))}" for node, gpus in job.placement) or DASH
+
+
+def age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def runtime(job: Job, now: float) -> str:
+    if job.started_at is None:
+        return DASH
+    return age((job.finished_at or now) - job.started_at)
+
+
+def show(args: Namespace, cluster: Cluster) -> int:
+    [job_id] = parse_ids([args.job])
+    job = JobStore().get(job_id)
+    if args.json:
+        print(json.dumps(job.to_json(), indent=1))
+        return 0
+    s = job.spec
+    lines = [
+        f"job {job.id}: {s.name}  [{job.state}]",
+        f"  command    : {s.kind} {' '.join(s.command)}",
+        f"  shape      : {s.nnodes} node(s) × {s.nproc_per_node} proc(s), {s.gpus_per_node} GPU(s)/node"
+        + (f", ≥ {s.min_gpu_mem_gb:g} GB free" if s.min_gpu_mem_gb else ""),
+        f"  priority   : {s.priority}" + (f"   after: {', '.join(map(str, s.after))}" if s.after else ""),
+        f"  placement  : {placement_text(job)}" + (f"   rendezvous {job.rendezvous}" if job.rendezvous else ""),
+        f"  attempt    : {job.attempt} of {s.max_retries + 1}",
+        f"  reason     : {job.reason or DASH}",
+    ]
+    if job.diagnosis:
+        lines.append(f"  diagnosis  : {job.diagnosis}")
+    for node, run in job.runs:
+        lines.append(f"  {node:10s} : pid {run.pid or DASH}  exit {DASH if run.exit_code is None else run.exit_code}"
+                     f"  {run.run_dir or ''}")
+    print("\n".join(lines))
+    return 0
+
+
+def change_state(args: Namespace, cluster: Cluster) -> int:
+    """cancel / hold / release / retry: each job id in turn; exit 2 on the first unknown id or illegal change."""
+    store = JobStore()
+    for job_id in parse_ids(args.jobs):
+        job = store.get(job_id)
+        if args.verb == "cancel":
+            if job.state.active:
+                store.update(job_id, lambda j: j if j.state.finished else _request_cancel(j))
+                print(f"{job_id}: cancel requested; the dispatcher stops it on every node")
+                continue
+            store.move(job_id, JobState.CANCELLED, reason="cancelled by the user")
+        elif args.verb == "hold":
+            store.move(job_id, JobState.HELD, reason="held by the user")
+        elif args.verb == "release":
+            store.move(job_id, JobState.QUEUED, reason="")
+        elif args.verb == "retry":
+            if not job.state.finished:
+                raise IllegalTransition(f"job {job_id} is {job.state}; only a finished job can be retried")
+            store.move(job_id, JobState.QUEUED, reason="retried by the user")
+        print(f"{job_id}: {args.verb} done")
+    return 0
+
+
+def _request_cancel(job: Job) -> Job:
+    import dataclasses
+
+    if job.state.finished:
+        transition(job, JobState.CANCELLED)  # raises the clear error
+    return dataclasses.replace(job, cancel_requested=True, reason="cancel requested")

@@ -1,0 +1,113 @@
+"""The SSH launcher: starts a placed job detached on every node, follows it, and stops it.
+
+Each node gets a run dir with `run.sh`, `pid`, `exit` and `console.log`. The job runs under `setsid nohup`, so it
+survives the app, the dispatcher and the SSH connection; a new dispatcher picks it up again from those files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+
+from ugro_tui.config import Cluster
+from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
+from ugro_tui.core.jobs.planner import plan
+from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.transport import ConnectError, Transport, make_transport, path_word
+
+GRACE_SECONDS = 5.0
+
+
+class SshLauncher:
+    def __init__(self, cluster: Cluster, store: JobStore, transports: dict[str, Transport] | None = None) -> None:
+        self.cluster = cluster
+        self.store = store
+        self.transports = transports if transports is not None else {}
+
+    def _t(self, node: str) -> Transport:
+        if node not in self.transports:
+            self.transports[node] = make_transport(self.cluster.node(node), self.cluster)
+        return self.transports[node]
+
+    def free_port(self, job: Job) -> int:
+        """A rendezvous port no other running job uses (jobs on one host share its ports)."""
+        used = {int(j.rendezvous.rsplit(":", 1)[1]) for j in self.store.active()
+                if j.id != job.id and j.state.active and j.rendezvous}
+        lo, hi = self.cluster.rendezvous_ports
+        for port in range(lo, hi + 1):
+            if port not in used:
+                return port
+        raise RuntimeError(f"every rendezvous port {lo}-{hi} is in use by a running job")
+
+    async def start(self, job: Job) -> Job:
+        port = self.free_port(job)
+        plans = plan(job, self.cluster, port)
+
+        async def start_node(p) -> tuple[str, NodeRun]:
+            t = self._t(p.node)
+            await t.copy_file(p.script.encode(), f"{p.run_dir}/run.sh", mode=0o755)
+            pid = await t.spawn_detached(f"exec sh {path_word(p.run_dir + '/run.sh')}", log=f"{p.run_dir}/console.log")
+            return p.node, NodeRun(pid=pid, run_dir=p.run_dir)
+
+        results = await asyncio.gather(*(start_node(p) for p in plans), return_exceptions=True)
+        runs = tuple(r for r in results if not isinstance(r, BaseException))
+        failed = [r for r in results if isinstance(r, BaseException)]
+        endpoint = f"{self.cluster.node(job.placement[0][0]).host}:{port}"
+        job = dataclasses.replace(job, runs=runs, rendezvous=endpoint)
+        if failed:
+            await self._stop(job, signal.SIGKILL)
+            raise RuntimeError(str(failed[0]))
+        return transition(job, JobState.RUNNING, reason="running")
+
+    async def _status(self, job: Job, node: str, run: NodeRun) -> NodeRun:
+        rd = path_word(run.run_dir or "")
+        t = self._t(node)
+        done = await t.run(f"cat {rd}/exit 2>/dev/null || {{ kill -0 {int(run.pid or 0)} 2>/dev/null && echo running"
+                           " || echo lost; }", timeout=self.cluster.connect_timeout)
+        word = done.stdout.strip()
+        if word.lstrip("-").isdigit():
+            return dataclasses.replace(run, exit_code=int(word))
+        if word == "lost":  # killed without writing its exit code (SIGKILL, or the node rebooted)
+            return dataclasses.replace(run, exit_code=137)
+        return run
+
+    async def poll(self, job: Job) -> Job:
+        try:
+            runs = await asyncio.gather(*(self._status(job, n, r) for n, r in job.runs))
+        except (ConnectError, OSError, TimeoutError):
+            return job  # a node we cannot reach now: ask again next tick
+        job = dataclasses.replace(job, runs=tuple(zip((n for n, _ in job.runs), runs, strict=True)))
+        codes = {n: r.exit_code for n, r in job.runs}
+        bad = {n: c for n, c in codes.items() if c not in (None, 0)}
+        if bad and any(c is None for c in codes.values()):
+            await self._stop(job, signal.SIGTERM)  # one node failed: tear down the others
+            return job
+        if all(c is not None for c in codes.values()):
+            if not bad:
+                return transition(job, JobState.SUCCEEDED, reason="every node exited 0")
+            if job.attempt <= job.spec.max_retries:
+                return transition(job, JobState.QUEUED, reason=f"retrying: {_exits(bad)}")
+            return transition(job, JobState.FAILED, reason=_exits(bad))
+        return job
+
+    async def cancel(self, job: Job) -> Job:
+        await self._stop(job, signal.SIGTERM)
+        for _ in range(int(GRACE_SECONDS / 0.25)):
+            if not any(await asyncio.gather(*(self._t(n).alive(r.pid) for n, r in job.runs if r.pid))):
+                break
+            await asyncio.sleep(0.25)
+        else:
+            await self._stop(job, signal.SIGKILL)
+        return transition(job, JobState.CANCELLED, reason="cancelled by the user")
+
+    async def _stop(self, job: Job, sig: signal.Signals) -> None:
+        await asyncio.gather(*(self._t(n).signal_group(r.pid, sig) for n, r in job.runs if r.pid),
+                             return_exceptions=True)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)
+
+
+def _exits(bad: dict[str, int | None]) -> str:
+    return "; ".join(f"{node} exited {code}" for node, code in bad.items())

@@ -1,0 +1,77 @@
+"""The planner, pure: a job and its placement -> one shell script per node. Every value is quoted."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from ugro_tui.config import Cluster, Node
+from ugro_tui.core.jobs.model import Job
+from ugro_tui.core.sim.stage import shell_prefix
+from ugro_tui.core.transport import export_env, path_word
+
+RANK_PREFIX = "[rank${rank}]:"  # torchrun expands ${rank} to the global rank
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    node: str
+    run_dir: str      # on the node; may start with ~/
+    script: str       # POSIX sh, run detached in its own session
+
+
+def python_words(node: Node) -> list[str]:
+    words = shlex.split(node.python)
+    return [path_word(words[0]), *map(shlex.quote, words[1:])]
+
+
+def run_dir(node: Node, job: Job) -> str:
+    return f"{node.workdir.rstrip('/')}/runs/job-{job.id}-a{job.attempt}"
+
+
+def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
+    """One script per placed node, in rank order; the first node hosts the rendezvous."""
+    spec = job.spec
+    first = cluster.node(job.placement[0][0])
+    endpoint = f"{first.host}:{port}"
+    plans = []
+    for node_rank, (name, gpus) in enumerate(job.placement):
+        node = cluster.node(name)
+        rd = run_dir(node, job)
+        env: list[tuple[str, str]] = [
+            ("CUDA_VISIBLE_DEVICES", ",".join(map(str, gpus))),
+            ("UGRO_NODE", node.name), ("UGRO_JOB_ID", str(job.id)), ("UGRO_NODE_RANK", str(node_rank)),
+            ("UGRO_NNODES", str(spec.nnodes)),
+            ("TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE", RANK_PREFIX), ("PYTHONUNBUFFERED", "1"),
+        ]
+        if node.socket_ifname:
+            env += [("NCCL_SOCKET_IFNAME", node.socket_ifname), ("GLOO_SOCKET_IFNAME", node.socket_ifname)]
+        if spec.checkpoint_dir:
+            env.append(("UGRO_CHECKPOINT_DIR", spec.checkpoint_dir))
+        env += list(node.env) + list(spec.env)
+        if spec.kind == "torchrun":
+            argv = [*python_words(node), "-m", "torch.distributed.run",
+                    "--nnodes", str(spec.nnodes), "--nproc-per-node", str(spec.nproc_per_node),
+                    "--rdzv-backend", "c10d", "--rdzv-endpoint", shlex.quote(endpoint),
+                    "--rdzv-id", shlex.quote(f"ugro-{job.id}-{job.attempt}"), "--max-restarts", "0",
+                    "--log-dir", path_word(f"{rd}/torchrun"), "--redirects", "3", "--tee", "3",
+                    *map(shlex.quote, spec.command)]
+            command = " ".join(argv)
+        else:
+            command = " ".join(map(shlex.quote, spec.command))
+        workdir = spec.workdir or node.workdir
+        rdw = path_word(rd)
+        script = "\n".join([
+            "#!/bin/sh",
+            f"# ugro job {job.id} attempt {job.attempt} on {node.name} (node rank {node_rank})",
+            f"echo $$ > {rdw}/pid",
+            f"mkdir -p {path_word(workdir)} && cd {path_word(workdir)} || {{ echo 97 > {rdw}/exit; exit 97; }}",
+            f"{shell_prefix(node)}{export_env(env)}",
+            command,
+            "code=$?",
+            f'echo "$code" > {rdw}/exit.tmp && mv -f {rdw}/exit.tmp {rdw}/exit',
+            "exit $code",
+            "",
+        ])
+        plans.append(NodePlan(name, rd, script))
+    return plans

@@ -1,0 +1,271 @@
+"""The job store: TinyDB files under $XDG_STATE_HOME/ugro/jobs, safe for many processes at once.
+
+- `active.json` holds jobs that are not finished, plus the id counter and the schema version. Submitting rewrites
+  only this file, so it stays fast however long the history grows.
+- `history/NNNNNN.json` hold finished jobs, at most CHUNK per file; only the newest chunk is ever rewritten.
+- Every write is atomic (temp file, fsync, rename, fsync of the folder) and every read-modify-write holds an
+  exclusive lock on `jobs.lock`, so the TUI, `ugro submit` and `ugro scheduler` never corrupt each other.
+- A file that cannot be read is set aside (renamed `*.corrupt-<time>`) and the user is told; it is never reset
+  silently.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tinydb import TinyDB
+from tinydb.storages import Storage
+
+from ugro_tui import paths
+from ugro_tui.core.jobs.model import Job, JobSpec, JobState, transition
+from ugro_tui.errors import UgroError
+
+SCHEMA = 1
+CHUNK = 500
+
+
+class StoreError(UgroError):
+    exit_code = 2
+
+
+class UnknownJob(UgroError):
+    exit_code = 2
+
+
+class _Corrupt(Exception):
+    pass
+
+
+class AtomicJSONStorage(Storage):
+    """A TinyDB storage whose writes are all-or-nothing: a crash leaves the old file or the new one."""
+
+    def __init__(self, path: str | os.PathLike[str], **_: Any) -> None:
+        self.path = Path(path)
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        if not raw.strip():
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise _Corrupt(f"not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise _Corrupt("not a TinyDB document")
+        return data
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        write_atomic(self.path, json.dumps(data, separators=(",", ":")).encode())
+
+    def close(self) -> None:
+        return None
+
+
+def write_atomic(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class JobStore:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or paths.state_dir() / "jobs"
+        self.history_dir = self.root / "history"
+        self.active_path = self.root / "active.json"
+        self.lock_path = self.root / "jobs.lock"
+
+    # --- files ---------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self.history_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def tinydb(self, path: Path | None = None) -> TinyDB:
+        """The same files through TinyDB's API, for ad-hoc queries (read them; write through this class)."""
+        return TinyDB(path or self.active_path, storage=AtomicJSONStorage)
+
+    def _read(self, path: Path) -> dict[str, dict[str, Any]]:
+        try:
+            return AtomicJSONStorage(path).read() or {}
+        except _Corrupt as exc:
+            self._set_aside(path, str(exc))
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot read the job store: {exc.strerror}") from None
+        return {}
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        raise StoreError(f"{path}: the job store was unreadable ({why}); it was kept as {aside} and a new one "
+                         "will be started. Jobs in it are not lost: the file can be inspected or repaired by hand")
+
+    def _chunks(self) -> list[Path]:
+        if not self.history_dir.is_dir():
+            return []
+        return sorted(p for p in self.history_dir.glob("*.json"))
+
+    def _check_schema(self, data: dict[str, dict[str, Any]]) -> None:
+        schema = (data.get("meta") or {}).get("1", {}).get("schema", SCHEMA)
+        if schema > SCHEMA:
+            raise StoreError(f"{self.active_path}: made by a newer ugro (schema {schema}); upgrade ugro to read it")
+
+    # --- reads (no lock: every file is replaced atomically) ---------------------------------------------------
+
+    def active(self) -> list[Job]:
+        data = self._read(self.active_path)
+        self._check_schema(data)
+        return [Job.from_json(doc) for doc in (data.get("jobs") or {}).values()]
+
+    def all(self) -> list[Job]:
+        """Every job, oldest first."""
+        jobs: dict[int, Job] = {}
+        for chunk in self._chunks():
+            for doc in (self._read(chunk).get("jobs") or {}).values():
+                jobs[int(doc["id"])] = Job.from_json(doc)
+        for job in self.active():
+            # A crash between archiving and removing leaves a finished copy in history: history wins.
+            jobs.setdefault(job.id, job)
+        return sorted(jobs.values(), key=lambda j: j.id)
+
+    def get(self, job_id: int) -> Job:
+        for job in self.active():
+            if job.id == job_id:
+                return job
+        for chunk in reversed(self._chunks()):
+            doc = (self._read(chunk).get("jobs") or {}).get(str(job_id))
+            if doc is not None:
+                return Job.from_json(doc)
+        raise UnknownJob(f"no job {job_id}; `ugro queue` lists the jobs")
+
+    # --- writes (under the lock) ---------------------------------------------------------------------------
+
+    def submit(self, specs: list[JobSpec], *, hold: bool = False, now: float | None = None) -> list[Job]:
+        """Store new jobs; returns them once they are durable (fsynced)."""
+        now = time.time() if now is None else now
+        with self.locked():
+            data = self._read(self.active_path)
+            self._check_schema(data)
+            next_id = self._next_id(data)
+            known = {int(k) for k in (data.get("jobs") or {})}
+            for spec in specs:
+                missing = [a for a in spec.after if a not in known and not self._in_history(a)]
+                if missing:
+                    raise UnknownJob(f"--after: no job {missing[0]}")
+            jobs = [Job(next_id + i, spec, JobState.HELD if hold else JobState.QUEUED, submitted_at=now,
+                        reason="held" if hold else "") for i, spec in enumerate(specs)]
+            table = data.setdefault("jobs", {})
+            for job in jobs:
+                table[str(job.id)] = job.to_json()
+            data["meta"] = {"1": {"schema": SCHEMA, "next_id": next_id + len(jobs)}}
+            AtomicJSONStorage(self.active_path).write(data)
+        return jobs
+
+    def _next_id(self, data: dict[str, dict[str, Any]]) -> int:
+        meta = (data.get("meta") or {}).get("1", {})
+        highest = max((int(k) for k in (data.get("jobs") or {})), default=0)
+        chunks = self._chunks()
+        if chunks:  # if active.json was set aside, ids must still never repeat
+            highest = max(highest, max((int(k) for k in (self._read(chunks[-1]).get("jobs") or {})), default=0))
+        return max(int(meta.get("next_id", 1)), highest + 1)
+
+    def _in_history(self, job_id: int) -> bool:
+        return any(str(job_id) in (self._read(c).get("jobs") or {}) for c in reversed(self._chunks()))
+
+    def update(self, job_id: int, change: Callable[[Job], Job]) -> Job:
+        """Apply `change` to one job under the lock; finished jobs move to history, retried ones come back."""
+        with self.locked():
+            data = self._read(self.active_path)
+            self._check_schema(data)
+            table = data.setdefault("jobs", {})
+            doc = table.get(str(job_id))
+            chunk_path = None
+            if doc is None:
+                chunk_path, doc = self._find_in_history(job_id)
+            job = change(Job.from_json(doc))
+            if job.state.finished:
+                if chunk_path is None:
+                    self._archive(job)
+                    table.pop(str(job_id), None)
+                    AtomicJSONStorage(self.active_path).write(data)
+                else:
+                    self._rewrite_chunk(chunk_path, job_id, job)
+            else:
+                table[str(job_id)] = job.to_json()
+                data.setdefault("meta", {"1": {"schema": SCHEMA, "next_id": self._next_id(data)}})
+                AtomicJSONStorage(self.active_path).write(data)
+                if chunk_path is not None:  # retried: it lives in active.json again
+                    self._rewrite_chunk(chunk_path, job_id, None)
+            return job
+
+    def update_active(self, changes: dict[int, Callable[[Job], Job]]) -> list[Job]:
+        """Change several unfinished jobs in one write (the dispatcher's waiting reasons)."""
+        with self.locked():
+            data = self._read(self.active_path)
+            self._check_schema(data)
+            table = data.setdefault("jobs", {})
+            out = []
+            for job_id, change in changes.items():
+                doc = table.get(str(job_id))
+                if doc is None:
+                    continue
+                job = change(Job.from_json(doc))
+                if job.state.finished:
+                    raise ValueError("update_active keeps jobs unfinished; use update()")
+                table[str(job_id)] = job.to_json()
+                out.append(job)
+            if out:
+                AtomicJSONStorage(self.active_path).write(data)
+            return out
+
+    def _find_in_history(self, job_id: int) -> tuple[Path, dict[str, Any]]:
+        for chunk in reversed(self._chunks()):
+            doc = (self._read(chunk).get("jobs") or {}).get(str(job_id))
+            if doc is not None:
+                return chunk, doc
+        raise UnknownJob(f"no job {job_id}; `ugro queue` lists the jobs")
+
+    def _archive(self, job: Job) -> None:
+        chunks = self._chunks()
+        path = chunks[-1] if chunks else self.history_dir / "000001.json"
+        data = self._read(path) if path.exists() else {}
+        if len(data.get("jobs") or {}) >= CHUNK:
+            path = self.history_dir / f"{int(path.stem) + 1:06d}.json"
+            data = {}
+        data.setdefault("jobs", {})[str(job.id)] = job.to_json()
+        AtomicJSONStorage(path).write(data)
+
+    def _rewrite_chunk(self, path: Path, job_id: int, job: Job | None) -> None:
+        data = self._read(path)
+        if job is None:
+            (data.get("jobs") or {}).pop(str(job_id), None)
+        else:
+            data.setdefault("jobs", {})[str(job_id)] = job.to_json()
+        AtomicJSONStorage(path).write(data)
+
+    def move(self, job_id: int, to: JobState, *, reason: str = "", **changes: Any) -> Job:
+        """A state change through the one transition function, stored atomically."""
+        return self.update(job_id, lambda job: transition(job, to, reason=reason, **changes))
