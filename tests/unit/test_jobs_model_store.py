@@ -1,0 +1,110 @@
+"""The job state machine and the store: atomic, locked, unique ids, history, corrupt files set aside."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from ugro_tui.core.jobs.model import IllegalTransition, Job, JobSpec, JobState, transition
+from ugro_tui.core.jobs.store import CHUNK, JobStore, StoreError, UnknownJob
+
+S = JobState
+
+
+def spec(name: str = "train", **kw) -> JobSpec:
+    return JobSpec(name=name, command=("train.py", "--lr", "3e-4"), **kw)
+
+
+@pytest.mark.parametrize(("start", "to"), [(S.QUEUED, S.RUNNING), (S.QUEUED, S.SUCCEEDED), (S.HELD, S.RUNNING),
+                                           (S.SUCCEEDED, S.FAILED), (S.CANCELLED, S.RUNNING), (S.HELD, S.HELD)])
+def test_illegal_transitions_are_refused(start: JobState, to: JobState) -> None:
+    with pytest.raises(IllegalTransition, match=f"is {start}; it cannot become {to}"):
+        transition(Job(1, spec(), start), to)
+
+
+def test_a_run_through_the_states() -> None:
+    job = Job(7, spec(), submitted_at=100.0)
+    job = transition(job, S.STARTING, placement=(("gpu1", (0,)),), now=110.0)
+    assert (job.attempt, job.started_at) == (1, 110.0)
+    job = transition(transition(job, S.RUNNING), S.FAILED, reason="gpu1 exited 1", now=120.0)
+    assert job.finished_at == 120.0
+    again = transition(job, S.QUEUED)
+    assert again.placement == () and again.finished_at is None and again.attempt == 0
+
+
+def test_json_round_trip_keeps_args_as_given() -> None:
+    job = Job(3, spec(env=(("A", "1"),), after=(1, 2), nodes=("worker",)), placement=(("gpu1", (0, 1)),))
+    again = Job.from_json(json.loads(json.dumps(job.to_json())))
+    assert again == job and again.to_json()["spec"]["command"] == ["train.py", "--lr", "3e-4"]
+
+
+def test_submit_get_update_and_history(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    [a, b] = store.submit([spec("a"), spec("b", after=())])
+    assert (a.id, b.id) == (1, 2)
+    [c] = store.submit([spec("c", after=(1,))], hold=True)
+    assert c.state is S.HELD and store.get(3).spec.after == (1,)
+    store.move(1, S.CANCELLED, reason="no longer needed")
+    assert [j.id for j in store.active()] == [2, 3]  # finished jobs leave active.json
+    assert store.get(1).state is S.CANCELLED and store.get(1).reason == "no longer needed"
+    store.move(1, S.QUEUED)  # retry brings it back
+    assert 1 in {j.id for j in store.active()} and len(store.all()) == 3
+    with pytest.raises(UnknownJob):
+        store.get(99)
+    with pytest.raises(UnknownJob, match="--after: no job 42"):
+        store.submit([spec(after=(42,))])
+
+
+def test_history_is_chunked(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    jobs = store.submit([spec(f"j{i}") for i in range(CHUNK + 3)])
+    for job in jobs:
+        store.move(job.id, S.CANCELLED)
+    assert len(list((tmp_path / "history").glob("*.json"))) == 2
+    assert [j.id for j in store.all()] == [j.id for j in jobs]
+    assert store.get(jobs[-1].id).state is S.CANCELLED
+
+
+def _submit_many(root: str, count: int, out) -> None:
+    store = JobStore(Path(root))
+    out.put([store.submit([spec(f"p{i}")])[0].id for i in range(count)])
+
+
+def test_ids_are_unique_across_processes(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_submit_many, args=(str(tmp_path), 25, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    ids = [i for _ in procs for i in out.get(timeout=60)]
+    for p in procs:
+        p.join(timeout=60)
+    assert sorted(ids) == list(range(1, 101))
+    assert len(JobStore(tmp_path).all()) == 100
+
+
+def test_a_corrupt_file_is_set_aside_and_the_user_told(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    store.submit([spec("keep")])
+    (tmp_path / "active.json").write_text('{"jobs": {"1": {"id": 1, "spe')
+    with pytest.raises(StoreError) as info:
+        store.active()
+    message = str(info.value)
+    assert "unreadable" in message and "kept as" in message
+    aside = list(tmp_path.glob("active.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text().startswith('{"jobs"')  # nothing lost
+    [job] = store.submit([spec("after the repair")])
+    assert job.id == 1 or job.id > 0
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    store.submit([spec()])
+    data = json.loads((tmp_path / "active.json").read_text())
+    data["meta"]["1"]["schema"] = 99
+    (tmp_path / "active.json").write_text(json.dumps(data))
+    with pytest.raises(StoreError, match="newer ugro"):
+        store.active()
