@@ -171,8 +171,9 @@ class JobStore:
             self._check_schema(data)
             next_id = self._next_id(data)
             known = {int(k) for k in (data.get("jobs") or {})}
-            for spec in specs:
-                missing = [a for a in spec.after if a not in known and not self._in_history(a)]
+            for i, spec in enumerate(specs):  # a job may run after one submitted just before it in the batch
+                known_now = known | set(range(next_id, next_id + i))
+                missing = [a for a in spec.after if a not in known_now and not self._in_history(a)]
                 if missing:
                     raise UnknownJob(f"--after: no job {missing[0]}")
             jobs = [Job(next_id + i, spec, JobState.HELD if hold else JobState.QUEUED, submitted_at=now,
