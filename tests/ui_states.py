@@ -70,3 +70,37 @@ def with_state(kind: str) -> ClusterState:
         node.apply_sample({"t": NOW - 1, "source": "nvidia-smi", "gpus": [
             gpu(0, "NVIDIA H100 80GB HBM3", None, 59, 81559, None, None, 700.0, fan=None)]}, NOW - 1)
     return state
+
+
+def job_store(root, count: int = 8):
+    """A store with jobs in every state, at fixed times, for the Jobs view."""
+    from ugro_tui.core.jobs.model import JobSpec, JobState
+    from ugro_tui.core.jobs.store import JobStore
+
+    store = JobStore(root)
+    specs = [JobSpec(f"sweep-lr{i}", ("examples/train_tiny.py", "--lr", f"{i}e-4"), nnodes=1 + i % 3,
+                     nproc_per_node=1, gpus_per_node=1, priority=i % 4) for i in range(count)]
+    jobs = store.submit(specs, now=NOW - 3600)
+    S = JobState
+    plan = {0: S.SUCCEEDED, 1: S.FAILED, 2: S.RUNNING, 3: S.HELD, 4: S.CANCELLED, 5: S.RUNNING}
+    for i, job in enumerate(jobs[:6]):
+        target = plan[i]
+        if target is S.HELD:
+            store.move(job.id, S.HELD, reason="held by the user")
+            continue
+        if target is S.CANCELLED:
+            store.move(job.id, S.CANCELLED, reason="cancelled by the user", finished_at=NOW - 100)
+            continue
+        placement = (("gpu-master", (0,)), ("gpu1", (0,)), ("gpu2", (0,)))[: job.spec.nnodes]
+        store.move(job.id, S.STARTING, placement=placement, started_at=NOW - 1800)
+        store.move(job.id, S.RUNNING, reason="running")
+        if target is S.SUCCEEDED:
+            store.move(job.id, S.SUCCEEDED, reason="every node exited 0", finished_at=NOW - 600)
+        elif target is S.FAILED:
+            store.move(job.id, S.FAILED, reason="gpu1 exited 1", finished_at=NOW - 900)
+    waiting = {6: "needs 1 node with 1 free GPU ≥ 8 GB; 0 such nodes free now", 7: "waits for job 2 to succeed"}
+    import dataclasses
+
+    store.update_active({jid + 1: (lambda j, r=r: dataclasses.replace(j, reason=r))
+                         for jid, r in waiting.items() if jid < count})
+    return store

@@ -94,3 +94,44 @@ async def test_keys_are_remapped_from_the_config() -> None:
         assert app.screen.cursor == ("gpu1", 0)
         await pilot.press("x")
     assert app.return_code == 0
+
+
+async def test_jobs_keys_cancel_hold_retry_sort_filter(tmp_path) -> None:
+    from ugro_tui.core.jobs.model import JobState
+    from ugro_tui.ui.screens.jobs import ConfirmScreen, JobDetailScreen, JobsScreen
+
+    from ..ui_states import job_store
+
+    store = job_store(tmp_path)
+    app = make_app(LAB, monitor=False, clock=lambda: NOW, state=with_state("online"), store=store)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, JobsScreen)
+        assert screen.selected().id == 8  # newest first
+        await pilot.press("ctrl+d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert store.get(8).state is JobState.QUEUED
+        await pilot.press("ctrl+d", "y")
+        await pilot.pause()
+        assert store.get(8).state is JobState.CANCELLED
+        await pilot.press("down", "h")  # job 7: queued -> held
+        assert store.get(7).state is JobState.HELD
+        await pilot.press("h")
+        assert store.get(7).state is JobState.QUEUED
+        await pilot.press("r")  # job 7 is not finished: a clear error, nothing changes
+        assert store.get(7).state is JobState.QUEUED
+        await pilot.press("enter")
+        assert isinstance(app.screen, JobDetailScreen)
+        await pilot.press("escape")
+        await pilot.press("s")  # sort by priority
+        await pilot.pause()
+        assert [j.spec.priority for j in screen._sorted(screen.jobs)][:2] == [3, 3]
+        await pilot.press("slash", *"failed", "enter")
+        await pilot.pause()
+        assert screen.query_one("DataTable").row_count == 1 and screen.selected().id == 2
+        await pilot.press("r")
+        await pilot.pause()
+        assert store.get(2).state is JobState.QUEUED

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.ui.app import make_app
 
-from ..ui_states import LAB, NOW, with_state
+from ..ui_states import LAB, NOW, job_store, with_state
 
 
-def app_for(kind: str = "online"):
-    return make_app(LAB, monitor=False, clock=lambda: NOW, state=with_state(kind))
+def app_for(kind: str = "online", store=None):
+    return make_app(LAB, monitor=False, clock=lambda: NOW, state=with_state(kind), store=store)
 
 
 @pytest.mark.parametrize("kind", ["online", "offline", "stale", "auth-failed", "no-driver", "missing-values"])
@@ -42,5 +43,22 @@ def test_selected_gpu_processes(snap_compare) -> None:
     assert snap_compare(app_for(), terminal_size=(80, 24), press=["j"])
 
 
-def test_jobs_empty_state(snap_compare) -> None:
-    assert snap_compare(app_for(), terminal_size=(80, 24), press=["2"])
+def test_jobs_empty_state(snap_compare, tmp_path) -> None:
+    assert snap_compare(app_for(store=JobStore(tmp_path)), terminal_size=(80, 24), press=["2"])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 40)])
+def test_jobs_mixed(snap_compare, tmp_path, size) -> None:
+    assert snap_compare(app_for(store=job_store(tmp_path)), terminal_size=size, press=["2"])
+
+
+def test_jobs_thousand(snap_compare, tmp_path) -> None:
+    assert snap_compare(app_for(store=job_store(tmp_path, 1000)), terminal_size=(120, 30), press=["2"])
+
+
+def test_job_detail(snap_compare, tmp_path) -> None:
+    assert snap_compare(app_for(store=job_store(tmp_path)), terminal_size=(100, 30), press=["2", "down", "enter"])
+
+
+def test_cancel_confirm(snap_compare, tmp_path) -> None:
+    assert snap_compare(app_for(store=job_store(tmp_path)), terminal_size=(100, 30), press=["2", "ctrl+d"])

@@ -11,7 +11,9 @@ from typing import Any
 
 from ugro_tui.commands.table import DASH, render
 from ugro_tui.config import ENV_KEY_RE, Cluster
-from ugro_tui.core.jobs.model import IllegalTransition, Job, JobSpec, JobState, transition
+from ugro_tui.core.jobs.actions import ACTIONS
+from ugro_tui.core.jobs.describe import age, detail, placement_text, runtime, shape
+from ugro_tui.core.jobs.model import Job, JobSpec, JobState
 from ugro_tui.core.jobs.placement import NodeCapacity, allowed, could_ever_fit
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.errors import UsageError
@@ -127,80 +129,20 @@ def queue(args: Namespace, cluster: Cluster) -> int:
     return 0
 
 
-def shape(job: Job) -> str:
-    return f"{job.spec.nnodes}×{job.spec.gpus_per_node}"
-
-
-def placement_text(job: Job) -> str:
-    return " ".join(f"{node}:{','.join(map(str, gpus))}" for node, gpus in job.placement) or DASH
-
-
-def age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def runtime(job: Job, now: float) -> str:
-    if job.started_at is None:
-        return DASH
-    return age((job.finished_at or now) - job.started_at)
-
-
 def show(args: Namespace, cluster: Cluster) -> int:
     [job_id] = parse_ids([args.job])
     job = JobStore().get(job_id)
     if args.json:
         print(json.dumps(job.to_json(), indent=1))
         return 0
-    s = job.spec
-    lines = [
-        f"job {job.id}: {s.name}  [{job.state}]",
-        f"  command    : {s.kind} {' '.join(s.command)}",
-        f"  shape      : {s.nnodes} node(s) × {s.nproc_per_node} proc(s), {s.gpus_per_node} GPU(s)/node"
-        + (f", ≥ {s.min_gpu_mem_gb:g} GB free" if s.min_gpu_mem_gb else ""),
-        f"  priority   : {s.priority}" + (f"   after: {', '.join(map(str, s.after))}" if s.after else ""),
-        f"  placement  : {placement_text(job)}" + (f"   rendezvous {job.rendezvous}" if job.rendezvous else ""),
-        f"  attempt    : {job.attempt} of {s.max_retries + 1}",
-        f"  reason     : {job.reason or DASH}",
-    ]
-    if job.diagnosis:
-        lines.append(f"  diagnosis  : {job.diagnosis}")
-    for node, run in job.runs:
-        lines.append(f"  {node:10s} : pid {run.pid or DASH}  exit {DASH if run.exit_code is None else run.exit_code}"
-                     f"  {run.run_dir or ''}")
+    lines = detail(job)
     print("\n".join(lines))
     return 0
 
 
 def change_state(args: Namespace, cluster: Cluster) -> int:
-    """cancel / hold / release / retry: each job id in turn; exit 2 on the first unknown id or illegal change."""
+    """cancel / hold / release / retry each job in turn; exit 2 on the first unknown id or illegal change."""
     store = JobStore()
     for job_id in parse_ids(args.jobs):
-        job = store.get(job_id)
-        if args.verb == "cancel":
-            if job.state.active:
-                store.update(job_id, lambda j: j if j.state.finished else _request_cancel(j))
-                print(f"{job_id}: cancel requested; the dispatcher stops it on every node")
-                continue
-            store.move(job_id, JobState.CANCELLED, reason="cancelled by the user")
-        elif args.verb == "hold":
-            store.move(job_id, JobState.HELD, reason="held by the user")
-        elif args.verb == "release":
-            store.move(job_id, JobState.QUEUED, reason="")
-        elif args.verb == "retry":
-            if not job.state.finished:
-                raise IllegalTransition(f"job {job_id} is {job.state}; only a finished job can be retried")
-            store.move(job_id, JobState.QUEUED, reason="retried by the user")
-        print(f"{job_id}: {args.verb} done")
+        print(ACTIONS[args.verb](store, job_id))
     return 0
-
-
-def _request_cancel(job: Job) -> Job:
-    import dataclasses
-
-    if job.state.finished:
-        transition(job, JobState.CANCELLED)  # raises the clear error
-    return dataclasses.replace(job, cancel_requested=True, reason="cancel requested")

@@ -9,13 +9,16 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
+from ugro_tui import paths
 from ugro_tui.config import Cluster
+from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.telemetry.model import ClusterState, NodeStatus
 from ugro_tui.core.telemetry.monitor import Monitor
 from ugro_tui.ui import themes
 from ugro_tui.ui.messages import NodeUpdated
-from ugro_tui.ui.screens.empty import JobsScreen, LogsScreen
+from ugro_tui.ui.screens.empty import LogsScreen
 from ugro_tui.ui.screens.help import HelpScreen
+from ugro_tui.ui.screens.jobs import JobsScreen
 from ugro_tui.ui.screens.nodes import NodesScreen
 
 THEME_VARIABLE_DEFAULTS = {"gpu-idle": "#5FB760", "gpu-busy": "#4EA8DE", "gpu-hot": "#E5534B",
@@ -38,8 +41,12 @@ class UgroApp(App[None]):
     ]
 
     def __init__(self, cluster: Cluster, *, monitor: bool = True, clock: Callable[[], float] = time.time,
-                 state: ClusterState | None = None, keymap: dict[str, str] | None = None) -> None:
+                 state: ClusterState | None = None, keymap: dict[str, str] | None = None,
+                 store: JobStore | None = None, dispatch: bool | None = None) -> None:
         super().__init__()
+        self.store = store or JobStore()
+        self.dispatch = monitor if dispatch is None else dispatch
+        self.dispatch_note = ""
         self.cluster = cluster
         self.clock = clock
         self.use_monitor = monitor
@@ -62,6 +69,8 @@ class UgroApp(App[None]):
             self.set_keymap(self._keymap)
         if self.use_monitor:
             self.run_monitor()
+        if self.dispatch:
+            self.run_dispatcher()
 
     def watch_theme(self, theme: str) -> None:
         if self.is_mounted:
@@ -72,6 +81,34 @@ class UgroApp(App[None]):
         self.monitor = Monitor(self.cluster, on_change=self._node_changed, state=self.monitor_state)
         async with self.monitor:
             await self.monitor.wait_forever()
+
+    @work(group="dispatch", name="dispatcher", description="place and launch queued jobs", exit_on_error=False)
+    async def run_dispatcher(self) -> None:
+        """Dispatch here unless another process (a `ugro scheduler`) holds the lock; then say who does."""
+        import asyncio
+
+        from ugro_tui.core.jobs.dispatcher import Dispatcher, DispatcherLock
+        from ugro_tui.core.jobs.launcher import SshLauncher
+        from ugro_tui.core.telemetry.model import NodeState
+
+        lock = DispatcherLock(paths.state_dir())
+        launcher = SshLauncher(self.cluster, self.store)
+        dispatcher = Dispatcher(self.cluster, self.store, self.monitor_state, launcher)
+        mine = False
+        try:
+            while True:
+                mine = mine or lock.acquire("tui")
+                self.dispatch_note = "dispatch: here" if mine else f"dispatch: {lock.holder() or 'elsewhere'}"
+                settled = all(n.state is not NodeState.CONNECTING for n in self.monitor_state.nodes.values())
+                if mine and settled:
+                    try:
+                        await dispatcher.tick()
+                    except Exception as exc:  # one bad round must not stop dispatching; say it once
+                        self.notify(f"dispatcher: {exc}", severity="error", timeout=8)
+                await asyncio.sleep(self.cluster.poll_interval)
+        finally:
+            lock.release()
+            await launcher.close()
 
     def _node_changed(self, status: NodeStatus) -> None:
         self.post_message(NodeUpdated(status))

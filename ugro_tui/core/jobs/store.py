@@ -91,6 +91,7 @@ class JobStore:
         self.history_dir = self.root / "history"
         self.active_path = self.root / "active.json"
         self.lock_path = self.root / "jobs.lock"
+        self._chunk_cache: dict[Path, tuple[tuple[int, int, int], list[Job]]] = {}
 
     # --- files ---------------------------------------------------------------------------------------------
 
@@ -144,12 +145,22 @@ class JobStore:
         """Every job, oldest first."""
         jobs: dict[int, Job] = {}
         for chunk in self._chunks():
-            for doc in (self._read(chunk).get("jobs") or {}).values():
-                jobs[int(doc["id"])] = Job.from_json(doc)
+            for job in self._chunk_jobs(chunk):
+                jobs[job.id] = job
         for job in self.active():
             # A crash between archiving and removing leaves a finished copy in history: history wins.
             jobs.setdefault(job.id, job)
         return sorted(jobs.values(), key=lambda j: j.id)
+
+    def _chunk_jobs(self, chunk: Path) -> list[Job]:
+        """A history chunk's jobs, parsed once per version of the file (a long-lived app re-lists cheaply)."""
+        st = chunk.stat()
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._chunk_cache.get(chunk)
+        if cached is None or cached[0] != key:
+            jobs = [Job.from_json(doc) for doc in (self._read(chunk).get("jobs") or {}).values()]
+            self._chunk_cache[chunk] = cached = (key, jobs)
+        return cached[1]
 
     def get(self, job_id: int) -> Job:
         for job in self.active():

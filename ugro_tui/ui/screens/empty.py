@@ -21,12 +21,7 @@ class _Empty(Screen[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health())
-
-
-class JobsScreen(_Empty):
-    MESSAGE = ("No jobs yet.\n\nThe job queue is not part of this release: jobs you start by hand "
-               "still show on the Nodes view (press 1) as GPU processes.")
+        self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health(), self.app.dispatch_note)
 
 
 class LogsScreen(_Empty):

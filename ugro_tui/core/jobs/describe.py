@@ -1,0 +1,49 @@
+"""How jobs read in a table or a detail view, shared by the CLI and the app."""
+
+from __future__ import annotations
+
+from ugro_tui.core.jobs.model import Job
+
+DASH = "–"
+
+
+def shape(job: Job) -> str:
+    return f"{job.spec.nnodes}×{job.spec.gpus_per_node}"
+
+
+def placement_text(job: Job) -> str:
+    return " ".join(f"{node}:{','.join(map(str, gpus))}" for node, gpus in job.placement) or DASH
+
+
+def age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def runtime(job: Job, now: float) -> str:
+    if job.started_at is None:
+        return DASH
+    return age((job.finished_at or now) - job.started_at)
+
+
+def detail(job: Job) -> list[str]:
+    s = job.spec
+    lines = [
+        f"job {job.id}: {s.name}  [{job.state}]",
+        f"  command    : {s.kind} {' '.join(s.command)}",
+        f"  shape      : {s.nnodes} node(s) × {s.nproc_per_node} proc(s), {s.gpus_per_node} GPU(s)/node"
+        + (f", ≥ {s.min_gpu_mem_gb:g} GB free" if s.min_gpu_mem_gb else ""),
+        f"  priority   : {s.priority}" + (f"   after: {', '.join(map(str, s.after))}" if s.after else ""),
+        f"  placement  : {placement_text(job)}" + (f"   rendezvous {job.rendezvous}" if job.rendezvous else ""),
+        f"  attempt    : {job.attempt} of {s.max_retries + 1}",
+        f"  reason     : {job.reason or DASH}",
+    ]
+    if job.diagnosis:
+        lines.append(f"  diagnosis  : {job.diagnosis}")
+    for node, run in job.runs:
+        code = DASH if run.exit_code is None else run.exit_code
+        lines.append(f"  {node:10s} : pid {run.pid or DASH}  exit {code}  {run.run_dir or ''}")
+    return lines

@@ -1,0 +1,218 @@
+"""The Jobs view: the queue and its history, why each job waits, and keys to act on them."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Center, Middle, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from ugro_tui.core.jobs import actions
+from ugro_tui.core.jobs.describe import age, detail, placement_text, runtime, shape
+from ugro_tui.core.jobs.model import Job, JobState
+from ugro_tui.errors import UgroError
+from ugro_tui.ui.widgets.health import HealthBar
+
+STATE_COLOUR = {JobState.QUEUED: "primary", JobState.HELD: "secondary", JobState.STARTING: "accent",
+                JobState.RUNNING: "success", JobState.SUCCEEDED: "success", JobState.FAILED: "error",
+                JobState.CANCELLED: "warning"}
+SORTS = ("id", "priority", "state", "name")
+COLUMNS = ("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON")
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+                Binding("n,escape", "answer(False)", "No", id="confirm.no")]
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Static { width: auto; max-width: 90%; border: round $error; background: $surface; padding: 1 2; }
+    """
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"{self.question}\n\n[b]y[/b] yes   [b]n[/b] no")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class JobDetailScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,enter,q", "dismiss", "Close", id="detail.close")]
+    DEFAULT_CSS = """
+    JobDetailScreen { align: center middle; }
+    JobDetailScreen > VerticalScroll { width: 100; max-width: 95%; height: auto; max-height: 90%;
+        border: round $primary; background: $surface; padding: 0 1; }
+    """
+
+    def __init__(self, job: Job) -> None:
+        super().__init__()
+        self.job = job
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(Text("\n".join(detail(self.job))))
+
+
+class JobsScreen(Screen[None]):
+    DEFAULT_CSS = """
+    JobsScreen #jobs { height: 1fr; }
+    JobsScreen #why { height: 1; padding: 0 1; background: $panel; color: $foreground; }
+    """
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", id="jobs.filter"),
+        Binding("enter", "detail", "Detail", id="jobs.detail"),
+        Binding("ctrl+d", "cancel_job", "Cancel", id="jobs.cancel"),
+        Binding("h", "hold", "Hold/release", id="jobs.hold"),
+        Binding("r", "retry", "Retry", id="jobs.retry"),
+        Binding("s", "sort", "Sort", id="jobs.sort"),
+        Binding("escape", "clear_filter", "Back", id="jobs.back", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: list[Job] = []
+        self.sort_by = "id"
+        self._shown: tuple = ()
+
+    def compose(self) -> ComposeResult:
+        yield HealthBar(id="health")
+        yield Input(placeholder="filter: name, state, node or reason (esc to clear)", id="filter")
+        table: DataTable[Text | str] = DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Static("", id="why")
+        with Middle(id="empty"), Center():
+            yield Static("No jobs yet.\n\nSubmit one with `ugro submit -- train.py` (or press n once the form lands).",
+                         classes="empty-state")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one(DataTable).add_columns(*COLUMNS)
+        self.query_one(DataTable).focus()
+        self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health(), self.app.dispatch_note)
+        self.reload()
+        self.set_interval(max(0.5, self.app.cluster.poll_interval), self.reload)
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    @work(group="jobs", exclusive=True, exit_on_error=False, description="read the job store")
+    async def reload(self) -> None:
+        import asyncio
+
+        jobs = await asyncio.to_thread(self.app.store.all)
+        self.show_jobs(jobs)
+
+    def show_jobs(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+        self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health(), self.app.dispatch_note)
+        words = self.query_one("#filter", Input).value.lower().split()
+        now = self.app.clock()
+        shown = [j for j in self._sorted(jobs) if all(w in self._haystack(j) for w in words)]
+        # Rebuild only when something shows differently (ages tick over every 10 s at most).
+        signature = (self.sort_by, tuple(words), tuple((j.id, j.state, j.reason, j.placement) for j in shown),
+                     int(now) // 10)
+        if signature == self._shown:
+            return
+        self._shown = signature
+        table = self.query_one(DataTable)
+        keep = table.cursor_row
+        table.clear()
+        theme = self.app.theme_variables
+        table.add_rows(
+            (str(j.id), j.spec.name, Text(str(j.state), style=theme.get(STATE_COLOUR[j.state], "")),
+             str(j.spec.priority), shape(j), placement_text(j), age(now - j.submitted_at), runtime(j, now),
+             j.reason or "–") for j in shown)
+        table.display = bool(jobs)
+        self.query_one("#empty").display = not jobs
+        if shown:
+            table.move_cursor(row=min(keep, len(shown) - 1))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_detail()  # enter on a row: the table handles the key, so take its message
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The selected job's reason in full on its own line: on a narrow screen the column is cut off."""
+        job = self.selected()
+        why = self.query_one("#why", Static)
+        why.update(Text(f"job {job.id}: {job.reason or job.state}", no_wrap=True, overflow="ellipsis")
+                   if job else "")
+
+    def _sorted(self, jobs: list[Job]) -> list[Job]:
+        order = list(JobState)
+        keys = {"id": lambda j: -j.id, "priority": lambda j: (-j.spec.priority, j.id),
+                "state": lambda j: (order.index(j.state), -j.id), "name": lambda j: (j.spec.name, j.id)}
+        return sorted(jobs, key=keys[self.sort_by])
+
+    @staticmethod
+    def _haystack(job: Job) -> str:
+        return " ".join([str(job.id), job.spec.name, str(job.state), placement_text(job), job.reason]).lower()
+
+    def selected(self) -> Job | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        job_id = int(str(table.get_row_at(table.cursor_row)[0]))
+        return next((j for j in self.jobs if j.id == job_id), None)
+
+    def action_sort(self) -> None:
+        self.sort_by = SORTS[(SORTS.index(self.sort_by) + 1) % len(SORTS)]
+        self.notify(f"sorted by {self.sort_by}", timeout=2)
+        self.show_jobs(self.jobs)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.show_jobs(self.jobs)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(DataTable).focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(DataTable).focus()
+
+    def action_detail(self) -> None:
+        job = self.selected()
+        if job is not None:
+            self.app.push_screen(JobDetailScreen(job))
+
+    def _act(self, verb: str, job: Job) -> None:
+        try:
+            self.notify(actions.ACTIONS[verb](self.app.store, job.id), timeout=3)
+        except UgroError as exc:
+            self.notify(str(exc), severity="error", timeout=5)
+        self.reload()
+
+    def action_cancel_job(self) -> None:
+        job = self.selected()
+        if job is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._act("cancel", job)
+
+        where = f" on {placement_text(job)}" if job.state.active else ""
+        self.app.push_screen(ConfirmScreen(f"Cancel job {job.id} ({job.spec.name}){where}?"), answered)
+
+    def action_hold(self) -> None:
+        job = self.selected()
+        if job is not None:
+            self._act("release" if job.state is JobState.HELD else "hold", job)
+
+    def action_retry(self) -> None:
+        job = self.selected()
+        if job is not None:
+            self._act("retry", job)
