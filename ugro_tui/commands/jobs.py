@@ -119,7 +119,8 @@ def queue(args: Namespace, cluster: Cluster) -> int:
             raise UsageError(f"ugro queue: --state {sorted(unknown)[0]!r}: one of {states}")
         jobs = [j for j in jobs if j.state.value in wanted]
     if args.json:
-        print(json.dumps({"jobs": [j.to_json() for j in jobs]}, indent=1))
+        # Compact on purpose: the C encoder is several times faster than indent= at 10,000 jobs.
+        print(json.dumps({"jobs": [j.to_json() for j in jobs]}, separators=(",", ":")))
         return 0
     now = time.time()
     rows = [(str(j.id), j.spec.name, str(j.state), str(j.spec.priority), shape(j), placement_text(j),

@@ -47,6 +47,7 @@ class UgroApp(App[None]):
         self.store = store or JobStore()
         self.dispatch = monitor if dispatch is None else dispatch
         self.dispatch_note = ""
+        self.jobs_snapshot: list | None = None  # the store, read in the background, so the Jobs view opens at once
         self.cluster = cluster
         self.clock = clock
         self.use_monitor = monitor
@@ -71,6 +72,7 @@ class UgroApp(App[None]):
             self.run_monitor()
         if self.dispatch:
             self.run_dispatcher()
+        self.preload_jobs()
 
     def watch_theme(self, theme: str) -> None:
         if self.is_mounted:
@@ -109,6 +111,12 @@ class UgroApp(App[None]):
         finally:
             lock.release()
             await launcher.close()
+
+    @work(group="jobs", name="preload", description="read the job store once at start", exit_on_error=False)
+    async def preload_jobs(self) -> None:
+        import asyncio
+
+        self.jobs_snapshot = await asyncio.to_thread(self.store.all)
 
     def _node_changed(self, status: NodeStatus) -> None:
         self.post_message(NodeUpdated(status))

@@ -20,6 +20,7 @@ STATE_COLOUR = {JobState.QUEUED: "primary", JobState.HELD: "secondary", JobState
                 JobState.RUNNING: "success", JobState.SUCCEEDED: "success", JobState.FAILED: "error",
                 JobState.CANCELLED: "warning"}
 SORTS = ("id", "priority", "state", "name")
+PAGE = 300  # rows added at a time: the view opens fast at 10,000 jobs, and more load as you scroll down
 COLUMNS = ("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON")
 
 
@@ -77,6 +78,8 @@ class JobsScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.jobs: list[Job] = []
+        self._rows: list[Job] = []
+        self._quick: tuple = ()
         self.sort_by = "id"
         self._shown: tuple = ()
 
@@ -87,8 +90,8 @@ class JobsScreen(Screen[None]):
         yield table
         yield Static("", id="why")
         with Middle(id="empty"), Center():
-            yield Static("No jobs yet.\n\nSubmit one with `ugro submit -- train.py` (or press n once the form lands).",
-                         classes="empty-state")
+            yield Static("No jobs yet.\n\nSubmit one with `ugro submit -- train.py`: it shows here with its state, "
+                         "where it runs and why it waits.", classes="empty-state")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -96,25 +99,37 @@ class JobsScreen(Screen[None]):
         self.query_one(DataTable).add_columns(*COLUMNS)
         self.query_one(DataTable).focus()
         self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health(), self.app.dispatch_note)
-        self.reload()
+        if self.app.jobs_snapshot is not None:  # read in the background already: show it at once
+            self.show_jobs(self.app.jobs_snapshot)
+        else:
+            self.reload()
         self.set_interval(max(0.5, self.app.cluster.poll_interval), self.reload)
 
     def on_screen_resume(self) -> None:
-        self.reload()
+        if self.app.jobs_snapshot is not None:
+            self.show_jobs(self.app.jobs_snapshot)  # at once; the timer brings it up to date
 
     @work(group="jobs", exclusive=True, exit_on_error=False, description="read the job store")
     async def reload(self) -> None:
         import asyncio
 
         jobs = await asyncio.to_thread(self.app.store.all)
+        self.app.jobs_snapshot = jobs
         self.show_jobs(jobs)
 
     def show_jobs(self, jobs: list[Job]) -> None:
+        words = self.query_one("#filter", Input).value.lower().split()
+        quick = (id(jobs), self.sort_by, tuple(words), int(self.app.clock()) // 10)
+        if quick == self._quick:
+            return  # the very same snapshot, shown the same way
+        self._quick = quick
         self.jobs = jobs
         self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health(), self.app.dispatch_note)
         words = self.query_one("#filter", Input).value.lower().split()
         now = self.app.clock()
-        shown = [j for j in self._sorted(jobs) if all(w in self._haystack(j) for w in words)]
+        shown = self._sorted(jobs)
+        if words:
+            shown = [j for j in shown if all(w in self._haystack(j) for w in words)]
         # Rebuild only when something shows differently (ages tick over every 10 s at most).
         signature = (self.sort_by, tuple(words), tuple((j.id, j.state, j.reason, j.placement) for j in shown),
                      int(now) // 10)
@@ -124,21 +139,34 @@ class JobsScreen(Screen[None]):
         table = self.query_one(DataTable)
         keep = table.cursor_row
         table.clear()
-        theme = self.app.theme_variables
-        table.add_rows(
-            (str(j.id), j.spec.name, Text(str(j.state), style=theme.get(STATE_COLOUR[j.state], "")),
-             str(j.spec.priority), shape(j), placement_text(j), age(now - j.submitted_at), runtime(j, now),
-             j.reason or "–") for j in shown)
+        self._rows = shown
+        self._add_page(max(PAGE, keep + 1))
         table.display = bool(jobs)
+        self.query_one("#why").display = bool(jobs)
         self.query_one("#empty").display = not jobs
         if shown:
             table.move_cursor(row=min(keep, len(shown) - 1))
+
+    def _add_page(self, count: int = PAGE) -> None:
+        table = self.query_one(DataTable)
+        now = self.app.clock()
+        theme = self.app.theme_variables
+        start = table.row_count
+        table.add_rows(
+            (str(j.id), j.spec.name, Text(str(j.state), style=theme.get(STATE_COLOUR[j.state], "")),
+             str(j.spec.priority), shape(j), placement_text(j), age(now - j.submitted_at), runtime(j, now),
+             j.reason or "–") for j in self._rows[start:start + count])
+        left = len(self._rows) - table.row_count
+        table.border_subtitle = f"{table.row_count} of {len(self._rows)} shown; more load as you scroll" if left else ""
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_detail()  # enter on a row: the table handles the key, so take its message
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """The selected job's reason in full on its own line: on a narrow screen the column is cut off."""
+        table = self.query_one(DataTable)
+        if table.cursor_row >= table.row_count - 10 and table.row_count < len(self._rows):
+            self._add_page()
         job = self.selected()
         why = self.query_one("#why", Static)
         why.update(Text(f"job {job.id}: {job.reason or job.state}", no_wrap=True, overflow="ellipsis")
