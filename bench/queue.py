@@ -88,6 +88,7 @@ def crash_loop(root: Path, config: Path, kills: int) -> tuple[int, int]:
     rng = random.Random(1)
     acked: set[int] = set()
     churn = subprocess.Popen([sys.executable, "-c", writer], env=env)
+    scheduler = None
     for i in range(kills):
         p = subprocess.Popen([sys.executable, "-m", "ugro_tui", "submit", "--config", str(config), "--", "x.py"],
                              env=env, stdout=subprocess.PIPE, text=True)
@@ -100,8 +101,16 @@ def crash_loop(root: Path, config: Path, kills: int) -> tuple[int, int]:
             churn.kill()
             churn.wait()
             churn = subprocess.Popen([sys.executable, "-c", writer], env=env)
-    churn.kill()
-    churn.wait()
+        if i % 3 == 0:  # the real dispatcher, killed mid-round
+            if scheduler is not None:
+                scheduler.kill()
+                scheduler.wait()
+            scheduler = subprocess.Popen([sys.executable, "-m", "ugro_tui", "scheduler", "--config", str(config)],
+                                         env=env, stderr=subprocess.DEVNULL)
+    for proc in (churn, scheduler):
+        if proc is not None:
+            proc.kill()
+            proc.wait()
     stored = {j.id for j in JobStore(root / "ugro" / "jobs").all()}
     missing = acked - stored
     if missing:
@@ -138,8 +147,8 @@ def main() -> None:
             print(f"    list all (`ugro queue --json`): {list_cli * 1000:5.1f} ms")
             print(f"    open the Jobs view        : {view * 1000:7.1f} ms   (goal <= 300 ms)")
         acked, kills = crash_loop(root / "crash", config, args.kills)
-        print(f"  crash loop: {kills} SIGKILLs of `ugro submit` plus a store writer; {acked} acknowledged jobs, "
-              "all present, store parses")
+        print(f"  crash loop: {kills} SIGKILLs of `ugro submit`, with `ugro scheduler` and a store writer killed too; "
+              f"{acked} acknowledged jobs, all present, store parses")
 
 
 if __name__ == "__main__":

@@ -161,11 +161,12 @@ def test_only_one_dispatcher(tmp_path: Path) -> None:
 
 
 def test_killing_submit_and_the_dispatcher_never_loses_an_acknowledged_job(tmp_path: Path, lab_toml: Path) -> None:
-    """SIGKILL `ugro submit` (and a process rewriting the store, as the dispatcher does) at random moments."""
+    """SIGKILL `ugro submit`, `ugro scheduler` and a busy store writer at random moments."""
     rng = random.Random(7)
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     acked: set[int] = set()
     churn = subprocess.Popen([sys.executable, "-c", CHURN], env=env)  # keeps rewriting active.json
+    scheduler = None
     try:
         for _ in range(50):
             proc = subprocess.Popen([sys.executable, "-m", "ugro_tui", "submit", "--config", str(lab_toml), "--",
@@ -179,9 +180,17 @@ def test_killing_submit_and_the_dispatcher_never_loses_an_acknowledged_job(tmp_p
                 churn.kill()
                 churn.wait()
                 churn = subprocess.Popen([sys.executable, "-c", CHURN], env=env)
+            if rng.random() < 0.3:  # the real dispatcher too, killed mid-round
+                if scheduler is not None:
+                    scheduler.kill()
+                    scheduler.wait()
+                scheduler = subprocess.Popen([sys.executable, "-m", "ugro_tui", "scheduler", "--config",
+                                              str(lab_toml)], env=env, stderr=subprocess.DEVNULL)
     finally:
-        churn.kill()
-        churn.wait()
+        for proc in (churn, scheduler):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
     store = JobStore(tmp_path / "state" / "ugro" / "jobs")
     stored = {j.id for j in store.all()}  # parses, or this raises
     assert acked, "no submit finished in time; the loop proves nothing"

@@ -152,6 +152,16 @@ class JobStore:
             jobs.setdefault(job.id, job)
         return sorted(jobs.values(), key=lambda j: j.id)
 
+    def all_json(self) -> list[dict[str, Any]]:
+        """Every job as stored (the `ugro queue --json` shape), oldest first, without building Job objects."""
+        docs: dict[int, dict[str, Any]] = {}
+        for chunk in self._chunks():
+            for key, doc in (self._read(chunk).get("jobs") or {}).items():
+                docs[int(key)] = doc
+        for key, doc in (self._read(self.active_path).get("jobs") or {}).items():
+            docs.setdefault(int(key), doc)
+        return [docs[k] for k in sorted(docs)]
+
     def _chunk_jobs(self, chunk: Path) -> list[Job]:
         """A history chunk's jobs, parsed once per version of the file (a long-lived app re-lists cheaply)."""
         st = chunk.stat()
