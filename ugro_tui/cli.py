@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
                        ("retry", "queue finished jobs again")):
         p_verb = sub.add_parser(verb, parents=[common], help=what)
         p_verb.add_argument("jobs", nargs="+" if verb != "retry" else 1, metavar="JOB")
+    logs = sub.add_parser("logs", parents=[common], help="a job's output, per rank or per node")
+    logs.add_argument("job", metavar="JOB")
+    logs.add_argument("--rank", type=_count, metavar="N", help="only global rank N (without its prefix)")
+    logs.add_argument("--node", metavar="NAME", help="only what ran on this node")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     sched = sub.add_parser("scheduler", parents=[common], help="run the dispatcher headless")
     sched.add_argument("--until-idle", action="store_true", help="exit when nothing is queued, starting or running")
 
@@ -125,6 +130,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         handler = {"submit": jobs.submit, "queue": jobs.queue, "show": jobs.show}.get(args.verb, jobs.change_state)
         return handler(args, _load(args))
+    if args.verb == "logs":
+        from ugro_tui.commands import logs
+
+        return logs.run(args, _load(args))
     if args.verb == "scheduler":
         from ugro_tui.commands import scheduler
 
@@ -149,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `ugro logs 3 | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # one readable line; UGRO_DEBUG=1 shows the traceback
         if os.environ.get("UGRO_DEBUG"):
             raise

@@ -11,6 +11,8 @@ import dataclasses
 import signal
 
 from ugro_tui.config import Cluster
+from ugro_tui.core.jobs.diagnose import diagnose
+from ugro_tui.core.jobs.logs import local_copy, sync_node
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.jobs.planner import plan
 from ugro_tui.core.jobs.store import JobStore
@@ -72,11 +74,22 @@ class SshLauncher:
             return dataclasses.replace(run, exit_code=137)
         return run
 
+    async def sync_logs(self, job: Job) -> None:
+        """Bring the local copies of every node's console log up to date (see logs.py)."""
+        await asyncio.gather(*(sync_node(self._t(n), job, n, r.run_dir) for n, r in job.runs if r.run_dir),
+                             return_exceptions=True)
+
+    def _diagnose(self, job: Job) -> str | None:
+        text = "\n".join(_tail(local_copy(job, n)) for n, _ in job.runs)
+        found = diagnose(text, {n: r.exit_code for n, r in job.runs})
+        return str(found) if found else None
+
     async def poll(self, job: Job) -> Job:
         try:
             runs = await asyncio.gather(*(self._status(job, n, r) for n, r in job.runs))
         except (ConnectError, OSError, TimeoutError):
             return job  # a node we cannot reach now: ask again next tick
+        await self.sync_logs(job)
         job = dataclasses.replace(job, runs=tuple(zip((n for n, _ in job.runs), runs, strict=True)))
         codes = {n: r.exit_code for n, r in job.runs}
         bad = {n: c for n, c in codes.items() if c not in (None, 0)}
@@ -86,9 +99,11 @@ class SshLauncher:
         if all(c is not None for c in codes.values()):
             if not bad:
                 return transition(job, JobState.SUCCEEDED, reason="every node exited 0")
+            found = self._diagnose(job)
             if job.attempt <= job.spec.max_retries:
-                return transition(job, JobState.QUEUED, reason=f"retrying: {_exits(bad)}")
-            return transition(job, JobState.FAILED, reason=_exits(bad))
+                resume = " from its checkpoint dir" if job.spec.checkpoint_dir else ""
+                return transition(job, JobState.QUEUED, reason=f"retrying{resume}: {_exits(bad)}", diagnosis=found)
+            return transition(job, JobState.FAILED, reason=_exits(bad), diagnosis=found)
         return job
 
     async def cancel(self, job: Job) -> Job:
@@ -99,6 +114,7 @@ class SshLauncher:
             await asyncio.sleep(0.25)
         else:
             await self._stop(job, signal.SIGKILL)
+        await self.sync_logs(job)
         return transition(job, JobState.CANCELLED, reason="cancelled by the user")
 
     async def _stop(self, job: Job, sig: signal.Signals) -> None:
@@ -107,6 +123,15 @@ class SshLauncher:
 
     async def close(self) -> None:
         await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)
+
+
+def _tail(path, size: int = 1 << 16) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def _exits(bad: dict[str, int | None]) -> str:

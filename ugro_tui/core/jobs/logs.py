@@ -1,0 +1,117 @@
+"""Rank logs: copy each node's console log to the state dir from where the copy ends, and split it by rank.
+
+The local copy's size *is* the offset into the node's log, so a follower that restarts (a new app, a new
+`ugro logs -f`) carries on exactly where the copy ends: no line is duplicated or lost. A lock on the copy lets
+several followers share it. torchrun prefixes every worker line with `[rankN]:` (its global rank, through
+TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE); lines without the prefix are torchrun's own and go to the node stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import re
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ugro_tui import paths
+from ugro_tui.core.jobs.model import Job
+from ugro_tui.core.transport import Transport, path_word
+
+RANK_RE = re.compile(r"^\[rank(\d+)\]:(.*)$")
+LOSS_RE = re.compile(r"\bstep[\s:=]+(\d+)\b.*?\bloss[\s:=]+([-+0-9.eE]+|nan|inf)", re.IGNORECASE)
+CHUNK = 4 << 20  # bytes fetched per sync at most, so a huge backlog never stalls a follower
+
+
+def local_dir(job: Job) -> Path:
+    return paths.state_dir() / "logs" / f"job-{job.id}-a{job.attempt}"
+
+
+def local_copy(job: Job, node: str) -> Path:
+    return local_dir(job) / f"{node}.log"
+
+
+async def sync_node(transport: Transport, job: Job, node: str, run_dir: str) -> bytes:
+    """Fetch what the node's console log has beyond our copy; append it to the copy; return the new bytes."""
+    path = local_copy(job, node)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as copy:
+        fcntl.flock(copy, fcntl.LOCK_EX)
+        try:
+            offset = copy.seek(0, 2)
+            remote = path_word(f"{run_dir}/console.log")
+            done = await transport.run(f"tail -c +{offset + 1} {remote} 2>/dev/null | head -c {CHUNK}")
+            data = done.stdout.encode() if isinstance(done.stdout, str) else done.stdout
+            if data:
+                copy.write(data)
+                copy.flush()
+            return data
+        finally:
+            fcntl.flock(copy, fcntl.LOCK_UN)
+
+
+@dataclass
+class Stream:
+    """One pane's worth of lines, bounded."""
+
+    name: str
+    lines: deque[str]
+
+
+@dataclass
+class RankDemux:
+    """Splits node output into per-rank streams and per-node streams; memory stays bounded."""
+
+    max_lines: int = 5000
+    ranks: dict[int, Stream] = field(default_factory=dict)
+    nodes: dict[str, Stream] = field(default_factory=dict)
+    losses: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=2000))
+    _carry: dict[str, str] = field(default_factory=dict)
+
+    def feed(self, node: str, data: str) -> list[tuple[str, str]]:
+        """Add text from a node; returns (stream key, line) for each complete new line."""
+        text = self._carry.pop(node, "") + data
+        *complete, rest = text.split("\n")
+        if rest:
+            self._carry[node] = rest
+        out = []
+        for line in complete:
+            key, body = self.route(node, line.rstrip("\r"))
+            out.append((key, body))
+        return out
+
+    def flush(self, node: str) -> str:
+        """A newline if a last line without one is pending (the log ended mid-line), so it is not lost."""
+        return "\n" if self._carry.get(node) else ""
+
+    def route(self, node: str, line: str) -> tuple[str, str]:
+        m = RANK_RE.match(line)
+        if m:
+            rank = int(m.group(1))
+            body = m.group(2)
+            stream = self.ranks.get(rank)
+            if stream is None:
+                stream = self.ranks[rank] = Stream(f"rank {rank}", deque(maxlen=self.max_lines))
+            stream.lines.append(body)
+            loss = LOSS_RE.search(body)
+            if loss and rank == min(self.ranks):
+                with contextlib.suppress(ValueError):
+                    self.losses.append((int(loss.group(1)), float(loss.group(2))))
+            return f"rank{rank}", body
+        stream = self.nodes.get(node)
+        if stream is None:
+            stream = self.nodes[node] = Stream(node, deque(maxlen=self.max_lines))
+        stream.lines.append(line)
+        return f"node:{node}", line
+
+
+def read_local(job: Job, nodes: Iterable[str]) -> RankDemux:
+    demux = RankDemux(max_lines=1 << 30)
+    for node in nodes:
+        path = local_copy(job, node)
+        if path.exists():
+            demux.feed(node, path.read_bytes().decode("utf-8", "replace"))
+            demux.feed(node, demux.flush(node))
+    return demux
