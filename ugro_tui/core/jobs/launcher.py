@@ -48,6 +48,8 @@ class SshLauncher:
 
         async def start_node(p) -> tuple[str, NodeRun]:
             t = self._t(p.node)
+            rd = path_word(p.run_dir)
+            await t.run(f"rm -rf {rd} && mkdir -p {rd}")  # no stale pid or exit file from an older store
             await t.copy_file(p.script.encode(), f"{p.run_dir}/run.sh", mode=0o755)
             pid = await t.spawn_detached(f"exec sh {path_word(p.run_dir + '/run.sh')}", log=f"{p.run_dir}/console.log")
             return p.node, NodeRun(pid=pid, run_dir=p.run_dir)

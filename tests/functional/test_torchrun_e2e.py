@@ -1,0 +1,188 @@
+"""Real torchrun (gloo on the CPU) across the loopback sshd cluster, through `ugro submit` and `ugro scheduler`."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ugro_tui.core.sim.loopback import LoopbackCluster
+
+from ..conftest import run_ugro
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.timeout(300)
+TINY = str(Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py")
+SIM3 = [(["RTX 5070 Ti"], "nvml"), (["RTX 4070"], "nvml"), (["RTX 3070 Ti"], "nvml")]
+
+
+def private_ports() -> str:
+    """Each test's store counts job ids from 1, so give each its own rendezvous ports as well."""
+    from ugro_tui.core.sim.loopback import free_port
+
+    port = free_port("127.0.0.2")
+    return f"rendezvous_ports = [{port}, {port}]"
+
+
+@pytest.fixture
+def config(lab: LoopbackCluster, tmp_path: Path):
+    path = tmp_path / "cluster.toml"
+    text = lab.cluster_toml(sim=SIM3, poll_interval=0.5).replace("rendezvous_ports = [29500, 29599]", private_ports())
+    path.write_text(text.replace(str(lab.root / "work"), str(tmp_path / "lab-work")))
+    yield path
+    # Whatever a failed test left running must not meet the next test's jobs.
+    subprocess.run(["pkill", "-9", "-f", f"ugro_tui scheduler --config {path}"], check=False)
+    for run in (tmp_path / "lab-work").glob("*"):
+        subprocess.run(["pkill", "-9", "-f", str(run)], check=False)
+
+
+def ugro(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return run_ugro(args[0], "--config", str(config), *args[1:], timeout=timeout)
+
+
+def job(config: Path, job_id: int) -> dict:
+    return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
+
+
+def wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+
+
+def scheduler(config: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "ugro_tui", "scheduler", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def steps(text: str) -> list[tuple[int, float]]:
+    return [(int(a), float(b)) for a, b in re.findall(r"^step (\d+) loss ([0-9.e+-]+)$", text, re.MULTILINE)]
+
+
+def processes_of(marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-ww", "-eo", "stat=,args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if marker in line and not line.lstrip().startswith("Z")]
+
+
+def test_three_node_job_succeeds_every_rank_logs_and_loss_falls(config: Path) -> None:
+    assert ugro(config, "submit", "--nnodes", "3", "--name", "tiny", "--", TINY, "--steps", "30").stdout == "1\n"
+    done = ugro(config, "scheduler", "--until-idle", timeout=240)
+    assert done.returncode == 0, done.stderr
+    j = job(config, 1)
+    assert j["state"] == "succeeded", j
+    assert sorted(j["placement"]) == ["node0", "node1", "node2"]
+    for rank in range(3):
+        lines = steps(ugro(config, "logs", "1", "--rank", str(rank)).stdout)
+        assert [s for s, _ in lines] == list(range(30)), f"rank {rank}"
+        first, last = lines[0][1], lines[-1][1]
+        assert last < first / 4, f"rank {rank}: loss {first} -> {last}"
+    everything = ugro(config, "logs", "1").stdout
+    assert "[rank0]:done: 3 ranks" in everything
+
+
+def test_cancel_mid_run_leaves_no_process(config: Path) -> None:
+    marker = "--steps 100000 --sleep 0.05 --lr 0.01"
+    ugro(config, "submit", "--nnodes", "2", "--", TINY, *marker.split())
+    sched = scheduler(config)
+    try:
+        wait(lambda: len(steps(ugro(config, "logs", "1", "--rank", "1").stdout)) >= 3, 90, "training to start")
+        assert processes_of(marker)
+        assert ugro(config, "cancel", "1").returncode == 0
+        wait(lambda: job(config, 1)["state"] == "cancelled", 30, "the cancel")
+        wait(lambda: not processes_of(marker), 10, "every process on every node to end")
+    finally:
+        sched.kill()
+        sched.wait()
+
+
+def test_killing_one_nodes_ranks_fails_the_job_and_tears_down_the_rest(config: Path) -> None:
+    marker = "--steps 100000 --sleep 0.05 --lr 0.02"
+    ugro(config, "submit", "--nnodes", "3", "--", TINY, *marker.split())
+    sched = scheduler(config)
+    try:
+        wait(lambda: len(steps(ugro(config, "logs", "1", "--rank", "2").stdout)) >= 3, 90, "training to start")
+        victim = job(config, 1)["placement"]
+        node = sorted(victim)[1]
+        # The worker processes (not torchrun's agent) on that node: UGRO_NODE in their environment says where.
+        killed = 0
+        for line in subprocess.run(["pgrep", "-f", "train_tiny.py --steps 100000"], capture_output=True,
+                                   text=True).stdout.split():
+            environ = Path(f"/proc/{line}/environ").read_bytes() if Path(f"/proc/{line}/environ").exists() else b""
+            cmd = Path(f"/proc/{line}/cmdline").read_bytes() if Path(f"/proc/{line}/cmdline").exists() else b""
+            if f"UGRO_NODE={node}\0".encode() in environ and b"torch.distributed.run" not in cmd:
+                subprocess.run(["kill", "-9", line])
+                killed += 1
+        assert killed >= 1
+        wait(lambda: job(config, 1)["state"] == "failed", 90, "the job to fail")
+        j = job(config, 1)
+        assert node in j["reason"] and "exited" in j["reason"]
+        assert j["diagnosis"] and "failed with exit code" in j["diagnosis"]
+        wait(lambda: not processes_of(marker), 30, "the other nodes to be torn down")
+        shown = ugro(config, "show", "1").stdout
+        assert "diagnosis" in shown
+    finally:
+        sched.kill()
+        sched.wait()
+
+
+def test_restarting_the_dispatcher_reattaches_without_duplicate_lines(config: Path) -> None:
+    ugro(config, "submit", "--nnodes", "2", "--", TINY, "--steps", "60", "--sleep", "0.1")
+    first = scheduler(config)
+    try:
+        wait(lambda: len(steps(ugro(config, "logs", "1", "--rank", "0").stdout)) >= 8, 90, "some steps")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert job(config, 1)["state"] == "running"  # the job outlives its dispatcher
+    done = ugro(config, "scheduler", "--until-idle", timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert job(config, 1)["state"] == "succeeded"
+    for rank in (0, 1):
+        assert [s for s, _ in steps(ugro(config, "logs", "1", "--rank", str(rank)).stdout)] == list(range(60))
+
+
+def test_rendezvous_failure_is_diagnosed(lab: LoopbackCluster, tmp_path: Path) -> None:
+    """Something else answers on the rendezvous port: the ranks cannot reach the store, and ugro says so."""
+    import socket
+    import threading
+
+    from ugro_tui.core.sim.loopback import free_port
+
+    port = free_port("127.0.0.2")
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.2", port))
+    server.listen()
+    stop = threading.Event()
+
+    def slam() -> None:  # accept and close at once, like a wrong service on that port
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                conn.close()
+            except OSError:
+                pass
+
+    threading.Thread(target=slam, daemon=True).start()
+    config = tmp_path / "cluster.toml"
+    config.write_text(lab.cluster_toml(sim=SIM3, poll_interval=0.5).replace(
+        "rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port}]").replace(
+        str(lab.root / "work"), str(tmp_path / "lab-work")))
+    try:
+        ugro(config, "submit", "--nnodes", "2", "--", TINY, "--steps", "5")
+        done = ugro(config, "scheduler", "--until-idle", timeout=240)
+        assert done.returncode == 0, done.stderr
+        j = job(config, 1)
+        assert j["state"] == "failed"
+        assert j["diagnosis"] and ("rendezvous" in j["diagnosis"] or "port" in j["diagnosis"]), j["diagnosis"]
+    finally:
+        stop.set()
+        server.close()
