@@ -104,3 +104,32 @@ def job_store(root, count: int = 8):
     store.update_active({jid + 1: (lambda j, r=r: dataclasses.replace(j, reason=r))
                          for jid, r in waiting.items() if jid < count})
     return store
+
+
+def job_with_logs(root):
+    """A finished 2-node, 4-rank job whose logs are already copied locally (no node is asked)."""
+    import dataclasses
+
+    from ugro_tui.core.jobs.logs import local_copy
+    from ugro_tui.core.jobs.model import JobSpec, JobState, NodeRun
+    from ugro_tui.core.jobs.store import JobStore
+
+    store = JobStore(root)
+    [job] = store.submit([JobSpec("tiny", ("examples/train_tiny.py", "--steps", "40"), nnodes=2, nproc_per_node=2,
+                                  gpus_per_node=2)], now=NOW - 120)
+    placement = (("gpu-master", (0, 1)), ("gpu1", (0, 1)))
+    store.move(job.id, JobState.STARTING, placement=placement, started_at=NOW - 100)
+    runs = tuple((n, NodeRun(pid=100 + i, run_dir=f"/nonexistent/{n}", exit_code=0)) for i, (n, _) in enumerate(placement))
+    job = store.update(job.id, lambda j: dataclasses.replace(j, runs=runs))
+    job = store.move(job.id, JobState.RUNNING)
+    for i, (node, _) in enumerate(placement):
+        lines = ["INFO:torch.distributed.run:Using nproc_per_node=2."]
+        for step in range(40):
+            for local in range(2):
+                rank = i * 2 + local
+                lines.append(f"[rank{rank}]:step {step} loss {8.0 * 0.9 ** step + 0.01 * rank:.5f}")
+        path = local_copy(job, node)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+    store.move(job.id, JobState.SUCCEEDED, reason="every node exited 0", finished_at=NOW - 20)
+    return store, job.id

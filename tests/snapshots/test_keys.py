@@ -135,3 +135,31 @@ async def test_jobs_keys_cancel_hold_retry_sort_filter(tmp_path) -> None:
         await pilot.press("r")
         await pilot.pause()
         assert store.get(2).state is JobState.QUEUED
+
+
+async def test_logs_view_keys(tmp_path) -> None:
+    from ugro_tui.ui.screens.logs import LogsScreen, Pane
+
+    from ..ui_states import job_with_logs
+
+    store, job_id = job_with_logs(tmp_path)
+    app = make_app(LAB, monitor=False, clock=lambda: NOW, state=with_state("online"), store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2", "l")
+        await pilot.pause(0.6)
+        screen = app.screen
+        assert isinstance(screen, LogsScreen) and screen.job.id == job_id
+        assert [p.key for p in screen.query(Pane)] == ["rank0", "rank1", "rank2", "rank3"]
+        assert screen.query(Pane).first().output.lines[-1] == "step 39 loss 0.13139"
+        await pilot.press("right_square_bracket")
+        await pilot.pause()
+        assert [p.key for p in screen.query(Pane)] == ["node:gpu-master", "node:gpu1"]
+        await pilot.press("left_square_bracket", "w")
+        await pilot.pause()
+        assert screen.wrap
+        await pilot.press("slash", *"step 3 ", "enter")
+        await pilot.pause()
+        first = screen.query(Pane).first().output
+        assert "step 3 " in first.lines[int(first.scroll_y)] and not first.auto_scroll  # paused on the match
+        await pilot.press("escape", "1")
+        assert app.current_mode == "nodes"

@@ -7,7 +7,7 @@ import pytest
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.ui.app import make_app
 
-from ..ui_states import LAB, NOW, job_store, with_state
+from ..ui_states import LAB, NOW, job_store, job_with_logs, with_state
 
 
 def app_for(kind: str = "online", store=None):
@@ -62,3 +62,18 @@ def test_job_detail(snap_compare, tmp_path) -> None:
 
 def test_cancel_confirm(snap_compare, tmp_path) -> None:
     assert snap_compare(app_for(store=job_store(tmp_path)), terminal_size=(100, 30), press=["2", "ctrl+d"])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)])
+def test_logs_view(snap_compare, tmp_path, size) -> None:
+    store, _ = job_with_logs(tmp_path)
+
+    async def open_logs(pilot) -> None:
+        await pilot.press("2", "l")
+        await pilot.pause(0.8)  # the follower reads the local copy; panes flush every 0.1 s
+
+    assert snap_compare(app_for(store=store), terminal_size=size, run_before=open_logs)
+
+
+def test_logs_view_without_a_job(snap_compare) -> None:
+    assert snap_compare(app_for(), terminal_size=(80, 24), press=["3"])

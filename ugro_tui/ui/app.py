@@ -8,6 +8,7 @@ from collections.abc import Callable
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.worker import Worker, WorkerState
 
 from ugro_tui import paths
 from ugro_tui.config import Cluster
@@ -16,9 +17,9 @@ from ugro_tui.core.telemetry.model import ClusterState, NodeStatus
 from ugro_tui.core.telemetry.monitor import Monitor
 from ugro_tui.ui import themes
 from ugro_tui.ui.messages import NodeUpdated
-from ugro_tui.ui.screens.empty import LogsScreen
 from ugro_tui.ui.screens.help import HelpScreen
 from ugro_tui.ui.screens.jobs import JobsScreen
+from ugro_tui.ui.screens.logs import LogsScreen
 from ugro_tui.ui.screens.nodes import NodesScreen
 
 THEME_VARIABLE_DEFAULTS = {"gpu-idle": "#5FB760", "gpu-busy": "#4EA8DE", "gpu-hot": "#E5534B",
@@ -47,6 +48,7 @@ class UgroApp(App[None]):
         self.store = store or JobStore()
         self.dispatch = monitor if dispatch is None else dispatch
         self.dispatch_note = ""
+        self.logs_job: int | None = None  # the job the Logs view shows (`l` in the Jobs view picks it)
         self.jobs_snapshot: list | None = None  # the store, read in the background, so the Jobs view opens at once
         self.cluster = cluster
         self.clock = clock
@@ -117,6 +119,12 @@ class UgroApp(App[None]):
         import asyncio
 
         self.jobs_snapshot = await asyncio.to_thread(self.store.all)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every worker's failure lands here, once: the user sees one line, the app keeps running."""
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{event.worker.description or event.worker.name}: {error}", severity="error", timeout=10)
 
     def _node_changed(self, status: NodeStatus) -> None:
         self.post_message(NodeUpdated(status))

@@ -72,6 +72,7 @@ class JobsScreen(Screen[None]):
         Binding("h", "hold", "Hold/release", id="jobs.hold"),
         Binding("r", "retry", "Retry", id="jobs.retry"),
         Binding("s", "sort", "Sort", id="jobs.sort"),
+        Binding("l", "logs", "Logs", id="jobs.logs"),
         Binding("escape", "clear_filter", "Back", id="jobs.back", show=False),
     ]
 
@@ -188,6 +189,16 @@ class JobsScreen(Screen[None]):
             return None
         job_id = int(str(table.get_row_at(table.cursor_row)[0]))
         return next((j for j in self.jobs if j.id == job_id), None)
+
+    def action_logs(self) -> None:
+        job = self.selected()
+        if job is None:
+            return
+        if not job.runs:
+            self.notify(f"job {job.id} has not run yet: no logs", severity="warning", timeout=3)
+            return
+        self.app.logs_job = job.id
+        self.app.switch_mode("logs")
 
     def action_sort(self) -> None:
         self.sort_by = SORTS[(SORTS.index(self.sort_by) + 1) % len(SORTS)]

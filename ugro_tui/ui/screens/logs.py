@@ -1,0 +1,263 @@
+"""The Logs view: one pane per global rank (a page of them at a time), node panes, the loss curve."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+import time
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Center, Grid, Middle, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Log, Sparkline, Static
+
+from ugro_tui.core.jobs.describe import age, placement_text
+from ugro_tui.core.jobs.logs import RankDemux, sync_node
+from ugro_tui.core.jobs.model import Job
+from ugro_tui.core.transport import Transport, make_transport
+from ugro_tui.ui.widgets.health import HealthBar
+
+MAX_LINES = 5000  # per pane: memory stays bounded however long the run
+
+
+class Pane(Vertical):
+    """A titled log pane for one rank or one node."""
+
+    DEFAULT_CSS = """
+    Pane { border: round $foreground 30%; height: 1fr; }
+    Pane:focus-within { border: round $primary; }
+    Pane > Log { height: 1fr; scrollbar-size-vertical: 1; }
+    """
+
+    def __init__(self, key: str, title: str, lines: list[str]) -> None:
+        super().__init__()  # no id: a page change mounts new panes while the old ones are still leaving
+        self.key = key
+        self.border_title = title
+        self.output = Log(max_lines=MAX_LINES, auto_scroll=True)
+        self._initial = lines
+
+    def compose(self) -> ComposeResult:
+        yield self.output
+
+    def on_mount(self) -> None:
+        self.output.write_lines(self._initial)
+        self._initial = []
+
+
+class LogsScreen(Screen[None]):
+    AUTO_FOCUS = None  # keys reach the screen's bindings until the user focuses a pane (tab)
+    DEFAULT_CSS = """
+    LogsScreen #job-header { height: 1; padding: 0 1; background: $panel; }
+    LogsScreen #loss { height: 2; margin: 0 1; border-title-color: $foreground-muted; }
+    LogsScreen #panes { grid-size: 2; grid-gutter: 0; height: 1fr; }
+    LogsScreen #search { dock: bottom; height: 3; }
+    """
+    BINDINGS = [
+        Binding("right_square_bracket", "page(1)", "Next panes", id="logs.next"),
+        Binding("left_square_bracket", "page(-1)", "Prev panes", id="logs.prev"),
+        Binding("w", "wrap", "Wrap", id="logs.wrap"),
+        Binding("slash", "search", "Search", id="logs.search"),
+        Binding("escape", "close_search", "Back", id="logs.back", show=False),
+        Binding("tab", "focus_next", "Next pane", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.job: Job | None = None
+        self.demux = RankDemux(max_lines=MAX_LINES)
+        self.page = 0
+        self.wrap = False
+        self.transports: dict[str, Transport] = {}
+        self._pending: dict[str, list[str]] = {}
+        self._opened: int | None = None
+        self._losses_shown = 0
+
+    def compose(self) -> ComposeResult:
+        yield HealthBar(id="health")
+        yield Static("", id="job-header")
+        loss = Sparkline([], id="loss")
+        loss.tooltip = "loss of the lowest rank, parsed from `step N loss X` lines"
+        yield loss
+        yield Grid(id="panes")
+        with Middle(id="no-job"), Center():
+            yield Static("No job selected.\n\nPress 2 for the Jobs view, pick a job that has run, then press l.",
+                         classes="empty-state")
+        yield Input(placeholder="search this pane (enter: next match, esc: close)", id="search", disabled=True)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#search", Input).display = False
+        self.set_focus(None)  # keys go to the screen until a pane is focused (tab) or / opens the search
+        self.set_interval(0.1, self._flush)  # batch lines into one write per pane per frame
+        self._open(self.app.logs_job)
+
+    def on_screen_resume(self) -> None:
+        if self.app.logs_job != self._opened:
+            self._open(self.app.logs_job)
+
+    def _open(self, job_id: int | None) -> None:
+        self._opened = job_id
+        self.workers.cancel_group(self, "logs")
+        self.job = None
+        self.demux = RankDemux(max_lines=MAX_LINES)
+        self._losses_shown = 0
+        self.query_one("#loss", Sparkline).data = []
+        self.page = 0
+        grid = self.query_one("#panes", Grid)
+        grid.remove_children()
+        self.query_one("#no-job").display = job_id is None
+        grid.display = self.query_one("#loss").display = job_id is not None
+        self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health(), self.app.dispatch_note)
+        if job_id is not None:
+            self.follow(job_id)
+
+    def _layout(self) -> tuple[int, int]:
+        """(columns, panes per page) for this terminal: a 2x2 grid on a laptop, up to 4x2 on a big screen."""
+        cols = 4 if self.size.width >= 200 else (3 if self.size.width >= 150 else 2)
+        rows = 2 if self.size.height >= 20 else 1
+        return cols, cols * rows
+
+    def _keys(self) -> list[tuple[str, str]]:
+        ranks = [(f"rank{r}", f"rank {r}") for r in sorted(self.demux.ranks)]
+        nodes = [(f"node:{n}", f"{n} (torchrun)") for n in sorted(self.demux.nodes)]
+        return ranks + nodes
+
+    def _show_page(self) -> None:
+        cols, per_page = self._layout()
+        keys = self._keys()
+        pages = max(1, -(-len(keys) // per_page))
+        self.page %= pages
+        wanted = keys[self.page * per_page:(self.page + 1) * per_page]
+        grid = self.query_one("#panes", Grid)
+        grid.styles.grid_size_columns = min(cols, max(1, len(wanted)))
+        have = [p.key for p in grid.query(Pane)]
+        if have == [k for k, _ in wanted]:
+            return
+        grid.remove_children()
+        grid.mount_all(Pane(key, f"{title}  ({self.page + 1}/{pages})" if pages > 1 else title,
+                            self._format(self._buffer(key))) for key, title in wanted)
+
+    def _fill(self, panes: list[Pane]) -> None:
+        for pane in panes:
+            pane.output.write_lines(self._format(self._buffer(pane.key)))
+
+    def _buffer(self, key: str) -> list[str]:
+        if key.startswith("rank"):
+            stream = self.demux.ranks.get(int(key[4:]))
+        else:
+            stream = self.demux.nodes.get(key.split(":", 1)[1])
+        return list(stream.lines) if stream else []
+
+    def _format(self, lines: list[str]) -> list[str]:
+        if not self.wrap:
+            return lines
+        width = max(20, (self.size.width // max(1, self._layout()[0])) - 4)
+        return [part for line in lines for part in (textwrap.wrap(line, width) or [""])]
+
+    @work(group="logs", exclusive=True, exit_on_error=False, description="follow a job's rank logs")
+    async def follow(self, job_id: int) -> None:
+        from ugro_tui.core.jobs.logs import local_copy
+
+        store = self.app.store
+        job = await asyncio.to_thread(store.get, job_id)
+        self.job = job
+        for node, _ in job.runs:  # what is already copied, then the rest from the nodes
+            path = local_copy(job, node)
+            if path.exists():
+                self._take(node, await asyncio.to_thread(path.read_bytes))
+        while True:
+            for node, run in job.runs:
+                if not run.run_dir or node not in {n.name for n in self.app.cluster.nodes}:
+                    continue
+                t = self.transports.get(node)
+                if t is None:
+                    t = self.transports[node] = make_transport(self.app.cluster.node(node), self.app.cluster)
+                try:
+                    self._take(node, await sync_node(t, job, node, run.run_dir))
+                except Exception:  # an unreachable node: its pane just stops growing for now
+                    continue
+            self._header(job)
+            if job.state.finished:
+                return
+            await asyncio.sleep(0.5)
+            job = await asyncio.to_thread(store.get, job_id)
+            self.job = job
+
+    def _take(self, node: str, data: bytes) -> None:
+        if not data:
+            return
+        known = len(self._keys())
+        shown = {p.key for p in self.query(Pane)}
+        for key, line in self.demux.feed(node, data.decode("utf-8", "replace")):
+            if key in shown:  # panes made now take their lines from the demux buffer instead
+                self._pending.setdefault(key, []).append(line)
+        if len(self._keys()) != known:
+            self._show_page()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for pane in self.query(Pane):
+            lines = pending.get(pane.key)
+            if lines:
+                pane.output.write_lines(self._format(lines))
+        if self.demux.losses and len(self.demux.losses) != self._losses_shown:
+            self._losses_shown = len(self.demux.losses)
+            self.query_one("#loss", Sparkline).data = [loss for _, loss in self.demux.losses][-200:]
+
+    def _header(self, job: Job) -> None:
+        now = time.time()
+        elapsed = age((job.finished_at or now) - job.started_at) if job.started_at else "–"
+        last = self.demux.losses[-1] if self.demux.losses else None
+        loss = f" · step {last[0]} loss {last[1]:.4g}" if last else ""
+        self.query_one("#job-header", Static).update(Text(
+            f"job {job.id} {job.spec.name} [{job.state}] · {elapsed} · {placement_text(job)}{loss}",
+            no_wrap=True, overflow="ellipsis"))
+
+    def action_page(self, step: int) -> None:
+        self.page += step
+        self._show_page()
+
+    def action_wrap(self) -> None:
+        self.wrap = not self.wrap
+        for pane in self.query(Pane):
+            pane.output.clear()
+        self._fill(list(self.query(Pane)))
+        self.notify("wrap on" if self.wrap else "wrap off", timeout=2)
+
+    def action_search(self) -> None:
+        box = self.query_one("#search", Input)
+        box.display = True
+        box.disabled = False
+        box.focus()
+
+    def action_close_search(self) -> None:
+        box = self.query_one("#search", Input)
+        box.display = False
+        box.disabled = True  # so it never takes the keys meant for the view
+        box.value = ""
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Jump to the next line matching the search in the first pane that has it (the focused one first)."""
+        text = event.value.lower()
+        if not text:
+            return
+        panes = list(self.query(Pane))
+        focused = [p for p in panes if p.has_focus_within]
+        for pane in focused + [p for p in panes if p not in focused]:
+            log = pane.output
+            lines = log.lines
+            start = int(log.scroll_y) + 1
+            for offset in range(len(lines)):
+                i = (start + offset) % max(1, len(lines))
+                if text in lines[i].lower():
+                    log.auto_scroll = False
+                    log.scroll_to(y=i, animate=False)
+                    self.notify(f"{pane.border_title}: line {i + 1}", timeout=2)
+                    return
+        self.notify(f"no line has {event.value!r}", severity="warning", timeout=2)
+
+    async def on_unmount(self) -> None:
+        await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)
