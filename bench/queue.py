@@ -8,25 +8,25 @@ Usage: python bench/queue.py [--kills N]
 
 from __future__ import annotations
 
+import os
 import sys
+
+# bench/queue.py is named like the stdlib module; keep this folder off the import path.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse
+import asyncio
+import json
+import random
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
 from pathlib import Path
 
-# This file is named like the stdlib's `queue`; keep its folder off the import path so `import queue` still works.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-from ugro_tui.core.jobs.model import JobSpec, JobState  # noqa: E402
-from ugro_tui.core.jobs.store import JobStore  # noqa: E402
+from ugro_tui.core.jobs.model import JobSpec, JobState
+from ugro_tui.core.jobs.store import JobStore
 
 
 def fill(root: Path, waiting: int, finished: int) -> JobStore:

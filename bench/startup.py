@@ -5,10 +5,15 @@ Usage: python bench/startup.py [--runs N]. Prints medians and the ratio; the goa
 
 from __future__ import annotations
 
+import os
+import sys
+
+# bench/queue.py is named like the stdlib module; keep this folder off the import path.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
 import argparse
 import statistics
 import subprocess
-import sys
 import time
 
 

@@ -12,11 +12,16 @@ Usage: python bench/telemetry.py [--ticks N]. Only 127.0.0.0/8 is used.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# bench/queue.py is named like the stdlib module; keep this folder off the import path.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
 import argparse
 import asyncio
 import resource
 import statistics
-import sys
 import tempfile
 import time
 import tomllib

@@ -7,6 +7,12 @@ and subtracted. Goal: <= 10% of one core. Usage: python bench/ui_load.py [--seco
 
 from __future__ import annotations
 
+import os
+import sys
+
+# bench/queue.py is named like the stdlib module; keep this folder off the import path.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
 import argparse
 import asyncio
 import resource

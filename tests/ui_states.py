@@ -119,7 +119,8 @@ def job_with_logs(root):
                                   gpus_per_node=2)], now=NOW - 120)
     placement = (("gpu-master", (0, 1)), ("gpu1", (0, 1)))
     store.move(job.id, JobState.STARTING, placement=placement, started_at=NOW - 100)
-    runs = tuple((n, NodeRun(pid=100 + i, run_dir=f"/nonexistent/{n}", exit_code=0)) for i, (n, _) in enumerate(placement))
+    runs = tuple((n, NodeRun(pid=100 + i, run_dir=f"/nonexistent/{n}", exit_code=0))
+                 for i, (n, _) in enumerate(placement))
     job = store.update(job.id, lambda j: dataclasses.replace(j, runs=runs))
     job = store.move(job.id, JobState.RUNNING)
     for i, (node, _) in enumerate(placement):

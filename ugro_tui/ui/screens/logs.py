@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import textwrap
+import itertools
 import time
 
 from rich.text import Text
@@ -21,6 +21,7 @@ from ugro_tui.core.transport import Transport, make_transport
 from ugro_tui.ui.widgets.health import HealthBar
 
 MAX_LINES = 5000  # per pane: memory stays bounded however long the run
+REFILL = 1000     # lines a pane gets back when (re)drawn by a page change or a wrap toggle, so keys stay quick
 
 
 class Pane(Vertical):
@@ -149,13 +150,17 @@ class LogsScreen(Screen[None]):
             stream = self.demux.ranks.get(int(key[4:]))
         else:
             stream = self.demux.nodes.get(key.split(":", 1)[1])
-        return list(stream.lines) if stream else []
+        if not stream:
+            return []
+        lines = stream.lines
+        return list(itertools.islice(lines, max(0, len(lines) - REFILL), None))
 
     def _format(self, lines: list[str]) -> list[str]:
         if not self.wrap:
             return lines
         width = max(20, (self.size.width // max(1, self._layout()[0])) - 4)
-        return [part for line in lines for part in (textwrap.wrap(line, width) or [""])]
+        # Hard wrap at the pane width: log lines are not prose, and slicing keeps the key quick under a flood.
+        return [line[i:i + width] for line in lines for i in range(0, max(1, len(line)), width)]
 
     @work(group="logs", exclusive=True, exit_on_error=False, description="follow a job's rank logs")
     async def follow(self, job_id: int) -> None:
