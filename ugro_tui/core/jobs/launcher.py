@@ -47,12 +47,14 @@ class SshLauncher:
         plans = plan(job, self.cluster, port)
 
         async def start_node(p) -> tuple[str, NodeRun]:
-            t = self._t(p.node)
+            # One round trip per node: a clean run dir, the script from stdin, and the detached start.
             rd = path_word(p.run_dir)
-            await t.run(f"rm -rf {rd} && mkdir -p {rd}")  # no stale pid or exit file from an older store
-            await t.copy_file(p.script.encode(), f"{p.run_dir}/run.sh", mode=0o755)
-            pid = await t.spawn_detached(f"exec sh {path_word(p.run_dir + '/run.sh')}", log=f"{p.run_dir}/console.log")
-            return p.node, NodeRun(pid=pid, run_dir=p.run_dir)
+            script = (f"rm -rf {rd} && mkdir -p {rd} && cat > {rd}/run.sh && chmod 755 {rd}/run.sh && "
+                      f"{{ setsid nohup sh {rd}/run.sh >{rd}/console.log 2>&1 </dev/null & echo $!; }}")
+            done = await self._t(p.node).run(script, stdin=p.script.encode())
+            if not done.ok or not done.stdout.strip().isdigit():
+                raise RuntimeError(f"{p.node}: could not start the job: {done.stderr.strip() or done.stdout.strip()}")
+            return p.node, NodeRun(pid=int(done.stdout.strip()), run_dir=p.run_dir)
 
         results = await asyncio.gather(*(start_node(p) for p in plans), return_exceptions=True)
         runs = tuple(r for r in results if not isinstance(r, BaseException))
