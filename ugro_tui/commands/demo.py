@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -35,8 +36,40 @@ def demo_cluster(poll_interval: float = 1.0) -> Iterator[tuple[Cluster, Path]]:
         config.write_text(text)
         yield parse_cluster(tomllib.loads(text), str(config)), config
     finally:
+        _stop_demo_jobs(root)
         lab.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_demo_jobs(root: Path) -> None:
+    """Jobs run detached (they outlive sshd on purpose); the demo's own must not outlive the demo."""
+    import os
+    import signal
+
+    marker = str(root).encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline and b"run.sh" in cmdline:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(pid), signal.SIGKILL)
+
+
+def submit_demo_job(cluster: Cluster) -> str:
+    """Queue a 3-node train_tiny run so the Jobs and Logs views have something real to show."""
+    import importlib.util
+
+    from ugro_tui.core.jobs.model import JobSpec
+    from ugro_tui.core.jobs.store import JobStore
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py"
+    if importlib.util.find_spec("torch") is None or not script.exists():
+        return "no demo job: install the demo extra (pip install -e '.[demo]') to watch a torchrun job"
+    [job] = JobStore().submit([JobSpec("train-tiny-demo", (str(script), "--steps", "400", "--sleep", "0.25"),
+                                       nnodes=len(cluster.nodes))])
+    return f"queued job {job.id}: a {len(cluster.nodes)}-node torchrun of examples/train_tiny.py (press 2, then l)"
 
 
 def run(args: Namespace) -> int:
@@ -46,7 +79,9 @@ def run(args: Namespace) -> int:
           flush=True)
     with demo_cluster() as (cluster, config):
         print(f"ugro demo: config at {config}; press Ctrl+C to stop", flush=True)
+        os.environ["XDG_STATE_HOME"] = str(config.parent / "state")  # the demo's queue is its own
         if not args.plain and sys.stdout.isatty():
+            print(f"ugro demo: {submit_demo_job(cluster)}", flush=True)
             from ugro_tui.ui.app import make_app
 
             app = make_app(cluster)

@@ -28,6 +28,7 @@ class RunResult:
     exit_code: int
     stdout: str
     stderr: str
+    raw: bytes = b""  # stdout exactly as received, for byte offsets
 
     @property
     def ok(self) -> bool:
@@ -188,7 +189,7 @@ class LocalTransport(Transport):
             await proc.wait()
             raise
         code = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else 128 - (proc.returncode or 0)
-        return RunResult(code, _decode(out), _decode(err))
+        return RunResult(code, _decode(out), _decode(err), out or b"")
 
     async def _stream_shell(self, script: str) -> LineStream:
         proc = await asyncio.create_subprocess_exec(
@@ -255,7 +256,8 @@ class SshTransport(Transport):
         code = done.exit_status
         if code is None or code < 0:
             code = 128 + _signal_number(done.exit_signal)
-        return RunResult(code, _decode(done.stdout), _decode(done.stderr))
+        raw = done.stdout if isinstance(done.stdout, bytes) else b""
+        return RunResult(code, _decode(done.stdout), _decode(done.stderr), raw)
 
     async def _stream_shell(self, script: str) -> LineStream:
         conn = await self._connection()

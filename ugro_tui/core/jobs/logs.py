@@ -8,13 +8,15 @@ TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE); lines without the prefix are torchrun's 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from ugro_tui import paths
 from ugro_tui.core.jobs.model import Job
@@ -33,23 +35,40 @@ def local_copy(job: Job, node: str) -> Path:
     return local_dir(job) / f"{node}.log"
 
 
+_in_process: dict[Path, asyncio.Lock] = {}
+
+
 async def sync_node(transport: Transport, job: Job, node: str, run_dir: str) -> bytes:
-    """Fetch what the node's console log has beyond our copy; append it to the copy; return the new bytes."""
+    """Fetch what the node's console log has beyond our copy; append it to the copy; return the new bytes.
+
+    Followers in one process (the dispatcher and the Logs view) take turns on an asyncio lock; other processes
+    on a non-blocking flock, polled, so the event loop never waits on a lock another await holds."""
     path = local_copy(job, node)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as copy:
-        fcntl.flock(copy, fcntl.LOCK_EX)
+    async with _in_process.setdefault(path, asyncio.Lock()), _file_lock(path) as copy:
+        offset = copy.seek(0, 2)
+        remote = path_word(f"{run_dir}/console.log")
+        done = await transport.run(f"tail -c +{offset + 1} {remote} 2>/dev/null | head -c {CHUNK}")
+        data = done.raw  # bytes as sent: decoding first would shift the offset on any invalid UTF-8
+        if data:
+            copy.write(data)
+            copy.flush()
+        return data
+
+
+@contextlib.asynccontextmanager
+async def _file_lock(path: Path) -> AsyncIterator[BinaryIO]:
+    with open(path, "ab") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.02)
         try:
-            offset = copy.seek(0, 2)
-            remote = path_word(f"{run_dir}/console.log")
-            done = await transport.run(f"tail -c +{offset + 1} {remote} 2>/dev/null | head -c {CHUNK}")
-            data = done.stdout.encode() if isinstance(done.stdout, str) else done.stdout
-            if data:
-                copy.write(data)
-                copy.flush()
-            return data
+            yield f
         finally:
-            fcntl.flock(copy, fcntl.LOCK_UN)
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -67,7 +86,7 @@ class RankDemux:
     max_lines: int = 5000
     ranks: dict[int, Stream] = field(default_factory=dict)
     nodes: dict[str, Stream] = field(default_factory=dict)
-    losses: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=2000))
+    rank_losses: dict[int, deque[tuple[int, float]]] = field(default_factory=dict)
     _carry: dict[str, str] = field(default_factory=dict)
 
     def feed(self, node: str, data: str) -> list[tuple[str, str]]:
@@ -81,6 +100,11 @@ class RankDemux:
             key, body = self.route(node, line.rstrip("\r"))
             out.append((key, body))
         return out
+
+    @property
+    def losses(self) -> deque[tuple[int, float]]:
+        """(step, loss) of the lowest rank that reports a loss: the training-health curve."""
+        return self.rank_losses[min(self.rank_losses)] if self.rank_losses else deque()
 
     def flush(self, node: str) -> str:
         """A newline if a last line without one is pending (the log ended mid-line), so it is not lost."""
@@ -96,9 +120,10 @@ class RankDemux:
                 stream = self.ranks[rank] = Stream(f"rank {rank}", deque(maxlen=self.max_lines))
             stream.lines.append(body)
             loss = LOSS_RE.search(body)
-            if loss and rank == min(self.ranks):
+            if loss:
                 with contextlib.suppress(ValueError):
-                    self.losses.append((int(loss.group(1)), float(loss.group(2))))
+                    self.rank_losses.setdefault(rank, deque(maxlen=2000)).append(
+                        (int(loss.group(1)), float(loss.group(2))))
             return f"rank{rank}", body
         stream = self.nodes.get(node)
         if stream is None:
