@@ -37,3 +37,29 @@ async def test_resume_from_the_copy_and_keep_bytes_exactly(tmp_path: Path) -> No
         f.write(b" a line\n")
     assert await sync_node(t, job, "here", str(run_dir)) == b" a line\n"
     assert local_copy(job, "here").read_bytes() == console.read_bytes()
+
+
+async def test_the_kill_sweep_finds_workers_in_their_own_sessions(tmp_path: Path) -> None:
+    """torchrun starts workers with new sessions: a process-group kill misses them, the env sweep does not."""
+    import os
+    import signal
+
+    from ugro_tui.core.jobs.launcher import sweep_command
+
+    t, _, _ = setup(tmp_path)
+    mine = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=here sleep 60")
+    other_node = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=there sleep 60")
+    other_job = await t.spawn_detached("exec env UGRO_JOB_ID=9131 UGRO_NODE=here sleep 60")
+    await asyncio.sleep(0.3)
+    assert (await t.run(sweep_command(913, "here"))).ok
+    await asyncio.sleep(0.3)
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    assert not alive(mine) and alive(other_node) and alive(other_job)
+    for pid in (other_node, other_job):
+        os.killpg(pid, signal.SIGKILL)

@@ -42,19 +42,32 @@ def demo_cluster(poll_interval: float = 1.0) -> Iterator[tuple[Cluster, Path]]:
 
 
 def _stop_demo_jobs(root: Path) -> None:
-    """Jobs run detached (they outlive sshd on purpose); the demo's own must not outlive the demo."""
+    """Jobs run detached (they outlive sshd on purpose); the demo's own must not outlive the demo.
+
+    TERM to each job's process group first (torchrun passes it on to its workers, which run in sessions of
+    their own), then KILL whatever still runs in the demo's folders."""
     import os
     import signal
+    import time
 
-    marker = str(root).encode()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker in cmdline and b"run.sh" in cmdline:
-            with suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(pid), signal.SIGKILL)
+    def ours() -> list[int]:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            with suppress(OSError):
+                if os.readlink(f"/proc/{pid}/cwd").startswith(str(root)) or \
+                        str(root).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(int(pid))
+        return [p for p in found if p != os.getpid()]
+
+    for pid in ours():
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 3
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in ours():
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def submit_demo_job(cluster: Cluster) -> str:

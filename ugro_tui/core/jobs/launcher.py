@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shlex
 import signal
 
 from ugro_tui.config import Cluster
@@ -124,9 +125,21 @@ class SshLauncher:
     async def _stop(self, job: Job, sig: signal.Signals) -> None:
         await asyncio.gather(*(self._t(n).signal_group(r.pid, sig) for n, r in job.runs if r.pid),
                              return_exceptions=True)
+        if sig is signal.SIGKILL:  # torchrun's workers run in sessions of their own: find them by their env
+            await asyncio.gather(*(self._t(n).run(sweep_command(job.id, n)) for n, _ in job.runs),
+                                 return_exceptions=True)
 
     async def close(self) -> None:
         await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)
+
+
+def sweep_command(job_id: int, node: str) -> str:
+    """KILL every process on the node whose environment says it belongs to this job on this node."""
+    want = shlex.quote(f"UGRO_JOB_ID={int(job_id)}")
+    here = shlex.quote(f"UGRO_NODE={node}")
+    return ("for p in /proc/[0-9]*; do e=$(tr '\\0' '\\n' < \"$p/environ\" 2>/dev/null) || continue; "
+            f"printf '%s\\n' \"$e\" | grep -qx {want} && printf '%s\\n' \"$e\" | grep -qx {here} && "
+            "kill -9 \"${p#/proc/}\" 2>/dev/null; done; true")
 
 
 def _tail(path, size: int = 1 << 16) -> str:

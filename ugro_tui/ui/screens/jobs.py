@@ -102,6 +102,7 @@ class JobsScreen(Screen[None]):
         self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health(), self.app.dispatch_note)
         if self.app.jobs_snapshot is not None:  # read in the background already: show it at once
             self.show_jobs(self.app.jobs_snapshot)
+            self.set_timer(0.3, self.reload)  # then bring it up to date, once the screen is drawn
         else:
             self.reload()
         self.set_interval(max(0.5, self.app.cluster.poll_interval), self.reload)
@@ -194,6 +195,7 @@ class JobsScreen(Screen[None]):
         job = self.selected()
         if job is None:
             return
+        job = self.app.store.get(job.id)  # the table may be a moment old: it may have started since
         if not job.runs:
             self.notify(f"job {job.id} has not run yet: no logs", severity="warning", timeout=3)
             return
