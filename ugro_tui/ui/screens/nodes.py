@@ -71,10 +71,16 @@ class NodesScreen(Screen[None]):
         card = self.cards.get(status.name)
         if card is not None:
             card.refresh_status()
-        if not self._user_moved:
-            self.cursor = None  # until the user moves, the first GPU in config order stays selected
-        if self.cursor is None or (self.cursor[0] == status.name):
-            self.action_move(0)
+        if not self._user_moved:  # until the user moves, the first GPU in config order stays selected
+            rows = self.visible_gpus()
+            first = (rows[0][0], rows[0][1].index) if rows else None
+            if first != self.cursor:
+                self.cursor = None
+                self.action_move(0)
+                self._health_dirty = True
+                return
+        if self.cursor is not None and self.cursor[0] == status.name:
+            self._show_processes()
         self._health_dirty = True  # redrawn by a timer: one repaint for a burst of node updates
 
     def refresh_health(self) -> None:
@@ -97,13 +103,19 @@ class NodesScreen(Screen[None]):
         if old != self.cursor or step == 0:
             for name, card in self.cards.items():
                 want = self.cursor[1] if self.cursor and self.cursor[0] == name else None
-                if card.selected_gpu != want or old is None:
+                if card.selected_gpu != want:
                     card.selected_gpu = want
                     card.refresh_status()
-            if self.cursor:
+            if self.cursor and step:
                 self.cards[self.cursor[0]].scroll_visible()
-        selected = dict(((n, g.index), g) for n, g in rows).get(self.cursor) if self.cursor else None
-        self.query_one(ProcessTable).show(self.cursor[0] if self.cursor else None, selected)
+        self._show_processes()
+
+    def _show_processes(self) -> None:
+        gpu = None
+        if self.cursor is not None:
+            card = self.cards[self.cursor[0]]
+            gpu = next((g for g in card.status.gpus if g.index == self.cursor[1]), None)
+        self.query_one(ProcessTable).show(self.cursor[0] if self.cursor else None, gpu)
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
