@@ -80,34 +80,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
+def _number(kind: type, least: float, what: str):
+    """An argparse type: a `kind` number of at least `least`, with a message in the user's words."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not least <= value < 1e9:
+            raise argparse.ArgumentTypeError(f"expected {least:g} or more, got {text}")
+        return value
+
+    return parse
 
 
-def _gigabytes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of GB, got {text!r}") from None
-    if not 0 <= value < 1e6:
-        raise argparse.ArgumentTypeError(f"expected 0 or more GB, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
-    return value
+_count = _number(int, 0, "a whole number")
+_positive_int = _number(int, 1, "a whole number")
+_gigabytes = _number(float, 0, "a number of GB")
 
 
 def _load(args: argparse.Namespace):

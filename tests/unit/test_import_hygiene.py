@@ -9,6 +9,10 @@ CORE_MODULES = [
     "ugro_tui.config", "ugro_tui.core.transport", "ugro_tui.core.hostkeys", "ugro_tui.core.check",
     "ugro_tui.core.telemetry.agent", "ugro_tui.core.telemetry.model", "ugro_tui.core.telemetry.monitor",
     "ugro_tui.core.sim.loopback", "ugro_tui.core.sim.stage", "ugro_tui.commands.status",
+    "ugro_tui.core.jobs.model", "ugro_tui.core.jobs.store", "ugro_tui.core.jobs.placement",
+    "ugro_tui.core.jobs.dispatcher", "ugro_tui.core.jobs.launcher", "ugro_tui.core.jobs.planner",
+    "ugro_tui.core.jobs.logs", "ugro_tui.core.jobs.diagnose", "ugro_tui.core.jobs.actions",
+    "ugro_tui.commands.jobs", "ugro_tui.commands.logs", "ugro_tui.commands.scheduler",
 ]
 
 
