@@ -15,10 +15,17 @@ state:  $XDG_STATE_HOME/ugro (jobs, logs)
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line on stderr and exit 2 (`--help` still shows the usage)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="cluster.toml to use")
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="ugro", parents=[common], epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Unified GPU Resource Orchestrator: watch and run a small cluster of NVIDIA machines over SSH.")
     p.add_argument("--version", action="version", version=f"ugro {__version__}")
