@@ -108,3 +108,14 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     (tmp_path / "active.json").write_text(json.dumps(data))
     with pytest.raises(StoreError, match="newer ugro"):
         store.active()
+
+
+def test_the_files_are_tinydb_databases(tmp_path: Path) -> None:
+    from tinydb import Query
+
+    store = JobStore(tmp_path)
+    store.submit([spec("a"), spec("b", priority=5)])
+    db = store.tinydb()
+    assert {d["name"] for d in db.table("jobs").all()} == {"a", "b"}
+    assert db.table("jobs").search(Query().priority == 5)[0]["id"] == 2
+    assert db.table("meta").all()[0]["schema"] == 1
