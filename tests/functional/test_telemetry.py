@@ -171,3 +171,17 @@ async def test_silent_agent_goes_stale_then_recovers(solo_lab: LoopbackCluster) 
             await t.run(f"pkill -CONT -f {pattern}")
         await until(lambda: node.state is NodeState.ONLINE, 5, "online again")
         await t.close()
+
+
+async def test_retry_after_trusting_a_changed_key(solo_lab: LoopbackCluster) -> None:
+    """No retry by itself after a host key change; once the user fixed known_hosts, retry brings it online."""
+    cluster = cluster_from(solo_lab.cluster_toml(sim=[(["RTX 4070"], "nvml")], poll_interval=0.5))
+    solo_lab.change_host_key(0)
+    async with Monitor(cluster) as monitor:
+        node = monitor.state.nodes["node0"]
+        await until(lambda: node.state is NodeState.HOST_KEY_MISMATCH, 10, "host-key-mismatch")
+        node_info = solo_lab.nodes[0]
+        public = node_info.host_key.export_public_key().decode().split()
+        solo_lab.known_hosts_path.write_text(f"[{node_info.host}]:{node_info.port} {public[0]} {public[1]}\n")
+        monitor.retry_now("node0")
+        await until(lambda: node.state is NodeState.ONLINE, 15, "online after the fix")

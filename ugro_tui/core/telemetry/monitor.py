@@ -58,6 +58,7 @@ class Monitor:
         self._clock = clock
         self._rng = random.Random(seed)
         self._tasks: list[asyncio.Task[None]] = []
+        self._followers: dict[str, asyncio.Task[None]] = {}
         self._streams: dict[str, LineStream] = {}
         self.transports: dict[str, Transport] = {}
         self._wake: dict[str, asyncio.Event] = {}
@@ -66,8 +67,13 @@ class Monitor:
         for node in self.cluster.nodes:
             self.transports[node.name] = self._factory(node, self.cluster)
             self._wake[node.name] = asyncio.Event()
-            self._tasks.append(asyncio.create_task(self._follow(node), name=f"telemetry:{node.name}"))
+            self._start_follower(node)
         self._tasks.append(asyncio.create_task(self._watch_staleness(), name="telemetry:staleness"))
+
+    def _start_follower(self, node: Node) -> None:
+        task = asyncio.create_task(self._follow(node), name=f"telemetry:{node.name}")
+        self._followers[node.name] = task
+        self._tasks.append(task)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -90,8 +96,16 @@ class Monitor:
         await asyncio.Event().wait()
 
     def retry_now(self, name: str) -> None:
-        """Skip the backoff wait for one node (the user pressed retry)."""
-        self._wake[name].set()
+        """Skip the backoff wait for one node (the user pressed retry); after an auth or host key problem the
+        user has fixed, start following it again."""
+        follower = self._followers.get(name)
+        if follower is not None and follower.done():
+            status = self.state.nodes[name]
+            status.state, status.error = NodeState.CONNECTING, None
+            self._emit(status)
+            self._start_follower(self.cluster.node(name))
+        else:
+            self._wake[name].set()
 
     async def wait_settled(self, timeout: float) -> None:
         """Until every node has a sample or has failed once (for one-shot `ugro status`)."""
