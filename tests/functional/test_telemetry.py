@@ -185,3 +185,27 @@ async def test_retry_after_trusting_a_changed_key(solo_lab: LoopbackCluster) -> 
         solo_lab.known_hosts_path.write_text(f"[{node_info.host}]:{node_info.port} {public[0]} {public[1]}\n")
         monitor.retry_now("node0")
         await until(lambda: node.state is NodeState.ONLINE, 15, "online after the fix")
+
+
+async def test_trusting_an_unknown_key_from_the_app(solo_lab: LoopbackCluster) -> None:
+    """The app shows the fingerprint, asks, writes known_hosts only on yes, and the node comes online."""
+    from ugro_tui.ui.app import make_app
+    from ugro_tui.ui.screens.jobs import ConfirmScreen
+
+    solo_lab.known_hosts_path.write_text("")
+    cluster = cluster_from(solo_lab.cluster_toml(sim=[(["RTX 4070"], "nvml")], poll_interval=0.5))
+    app = make_app(cluster, dispatch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        node = app.monitor_state.nodes["node0"]
+        await until(lambda: node.state is NodeState.UNKNOWN_HOST_KEY, 15, "unknown-host-key")
+        fingerprint = solo_lab.nodes[0].host_key.get_fingerprint("sha256")
+        await pilot.press("a")
+        assert isinstance(app.screen, ConfirmScreen) and fingerprint in app.screen.question
+        await pilot.press("n")
+        assert solo_lab.known_hosts_path.read_text() == ""
+        await pilot.press("a", "y")
+        deadline = time.monotonic() + 20
+        while node.state is not NodeState.ONLINE:
+            assert time.monotonic() < deadline, "never came online"
+            await pilot.pause(0.2)
+        assert fingerprint.split(":", 1)[0] and "ssh-ed25519" in solo_lab.known_hosts_path.read_text()

@@ -57,4 +57,4 @@ def describe(verdict: HostKeyVerdict, known_hosts: Path) -> str:
                 f"If the machine was reinstalled, remove the old key with "
                 f"`ssh-keygen -R '{name}' -f {known_hosts}` and trust the new one")
     return (f"unknown host key for {name} ({verdict.key_type} {verdict.fingerprint}); "
-            f"check the fingerprint, then trust it with `ugro nodes --check --accept-new`")
+            f"check the fingerprint, then trust it with `ugro nodes --check --accept-new` (or `a` in the app)")

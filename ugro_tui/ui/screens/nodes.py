@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -25,6 +26,7 @@ class NodesScreen(Screen[None]):
         Binding("enter", "drill", "Open", id="nodes.drill"),
         Binding("escape", "back", "Back", id="nodes.back", show=False),
         Binding("r", "retry", "Retry", id="nodes.retry"),
+        Binding("a", "trust", "Trust key", id="nodes.trust", show=False),
     ]
 
     def __init__(self) -> None:
@@ -152,6 +154,37 @@ class NodesScreen(Screen[None]):
         elif self.drilled is not None:
             self.drilled = None
         self.apply_filter(box.value)
+
+    def action_trust(self) -> None:
+        """Trust an unknown host key after the user has seen its fingerprint; a changed key is never offered."""
+        from ugro_tui.core.telemetry.model import NodeState
+        from ugro_tui.ui.screens.jobs import ConfirmScreen
+
+        # Such a node has no GPUs to select, so take the first shown one that waits for trust.
+        name = next((n for n, c in self.cards.items()
+                     if c.display and c.status.state is NodeState.UNKNOWN_HOST_KEY), None)
+        if name is None:
+            self.notify("no node has an unknown host key", timeout=3)
+            return
+        status = self.cards[name].status
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.trust_key(name)
+
+        self.app.push_screen(ConfirmScreen(f"Trust this host key for {name}?\n\n{status.error}"), answered)
+
+    @work(group="trust", exit_on_error=False, description="trust a host key")
+    async def trust_key(self, name: str) -> None:
+        from ugro_tui.core.check import check_node
+
+        result = await check_node(self.app.cluster.node(name), self.app.cluster, accept_new=True)
+        if not result.ok:
+            self.notify(f"{name}: {result.detail or result.result}", severity="error", timeout=8)
+            return
+        self.notify(f"{name}: host key trusted and saved to known_hosts", timeout=4)
+        if self.app.monitor is not None:
+            self.app.monitor.retry_now(name)
 
     def action_retry(self) -> None:
         if self.cursor is not None and self.app.monitor is not None:
