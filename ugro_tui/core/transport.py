@@ -62,6 +62,12 @@ def path_word(path: str) -> str:
     return shlex.quote(path)
 
 
+def python_command(node: Node) -> str:
+    """The node's `python` setting as shell words; a leading ~ still means the node's home."""
+    words = shlex.split(node.python)
+    return " ".join([path_word(words[0]), *map(shlex.quote, words[1:])])
+
+
 def export_env(env: dict[str, str] | Sequence[tuple[str, str]]) -> str:
     items = env.items() if isinstance(env, dict) else env
     return "".join(f"export {k}={shlex.quote(v)}; " for k, v in items)
@@ -247,8 +253,6 @@ class SshTransport(Transport):
         try:
             done = await conn.run("sh -c " + shlex.quote(script), input=stdin, encoding=None, check=False,
                                   timeout=timeout)
-        except asyncssh.ProcessError as exc:  # only raised with check=True; kept for clarity
-            return RunResult(exc.exit_status or 1, _decode(exc.stdout), _decode(exc.stderr))
         except asyncssh.ChannelOpenError as exc:
             raise ConnectError("closed", f"{self.node.name}: {exc.reason}") from None
         except asyncssh.TimeoutError:

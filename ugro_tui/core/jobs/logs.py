@@ -13,7 +13,7 @@ import contextlib
 import fcntl
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -130,13 +130,3 @@ class RankDemux:
             stream = self.nodes[node] = Stream(node, deque(maxlen=self.max_lines))
         stream.lines.append(line)
         return f"node:{node}", line
-
-
-def read_local(job: Job, nodes: Iterable[str]) -> RankDemux:
-    demux = RankDemux(max_lines=1 << 30)
-    for node in nodes:
-        path = local_copy(job, node)
-        if path.exists():
-            demux.feed(node, path.read_bytes().decode("utf-8", "replace"))
-            demux.feed(node, demux.flush(node))
-    return demux

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.sim.stage import shell_prefix
-from ugro_tui.core.transport import export_env, path_word
+from ugro_tui.core.transport import export_env, path_word, python_command
 
 RANK_PREFIX = "[rank${rank}]:"  # torchrun expands ${rank} to the global rank
 
@@ -18,11 +18,6 @@ class NodePlan:
     node: str
     run_dir: str      # on the node; may start with ~/
     script: str       # POSIX sh, run detached in its own session
-
-
-def python_words(node: Node) -> list[str]:
-    words = shlex.split(node.python)
-    return [path_word(words[0]), *map(shlex.quote, words[1:])]
 
 
 def run_dir(node: Node, job: Job) -> str:
@@ -50,7 +45,7 @@ def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
             env.append(("UGRO_CHECKPOINT_DIR", spec.checkpoint_dir))
         env += list(node.env) + list(spec.env)
         if spec.kind == "torchrun":
-            argv = [*python_words(node), "-m", "torch.distributed.run",
+            argv = [python_command(node), "-m", "torch.distributed.run",
                     "--nnodes", str(spec.nnodes), "--nproc-per-node", str(spec.nproc_per_node),
                     "--rdzv-backend", "c10d", "--rdzv-endpoint", shlex.quote(endpoint),
                     "--rdzv-id", shlex.quote(f"ugro-{job.id}-{job.attempt}"), "--max-restarts", "0",

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -91,6 +92,7 @@ class JobStore:
         self.history_dir = self.root / "history"
         self.active_path = self.root / "active.json"
         self.lock_path = self.root / "jobs.lock"
+        self.counter_path = self.root / "next_id"
         self._chunk_cache: dict[Path, tuple[tuple[int, int, int], list[Job]]] = {}
 
     # --- files ---------------------------------------------------------------------------------------------
@@ -177,9 +179,9 @@ class JobStore:
             if job.id == job_id:
                 return job
         for chunk in reversed(self._chunks()):
-            doc = (self._read(chunk).get("jobs") or {}).get(str(job_id))
-            if doc is not None:
-                return Job.from_json(doc)
+            for job in self._chunk_jobs(chunk):  # parsed once per version of the file
+                if job.id == job_id:
+                    return job
         raise UnknownJob(f"no job {job_id}; `ugro queue` lists the jobs")
 
     # --- writes (under the lock) ---------------------------------------------------------------------------
@@ -203,16 +205,22 @@ class JobStore:
             for job in jobs:
                 table[str(job.id)] = job.to_json()
             data["meta"] = {"1": {"schema": SCHEMA, "next_id": next_id + len(jobs)}}
+            write_atomic(self.counter_path, str(next_id + len(jobs)).encode())
             AtomicJSONStorage(self.active_path).write(data)
         return jobs
 
     def _next_id(self, data: dict[str, dict[str, Any]]) -> int:
-        meta = (data.get("meta") or {}).get("1", {})
+        meta = (data.get("meta") or {}).get("1")
         highest = max((int(k) for k in (data.get("jobs") or {})), default=0)
+        if meta is not None:  # written with every submit, so it is past every id ever handed out
+            return max(int(meta.get("next_id", 1)), highest + 1)
+        # A new or set-aside active.json: the counter's own file and the history keep ids from repeating.
+        with contextlib.suppress(OSError, ValueError):
+            highest = max(highest, int(self.counter_path.read_text()) - 1)
         chunks = self._chunks()
-        if chunks:  # if active.json was set aside, ids must still never repeat
-            highest = max(highest, max((int(k) for k in (self._read(chunks[-1]).get("jobs") or {})), default=0))
-        return max(int(meta.get("next_id", 1)), highest + 1)
+        if chunks:
+            highest = max(highest, max((j.id for j in self._chunk_jobs(chunks[-1])), default=0))
+        return highest + 1
 
     def _in_history(self, job_id: int) -> bool:
         return any(str(job_id) in (self._read(c).get("jobs") or {}) for c in reversed(self._chunks()))

@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import json
 import random
-import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,15 @@ from pathlib import Path
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.sim.stage import shell_prefix
 from ugro_tui.core.telemetry.model import ClusterState, NodeState, NodeStatus
-from ugro_tui.core.transport import ConnectError, LineStream, Transport, export_env, make_transport, path_word
+from ugro_tui.core.transport import (
+    ConnectError,
+    LineStream,
+    Transport,
+    export_env,
+    make_transport,
+    path_word,
+    python_command,
+)
 
 AGENT_SOURCE = (Path(__file__).resolve().parent / "agent.py").read_bytes()
 AGENT_PATH = f"~/.cache/ugro/agent-{hashlib.sha256(AGENT_SOURCE).hexdigest()[:12]}.py"
@@ -26,11 +33,6 @@ NO_RETRY = {"auth-failed": NodeState.AUTH_FAILED, "host-key-mismatch": NodeState
             "unknown-host-key": NodeState.UNKNOWN_HOST_KEY}
 
 TransportFactory = Callable[[Node, Cluster], Transport]
-
-
-def python_command(node: Node) -> str:
-    words = shlex.split(node.python)
-    return " ".join([path_word(words[0]), *map(shlex.quote, words[1:])])
 
 
 def agent_command(node: Node, interval: float) -> str:
