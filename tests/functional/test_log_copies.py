@@ -63,3 +63,21 @@ async def test_the_kill_sweep_finds_workers_in_their_own_sessions(tmp_path: Path
     assert not alive(mine) and alive(other_node) and alive(other_job)
     for pid in (other_node, other_job):
         os.killpg(pid, signal.SIGKILL)
+
+
+async def test_a_reader_sees_every_byte_whoever_fetched_it(tmp_path: Path) -> None:
+    """The Logs view and the dispatcher follow one copy: lines the dispatcher fetched still reach the view."""
+    from ugro_tui.core.jobs.logs import CopyReader
+
+    t, job, run_dir = setup(tmp_path)
+    console = run_dir / "console.log"
+    reader = CopyReader(job)
+    seen = ""
+    for i in range(6):
+        with console.open("ab") as f:
+            f.write(f"[rank0]:step {i} loss 1 caf\u00e9\n".encode())
+        await sync_node(t, job, "here", str(run_dir))  # the other follower got these bytes
+        if i % 2:
+            seen += reader.read_new("here")
+    seen += reader.read_new("here")
+    assert seen == console.read_text()

@@ -8,7 +8,7 @@ from argparse import Namespace
 
 from ugro_tui.commands.jobs import parse_ids
 from ugro_tui.config import Cluster
-from ugro_tui.core.jobs.logs import RankDemux, local_copy, sync_node
+from ugro_tui.core.jobs.logs import CopyReader, RankDemux, sync_node
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.transport import make_transport
 from ugro_tui.errors import UgroError, UsageError
@@ -43,20 +43,17 @@ async def _run(args: Namespace, cluster: Cluster) -> int:
                 out.write(line + "\n")
         out.flush()
 
+    reader = CopyReader(job)
     try:
-        # What is already copied, then whatever the nodes have beyond it.
-        for node in nodes:
-            path = local_copy(job, node)
-            if path.exists():
-                emit(node, path.read_bytes().decode("utf-8", "replace"))
         while True:
             for node, run in job.runs:
                 if node in transports and run.run_dir:
                     try:
-                        emit(node, (await sync_node(transports[node], job, node, run.run_dir)).decode(
-                            "utf-8", "replace"))
-                    except Exception as exc:  # an unreachable node: say so once, keep the rest going
+                        await sync_node(transports[node], job, node, run.run_dir)
+                    except Exception as exc:  # an unreachable node: say so, keep the rest going
                         out.write(f"{node}| (cannot read its log now: {exc})\n")
+                # What the copy has beyond what we printed, whoever fetched it (a scheduler follows it too).
+                emit(node, reader.read_new(node))
             if not args.follow:
                 break
             job = store.get(job_id)

@@ -9,6 +9,7 @@ TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE); lines without the prefix are torchrun's 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import fcntl
 import re
@@ -54,6 +55,30 @@ async def sync_node(transport: Transport, job: Job, node: str, run_dir: str) -> 
             copy.write(data)
             copy.flush()
         return data
+
+
+class CopyReader:
+    """Reads a job's local log copies from where this reader left off.
+
+    Several followers fill one copy (the dispatcher, the Logs view, `ugro logs -f`), and each sync returns only
+    the bytes *it* fetched, so a reader takes what the copy has, never what its own sync happened to get."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self._offsets: dict[str, int] = {}
+        self._decoders: dict[str, codecs.IncrementalDecoder] = {}
+
+    def read_new(self, node: str) -> str:
+        offset = self._offsets.get(node, 0)
+        try:
+            with open(local_copy(self.job, node), "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return ""
+        self._offsets[node] = offset + len(data)
+        decoder = self._decoders.setdefault(node, codecs.getincrementaldecoder("utf-8")("replace"))
+        return decoder.decode(data)  # a character split across two reads stays whole
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 
@@ -15,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Log, Sparkline, Static
 
 from ugro_tui.core.jobs.describe import age, placement_text
-from ugro_tui.core.jobs.logs import RankDemux, sync_node
+from ugro_tui.core.jobs.logs import CopyReader, RankDemux, sync_node
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.transport import Transport, make_transport
 from ugro_tui.ui.widgets.health import HealthBar
@@ -164,39 +165,36 @@ class LogsScreen(Screen[None]):
 
     @work(group="logs", exclusive=True, exit_on_error=False, description="follow a job's rank logs")
     async def follow(self, job_id: int) -> None:
-        from ugro_tui.core.jobs.logs import local_copy
-
         store = self.app.store
         job = await asyncio.to_thread(store.get, job_id)
         self.job = job
-        for node, _ in job.runs:  # what is already copied, then the rest from the nodes
-            path = local_copy(job, node)
-            if path.exists():
-                self._take(node, await asyncio.to_thread(path.read_bytes))
+        reader = CopyReader(job)
+        known = {n.name for n in self.app.cluster.nodes}
         while True:
             for node, run in job.runs:
-                if not run.run_dir or node not in {n.name for n in self.app.cluster.nodes}:
-                    continue
-                t = self.transports.get(node)
-                if t is None:
-                    t = self.transports[node] = make_transport(self.app.cluster.node(node), self.app.cluster)
-                try:
-                    self._take(node, await sync_node(t, job, node, run.run_dir))
-                except Exception:  # an unreachable node: its pane just stops growing for now
-                    continue
+                if run.run_dir and node in known:
+                    t = self.transports.get(node)
+                    if t is None:
+                        t = self.transports[node] = make_transport(self.app.cluster.node(node), self.app.cluster)
+                    with contextlib.suppress(Exception):  # an unreachable node: its pane stops growing for now
+                        await sync_node(t, job, node, run.run_dir)
+                # Whatever the copy gained, whoever fetched it (the dispatcher follows the same copy).
+                self._take(node, reader.read_new(node))
             self._header(job)
             if job.state.finished:
                 return
             await asyncio.sleep(0.5)
             job = await asyncio.to_thread(store.get, job_id)
+            if job.attempt != reader.job.attempt:
+                reader = CopyReader(job)  # a retry writes new copies
             self.job = job
 
-    def _take(self, node: str, data: bytes) -> None:
-        if not data:
+    def _take(self, node: str, text: str) -> None:
+        if not text:
             return
         known = len(self._keys())
         shown = {p.key for p in self.query(Pane)}
-        for key, line in self.demux.feed(node, data.decode("utf-8", "replace")):
+        for key, line in self.demux.feed(node, text):
             if key in shown:  # panes made now take their lines from the demux buffer instead
                 self._pending.setdefault(key, []).append(line)
         if len(self._keys()) != known:
