@@ -81,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     sched = sub.add_parser("scheduler", parents=[common], help="run the dispatcher headless")
     sched.add_argument("--until-idle", action="store_true", help="exit when nothing is queued, starting or running")
 
+    doctor = sub.add_parser("doctor", parents=[common], help="preflight checks of every node and of the cluster")
+    doctor.add_argument("--json", action="store_true", help="print JSON")
+    doctor.add_argument("--smoke", action="store_true", help="also run a tiny all-reduce across all nodes as a job")
+
     demo = sub.add_parser("demo", help="run a simulated 3-node lab over loopback SSH (no GPU, no root)")
     demo.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this long")
     demo.add_argument("--plain", action="store_true", help="print the live status as text instead of the app")
@@ -135,6 +139,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import scheduler
 
         return scheduler.run(args, _load(args))
+    if args.verb == "doctor":
+        from ugro_tui.commands import doctor
+
+        return doctor.run(args, _load(args))
     if args.verb == "demo":
         from ugro_tui.commands import demo
 

@@ -1,0 +1,43 @@
+"""`ugro doctor [--json] [--smoke]`: preflight checks of every node and of the cluster as a whole."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from argparse import Namespace
+
+from ugro_tui.commands.table import render
+from ugro_tui.config import Cluster
+from ugro_tui.core.doctor.checks import Check, Status
+from ugro_tui.core.doctor.run import Report, run_doctor
+
+MARK = {Status.OK: "ok", Status.WARN: "WARN", Status.FAIL: "FAIL", Status.SKIP: "-"}
+
+
+def rows(checks: list[Check]) -> list[tuple[str, ...]]:
+    return [(c.node, c.name, MARK[c.status], c.detail + (f"  → {c.hint}" if c.hint and c.status in
+                                                           (Status.WARN, Status.FAIL) else "")) for c in checks]
+
+
+async def _run(cluster: Cluster, smoke: bool) -> Report:
+    report = await run_doctor(cluster)
+    if smoke:
+        from ugro_tui.core.doctor.smoke import run_smoke
+
+        report.checks.append(await run_smoke(cluster, report))
+    return report
+
+
+def run(args: Namespace, cluster: Cluster) -> int:
+    if not args.json:
+        print(f"checking {len(cluster.nodes)} node(s){' and a smoke run' if args.smoke else ''}…", file=sys.stderr)
+    report = asyncio.run(_run(cluster, args.smoke))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+    else:
+        print(render(("NODE", "CHECK", "RESULT", "DETAIL"), rows(report.checks)))
+        counts = report.counts()
+        print(f"\n{counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail, {counts['skip']} skipped "
+              f"(master: {report.master})")
+    return 1 if report.failed else 0

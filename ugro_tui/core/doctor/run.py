@@ -1,0 +1,196 @@
+"""Runs the doctor: connect to every node in parallel, probe it, test the rendezvous path, judge the results."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ugro_tui.config import Cluster, Node
+from ugro_tui.core.doctor.checks import CLUSTER, Check, NodeFacts, Status, cluster_checks, node_checks
+from ugro_tui.core.sim.stage import shell_prefix
+from ugro_tui.core.transport import ConnectError, Transport, export_env, make_transport, path_word, python_command
+
+HERE = Path(__file__).resolve().parent
+_AGENT = (HERE.parent / "telemetry" / "agent.py").read_text()
+PROBE_SOURCE = (HERE / "probe.py").read_text().replace("AGENT = None", f"AGENT = {_AGENT!r}", 1).encode()
+PROBE_PATH = f"~/.cache/ugro/doctor-{hashlib.sha256(PROBE_SOURCE).hexdigest()[:12]}.py"
+LISTEN_SECONDS = 30.0
+CHECK_ORDER = ("ssh", "host key", "python", "torch", "cuda", "nccl", "torchrun", "driver", "disk", "clock",
+               "interface", "rendezvous")
+PROBE_TIMEOUT = 60.0  # importing torch on a cold disk is slow
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+    master: str | None = None
+    clock_offsets: dict[str, float] = field(default_factory=dict)  # node clock minus ours, in seconds
+
+    @property
+    def failed(self) -> bool:
+        return any(c.status is Status.FAIL for c in self.checks)
+
+    def counts(self) -> dict[str, int]:
+        return {s.value: sum(1 for c in self.checks if c.status is s) for s in Status}
+
+    def to_json(self) -> dict:
+        return {"ok": not self.failed, "master": self.master, "counts": self.counts(),
+                "checks": [c.to_json() for c in self.checks]}
+
+
+def probe_command(node: Node, *args: str) -> str:
+    """The probe, run the way jobs run: the node's python, with its env (and a simulated node's stand-ins)."""
+    return (f"{shell_prefix(node)}{export_env(node.env)}"
+            f"exec {python_command(node)} {path_word(PROBE_PATH)} {' '.join(map(shlex.quote, args))}")
+
+
+async def _connect(node: Node, cluster: Cluster, f: NodeFacts, transport: Transport) -> bool:
+    """The ssh and host key checks; True when the node can be probed."""
+    started = time.perf_counter()
+    try:
+        await transport.connect()
+        t0 = time.perf_counter()
+        done = await transport.run("echo ugro-ok", timeout=cluster.connect_timeout)
+        f.rtt_s = time.perf_counter() - t0
+    except ConnectError as exc:
+        f.ssh = Check(node.name, "ssh", Status.FAIL, exc.reason, _connect_hint(exc.kind))
+        if exc.kind in ("unknown-host-key", "host-key-mismatch"):
+            f.ssh = Check(node.name, "host key", Status.FAIL, exc.reason, _connect_hint(exc.kind))
+        return False
+    except TimeoutError:
+        f.ssh = Check(node.name, "ssh", Status.FAIL, "connected, but a test command did not answer",
+                      "the node may be overloaded; try again")
+        return False
+    if not done.ok:
+        f.ssh = Check(node.name, "ssh", Status.FAIL, f"a test command failed (exit {done.exit_code})",
+                      "check the login shell's startup files on the node")
+        return False
+    took = time.perf_counter() - started
+    how = "local, no SSH" if node.is_local else f"connected in {took * 1000:.0f} ms, round trip {f.rtt_s * 1000:.0f} ms"
+    f.ssh = Check(node.name, "ssh", Status.OK, how)
+    return True
+
+
+def _connect_hint(kind: str) -> str:
+    return {
+        "unknown-host-key": "compare the fingerprint with the node's, then `ugro nodes --check --accept-new` "
+                            "(or a in the Nodes view)",
+        "host-key-mismatch": "if the node was reinstalled, remove its old line from known_hosts; otherwise "
+                             "stop: someone may be in the middle",
+        "auth-failed": "install your public key on the node (ssh-copy-id) or set identity_file",
+        "refused": "is sshd running on the node, on this port?",
+        "timeout": "is the node up and the address right? raise connect_timeout for slow links",
+        "unreachable": "check the host name and the network",
+    }.get(kind, "see the detail")
+
+
+async def _probe(node: Node, cluster: Cluster, f: NodeFacts, transport: Transport) -> None:
+    await transport.copy_file(PROBE_SOURCE, PROBE_PATH)
+    request = {"workdir": node.workdir, "ifname": node.socket_ifname, "hosts": [n.host for n in cluster.nodes]}
+    done = await transport.run(probe_command(node, "facts", json.dumps(request)), timeout=PROBE_TIMEOUT)
+    arrived = time.time()
+    if not done.ok:
+        last = (done.stderr.strip().splitlines() or [f"exit {done.exit_code}"])[-1]
+        f.probe_error = f"the node's python failed: {last[:200]}"
+        return
+    try:
+        f.facts = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        f.probe_error = f"the probe printed something unexpected: {done.stdout[:120]!r}"
+        return
+    # The time was read just before the answer left, so it was read at most one round trip before it arrived.
+    f.clock_offset_s = f.facts["time"] - arrived
+
+
+async def _rendezvous(cluster: Cluster, master: Node, facts: dict[str, NodeFacts],
+                      transports: dict[str, Transport]) -> None:
+    """A short-lived listener on the master's rendezvous range; every node connects to it, as torchrun would."""
+    lo, hi = cluster.rendezvous_ports
+    token = secrets.token_hex(8)
+    listener = await transports[master.name].stream(
+        probe_command(master, "listen", str(lo), str(hi), token, str(LISTEN_SECONDS)))
+    try:
+        first = None
+        async for line in listener:
+            first = json.loads(line)
+            break
+        if not first or "port" not in first:
+            error = (first or {}).get("error", "the listener did not start")
+            for f in facts.values():
+                f.rendezvous = {"ok": False, "error": f"cannot listen on {master.name}: {error}",
+                                "target": f"{master.host}:{lo}-{hi}"}
+            return
+        target = f"{master.host}:{first['port']}"
+
+        async def reach(f: NodeFacts) -> None:
+            node = cluster.node(f.node)
+            done = await transports[f.node].run(
+                probe_command(node, "connect", master.host, str(first["port"]), token, "3"), timeout=PROBE_TIMEOUT)
+            try:
+                f.rendezvous = json.loads(done.stdout.strip().splitlines()[-1]) | {"target": target}
+            except (ValueError, IndexError):
+                f.rendezvous = {"ok": False, "error": done.stderr.strip()[-200:] or "no answer", "target": target}
+
+        await asyncio.gather(*(reach(f) for f in facts.values()))
+    finally:
+        await listener.close()
+
+
+async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | None = None,
+                     transports: dict[str, Transport] | None = None) -> Report:
+    """Every check; `on_check` sees each as it is known (the app shows them live). The first node is the master."""
+    own = transports is None
+    transports = transports if transports is not None else {}
+    for node in cluster.nodes:
+        transports.setdefault(node.name, make_transport(node, cluster))
+    master = cluster.nodes[0]
+    facts = {n.name: NodeFacts(n.name, n.host) for n in cluster.nodes}
+    report = Report(master=master.name)
+
+    def emit(check: Check) -> None:
+        report.checks.append(check)
+        if on_check:
+            on_check(check)
+
+    async def one(node: Node) -> None:
+        f = facts[node.name]
+        if await _connect(node, cluster, f, transports[node.name]):
+            emit(f.ssh)
+            if not node.is_local:
+                emit(Check(node.name, "host key", Status.OK, "matches known_hosts"))
+            try:
+                await _probe(node, cluster, f, transports[node.name])
+            except (ConnectError, TimeoutError, RuntimeError) as exc:
+                f.probe_error = str(exc)
+        elif f.ssh:
+            emit(f.ssh)
+
+    try:
+        await asyncio.gather(*(one(n) for n in cluster.nodes))
+        reachable = {n: f for n, f in facts.items() if f.facts is not None}
+        if master.name in reachable:
+            await _rendezvous(cluster, master, reachable, transports)
+        for node in cluster.nodes:
+            if facts[node.name].ssh is None or facts[node.name].ssh.status is Status.OK:
+                for check in node_checks(facts[node.name], facts[master.name], node.python):
+                    emit(check)
+        for check in cluster_checks(list(facts.values())):
+            emit(check)
+        report.clock_offsets = {n: f.clock_offset_s for n, f in facts.items() if f.clock_offset_s is not None}
+        order = {n.name: i for i, n in enumerate(cluster.nodes)}
+        report.checks.sort(key=lambda c: (order.get(c.node, len(order)), CHECK_ORDER.index(c.name)
+                                          if c.name in CHECK_ORDER else len(CHECK_ORDER)))
+    finally:
+        if own:
+            await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
+    return report
+
+
+__all__ = ["CLUSTER", "Report", "run_doctor"]

@@ -1,0 +1,124 @@
+"""The smoke run: a tiny all-reduce across every node, queued and launched through the normal job path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from ugro_tui import paths
+from ugro_tui.config import Cluster
+from ugro_tui.core.doctor.checks import CLUSTER, Check, Status
+from ugro_tui.core.doctor.run import Report
+from ugro_tui.core.jobs import actions
+from ugro_tui.core.jobs.logs import local_copy
+from ugro_tui.core.jobs.model import Job, JobSpec, JobState
+from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.transport import make_transport
+
+SCRIPT = (Path(__file__).resolve().parent / "allreduce.py").read_bytes()
+SCRIPT_DIR = ".ugro-doctor"
+PRIORITY = 1_000_000  # a few seconds' job; let it go before the queue
+BLOCKING = ("ssh", "host key", "python", "torch", "torchrun")
+
+
+def smoke_spec(cluster: Cluster, report: Report) -> JobSpec:
+    gpus = {c.node: c.detail for c in report.checks if c.name == "driver" and c.status is Status.OK}
+    every_node_has_gpus = len(gpus) == len(cluster.nodes) and all(" 0 GPU" not in d for d in gpus.values())
+    return JobSpec(name="doctor-smoke", command=(f"{SCRIPT_DIR}/allreduce.py",), kind="torchrun",
+                   nnodes=len(cluster.nodes), nproc_per_node=1, gpus_per_node=1 if every_node_has_gpus else 0,
+                   nodes=tuple(n.name for n in cluster.nodes), priority=PRIORITY)
+
+
+async def _install(cluster: Cluster) -> None:
+    async def one(node) -> None:
+        transport = make_transport(node, cluster)
+        try:
+            await transport.copy_file(SCRIPT, f"{node.workdir.rstrip('/')}/{SCRIPT_DIR}/allreduce.py")
+        finally:
+            await transport.close()
+
+    await asyncio.gather(*(one(n) for n in cluster.nodes))
+
+
+async def _dispatch_until(cluster: Cluster, store: JobStore, job_id: int, deadline: float) -> Job:
+    """Dispatch here if no one else does (the app or `ugro scheduler`), else wait for whoever does."""
+    from ugro_tui.core.jobs.dispatcher import Dispatcher, DispatcherLock
+    from ugro_tui.core.jobs.launcher import SshLauncher
+    from ugro_tui.core.telemetry.monitor import Monitor
+
+    lock = DispatcherLock(paths.state_dir())
+    if not lock.acquire("doctor"):
+        while time.time() < deadline:
+            job = store.get(job_id)
+            if job.state.finished:
+                return job
+            await asyncio.sleep(0.5)
+        return store.get(job_id)
+    launcher = SshLauncher(cluster, store)
+    try:
+        async with Monitor(cluster) as monitor:
+            await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
+            dispatcher = Dispatcher(cluster, store, monitor.state, launcher)
+            cancelled = False
+            while True:
+                await dispatcher.tick()
+                job = store.get(job_id)
+                if job.state.finished:
+                    return job
+                if time.time() > deadline and not cancelled:
+                    actions.cancel(store, job_id)
+                    cancelled, deadline = True, time.time() + 15
+                elif cancelled and time.time() > deadline:
+                    return job
+                await asyncio.sleep(min(cluster.poll_interval, 0.5))
+    finally:
+        await launcher.close()
+        lock.release()
+
+
+def _result_line(job: Job) -> dict | None:
+    for node, _run in job.runs:
+        try:
+            text = local_copy(job, node).read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            _, sep, rest = line.partition("UGRO_SMOKE ")
+            if sep:
+                try:
+                    return json.loads(rest)
+                except ValueError:
+                    continue
+    return None
+
+
+async def run_smoke(cluster: Cluster, report: Report, *, store: JobStore | None = None,
+                    timeout: float = 180.0) -> Check:
+    blocked = sorted({c.node for c in report.checks if c.status is Status.FAIL and c.name in BLOCKING})
+    if blocked:
+        return Check(CLUSTER, "smoke", Status.FAIL, f"not run: {', '.join(blocked)} failed a check above",
+                     "fix those first, then run `ugro doctor --smoke` again")
+    store = store or JobStore()
+    await _install(cluster)
+    [job] = store.submit([smoke_spec(cluster, report)])
+    job = await _dispatch_until(cluster, store, job.id, time.time() + timeout)
+    if not job.state.finished:
+        return Check(CLUSTER, "smoke", Status.FAIL, f"job {job.id} did not finish in {timeout:.0f}s "
+                     f"({job.state}: {job.reason or 'no reason given'})",
+                     "is another job holding the GPUs? see `ugro queue`")
+    result = _result_line(job)
+    if job.state is not JobState.SUCCEEDED or result is None or not result.get("correct"):
+        why = job.diagnosis or job.reason or "no result line"
+        if result is not None and not result.get("correct"):
+            why = "the all-reduce sum was wrong"
+        return Check(CLUSTER, "smoke", Status.FAIL, f"job {job.id} {job.state}: {why}",
+                     f"see `ugro logs {job.id}`")
+    offsets = report.clock_offsets
+    first = job.placement[0][0]
+    ready_local = result["ready"] - offsets.get(first, 0.0)
+    rendezvous_s = max(0.0, ready_local - (job.started_at or ready_local))
+    return Check(CLUSTER, "smoke", Status.OK,
+                 f"job {job.id}: {result['world']} ranks ({result['backend']}), rendezvous in {rendezvous_s:.1f}s, "
+                 f"all-reduce {result['mib']} MiB at {result['busbw_gbps']:.2f} GB/s bus bandwidth")
