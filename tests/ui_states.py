@@ -134,3 +134,42 @@ def job_with_logs(root):
         path.write_text("\n".join(lines) + "\n")
     store.move(job.id, JobState.SUCCEEDED, reason="every node exited 0", finished_at=NOW - 20)
     return store, job.id
+
+
+def doctor_report():
+    """A doctor run on the reference lab: gpu2 has another torch and no torchrun on its PATH; gpu1's clock drifts."""
+    from ugro_tui.core.doctor.checks import CLUSTER, Check, Status
+    from ugro_tui.core.doctor.run import Report
+
+    S = Status
+    checks = []
+    for node, torch, run, clock in (("gpu-master", "2.13.0+cu128", (S.OK, "/opt/torch/bin/torchrun"),
+                                     (S.OK, "the master (reference)")),
+                                    ("gpu1", "2.13.0+cu128", (S.OK, "/home/ob/env/bin/torchrun"),
+                                     (S.WARN, "+2300 ms against gpu-master (±4 ms)")),
+                                    ("gpu2", "2.4.1+cu121",
+                                     (S.WARN, "not on PATH; found at /home/ollie/env/bin/torchrun"),
+                                     (S.OK, "+12 ms against gpu-master (±5 ms)"))):
+        checks += [
+            Check(node, "ssh", S.OK, "connected in 41 ms, round trip 3 ms"),
+            Check(node, "host key", S.OK, "matches known_hosts"),
+            Check(node, "python", S.OK, "3.11.9 /opt/torch/bin/python"),
+            Check(node, "torch", S.OK, torch),
+            Check(node, "cuda", S.OK, "CUDA 12.8, torch sees 1 GPU(s)"),
+            Check(node, "nccl", S.OK, "2.27.3" if node != "gpu2" else "2.20.5"),
+            Check(node, "torchrun", run[0], run[1], "" if run[0] is S.OK else "add the env's bin folder to PATH"),
+            Check(node, "driver", S.OK, "570.86.15 (nvml), 1 GPU(s)"),
+            Check(node, "disk", S.OK, "812 GiB free in ~/ugro"),
+            Check(node, "clock", clock[0], clock[1], "" if clock[0] is S.OK else "run NTP on every node"),
+            Check(node, "interface", S.OK, "exists"),
+            Check(node, "rendezvous", S.OK, "127.0.0.2:29500 reached in 1 ms"),
+        ]
+    checks += [
+        Check(CLUSTER, "torch versions", S.FAIL, "2.13.0+cu128 on gpu-master, gpu1; 2.4.1+cu121 on gpu2",
+              "install the same torch everywhere: a multi-node run needs matching versions"),
+        Check(CLUSTER, "NCCL versions", S.FAIL, "2.27.3 on gpu-master, gpu1; 2.20.5 on gpu2",
+              "install the same NCCL everywhere: a multi-node run needs matching versions"),
+        Check(CLUSTER, "gpu counts", S.OK, "1 on every node"),
+        Check(CLUSTER, "hostnames", S.OK, "3 names resolve the same on every node"),
+    ]
+    return Report(checks=checks, master="gpu-master")

@@ -7,7 +7,7 @@ import pytest
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.ui.app import make_app
 
-from ..ui_states import LAB, NOW, job_store, job_with_logs, with_state
+from ..ui_states import LAB, NOW, doctor_report, job_store, job_with_logs, with_state
 
 
 def app_for(kind: str = "online", store=None):
@@ -77,3 +77,20 @@ def test_logs_view(snap_compare, tmp_path, size) -> None:
 
 def test_logs_view_without_a_job(snap_compare) -> None:
     assert snap_compare(app_for(), terminal_size=(80, 24), press=["3"])
+
+
+def test_doctor_not_run_yet(snap_compare) -> None:
+    assert snap_compare(app_for(), terminal_size=(80, 24), press=["4"])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+def test_doctor_report(snap_compare, size) -> None:
+    app = app_for()
+    app.doctor_report = doctor_report()
+    assert snap_compare(app, terminal_size=size, press=["4"])
+
+
+def test_doctor_problems_only(snap_compare) -> None:
+    app = app_for()
+    app.doctor_report = doctor_report()
+    assert snap_compare(app, terminal_size=(80, 24), press=["4", "p", "down"])

@@ -17,6 +17,7 @@ from ugro_tui.core.telemetry.model import ClusterState, NodeStatus
 from ugro_tui.core.telemetry.monitor import Monitor
 from ugro_tui.ui import themes
 from ugro_tui.ui.messages import NodeUpdated
+from ugro_tui.ui.screens.doctor import DoctorScreen
 from ugro_tui.ui.screens.help import HelpScreen
 from ugro_tui.ui.screens.jobs import JobsScreen
 from ugro_tui.ui.screens.logs import LogsScreen
@@ -29,12 +30,13 @@ THEME_VARIABLE_DEFAULTS = {"gpu-idle": "#5FB760", "gpu-busy": "#4EA8DE", "gpu-ho
 class UgroApp(App[None]):
     CSS_PATH = "ugro.tcss"
     TITLE = "ugro"
-    MODES = {"nodes": NodesScreen, "jobs": JobsScreen, "logs": LogsScreen}
+    MODES = {"nodes": NodesScreen, "jobs": JobsScreen, "logs": LogsScreen, "doctor": DoctorScreen}
     DEFAULT_MODE = "nodes"
     BINDINGS = [
         Binding("1", "switch_mode('nodes')", "Nodes", id="view.nodes"),
         Binding("2", "switch_mode('jobs')", "Jobs", id="view.jobs"),
         Binding("3", "switch_mode('logs')", "Logs", id="view.logs"),
+        Binding("4", "switch_mode('doctor')", "Doctor", id="view.doctor"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("t", "next_theme", "Theme", id="app.theme"),
         Binding("colon", "command_palette", "Palette", id="app.palette", show=False),
@@ -49,6 +51,7 @@ class UgroApp(App[None]):
         self.dispatch = monitor if dispatch is None else dispatch
         self.dispatch_note = ""
         self.logs_job: int | None = None  # the job the Logs view shows (`l` in the Jobs view picks it)
+        self.doctor_report = None  # the last doctor run, kept while the app runs
         self.jobs_snapshot: list | None = None  # the store, read in the background, so the Jobs view opens at once
         self.cluster = cluster
         self.clock = clock

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from ugro_tui.core.doctor.checks import Check
+from ugro_tui.core.doctor.run import Report
 from ugro_tui.core.telemetry.model import NodeStatus
 
 
@@ -16,3 +18,18 @@ class NodeUpdated(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, NodeUpdated) and message.status.name == self.status.name
+
+
+class DoctorCheckDone(Message):
+    """One doctor check has a result (they arrive while the doctor runs)."""
+
+    def __init__(self, check: Check) -> None:
+        super().__init__()
+        self.check = check
+
+
+class DoctorFinished(Message):
+    def __init__(self, report: Report | None, error: str | None = None) -> None:
+        super().__init__()
+        self.report = report
+        self.error = error

@@ -47,8 +47,8 @@ def torch_facts():
         pass  # a CPU build has no NCCL
     try:
         out["distributed"] = bool(torch.distributed.is_available())
-    except Exception:
-        pass
+    except Exception as exc:
+        out["distributed_error"] = _error(exc)
     try:
         out["run_module"] = importlib.util.find_spec("torch.distributed.run") is not None
     except Exception:

@@ -1,0 +1,114 @@
+"""`ugro doctor` against the real loopback cluster: all pass (with a real torchrun smoke run on the CPU), a node
+without torchrun on its PATH, a node with another torch, and a rendezvous range the master cannot use."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ugro_tui.core.sim.loopback import LoopbackCluster, free_port
+
+from ..conftest import FIXTURES, run_ugro
+
+pytest.importorskip("torch")
+
+NAMES = ["gpu-master", "gpu1", "gpu2"]
+VENV_BIN = str(Path(sys.executable).parent)
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def config(lab: LoopbackCluster, tmp_path: Path, env: dict[str, dict[str, str]] | None = None,
+           port: int | None = None) -> Path:
+    """Every node has one simulated GPU; `env` gives a node's env table (default: the venv's bin on PATH)."""
+    port = port or free_port("127.0.0.2")
+    text = lab.cluster_toml(sim=[(["RTX 4070"], "nvml")] * 3, names=NAMES).replace(
+        "rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port}]")
+    for name in NAMES:
+        table = (env or {}).get(name, {"PATH": f"{VENV_BIN}:{SYSTEM_PATH}"})
+        inline = ", ".join(f'{k} = "{v}"' for k, v in table.items())
+        text = text.replace(f'name = "{name}"\n', f'name = "{name}"\nenv = {{ {inline} }}\n')
+    path = tmp_path / "cluster.toml"
+    path.write_text(text)
+    return path
+
+
+def doctor(path: Path, *extra: str, timeout: float = 150) -> tuple[int, dict]:
+    done = run_ugro("doctor", "--json", "--config", str(path), *extra, timeout=timeout)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def by_key(report: dict) -> dict[tuple[str, str], dict]:
+    return {(c["node"], c["name"]): c for c in report["checks"]}
+
+
+NODE_CHECKS = ("ssh", "host key", "python", "torch", "torchrun", "driver", "disk", "clock", "interface", "rendezvous")
+
+
+def test_all_pass_and_the_smoke_run_passes_for_real(lab: LoopbackCluster, tmp_path: Path) -> None:
+    code, report = doctor(config(lab, tmp_path), "--smoke")
+    checks = by_key(report)
+    assert code == 0 and report["ok"] is True
+    for name in NAMES:
+        for check in NODE_CHECKS:
+            assert checks[(name, check)]["status"] == "ok", checks[(name, check)]
+        # torch here is a CPU build and the nodes have (simulated) GPUs: the doctor says torch cannot use them.
+        assert checks[(name, "cuda")]["status"] == "warn" and "cannot use" in checks[(name, "cuda")]["detail"]
+    assert checks[("gpu1", "rendezvous")]["detail"].startswith("127.0.0.2:")
+    for check in ("torch versions", "NCCL versions", "gpu counts", "hostnames"):
+        assert checks[("cluster", check)]["status"] == "ok", checks[("cluster", check)]
+    smoke = checks[("cluster", "smoke")]
+    assert smoke["status"] == "ok", smoke
+    assert "3 ranks (gloo)" in smoke["detail"] and "GB/s" in smoke["detail"]
+    assert {c["status"] for c in report["checks"]} <= {"ok", "warn", "skip"}
+    queue = json.loads(run_ugro("queue", "--json").stdout)["jobs"]
+    assert [(j["name"], j["state"]) for j in queue] == [("doctor-smoke", "succeeded")]  # an ordinary job
+
+
+def test_a_node_without_torchrun_on_its_path(lab: LoopbackCluster, tmp_path: Path) -> None:
+    code, report = doctor(config(lab, tmp_path, env={"gpu1": {"PATH": SYSTEM_PATH}}))
+    checks = by_key(report)
+    run = checks[("gpu1", "torchrun")]
+    assert run["status"] == "warn" and "not on PATH" in run["detail"] and run["hint"]
+    assert checks[("gpu-master", "torchrun")]["status"] == "ok"
+    assert code == 0  # ugro itself launches `python -m torch.distributed.run`, so this is a warning
+
+
+def test_a_node_with_another_torch_fails_the_version_check(lab: LoopbackCluster, tmp_path: Path) -> None:
+    standin = {"PATH": f"{VENV_BIN}:{SYSTEM_PATH}", "PYTHONPATH": str(FIXTURES / "standin_torch")}
+    code, report = doctor(config(lab, tmp_path, env={"gpu2": standin}))
+    checks = by_key(report)
+    assert code == 1 and report["ok"] is False
+    assert checks[("gpu2", "torch")]["detail"] == "2.4.1+cpu"
+    versions = checks[("cluster", "torch versions")]
+    assert versions["status"] == "fail"
+    assert "2.4.1+cpu on gpu2" in versions["detail"] and "gpu-master, gpu1" in versions["detail"]
+    assert "same torch" in versions["hint"]
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """Another program holds the one rendezvous port on the master's machine."""
+    port = free_port("127.0.0.2")
+    holder = socket.socket()
+    holder.bind(("127.0.0.2", port))
+    holder.listen()
+    yield port
+    holder.close()
+
+
+def test_a_rendezvous_port_the_master_cannot_use(lab: LoopbackCluster, tmp_path: Path, held_port: int) -> None:
+    code, report = doctor(config(lab, tmp_path, port=held_port))
+    checks = by_key(report)
+    assert code == 1
+    for name in NAMES:
+        r = checks[(name, "rendezvous")]
+        assert r["status"] == "fail" and f"{held_port}" in r["detail"] and "in use" in r["detail"], r
+        assert "rendezvous_ports" in r["hint"]
+    table = run_ugro("doctor", "--config", str(config(lab, tmp_path, port=held_port)))
+    assert table.returncode == 1 and "FAIL" in table.stdout and "Traceback" not in table.stderr
