@@ -131,8 +131,13 @@ async def _rendezvous(cluster: Cluster, master: Node, facts: dict[str, NodeFacts
 
         async def reach(f: NodeFacts) -> None:
             node = cluster.node(f.node)
-            done = await transports[f.node].run(
-                probe_command(node, "connect", master.host, str(first["port"]), token, "3"), timeout=PROBE_TIMEOUT)
+            try:
+                done = await transports[f.node].run(
+                    probe_command(node, "connect", master.host, str(first["port"]), token, "3"),
+                    timeout=PROBE_TIMEOUT)
+            except (ConnectError, TimeoutError, OSError) as exc:  # the node went away in the middle
+                f.rendezvous = {"ok": False, "error": f"could not run the test: {exc}", "target": target}
+                return
             try:
                 f.rendezvous = json.loads(done.stdout.strip().splitlines()[-1]) | {"target": target}
             except (ValueError, IndexError):
