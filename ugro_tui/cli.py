@@ -36,6 +36,20 @@ def _parser() -> argparse.ArgumentParser:
     nodes.add_argument("--accept-new", action="store_true",
                        help="with --check: trust host keys not yet in known_hosts (a changed key is never trusted)")
     nodes.add_argument("--json", action="store_true", help="print JSON")
+    nodes_sub = nodes.add_subparsers(dest="nodes_verb", metavar="add|remove")
+    add = nodes_sub.add_parser("add", parents=[common], help="add a node to cluster.toml (comments are kept)")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--host", required=True, metavar="H")
+    add.add_argument("--port", type=_number(int, 1, "a port number"), metavar="P")
+    add.add_argument("--user", metavar="U")
+    add.add_argument("--identity-file", metavar="PATH")
+    add.add_argument("--python", metavar="CMD", help="the node's python (default python3)")
+    add.add_argument("--workdir", metavar="DIR", help="default ~/ugro")
+    add.add_argument("--labels", metavar="A,B")
+    add.add_argument("--socket-ifname", metavar="IF", help="the interface NCCL and gloo use")
+    add.add_argument("--check", action="store_true", help="connect first; add it only if that works")
+    remove = nodes_sub.add_parser("remove", parents=[common], help="remove a node from cluster.toml")
+    remove.add_argument("name", metavar="NAME")
 
     status = sub.add_parser("status", parents=[common], help="GPU status of every node")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -45,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", parents=[common], help="queue a job; prints its id once it is stored",
                             usage="ugro submit [options] -- SCRIPT_OR_CMD [ARGS...]")
     submit.add_argument("--file", metavar="JOB.toml", help="read the job from a TOML file (flags override it)")
+    submit.add_argument("--template", metavar="NAME", help="start from a saved template (`ugro templates` lists them)")
+    submit.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                        help="change one template/file setting, e.g. nnodes=2 or env.LR=3e-4")
+    submit.add_argument("--sweep", action="append", metavar="KEY=V1,V2", default=[],
+                        help="one job per combination; {KEY} in the args and $UGRO_SWEEP_KEY get each value")
     submit.add_argument("--name")
     submit.add_argument("--kind", choices=("torchrun", "command"))
     submit.add_argument("--nnodes", type=_positive_int, metavar="K")
@@ -61,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--max-retries", type=_count, metavar="N")
     submit.add_argument("--checkpoint-dir", metavar="DIR")
     submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- SCRIPT_OR_CMD [ARGS...]")
+
+    tmpl = sub.add_parser("templates", parents=[common], help="list job templates, or show one")
+    tmpl.add_argument("name", nargs="?", metavar="NAME", help="print this template")
 
     queue = sub.add_parser("queue", parents=[common], help="list jobs")
     queue.add_argument("--json", action="store_true", help='print {"jobs": [...]}')
@@ -121,6 +143,11 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.verb == "nodes":
         from ugro_tui.commands import nodes
 
+        if getattr(args, "nodes_verb", None):
+            from ugro_tui.config import resolve_config_path
+
+            path = resolve_config_path(getattr(args, "config", None))
+            return nodes.edit(args, path, _load(args))
         return nodes.run(args, _load(args))
     if args.verb == "status":
         from ugro_tui.commands import status
@@ -131,6 +158,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         handler = {"submit": jobs.submit, "queue": jobs.queue, "show": jobs.show}.get(args.verb, jobs.change_state)
         return handler(args, _load(args))
+    if args.verb == "templates":
+        from ugro_tui.commands import jobs
+
+        return jobs.list_templates(args)
     if args.verb == "logs":
         from ugro_tui.commands import logs
 

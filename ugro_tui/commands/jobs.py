@@ -11,11 +11,13 @@ from typing import Any
 
 from ugro_tui.commands.table import DASH, render
 from ugro_tui.config import ENV_KEY_RE, Cluster
+from ugro_tui.core.jobs import templates
 from ugro_tui.core.jobs.actions import ACTIONS
 from ugro_tui.core.jobs.describe import age, detail, placement_text, runtime, shape
 from ugro_tui.core.jobs.model import Job, JobSpec, JobState
 from ugro_tui.core.jobs.placement import NodeCapacity, allowed, could_ever_fit
 from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.jobs.sweep import Grid, expand, parse_grid
 from ugro_tui.errors import UsageError
 
 SPEC_KEYS = set(JobSpec.__dataclass_fields__)
@@ -30,9 +32,15 @@ def parse_ids(values: list[str]) -> list[int]:
     return ids
 
 
-def spec_from_args(args: Namespace, cluster: Cluster) -> JobSpec:
+def spec_from_args(args: Namespace, cluster: Cluster) -> tuple[JobSpec, Grid]:
+    """The job the flags describe, and its sweep grid (empty: one job)."""
     base: dict[str, Any] = {}
-    if args.file:
+    grid: Grid = ()
+    if args.file and args.template:
+        raise UsageError("ugro submit: give --file or --template, not both")
+    if args.template:
+        base, grid = templates.load(args.template)
+    elif args.file:
         try:
             base = tomllib.loads(Path(args.file).read_text())
         except OSError as exc:
@@ -42,6 +50,10 @@ def spec_from_args(args: Namespace, cluster: Cluster) -> JobSpec:
         unknown = set(base) - SPEC_KEYS
         if unknown:
             raise UsageError(f"{args.file}: unknown key {sorted(unknown)[0]!r}; known: {', '.join(sorted(SPEC_KEYS))}")
+    base = templates.apply_sets(base, args.set)
+    if args.sweep:
+        given = dict(grid) | dict(parse_grid(args.sweep))  # the command line's axes replace the template's
+        grid = parse_grid([f"{k}={','.join(v)}" for k, v in given.items()])
     command = list(args.command or base.get("command") or [])
     if command and command[0] == "--":
         command = command[1:]
@@ -69,9 +81,10 @@ def spec_from_args(args: Namespace, cluster: Cluster) -> JobSpec:
         after=tuple(args.after or base.get("after", ())),
         max_retries=_pick(args.max_retries, base, "max_retries", 0),
         checkpoint_dir=_pick(args.checkpoint_dir, base, "checkpoint_dir", None),
+        template=args.template,
     )
     validate_spec(spec, cluster)
-    return spec
+    return spec, grid
 
 
 def _pick(flag: Any, base: dict[str, Any], key: str, default: Any) -> Any:
@@ -103,9 +116,28 @@ def validate_spec(spec: JobSpec, cluster: Cluster) -> None:
 
 
 def submit(args: Namespace, cluster: Cluster) -> int:
-    spec = spec_from_args(args, cluster)
-    [job] = JobStore().submit([spec], hold=args.hold)
-    print(job.id)
+    """Prints each new job's id on a line of its own, once all of them are stored (a sweep is one write)."""
+    spec, grid = spec_from_args(args, cluster)
+    specs = expand(spec, grid)
+    for one in specs:
+        validate_spec(one, cluster)
+    for job in JobStore().submit(specs, hold=args.hold):
+        print(job.id)
+    return 0
+
+
+def list_templates(args: Namespace) -> int:
+    from ugro_tui.core.jobs import templates as store
+
+    if args.name:
+        print(store.path_of(args.name).read_text(), end="")
+        return 0
+    found = store.names()
+    if not found:
+        print(f"no templates yet; save one from the launch form (n, then ctrl+t) into {store.user_dir()}")
+        return 0
+    rows = [(name, str(store.path_of(name))) for name in found]
+    print(render(("TEMPLATE", "FILE"), rows))
     return 0
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from argparse import Namespace
+from pathlib import Path
 
 from ugro_tui.commands.table import DASH, render
 from ugro_tui.config import Cluster
@@ -30,6 +32,37 @@ def run(args: Namespace, cluster: Cluster) -> int:
         rows = [(r.node, r.address, r.result, f"{r.seconds:.2f}s", r.detail) for r in results]
         print(render(("NODE", "ADDRESS", "RESULT", "TIME", "DETAIL"), rows))
     return 0 if all(r.ok for r in results) else 1
+
+
+def edit(args: Namespace, path: Path, cluster: Cluster) -> int:
+    """`ugro nodes add NAME --host H ...` / `ugro nodes remove NAME`: cluster.toml edited in place."""
+    from ugro_tui import config_edit
+
+    if args.nodes_verb == "remove":
+        config_edit.remove_node(path, args.name)
+        print(f"removed {args.name} from {path}")
+        return 0
+    values = {"name": args.name, "host": args.host, "port": args.port, "user": args.user,
+              "identity_file": args.identity_file, "python": args.python, "workdir": args.workdir,
+              "labels": [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None,
+              "socket_ifname": args.socket_ifname}
+    # Validate the node as it would be saved before connecting anywhere.
+    from ugro_tui.config import _node
+
+    node = _node(str(path), len(cluster.nodes), {k: v for k, v in values.items() if v is not None})
+    if args.check:
+        from ugro_tui.core.check import check_node
+
+        result = asyncio.run(check_node(node, cluster))
+        if not result.ok:
+            print(f"{node.name} ({node.address}): {result.result}: {result.detail}"
+                  + (f" (fingerprint {result.fingerprint})" if result.fingerprint else "")
+                  + "; not added", file=sys.stderr)
+            return 1
+        print(f"{node.name}: connected in {result.seconds:.2f}s")
+    config_edit.add_node(path, values)
+    print(f"added {node.name} ({node.address}) to {path}")
+    return 0
 
 
 def _node_json(n) -> dict:

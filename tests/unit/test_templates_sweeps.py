@@ -1,0 +1,92 @@
+"""Sweeps expand into one job per combination; templates round-trip through tomli-w; --set changes one setting."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from ugro_tui.core.jobs import templates
+from ugro_tui.core.jobs.model import JobSpec
+from ugro_tui.core.jobs.sweep import combinations, expand, parse_grid
+from ugro_tui.errors import UsageError
+
+SPEC = JobSpec(name="tiny", command=("train.py", "--lr", "{lr}", "--batch={batch}", "{other}"), nnodes=2,
+               env=(("SEED", "1"),))
+
+
+def test_a_grid_expands_to_every_combination_named_by_its_values() -> None:
+    grid = parse_grid("lr=1e-4,2e-4 batch=1,2")
+    assert combinations(grid) == 4
+    specs = expand(SPEC, grid)
+    assert [s.name for s in specs] == ["tiny[lr=1e-4,batch=1]", "tiny[lr=1e-4,batch=2]",
+                                       "tiny[lr=2e-4,batch=1]", "tiny[lr=2e-4,batch=2]"]
+    assert specs[1].command == ("train.py", "--lr", "1e-4", "--batch=2", "{other}")  # unknown braces stay
+    assert dict(specs[1].env) == {"SEED": "1", "UGRO_SWEEP_LR": "1e-4", "UGRO_SWEEP_BATCH": "2"}
+    assert all(s.nnodes == 2 for s in specs)
+    assert expand(SPEC, ()) == [SPEC]
+
+
+@pytest.mark.parametrize("bad", ["lr", "lr=", "lr=1,,2", "1x=3", "lr=1,1", "a-b=1", "lr=1 lr=2"])
+def test_bad_axes_are_one_clear_error(bad: str) -> None:
+    with pytest.raises(UsageError, match="sweep"):
+        parse_grid(bad)
+
+
+def test_a_huge_grid_is_refused() -> None:
+    with pytest.raises(UsageError, match="at most 1000"):
+        parse_grid(["a=" + ",".join(map(str, range(40))), "b=" + ",".join(map(str, range(40)))])
+
+
+def test_a_template_round_trips(tmp_path) -> None:
+    path = templates.save("tiny", SPEC, parse_grid("lr=1e-4,2e-4"))
+    text = path.read_text()
+    assert text.startswith("# ugro job template")
+    assert tomllib.loads(text)["sweep"] == {"lr": ["1e-4", "2e-4"]}
+    data, grid = templates.load("tiny")
+    assert grid == (("lr", ("1e-4", "2e-4")),)
+    assert data["command"] == list(SPEC.command) and data["nnodes"] == 2 and data["env"] == {"SEED": "1"}
+    assert "priority" not in data  # defaults are left out: the file reads like what was typed
+    assert "tiny" in templates.names() and "train-tiny" in templates.names()  # the shipped example too
+
+
+def test_set_changes_typed_settings() -> None:
+    data = templates.apply_sets({"nnodes": 2}, ["nnodes=3", "env.LR=3e-4", "nodes=gpu1,gpu2",
+                                                "command=train.py --lr 'a b'", "min_gpu_mem_gb=2.5"])
+    assert data == {"nnodes": 3, "env": {"LR": "3e-4"}, "nodes": ["gpu1", "gpu2"],
+                    "command": ["train.py", "--lr", "a b"], "min_gpu_mem_gb": 2.5}
+    for bad, match in (("nnodes=two", "whole number"), ("colour=red", "not a job setting"), ("nnodes", "key=value")):
+        with pytest.raises(UsageError, match=match):
+            templates.apply_sets({}, [bad])
+
+
+def test_bad_template_names_and_missing_templates() -> None:
+    with pytest.raises(UsageError, match="template name"):
+        templates.save("../evil", SPEC)
+    with pytest.raises(UsageError, match="no template 'nope'"):
+        templates.load("nope")
+
+
+def test_cli_submit_a_template_with_sets_and_a_sweep(tmp_path) -> None:
+    import json
+
+    from ..conftest import run_ugro
+
+    config = tmp_path / "cluster.toml"
+    config.write_text('[[nodes]]\nname = "a"\nhost = "127.0.0.2"\n[[nodes]]\nname = "b"\nhost = "127.0.0.3"\n')
+    done = run_ugro("submit", "--config", str(config), "--template", "train-tiny", "--set", "workdir=/srv/ugro",
+                    "--set", "env.SEED=7", "--sweep", "lr=0.01,0.02", "--sweep", "batch=8,16", "--hold")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "2", "3", "4"]
+    jobs = json.loads(run_ugro("queue", "--json").stdout)["jobs"]
+    assert [j["name"] for j in jobs] == ["train-tiny[lr=0.01,batch=8]", "train-tiny[lr=0.01,batch=16]",
+                                         "train-tiny[lr=0.02,batch=8]", "train-tiny[lr=0.02,batch=16]"]
+    last = jobs[3]["spec"]
+    assert last["command"] == ["examples/train_tiny.py", "--steps", "60", "--lr", "0.02", "--batch", "16"]
+    assert last["env"] == {"SEED": "7", "UGRO_SWEEP_LR": "0.02", "UGRO_SWEEP_BATCH": "16"}
+    assert last["workdir"] == "/srv/ugro" and last["template"] == "train-tiny" and last["nnodes"] == 2
+    for args, words in ((["--template", "nope"], "no template 'nope'"),
+                        (["--template", "train-tiny", "--sweep", "lr"], "KEY=V1,V2"),
+                        (["--template", "train-tiny", "--set", "nnodes=9"], "only 2 allowed node")):
+        bad = run_ugro("submit", "--config", str(config), *args)
+        assert bad.returncode == 2 and words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

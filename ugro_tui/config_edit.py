@@ -1,0 +1,113 @@
+"""Edit cluster.toml in place: add, change or remove a node, keeping every comment and the user's layout.
+
+tomli-w writes TOML from plain data, so a round trip through it drops comments, blank lines and key order.
+tomlkit keeps the parsed document (comments and whitespace included) and changes only what is asked."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.items import AoT, Table
+
+from ugro_tui.config import NODE_KEYS, Cluster, parse_cluster
+from ugro_tui.errors import ConfigError, UsageError
+
+EDITABLE = ("name", "host", "port", "user", "identity_file", "python", "workdir", "labels", "socket_ifname")
+
+
+def _read(path: Path) -> tomlkit.TOMLDocument:
+    try:
+        return tomlkit.parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), None, "file not found") from None
+    except tomlkit.exceptions.ParseError as exc:
+        raise ConfigError(str(path), None, f"invalid TOML: {exc}") from None
+
+
+def _nodes(doc: tomlkit.TOMLDocument) -> AoT:
+    nodes = doc.get("nodes")
+    if nodes is None:
+        doc.append("nodes", tomlkit.aot())
+        nodes = doc["nodes"]
+    if not isinstance(nodes, AoT):
+        raise UsageError("cluster.toml: nodes is not a list of [[nodes]] tables; edit it by hand")
+    return nodes
+
+
+def _index(nodes: AoT, name: str, source: str) -> int:
+    for i, table in enumerate(nodes):
+        if table.get("name") == name:
+            return i
+    known = ", ".join(str(t.get("name")) for t in nodes)
+    raise UsageError(f"{source}: no node {name!r} (nodes: {known})")
+
+
+def _set(table: Table, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if key not in NODE_KEYS:
+            raise UsageError(f"unknown node setting {key!r}; known: {', '.join(NODE_KEYS)}")
+        if value is None or value == "" or value == []:
+            if key in table:
+                del table[key]
+        else:
+            table[key] = value
+
+
+def _save(path: Path, doc: tomlkit.TOMLDocument) -> Cluster:
+    """Validate the edited text as ugro would load it; only then replace the file (atomically)."""
+    text = tomlkit.dumps(doc)
+    cluster = parse_cluster(tomllib.loads(text), str(path))
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return cluster
+
+
+def add_node(path: str | os.PathLike[str], values: dict[str, Any]) -> Cluster:
+    path = Path(path)
+    doc = _read(path)
+    nodes = _nodes(doc)
+    name = values.get("name")
+    if any(t.get("name") == name for t in nodes):
+        raise UsageError(f"{path}: a node named {name!r} exists already (edit or remove it)")
+    table = tomlkit.table()
+    _set(table, {k: v for k, v in values.items() if v not in (None, "", [])})
+    nodes.append(table)
+    return _save(path, doc)
+
+
+def update_node(path: str | os.PathLike[str], name: str, values: dict[str, Any]) -> Cluster:
+    path = Path(path)
+    doc = _read(path)
+    nodes = _nodes(doc)
+    table = nodes[_index(nodes, name, str(path))]
+    new_name = values.get("name", name)
+    if new_name != name and any(t.get("name") == new_name for t in nodes):
+        raise UsageError(f"{path}: a node named {new_name!r} exists already")
+    _set(table, values)
+    return _save(path, doc)
+
+
+def remove_node(path: str | os.PathLike[str], name: str) -> Cluster:
+    path = Path(path)
+    doc = _read(path)
+    nodes = _nodes(doc)
+    i = _index(nodes, name, str(path))
+    if len(nodes) == 1:
+        raise UsageError(f"{path}: {name!r} is the only node; a cluster needs at least one")
+    del nodes[i]
+    return _save(path, doc)

@@ -1,0 +1,127 @@
+"""Job templates: a job's settings saved under a name, as TOML (written with tomli-w, read with tomllib).
+
+A template holds the keys of a job file (`ugro submit --file`) and may add `sweep = { lr = ["1e-4", "2e-4"] }`.
+Yours live in $XDG_CONFIG_HOME/ugro/templates/NAME.toml; the examples shipped with ugro are found after them."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from ugro_tui import paths
+from ugro_tui.core.jobs.model import JobSpec
+from ugro_tui.core.jobs.sweep import Grid
+from ugro_tui.errors import UsageError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+SHIPPED = Path(__file__).resolve().parents[3] / "examples" / "templates"
+SPEC_KEYS = tuple(f.name for f in fields(JobSpec) if f.name != "template")
+INT_KEYS = ("nnodes", "nproc_per_node", "gpus_per_node", "priority", "max_retries")
+
+
+def user_dir() -> Path:
+    return paths.config_home() / "templates"
+
+
+def search_dirs() -> list[Path]:
+    return [user_dir(), SHIPPED]
+
+
+def names() -> list[str]:
+    found: set[str] = set()
+    for folder in search_dirs():
+        if folder.is_dir():
+            found |= {p.stem for p in folder.glob("*.toml")}
+    return sorted(found)
+
+
+def path_of(name: str) -> Path:
+    for folder in search_dirs():
+        candidate = folder / f"{name}.toml"
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(names()) or "none yet"
+    raise UsageError(f"no template {name!r} (templates: {known}; save one from the launch form with ctrl+t)")
+
+
+def load(name: str) -> tuple[dict[str, Any], Grid]:
+    """(job-file keys, sweep grid) of a template."""
+    path = path_of(name)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the template: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: invalid TOML: {exc}") from None
+    sweep = data.pop("sweep", {})
+    unknown = set(data) - set(SPEC_KEYS)
+    if unknown:
+        raise UsageError(f"{path}: unknown key {sorted(unknown)[0]!r}; known: {', '.join(SPEC_KEYS)}, sweep")
+    if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
+        raise UsageError(f'{path}: sweep: expected a table of KEY = ["V1", "V2"]')
+    grid = tuple((str(k), tuple(str(v) for v in vs)) for k, vs in sweep.items())
+    return data, grid
+
+
+def to_toml(spec: JobSpec, grid: Grid = ()) -> dict[str, Any]:
+    """A spec as template keys: only what differs from the defaults, so a template reads like what was typed."""
+    data = spec.to_json()
+    defaults = JobSpec(name="", command=()).to_json()
+    out = {k: data[k] for k in SPEC_KEYS if k in ("name", "command", "kind") or data[k] != defaults[k]}
+    if grid:
+        out["sweep"] = {k: list(v) for k, v in grid}
+    return out
+
+
+def save(name: str, spec: JobSpec, grid: Grid = ()) -> Path:
+    if not NAME_RE.match(name):
+        raise UsageError(f"template name {name!r}: use letters, digits, . _ - (up to 63)")
+    folder = user_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.toml"
+    tmp = path.with_suffix(f".tmp.{os.getpid()}")
+    tmp.write_text(f"# ugro job template {name!r}: `ugro submit --template {name}`, or load it in the launch "
+                   "form (ctrl+o)\n" + tomli_w.dumps(to_toml(spec, grid)))
+    tmp.replace(path)
+    return path
+
+
+def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """`--set key=value` on template keys; env.NAME=value sets one env variable."""
+    data = dict(data)
+    for item in sets:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise UsageError(f"--set {item!r}: expected key=value")
+        if key.startswith("env."):
+            data["env"] = dict(data.get("env", {})) | {key[4:]: value}
+        elif key not in SPEC_KEYS:
+            raise UsageError(f"--set {key!r}: not a job setting; one of {', '.join(SPEC_KEYS)} or env.NAME")
+        elif key in INT_KEYS:
+            try:
+                data[key] = int(value)
+            except ValueError:
+                raise UsageError(f"--set {key}={value}: expected a whole number") from None
+        elif key == "min_gpu_mem_gb":
+            try:
+                data[key] = float(value)
+            except ValueError:
+                raise UsageError(f"--set {key}={value}: expected a number of GB") from None
+        elif key == "command":
+            data[key] = shlex.split(value)
+        elif key in ("nodes", "after"):
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            if key == "after" and not all(v.isdigit() for v in items):
+                raise UsageError(f"--set after={value}: expected job ids such as 3,4")
+            data[key] = [int(v) for v in items] if key == "after" else items
+        else:
+            data[key] = value
+    return data
