@@ -90,3 +90,19 @@ def test_cli_submit_a_template_with_sets_and_a_sweep(tmp_path) -> None:
                         (["--template", "train-tiny", "--set", "nnodes=9"], "only 2 allowed node")):
         bad = run_ugro("submit", "--config", str(config), *args)
         assert bad.returncode == 2 and words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_the_args_field_shows_words_that_split_back_exactly() -> None:
+    import shlex
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from ugro_tui.core.jobs.form import join_args
+
+    @given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))))
+    def round_trip(words: list[str]) -> None:
+        assert shlex.split(join_args(words)) == words
+
+    round_trip()
+    assert join_args(["--lr", "{lr}", "a b"]) == "--lr {lr} 'a b'"

@@ -37,6 +37,7 @@ class UgroApp(App[None]):
         Binding("2", "switch_mode('jobs')", "Jobs", id="view.jobs"),
         Binding("3", "switch_mode('logs')", "Logs", id="view.logs"),
         Binding("4", "switch_mode('doctor')", "Doctor", id="view.doctor"),
+        Binding("n", "new_job", "New job", id="app.new_job"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("t", "next_theme", "Theme", id="app.theme"),
         Binding("colon", "command_palette", "Palette", id="app.palette", show=False),
@@ -147,6 +148,12 @@ class UgroApp(App[None]):
                 rows.append((keys.replace("question_mark", "?").replace("slash", "/").replace("colon", ":"),
                              binding.description, binding.id or ""))
         self.push_screen(HelpScreen(rows))
+
+    def action_new_job(self, values=None, title: str = "new job") -> None:
+        from ugro_tui.ui.screens.launch import LaunchScreen
+
+        if not isinstance(self.screen, LaunchScreen):
+            self.push_screen(LaunchScreen(values, title))
 
     def action_next_theme(self) -> None:
         names = self._theme_names or [self.theme]

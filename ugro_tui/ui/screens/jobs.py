@@ -73,6 +73,7 @@ class JobsScreen(Screen[None]):
         Binding("r", "retry", "Retry", id="jobs.retry"),
         Binding("s", "sort", "Sort", id="jobs.sort"),
         Binding("l", "logs", "Logs", id="jobs.logs"),
+        Binding("e", "edit", "Edit as new", id="jobs.edit"),
         Binding("escape", "clear_filter", "Back", id="jobs.back", show=False),
     ]
 
@@ -190,6 +191,14 @@ class JobsScreen(Screen[None]):
             return None
         job_id = int(str(table.get_row_at(table.cursor_row)[0]))
         return next((j for j in self.jobs if j.id == job_id), None)
+
+    def action_edit(self) -> None:
+        """The launch form, filled in from this job (like pueue's restart --edit); submitting queues a new job."""
+        from ugro_tui.core.jobs.form import from_spec
+
+        job = self.selected()
+        if job is not None:
+            self.app.action_new_job(from_spec(job.spec, self.app.cluster), f"new job from job {job.id}")
 
     def action_logs(self) -> None:
         job = self.selected()

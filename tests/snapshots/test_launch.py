@@ -1,0 +1,194 @@
+"""The launch form driven from the keyboard: the exact job it queues, sweeps, templates, edit, and leaving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Static
+
+from ugro_tui.core.jobs import templates
+from ugro_tui.core.jobs.model import JobSpec, JobState
+from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.ui.app import make_app
+from ugro_tui.ui.screens.jobs import ConfirmScreen, JobsScreen
+from ugro_tui.ui.screens.launch import LaunchScreen
+
+from ..ui_states import LAB, NOW, with_state
+
+
+def app_for(store: JobStore):
+    return make_app(LAB, monitor=False, clock=lambda: NOW, state=with_state("online"), store=store)
+
+
+async def type_into(pilot, field: str, text: str) -> None:
+    widget = pilot.app.screen.query_one(f"#f-{field}", Input)
+    widget.focus()
+    widget.value = ""
+    await pilot.press(*text)
+
+
+async def test_the_form_queues_exactly_the_job_typed(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    app = app_for(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        assert isinstance(app.screen, LaunchScreen)
+        await pilot.press(*"train.py", "tab", *"--lr 3e-4 --tag 'a b'", "tab", "backspace", "2")  # script, args, nodes
+        await type_into(pilot, "name", "tiny-run")
+        await type_into(pilot, "priority", "5")
+        await type_into(pilot, "max_retries", "1")
+        await type_into(pilot, "checkpoint_dir", "~/ckpt")
+        app.screen.query_one("#f-env").focus()
+        await pilot.press(*"SEED=7")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        [job] = store.all()
+        assert job.spec == JobSpec(name="tiny-run", command=("train.py", "--lr", "3e-4", "--tag", "a b"),
+                                   kind="torchrun", nnodes=2, nproc_per_node=1, gpus_per_node=1, priority=5,
+                                   max_retries=1, checkpoint_dir="~/ckpt", env=(("SEED", "7"),))
+        assert job.state is JobState.QUEUED
+        assert isinstance(app.screen, JobsScreen)  # and the Jobs view shows it
+
+
+async def test_inline_errors_as_you_type_and_nothing_is_queued(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    app = app_for(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n", *"train.py")
+        await type_into(pilot, "nproc_per_node", "2")  # every LAB node has one GPU
+        screen = app.screen
+        error = screen.query_one("#err-nproc_per_node", Static)
+        assert error.display and "more than gpu-master's 1 GPU(s)" in str(error.render())
+        await type_into(pilot, "nproc_per_node", "1")
+        assert not error.display
+        app.screen.query_one("#f-env").focus()
+        await pilot.press(*"not an env line")
+        assert "env line 1: expected NAME=VALUE" in str(screen.query_one("#err-env", Static).render())
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert store.all() == [] and isinstance(app.screen, LaunchScreen)
+        assert app.screen.focused is screen.query_one("#f-env")
+
+
+async def test_a_sweep_queues_one_job_per_combination(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    app = app_for(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n", *"train.py", "tab", *"--lr {lr} --batch {batch}")
+        await type_into(pilot, "sweep", "lr=1e-4,2e-4 batch=1,2")
+        title = str(app.screen.query_one("#title", Static).render())
+        assert "→ 4 jobs (sweep)" in title
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        jobs = store.all()
+        assert sorted(j.spec.name for j in jobs) == ["train.py[lr=1e-4,batch=1]", "train.py[lr=1e-4,batch=2]",
+                                                     "train.py[lr=2e-4,batch=1]", "train.py[lr=2e-4,batch=2]"]
+        one = next(j for j in jobs if j.spec.name == "train.py[lr=2e-4,batch=1]")
+        assert one.spec.command == ("train.py", "--lr", "2e-4", "--batch", "1")
+        assert dict(one.spec.env) == {"UGRO_SWEEP_LR": "2e-4", "UGRO_SWEEP_BATCH": "1"}
+
+
+async def test_save_a_template_then_load_it_into_a_new_form(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    app = app_for(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n", *"train.py", "tab", *"--lr {lr}")
+        await type_into(pilot, "sweep", "lr=0.1,0.2")
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        await pilot.press("end", *"-mine", "enter")  # the suggestion is the job's name: train.py-mine
+        await pilot.pause()
+        assert "train.py-mine" in templates.names()
+        data, grid = templates.load("train.py-mine")
+        assert data["command"] == ["train.py", "--lr", "{lr}"] and grid == (("lr", ("0.1", "0.2")),)
+        app.screen.dismiss()
+        await pilot.pause()
+        await pilot.press("n", "ctrl+o")
+        await pilot.pause()
+        names = templates.names()
+        await pilot.press(*["down"] * names.index("train.py-mine"), "enter")
+        await pilot.pause()
+        form = app.screen
+        assert form.query_one("#f-args", Input).value == "--lr {lr}"
+        assert form.query_one("#f-sweep", Input).value == "lr=0.1,0.2"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        jobs = store.all()
+        assert sorted(j.spec.command for j in jobs) == [("train.py", "--lr", "0.1"), ("train.py", "--lr", "0.2")]
+        assert {j.spec.template for j in jobs} == {"train.py-mine"}
+
+
+async def test_e_opens_a_past_job_prefilled_and_esc_asks_before_dropping_edits(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    [old] = store.submit([JobSpec("old", ("train.py", "--lr", "0.1"), nnodes=2, env=(("SEED", "1"),),
+                                  nodes=("worker",))])
+    store.move(old.id, JobState.CANCELLED, reason="cancelled by the user")
+    app = app_for(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await pilot.pause(0.5)
+        await pilot.press("e")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, LaunchScreen) and "new job from job 1" in form.title_text
+        values = form.values()
+        assert (values.script, values.args, values.nnodes, values.env) == ("train.py", "--lr 0.1", "2", "SEED=1")
+        assert values.nodes == ("gpu1", "gpu2")  # the label, as the nodes it names
+        await type_into(pilot, "args", "--lr 0.2")
+        await pilot.press("escape")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert app.screen is form  # still there, edits kept
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        new = store.get(2)
+        assert new.spec.command == ("train.py", "--lr", "0.2") and new.spec.nodes == ("gpu1", "gpu2")
+        await pilot.press("n")
+        await pilot.pause()
+        await pilot.press("escape")  # nothing typed: it just closes
+        assert not isinstance(app.screen, (LaunchScreen, ConfirmScreen))
+
+
+# --- snapshots: each form state, validation errors included, at 80×24 and large ----------------------------
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)])
+def test_snapshot_new_form(snap_compare, tmp_path, size) -> None:
+    assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=size, press=["n"])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)])
+def test_snapshot_filled_with_a_sweep(snap_compare, tmp_path, size) -> None:
+    keys = ["n", *"train.py", "tab", *"--lr {lr}", "tab", "backspace", "3"]
+
+    async def sweep(pilot) -> None:
+        await type_into(pilot, "sweep", "lr=1e-4,2e-4,3e-4")
+        pilot.app.screen.query_one("#f-script").focus()
+
+    assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=size, run_before=_press_then(keys, sweep))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)])
+def test_snapshot_validation_errors(snap_compare, tmp_path, size) -> None:
+    async def errors(pilot) -> None:
+        await type_into(pilot, "nproc_per_node", "4")
+        await type_into(pilot, "args", "--tag 'unclosed")
+        await type_into(pilot, "sweep", "lr=")
+        pilot.app.screen.query_one("#f-script").focus()
+
+    assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=size,
+                        run_before=_press_then(["n", *"train.py"], errors))
+
+
+def test_snapshot_discard_confirm(snap_compare, tmp_path) -> None:
+    assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=(80, 24), press=["n", *"train.py", "escape"])
+
+
+def _press_then(keys, then):
+    async def run(pilot) -> None:
+        await pilot.press(*keys)
+        await then(pilot)
+        await pilot.pause()
+
+    return run

@@ -1,0 +1,191 @@
+"""The launch form's logic, without any UI: what was typed -> a JobSpec, or an error per field; and a preview.
+
+Every field is text as typed, so the same rules serve the app's form, its tests and anything else that composes
+jobs. Errors name the field in the user's words and say what would be right."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field, fields
+
+from ugro_tui.config import ENV_KEY_RE, Cluster
+from ugro_tui.core.jobs.model import Job, JobSpec
+from ugro_tui.core.jobs.placement import NodeCapacity
+from ugro_tui.core.jobs.planner import plan
+from ugro_tui.core.jobs.sweep import Grid, expand, parse_grid
+from ugro_tui.errors import UgroError
+
+KINDS = ("torchrun", "command")
+_NEEDS_QUOTES = re.compile(r"[^\w@%+=:,./{}-]")  # braces stay bare: {lr} is a sweep placeholder, not shell
+
+
+def join_args(words: list[str] | tuple[str, ...]) -> str:
+    """Words as the args field shows them; shlex.split gives back exactly the same words."""
+    return " ".join(w if w and not _NEEDS_QUOTES.search(w) else shlex.quote(w) for w in words)
+
+
+@dataclass
+class FormValues:
+    name: str = ""
+    kind: str = "torchrun"
+    script: str = ""          # torchrun: the script; command: the program
+    args: str = ""            # shell words
+    nnodes: str = "1"
+    nproc_per_node: str = "1"
+    gpus_per_node: str = ""   # blank: one per process
+    min_gpu_mem_gb: str = "0"
+    nodes: tuple[str, ...] = ()
+    env: str = ""             # KEY=VALUE lines
+    workdir: str = ""
+    priority: str = "0"
+    after: str = ""
+    max_retries: str = "0"
+    checkpoint_dir: str = ""
+    sweep: str = ""           # lr=1e-4,2e-4 batch=1,2
+    template: str | None = field(default=None, compare=False)
+
+
+FIELDS = tuple(f.name for f in fields(FormValues) if f.name != "template")
+
+
+@dataclass
+class FormResult:
+    spec: JobSpec | None
+    grid: Grid = ()
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(expand(self.spec, self.grid)) if self.spec else 0
+
+
+def from_spec(spec: JobSpec, cluster: Cluster | None = None) -> FormValues:
+    """A past job's settings as the form shows them (`e` in the Jobs view); labels become their nodes."""
+    nodes = spec.nodes
+    if cluster is not None:  # labels become the nodes they name, so the picker can show them
+        nodes = tuple(n.name for n in cluster.nodes if n.name in spec.nodes or set(n.labels) & set(spec.nodes))
+    script, *args = spec.command or ("",)
+    return FormValues(
+        name=spec.name, kind=spec.kind, script=script, args=join_args(args), nnodes=str(spec.nnodes),
+        nproc_per_node=str(spec.nproc_per_node),
+        gpus_per_node="" if spec.gpus_per_node == spec.nproc_per_node else str(spec.gpus_per_node),
+        min_gpu_mem_gb=f"{spec.min_gpu_mem_gb:g}", nodes=nodes,
+        env="\n".join(f"{k}={v}" for k, v in spec.env if not k.startswith("UGRO_SWEEP_")),
+        workdir=spec.workdir or "", priority=str(spec.priority), after=",".join(map(str, spec.after)),
+        max_retries=str(spec.max_retries), checkpoint_dir=spec.checkpoint_dir or "", template=spec.template)
+
+
+def _whole(text: str, least: int, errors: dict[str, str], key: str, what: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        errors[key] = f"{what}: a whole number, got {text.strip()!r}" if text.strip() else f"{what}: required"
+        return least
+    if value < least:
+        errors[key] = f"{what}: at least {least}"
+    return value
+
+
+def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | None = None) -> FormResult:
+    """Validate everything; `capacity` (from telemetry) adds the GPU-count checks."""
+    errors: dict[str, str] = {}
+    if values.kind not in KINDS:
+        errors["kind"] = "kind: torchrun or command"
+    script = values.script.strip()
+    if not script:
+        errors["script"] = "script: required (e.g. train.py, or a program with kind = command)"
+    try:
+        args = shlex.split(values.args)
+    except ValueError as exc:
+        errors["args"] = f"args: {exc} (quote with ' or \")"
+        args = []
+    nnodes = _whole(values.nnodes, 1, errors, "nnodes", "nodes")
+    nproc = _whole(values.nproc_per_node, 1, errors, "nproc_per_node", "procs per node")
+    gpus = nproc if not values.gpus_per_node.strip() else _whole(values.gpus_per_node, 0, errors, "gpus_per_node",
+                                                                   "GPUs per node")
+    try:
+        min_mem = float(values.min_gpu_mem_gb.strip() or "0")
+        if min_mem < 0:
+            raise ValueError
+    except ValueError:
+        errors["min_gpu_mem_gb"] = "min GPU memory: a number of GB, 0 or more"
+        min_mem = 0.0
+    priority = 0
+    try:
+        priority = int(values.priority.strip() or "0")
+    except ValueError:
+        errors["priority"] = "priority: a whole number (higher runs first)"
+    retries = _whole(values.max_retries or "0", 0, errors, "max_retries", "max retries")
+    after: list[int] = []
+    for item in (a.strip() for a in values.after.split(",") if a.strip()):
+        if not item.isdigit():
+            errors["after"] = f"after: job ids such as 3,4 (got {item!r})"
+        else:
+            after.append(int(item))
+    env: list[tuple[str, str]] = []
+    for number, line in enumerate(values.env.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.strip().partition("=")
+        if not sep or not ENV_KEY_RE.match(key):
+            errors["env"] = f"env line {number}: expected NAME=VALUE, got {line.strip()!r}"
+            break
+        env.append((key, value))
+    known = {n.name: n for n in cluster.nodes}
+    labels = {label for n in cluster.nodes for label in n.labels}
+    unknown = [n for n in values.nodes if n not in known and n not in labels]
+    if unknown:
+        errors["nodes"] = f"nodes: no node or label {unknown[0]!r} (nodes: {', '.join(known)})"
+    chosen = [n for n in cluster.nodes if not values.nodes or n.name in values.nodes
+              or any(label in values.nodes for label in n.labels)]
+    if "nnodes" not in errors and "nodes" not in errors and nnodes > len(chosen):
+        errors["nnodes"] = f"nodes: {nnodes} asked, {len(chosen)} chosen"
+    if capacity and gpus and "nproc_per_node" not in errors:
+        counts = {c.name: c.gpu_count for c in capacity if c.gpu_count}
+        sized = [(counts[n.name], n.name) for n in chosen if n.name in counts]
+        if sized:
+            least, where = min(sized)
+            if gpus > least:
+                key = "gpus_per_node" if values.gpus_per_node.strip() else "nproc_per_node"
+                what = "GPUs per node" if key == "gpus_per_node" else "procs per node"
+                errors[key] = f"{what}: {gpus} is more than {where}'s {least} GPU(s); lower it or leave {where} out"
+    grid: Grid = ()
+    if values.sweep.strip():
+        try:
+            grid = parse_grid(values.sweep)
+        except UgroError as exc:
+            errors["sweep"] = str(exc)
+    if errors:
+        return FormResult(None, grid, errors)
+    spec = JobSpec(
+        name=values.name.strip() or script.rsplit("/", 1)[-1], command=(script, *args), kind=values.kind,
+        nnodes=nnodes, nproc_per_node=nproc, gpus_per_node=gpus, min_gpu_mem_gb=min_mem, nodes=tuple(values.nodes),
+        env=tuple(env), workdir=values.workdir.strip() or None, priority=priority, after=tuple(after),
+        max_retries=retries, checkpoint_dir=values.checkpoint_dir.strip() or None, template=values.template)
+    from ugro_tui.commands.jobs import validate_spec  # the CLI's last word, so both refuse the same jobs
+
+    try:
+        validate_spec(spec, cluster)
+    except UgroError as exc:
+        return FormResult(None, grid, {"form": str(exc).removeprefix("ugro submit: ")})
+    return FormResult(spec, grid)
+
+
+def preview(spec: JobSpec, cluster: Cluster, grid: Grid = ()) -> list[tuple[str, str]]:
+    """(node, exact command) per node for the first job of the sweep, placed on the first chosen nodes.
+    The job id, GPUs and port are chosen at launch; the preview shows the first free ones."""
+    first = expand(spec, grid)[0]
+    chosen = [n for n in cluster.nodes if not first.nodes or n.name in first.nodes
+              or any(label in first.nodes for label in n.labels)][: first.nnodes]
+    placement = tuple((n.name, tuple(range(first.gpus_per_node))) for n in chosen)
+    job = Job(id=0, spec=first, placement=placement, attempt=1)
+    out = []
+    for p in plan(job, cluster, cluster.rendezvous_ports[0]):
+        lines = p.script.splitlines()
+        command = next(line for line in lines[5:] if line and not line.startswith(("export", "echo", "mkdir")))
+        gpus = dict(placement)[p.node]
+        user_env = " ".join(f"{k}={shlex.quote(v)}" for k, v in first.env)
+        out.append((p.node, f"CUDA_VISIBLE_DEVICES={','.join(map(str, gpus))} {user_env + ' ' if user_env else ''}"
+                            f"{command}"))
+    return out

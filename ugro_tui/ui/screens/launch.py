@@ -1,0 +1,310 @@
+"""The launch form (n anywhere, e on a job): compose a job from the keyboard, see the exact command per node.
+
+Validation runs as you type (core/jobs/form.py holds the rules); ctrl+s queues the job, or one job per sweep
+combination; esc leaves, asking first if anything was edited. Templates save and load the whole form."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Input, Label, OptionList, Select, SelectionList, Static, TextArea
+from textual.widgets.selection_list import Selection
+
+from ugro_tui.core.jobs import templates
+from ugro_tui.core.jobs.dispatcher import capacity
+from ugro_tui.core.jobs.form import KINDS, FormResult, FormValues, check, from_spec, preview
+from ugro_tui.core.jobs.model import JobSpec
+from ugro_tui.core.jobs.sweep import expand
+from ugro_tui.errors import UgroError
+from ugro_tui.ui.screens.jobs import ConfirmScreen
+
+TEXT_FIELDS = (  # (field, label, placeholder)
+    ("name", "name", "default: the script's name"),
+    ("script", "script", "train.py (kind command: the program)"),
+    ("args", "args", "--lr {lr} --epochs 3"),
+    ("nnodes", "nodes", "1"),
+    ("nproc_per_node", "procs/node", "1"),
+    ("gpus_per_node", "GPUs/node", "default: one per proc"),
+    ("min_gpu_mem_gb", "min GPU mem GB", "0"),
+    ("workdir", "workdir", "default: the node's workdir"),
+    ("priority", "priority", "0 (higher runs first)"),
+    ("after", "after jobs", "3,4 (start when they succeed)"),
+    ("max_retries", "max retries", "0"),
+    ("checkpoint_dir", "checkpoint dir", "resume from here on a retry"),
+    ("sweep", "sweep", "lr=1e-4,2e-4 batch=1,2"),
+)
+ORDER = ("name", "kind", "script", "args", "nnodes", "nproc_per_node", "gpus_per_node", "min_gpu_mem_gb", "nodes",
+         "env", "workdir", "priority", "after", "max_retries", "checkpoint_dir", "sweep")
+LABELS = {key: label for key, label, _ in TEXT_FIELDS} | {"kind": "kind", "nodes": "run on", "env": "env"}
+
+
+class Field(Horizontal):
+    DEFAULT_CSS = """
+    Field { height: auto; }
+    Field > Label { width: 16; padding: 0 1 0 0; color: $foreground-muted; }
+    Field > Input, Field > Select, Field > SelectionList, Field > TextArea { width: 1fr; }
+    """
+
+
+class NameScreen(ModalScreen[str | None]):
+    """Asks for a template name."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="template.cancel")]
+    DEFAULT_CSS = """
+    NameScreen { align: center middle; }
+    NameScreen > Vertical { width: 60; height: auto; border: round $primary; background: $surface; padding: 0 1; }
+    NameScreen #template-error { color: $error; }
+    """
+
+    def __init__(self, suggestion: str) -> None:
+        super().__init__()
+        self.suggestion = suggestion
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("save the form as template (enter saves, esc cancels):")
+            yield Input(self.suggestion, id="template-name", compact=True)
+            yield Static("", id="template-error")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        name = event.value.strip()
+        if not templates.NAME_RE.match(name):
+            self.query_one("#template-error", Static).update("use letters, digits, . _ - (up to 63)")
+            return
+        self.dismiss(name)
+
+
+class PickTemplateScreen(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="template.cancel")]
+    DEFAULT_CSS = """
+    PickTemplateScreen { align: center middle; }
+    PickTemplateScreen > Vertical { width: 60; height: auto; max-height: 80%; border: round $primary;
+        background: $surface; padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        names = templates.names()
+        with Vertical():
+            yield Label("load a template (enter loads, esc cancels):" if names else
+                        "no templates yet: ctrl+t in the form saves one")
+            yield OptionList(*names, id="template-list", compact=True)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(str(event.option.prompt))
+
+
+class LaunchScreen(Screen[None]):
+    AUTO_FOCUS = "#f-script"
+    DEFAULT_CSS = """
+    LaunchScreen #title { height: 1; padding: 0 1; background: $panel; }
+    LaunchScreen #body { height: 1fr; layout: vertical; }
+    LaunchScreen #form { height: 1fr; padding: 0 1; }
+    LaunchScreen .error { color: $error; padding: 0 0 0 16; height: auto; }
+    LaunchScreen #f-env { height: 3; }
+    LaunchScreen #f-nodes { height: auto; max-height: 6; }
+    LaunchScreen #preview-box { height: 9; border-top: solid $primary 50%; padding: 0 1; }
+    LaunchScreen.wide #body { layout: horizontal; }
+    LaunchScreen.wide #form { width: 1fr; }
+    LaunchScreen.wide #preview-box { height: 1fr; width: 1fr; border-top: none; border-left: solid $primary 50%; }
+    """
+    BINDINGS = [
+        Binding("ctrl+s", "submit", "Submit", id="launch.submit", priority=True),
+        Binding("escape", "leave", "Cancel", id="launch.cancel"),
+        Binding("ctrl+t", "save_template", "Save template", id="launch.save"),
+        Binding("ctrl+o", "load_template", "Load template", id="launch.load"),
+    ]
+
+    def __init__(self, values: FormValues | None = None, title: str = "new job") -> None:
+        super().__init__()
+        self.initial = values or FormValues()
+        self.title_text = title
+        self.result = FormResult(None)
+
+    # --- layout ---------------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        v = self.initial
+        yield Static("", id="title")
+        with Horizontal(id="body"):
+            yield from self._fields(v)
+            yield VerticalScroll(Static("", id="preview"), id="preview-box")
+        yield Footer(compact=True)
+
+    def _fields(self, v: FormValues) -> ComposeResult:
+        with VerticalScroll(id="form"):
+            for key in ORDER:
+                with Field():
+                    yield Label(LABELS[key])
+                    if key == "kind":
+                        yield Select([(k, k) for k in KINDS], value=v.kind, allow_blank=False, id="f-kind",
+                                     compact=True)
+                    elif key == "nodes":
+                        yield SelectionList[str](*self._node_choices(v.nodes), id="f-nodes", compact=True)
+                    elif key == "env":
+                        yield TextArea(v.env, id="f-env", compact=True, show_line_numbers=False,
+                                       placeholder="NAME=VALUE, one per line")
+                    else:
+                        placeholder = next(p for k, _, p in TEXT_FIELDS if k == key)
+                        yield Input(str(getattr(v, key)), placeholder=placeholder, id=f"f-{key}", compact=True)
+                yield Static("", id=f"err-{key}", classes="error")
+            yield Static("", id="err-form", classes="error")
+
+    def _node_choices(self, chosen: tuple[str, ...]) -> list[Selection[str]]:
+        """Each node with its free GPUs right now, as placement counts them."""
+        app = self.app
+        free = {c.name: c for c in capacity(app.cluster, app.monitor_state, app.jobs_snapshot or [])}
+        out = []
+        for node in app.cluster.nodes:
+            cap = free[node.name]
+            status = app.monitor_state.nodes.get(node.name)
+            state = status.state.value if status is not None else "unknown"
+            gpus = f"{len(cap.free)}/{cap.gpu_count} GPUs free" if state == "online" else state
+            labels = f"  [{', '.join(node.labels)}]" if node.labels else ""
+            out.append(Selection(f"{node.name}  {gpus}{labels}", node.name, node.name in chosen))
+        return out
+
+    def on_mount(self) -> None:
+        self.query_one("#preview-box").border_title = "command on each node"
+        for error in self.query(".error"):
+            error.display = False
+        self.validate()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width >= 150, "wide")  # side by side: the whole command fits beside the form
+
+    # --- values and validation ------------------------------------------------------------------------------
+
+    def values(self) -> FormValues:
+        data = {key: self.query_one(f"#f-{key}", Input).value for key, _, _ in TEXT_FIELDS}
+        kind = self.query_one("#f-kind", Select).value
+        return FormValues(**data, kind=str(kind), nodes=tuple(self.query_one("#f-nodes", SelectionList).selected),
+                          env=self.query_one("#f-env", TextArea).text, template=self.initial.template)
+
+    @property
+    def edited(self) -> bool:
+        return self.values() != self.initial
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(TextArea.Changed)
+    @on(SelectionList.SelectedChanged)
+    def validate(self) -> None:
+        cluster = self.app.cluster
+        caps = capacity(cluster, self.app.monitor_state, self.app.jobs_snapshot or [])
+        self.result = check(self.values(), cluster, caps)
+        for key in (*ORDER, "form"):
+            error = self.query_one(f"#err-{key}", Static)
+            text = self.result.errors.get(key, "")
+            error.update(text)
+            error.display = bool(text)
+        theme = self.app.theme_variables
+        title = Text.assemble((self.title_text, "bold"), "  ")
+        if self.result.spec is not None:
+            count = self.result.count
+            title.append(f"→ {count} job{'s' if count != 1 else ''}" + (" (sweep)" if self.result.grid else ""),
+                         style=theme.get("success", ""))
+        else:
+            problems = len(self.result.errors)
+            title.append(f"{problems} field{'s' if problems != 1 else ''} to fix", style=theme.get("error", ""))
+        if self.initial.template:
+            title.append(f"  template {self.initial.template}", style="italic")
+        self.query_one("#title", Static).update(title)
+        self.query_one("#preview", Static).update(self._preview_text())
+
+    def _preview_text(self) -> Text:
+        if self.result.spec is None:
+            return Text("the exact command shows here once every field is valid", style="italic")
+        text = Text()
+        for node, command in preview(self.result.spec, self.app.cluster, self.result.grid):
+            text.append(f"{node}\n", style="bold")
+            text.append(f"  {command}\n")
+        text.append("job id, GPUs and port are chosen at launch" + (
+            "; the first sweep combination is shown" if self.result.grid else ""), style="italic")
+        return text
+
+    # --- actions --------------------------------------------------------------------------------------------
+
+    def action_submit(self) -> None:
+        self.validate()
+        if self.result.spec is None:
+            first = next(k for k in (*ORDER, "form") if k in self.result.errors)
+            self.notify(self.result.errors[first], severity="error", timeout=5)
+            if first != "form":
+                self.query_one(f"#f-{first}").focus()
+            return
+        specs = expand(self.result.spec, self.result.grid)
+        try:
+            jobs = self.app.store.submit(specs)
+        except UgroError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        ids = f"job {jobs[0].id}" if len(jobs) == 1 else f"{len(jobs)} jobs ({jobs[0].id}-{jobs[-1].id})"
+        self.notify(f"queued {ids}", timeout=4)
+        self.app.jobs_snapshot = None
+        self.dismiss()
+        self.app.switch_mode("jobs")
+
+    def action_leave(self) -> None:
+        if not self.edited:
+            self.dismiss()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.dismiss()
+
+        self.app.push_screen(ConfirmScreen("Discard this job? What you typed is lost."), answered)
+
+    def action_save_template(self) -> None:
+        if self.result.spec is None:
+            self.notify("fix the form first: a template is saved from a valid job", severity="warning", timeout=4)
+            return
+        spec, grid = self.result.spec, self.result.grid
+
+        def save(name: str | None) -> None:
+            if name:
+                try:
+                    path = templates.save(name, spec, grid)
+                except UgroError as exc:
+                    self.notify(str(exc), severity="error", timeout=6)
+                    return
+                self.initial.template = name
+                self.notify(f"saved template {name} ({path})", timeout=4)
+                self.validate()
+
+        self.app.push_screen(NameScreen(self.initial.template or spec.name.split("[")[0]), save)
+
+    def action_load_template(self) -> None:
+        def load(name: str | None) -> None:
+            if not name:
+                return
+            try:
+                data, grid = templates.load(name)
+                data = {"name": name, "command": [], **data}
+                data.setdefault("gpus_per_node", data.get("nproc_per_node", 1))
+                spec = JobSpec.from_json(data)
+            except (UgroError, TypeError, ValueError) as exc:
+                self.notify(f"template {name}: {exc}", severity="error", timeout=6)
+                return
+            values = from_spec(spec, self.app.cluster)
+            values.sweep = " ".join(f"{k}={','.join(v)}" for k, v in grid)
+            values.template = name
+            self.fill(values)
+
+        self.app.push_screen(PickTemplateScreen(), load)
+
+    def fill(self, values: FormValues) -> None:
+        for key, _, _ in TEXT_FIELDS:
+            self.query_one(f"#f-{key}", Input).value = str(getattr(values, key))
+        self.query_one("#f-kind", Select).value = values.kind
+        self.query_one("#f-env", TextArea).text = values.env
+        picker = self.query_one("#f-nodes", SelectionList)
+        picker.deselect_all()
+        for name in values.nodes:
+            picker.select(name)
+        self.initial.template = values.template
+        self.validate()
