@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from tomlkit.items import AoT, Table
+from tomlkit.items import AoT, Table, Whitespace
 
 from ugro_tui.config import NODE_KEYS, Cluster, parse_cluster
 from ugro_tui.errors import ConfigError, UsageError
@@ -85,7 +85,9 @@ def add_node(path: str | os.PathLike[str], values: dict[str, Any]) -> Cluster:
     if any(t.get("name") == name for t in nodes):
         raise UsageError(f"{path}: a node named {name!r} exists already (edit or remove it)")
     table = tomlkit.table()
-    _set(table, {k: v for k, v in values.items() if v not in (None, "", [])})
+    table.trivia.indent = "\n"  # a blank line before the new [[nodes]], like the ones a person writes
+    ordered = sorted(values.items(), key=lambda kv: NODE_KEYS.index(kv[0]) if kv[0] in NODE_KEYS else len(NODE_KEYS))
+    _set(table, {k: v for k, v in ordered if v not in (None, "", [])})
     nodes.append(table)
     return _save(path, doc)
 
@@ -110,4 +112,12 @@ def remove_node(path: str | os.PathLike[str], name: str) -> Cluster:
     if len(nodes) == 1:
         raise UsageError(f"{path}: {name!r} is the only node; a cluster needs at least one")
     del nodes[i]
+    if i == len(nodes) and i > 0:
+        _drop_trailing_blank_line(nodes[i - 1])  # the one add_node put before the table just removed
     return _save(path, doc)
+
+
+def _drop_trailing_blank_line(table: Table) -> None:
+    body = table.value.body
+    if body and body[-1][0] is None and isinstance(body[-1][1], Whitespace) and not body[-1][1].s.strip("\n"):
+        body.pop()

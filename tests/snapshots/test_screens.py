@@ -94,3 +94,12 @@ def test_doctor_problems_only(snap_compare) -> None:
     app = app_for()
     app.doctor_report = doctor_report()
     assert snap_compare(app, terminal_size=(80, 24), press=["4", "p", "down"])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)])
+def test_node_editor_add(snap_compare, size) -> None:
+    assert snap_compare(app_for(), terminal_size=size, press=["N", *"gpu1", "tab", *"a;b"])
+
+
+def test_node_editor_edit(snap_compare) -> None:
+    assert snap_compare(app_for(), terminal_size=(80, 24), press=["j", "E"])

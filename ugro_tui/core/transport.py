@@ -241,6 +241,13 @@ class SshTransport(Transport):
             conn.close()
             await conn.wait_closed()
 
+    def host_key_fingerprint(self) -> str | None:
+        """SHA256 fingerprint of the key the node presented on this connection."""
+        if not self.connected:
+            return None
+        key = self._conn.get_server_host_key()
+        return key.get_fingerprint("sha256") if key is not None else None
+
     async def _connection(self):
         if not self.connected:
             await self.connect()

@@ -39,7 +39,7 @@ class UgroApp(App[None]):
         Binding("4", "switch_mode('doctor')", "Doctor", id="view.doctor"),
         Binding("n", "new_job", "New job", id="app.new_job"),
         Binding("question_mark", "help", "Help", id="app.help"),
-        Binding("t", "next_theme", "Theme", id="app.theme"),
+        Binding("t", "next_theme", "Theme", id="app.theme", show=False),
         Binding("colon", "command_palette", "Palette", id="app.palette", show=False),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
@@ -148,6 +148,23 @@ class UgroApp(App[None]):
                 rows.append((keys.replace("question_mark", "?").replace("slash", "/").replace("colon", ":"),
                              binding.description, binding.id or ""))
         self.push_screen(HelpScreen(rows))
+
+    def use_cluster(self, cluster: Cluster) -> None:
+        """Follow a changed cluster.toml (the node editor saved it): new telemetry, dispatcher and cards."""
+        old = self.monitor_state.nodes
+        self.cluster = cluster
+        self.monitor_state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
+        for name, status in old.items():  # unchanged nodes keep their history while they reconnect
+            if name in self.monitor_state.nodes and status.address == self.monitor_state.nodes[name].address:
+                self.monitor_state.nodes[name] = status
+        if self.use_monitor:
+            self.workers.cancel_group(self, "telemetry")
+            self.run_monitor()
+        if self.dispatch:
+            self.workers.cancel_group(self, "dispatch")
+            self.run_dispatcher()
+        if isinstance(self.screen, NodesScreen):
+            self.call_later(self.screen.rebuild)
 
     def action_new_job(self, values=None, title: str = "new job") -> None:
         from ugro_tui.ui.screens.launch import LaunchScreen

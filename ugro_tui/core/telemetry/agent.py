@@ -250,7 +250,9 @@ def _exit_when_stdin_closes():
 def main(argv=None):
     args = list(sys.argv[1:] if argv is None else argv)
     interval = float(args[args.index("--interval") + 1]) if "--interval" in args else 1.0
-    threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
+    once = "--once" in args  # one sample, then exit: "test connection" in the node editor
+    if not once:
+        threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
     source, error = open_source()
     retry_at = time.time() + 10
     while True:
@@ -272,6 +274,8 @@ def main(argv=None):
             sys.stdout.flush()
         except (BrokenPipeError, OSError):
             os._exit(0)
+        if once:
+            return
         # Sample on interval boundaries so every node's sample for one tick arrives together.
         time.sleep(interval - (time.time() % interval))
 

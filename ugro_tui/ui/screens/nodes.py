@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,10 +25,13 @@ class NodesScreen(Screen[None]):
         Binding("j,down", "move(1)", "Next GPU", id="nodes.down", show=False),
         Binding("k,up", "move(-1)", "Prev GPU", id="nodes.up", show=False),
         Binding("slash", "filter", "Filter", id="nodes.filter"),
-        Binding("enter", "drill", "Open", id="nodes.drill"),
+        Binding("enter", "drill", "Open", id="nodes.drill", show=False),
         Binding("escape", "back", "Back", id="nodes.back", show=False),
         Binding("r", "retry", "Retry", id="nodes.retry"),
         Binding("a", "trust", "Trust key", id="nodes.trust", show=False),
+        Binding("N", "add_node", "Add node", id="nodes.add"),
+        Binding("E", "edit_node", "Edit node", id="nodes.edit", show=False),
+        Binding("D", "remove_node", "Remove node", id="nodes.remove", show=False),
     ]
 
     def __init__(self) -> None:
@@ -36,6 +41,7 @@ class NodesScreen(Screen[None]):
         self.drilled: str | None = None
         self._health_dirty = False
         self._user_moved = False
+        self._rebuilding = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         yield HealthBar(id="health")
@@ -60,7 +66,75 @@ class NodesScreen(Screen[None]):
             self._health_dirty = False
             self.refresh_health()
 
+    async def rebuild(self) -> None:
+        """The cluster's node list changed (the node editor saved): one card per node again."""
+        async with self._rebuilding:  # the editor's save and this screen's resume may both ask
+            if not self.stale_cards():
+                return
+            cards = self.query_one("#cards")
+            await cards.remove_children()
+            self.cards = {status.name: NodeCard(status, clock=self.app.clock)
+                          for status in self.app.monitor_state.nodes.values()}
+            await cards.mount_all(self.cards.values())
+        self.cursor = None
+        self.drilled = None
+        self.call_after_refresh(self.action_move, 0)
+        self.refresh_health()
+
+    def stale_cards(self) -> bool:
+        nodes = self.app.monitor_state.nodes
+        return list(self.cards) != list(nodes) or any(c.status is not nodes[n] for n, c in self.cards.items())
+
+    def selected_node(self) -> str | None:
+        if self.cursor is not None:
+            return self.cursor[0]
+        if self.drilled is not None:
+            return self.drilled
+        return next((name for name, card in self.cards.items() if card.display), None)
+
+    def action_add_node(self) -> None:
+        from ugro_tui.ui.screens.node_edit import NodeEditScreen
+
+        self.app.push_screen(NodeEditScreen())
+
+    def action_edit_node(self) -> None:
+        from ugro_tui.ui.screens.node_edit import NodeEditScreen
+
+        name = self.selected_node()
+        if name is not None:
+            self.app.push_screen(NodeEditScreen(self.app.cluster.node(name)))
+
+    def action_remove_node(self) -> None:
+        from pathlib import Path
+
+        from ugro_tui import config_edit
+        from ugro_tui.errors import UgroError
+        from ugro_tui.ui.screens.jobs import ConfirmScreen
+
+        name = self.selected_node()
+        if name is None:
+            return
+        path = Path(self.app.cluster.source)
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                cluster = config_edit.remove_node(path, name)
+            except UgroError as exc:
+                self.notify(f"not removed: {exc}", severity="error", timeout=8)
+                return
+            self.notify(f"removed {name} from {path}", timeout=4)
+            self.app.use_cluster(cluster)
+
+        node = self.app.cluster.node(name)
+        self.app.push_screen(ConfirmScreen(f"Remove node {name} ({node.address}) from {path}?\n"
+                                           "Its running jobs keep running; ugro stops watching it."), answered)
+
     def on_screen_resume(self) -> None:
+        if self.stale_cards():
+            self.call_later(self.rebuild)
+            return
         for card in self.cards.values():
             card.refresh_status()
         self.refresh_health()
