@@ -56,10 +56,14 @@ def torch_facts():
     return out
 
 
-def driver_facts():
+def _agent():
     agent = types.ModuleType("ugro_agent")
     exec(compile(AGENT or "", "agent.py", "exec"), agent.__dict__)
-    source, error = agent.open_source()
+    return agent
+
+
+def driver_facts():
+    source, error = _agent().open_source()
     if source is None:
         return {"error": error, "gpus": 0, "source": "none"}
     try:
@@ -125,15 +129,6 @@ def facts(request):
     return out
 
 
-def _leave_when_stdin_closes():
-    try:
-        while sys.stdin.buffer.read(4096):
-            pass
-    except (OSError, ValueError):
-        pass
-    os._exit(0)
-
-
 def listen(lo, hi, token, seconds):
     server = None
     for port in range(lo, hi + 1):
@@ -150,7 +145,7 @@ def listen(lo, hi, token, seconds):
         print(json.dumps({"error": "no free port in %d-%d (every one is in use)" % (lo, hi)}), flush=True)
         return
     print(json.dumps({"port": port}), flush=True)
-    threading.Thread(target=_leave_when_stdin_closes, daemon=True).start()
+    threading.Thread(target=_agent()._exit_when_stdin_closes, daemon=True).start()
     server.settimeout(0.2)
     deadline = time.time() + seconds
     while time.time() < deadline:

@@ -43,6 +43,19 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
+def leave_asking(screen: Screen, edited: bool, question: str) -> None:
+    """Close a form at once, or after a yes when the user typed something into it."""
+    if not edited:
+        screen.dismiss()
+        return
+
+    def answered(yes: bool | None) -> None:
+        if yes:
+            screen.dismiss()
+
+    screen.app.push_screen(ConfirmScreen(question), answered)
+
+
 class JobDetailScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,enter,q", "dismiss", "Close", id="detail.close")]
     DEFAULT_CSS = """

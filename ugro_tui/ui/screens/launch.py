@@ -20,7 +20,7 @@ from ugro_tui.core.jobs.form import KINDS, FormResult, FormValues, check, from_s
 from ugro_tui.core.jobs.model import JobSpec
 from ugro_tui.core.jobs.sweep import expand
 from ugro_tui.errors import UgroError
-from ugro_tui.ui.screens.jobs import ConfirmScreen
+from ugro_tui.ui.screens.jobs import leave_asking
 
 TEXT_FIELDS = (  # (field, label, placeholder)
     ("name", "name", "default: the script's name"),
@@ -249,15 +249,7 @@ class LaunchScreen(Screen[None]):
         self.app.switch_mode("jobs")
 
     def action_leave(self) -> None:
-        if not self.edited:
-            self.dismiss()
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.dismiss()
-
-        self.app.push_screen(ConfirmScreen("Discard this job? What you typed is lost."), answered)
+        leave_asking(self, self.edited, "Discard this job? What you typed is lost.")
 
     def action_save_template(self) -> None:
         if self.result.spec is None:

@@ -18,7 +18,7 @@ from textual.widgets import Footer, Input, Label, Static
 
 from ugro_tui.config import Node, _node
 from ugro_tui.errors import ConfigError, UgroError
-from ugro_tui.ui.screens.jobs import ConfirmScreen
+from ugro_tui.ui.screens.jobs import leave_asking
 from ugro_tui.ui.screens.launch import Field
 
 FIELDS = (  # (key, label, placeholder)
@@ -220,12 +220,4 @@ class NodeEditScreen(Screen[None]):
         self.app.use_cluster(cluster)
 
     def action_leave(self) -> None:
-        if not self.edited:
-            self.dismiss()
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.dismiss()
-
-        self.app.push_screen(ConfirmScreen("Discard the changes to this node?"), answered)
+        leave_asking(self, self.edited, "Discard the changes to this node?")
