@@ -173,3 +173,22 @@ def doctor_report():
         Check(CLUSTER, "hostnames", S.OK, "3 names resolve the same on every node"),
     ]
     return Report(checks=checks, master="gpu-master")
+
+
+def press_then(keys, then=None):
+    async def run(pilot) -> None:
+        await pilot.press(*keys)
+        if then is not None:
+            await then(pilot)
+        still_cursors(pilot)
+        await pilot.pause()
+
+    return run
+
+
+def still_cursors(pilot) -> None:
+    """A blinking cursor is caught on or off at random: keep it on so the snapshot is the same every time."""
+    from textual.widgets import Input
+
+    for widget in pilot.app.screen.query(Input):
+        widget.cursor_blink = False

@@ -14,7 +14,7 @@ from ugro_tui.ui.app import make_app
 from ugro_tui.ui.screens.jobs import ConfirmScreen, JobsScreen
 from ugro_tui.ui.screens.launch import LaunchScreen
 
-from ..ui_states import LAB, NOW, with_state
+from ..ui_states import LAB, NOW, press_then, with_state
 
 
 def app_for(store: JobStore):
@@ -155,7 +155,7 @@ async def test_e_opens_a_past_job_prefilled_and_esc_asks_before_dropping_edits(t
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 45)])
 def test_snapshot_new_form(snap_compare, tmp_path, size) -> None:
-    assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=size, press=["n"])
+    assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=size, run_before=press_then(["n"]))
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 45)])
@@ -166,7 +166,7 @@ def test_snapshot_filled_with_a_sweep(snap_compare, tmp_path, size) -> None:
         await type_into(pilot, "sweep", "lr=1e-4,2e-4,3e-4")
         pilot.app.screen.query_one("#f-script").focus()
 
-    assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=size, run_before=_press_then(keys, sweep))
+    assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=size, run_before=press_then(keys, sweep))
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 45)])
@@ -178,17 +178,9 @@ def test_snapshot_validation_errors(snap_compare, tmp_path, size) -> None:
         pilot.app.screen.query_one("#f-script").focus()
 
     assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=size,
-                        run_before=_press_then(["n", *"train.py"], errors))
+                        run_before=press_then(["n", *"train.py"], errors))
 
 
 def test_snapshot_discard_confirm(snap_compare, tmp_path) -> None:
-    assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=(80, 24), press=["n", *"train.py", "escape"])
-
-
-def _press_then(keys, then):
-    async def run(pilot) -> None:
-        await pilot.press(*keys)
-        await then(pilot)
-        await pilot.pause()
-
-    return run
+    assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=(80, 24),
+                        run_before=press_then(["n", *"train.py", "escape"]))

@@ -7,7 +7,7 @@ import pytest
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.ui.app import make_app
 
-from ..ui_states import LAB, NOW, doctor_report, job_store, job_with_logs, with_state
+from ..ui_states import LAB, NOW, doctor_report, job_store, job_with_logs, press_then, with_state
 
 
 def app_for(kind: str = "online", store=None):
@@ -36,7 +36,7 @@ def test_help_screen(snap_compare) -> None:
 
 
 def test_filter(snap_compare) -> None:
-    assert snap_compare(app_for(), terminal_size=(80, 24), press=["slash", *"worker"])
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=press_then(["slash", *"worker"]))
 
 
 def test_selected_gpu_processes(snap_compare) -> None:
@@ -98,8 +98,8 @@ def test_doctor_problems_only(snap_compare) -> None:
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 45)])
 def test_node_editor_add(snap_compare, size) -> None:
-    assert snap_compare(app_for(), terminal_size=size, press=["N", *"gpu1", "tab", *"a;b"])
+    assert snap_compare(app_for(), terminal_size=size, run_before=press_then(["N", *"gpu1", "tab", *"a;b"]))
 
 
 def test_node_editor_edit(snap_compare) -> None:
-    assert snap_compare(app_for(), terminal_size=(80, 24), press=["j", "E"])
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=press_then(["j", "E"]))
