@@ -170,8 +170,8 @@ def _interface(add, iface: dict[str, Any] | None) -> None:
 
 def _rendezvous(add, f: NodeFacts) -> None:
     r = f.rendezvous
-    if r is None:
-        add("rendezvous", Status.SKIP, "not tested")
+    if r is None or r.get("skip"):
+        add("rendezvous", Status.SKIP, r["error"] if r else "not tested")
     elif r.get("ok"):
         add("rendezvous", Status.OK, f"{r['target']} reached in {r['ms']:.0f} ms")
     else:

@@ -1,11 +1,10 @@
 """ugro doctor's probe. It runs ON the node, from stdin: stdlib only (torch when the node has it), Python 3.8+.
 
-    facts JSON    one JSON object: Python, torch, torchrun, driver, disk, interface, name resolution, clock
+    facts JSON    one JSON object: Python, torch, torchrun, driver, disk, interface, name resolution, a TCP
+                  connection to the master's listener (when the request names one), and the clock
     listen LO HI TOKEN SECONDS
                   bind the first free port in LO..HI on every interface (as torchrun's store does), print it,
                   answer each connection with TOKEN; leave after SECONDS or when stdin closes
-    connect HOST PORT TOKEN SECONDS
-                  open a TCP connection, read the token back, print the result
 The telemetry agent's source comes in AGENT (filled in by ugro), so the driver is read the same way.
 """
 
@@ -125,6 +124,8 @@ def facts(request):
         "interface": interface(request.get("ifname")),
         "resolve": resolve(request.get("hosts", []) + [socket.gethostname()]),
     }
+    if request.get("rendezvous"):
+        out["rendezvous"] = reach(request["rendezvous"])
     out["time"] = time.time()  # last: the clock offset is measured against when this line arrives
     return out
 
@@ -164,20 +165,19 @@ def listen(lo, hi, token, seconds):
                 pass
 
 
-def connect(host, port, token, seconds):
+def reach(target):
+    """TCP to the master's listener, as torchrun's store client would; the token proves it is ours."""
+    host, port, token = target["host"], int(target["port"]), target["token"]
     started = time.time()
     try:
-        with socket.create_connection((host, port), timeout=seconds) as conn:
-            conn.settimeout(seconds)
+        with socket.create_connection((host, port), timeout=3.0) as conn:
+            conn.settimeout(3.0)
             answer = conn.makefile("rb").readline().decode("utf-8", "replace").strip()
     except (OSError, UnicodeError) as exc:
-        print(json.dumps({"ok": False, "error": _error(exc)}))
-        return
-    ms = (time.time() - started) * 1000
+        return {"ok": False, "error": _error(exc)}
     if answer != token:
-        print(json.dumps({"ok": False, "error": "another program answers on %s:%d" % (host, port)}))
-        return
-    print(json.dumps({"ok": True, "ms": round(ms, 2)}))
+        return {"ok": False, "error": "another program answers on %s:%d" % (host, port)}
+    return {"ok": True, "ms": round((time.time() - started) * 1000, 2)}
 
 
 def main(argv):
@@ -186,8 +186,6 @@ def main(argv):
         sys.stdout.write(json.dumps(facts(json.loads(argv[1]))) + "\n")
     elif mode == "listen":
         listen(int(argv[1]), int(argv[2]), argv[3], float(argv[4]))
-    elif mode == "connect":
-        connect(argv[1], int(argv[2]), argv[3], float(argv[4]))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import secrets
@@ -15,7 +16,15 @@ from pathlib import Path
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.doctor.checks import CLUSTER, Check, NodeFacts, Status, cluster_checks, node_checks
 from ugro_tui.core.sim.stage import shell_prefix
-from ugro_tui.core.transport import ConnectError, Transport, export_env, make_transport, path_word, python_command
+from ugro_tui.core.transport import (
+    ConnectError,
+    LineStream,
+    Transport,
+    export_env,
+    make_transport,
+    path_word,
+    python_command,
+)
 
 HERE = Path(__file__).resolve().parent
 _AGENT = (HERE.parent / "telemetry" / "agent.py").read_text()
@@ -91,9 +100,9 @@ def _connect_hint(kind: str) -> str:
     }.get(kind, "see the detail")
 
 
-async def _probe(node: Node, cluster: Cluster, f: NodeFacts, transport: Transport) -> None:
-    await transport.copy_file(PROBE_SOURCE, PROBE_PATH)
-    request = {"workdir": node.workdir, "ifname": node.socket_ifname, "hosts": [n.host for n in cluster.nodes]}
+async def _probe(node: Node, cluster: Cluster, f: NodeFacts, transport: Transport, target: dict | None) -> None:
+    request = {"workdir": node.workdir, "ifname": node.socket_ifname, "hosts": [n.host for n in cluster.nodes],
+               "rendezvous": target}
     done = await transport.run(probe_command(node, "facts", json.dumps(request)), timeout=PROBE_TIMEOUT)
     arrived = time.time()
     if not done.ok:
@@ -107,45 +116,25 @@ async def _probe(node: Node, cluster: Cluster, f: NodeFacts, transport: Transpor
         return
     # The time was read just before the answer left, so it was read at most one round trip before it arrived.
     f.clock_offset_s = f.facts["time"] - arrived
+    if target is not None:
+        f.rendezvous = f.facts.get("rendezvous", {"ok": False, "error": "no answer"}) | {
+            "target": f"{target['host']}:{target['port']}"}
 
 
-async def _rendezvous(cluster: Cluster, master: Node, facts: dict[str, NodeFacts],
-                      transports: dict[str, Transport]) -> None:
-    """A short-lived listener on the master's rendezvous range; every node connects to it, as torchrun would."""
+async def _listen(cluster: Cluster, master: Node, transport: Transport) -> tuple[LineStream, dict | str]:
+    """A short-lived listener in the master's rendezvous range: (its stream, the target), or why it failed."""
     lo, hi = cluster.rendezvous_ports
     token = secrets.token_hex(8)
-    listener = await transports[master.name].stream(
-        probe_command(master, "listen", str(lo), str(hi), token, str(LISTEN_SECONDS)))
-    try:
-        first = None
-        async for line in listener:
+    listener = await transport.stream(probe_command(master, "listen", str(lo), str(hi), token, str(LISTEN_SECONDS)))
+    first: dict = {}
+    async for line in listener:
+        with contextlib.suppress(ValueError):
             first = json.loads(line)
-            break
-        if not first or "port" not in first:
-            error = (first or {}).get("error", "the listener did not start")
-            for f in facts.values():
-                f.rendezvous = {"ok": False, "error": f"cannot listen on {master.name}: {error}",
-                                "target": f"{master.host}:{lo}-{hi}"}
-            return
-        target = f"{master.host}:{first['port']}"
-
-        async def reach(f: NodeFacts) -> None:
-            node = cluster.node(f.node)
-            try:
-                done = await transports[f.node].run(
-                    probe_command(node, "connect", master.host, str(first["port"]), token, "3"),
-                    timeout=PROBE_TIMEOUT)
-            except (ConnectError, TimeoutError, OSError) as exc:  # the node went away in the middle
-                f.rendezvous = {"ok": False, "error": f"could not run the test: {exc}", "target": target}
-                return
-            try:
-                f.rendezvous = json.loads(done.stdout.strip().splitlines()[-1]) | {"target": target}
-            except (ValueError, IndexError):
-                f.rendezvous = {"ok": False, "error": done.stderr.strip()[-200:] or "no answer", "target": target}
-
-        await asyncio.gather(*(reach(f) for f in facts.values()))
-    finally:
+        break
+    if "port" not in first:
         await listener.close()
+        return listener, f"cannot listen on {master.name} ({lo}-{hi}): {first.get('error', 'no answer')}"
+    return listener, {"host": master.host, "port": first["port"], "token": token}
 
 
 async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | None = None,
@@ -164,24 +153,43 @@ async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | No
         if on_check:
             on_check(check)
 
-    async def one(node: Node) -> None:
+    async def reach(node: Node) -> bool:
         f = facts[node.name]
-        if await _connect(node, cluster, f, transports[node.name]):
+        if not await _connect(node, cluster, f, transports[node.name]):
             emit(f.ssh)
-            if not node.is_local:
-                emit(Check(node.name, "host key", Status.OK, "matches known_hosts"))
-            try:
-                await _probe(node, cluster, f, transports[node.name])
-            except (ConnectError, TimeoutError, RuntimeError) as exc:
-                f.probe_error = str(exc)
-        elif f.ssh:
-            emit(f.ssh)
+            return False
+        emit(f.ssh)
+        if not node.is_local:
+            emit(Check(node.name, "host key", Status.OK, "matches known_hosts"))
+        try:
+            await transports[node.name].copy_file(PROBE_SOURCE, PROBE_PATH)
+        except (ConnectError, TimeoutError, RuntimeError) as exc:
+            f.probe_error = str(exc)
+            return False
+        return True
 
+    async def probe(node: Node, target: dict | None) -> None:
+        try:
+            await _probe(node, cluster, facts[node.name], transports[node.name], target)
+        except (ConnectError, TimeoutError, RuntimeError, OSError) as exc:  # the node went away in the middle
+            facts[node.name].probe_error = str(exc)
+
+    listener = None
     try:
-        await asyncio.gather(*(one(n) for n in cluster.nodes))
-        reachable = {n: f for n, f in facts.items() if f.facts is not None}
-        if master.name in reachable:
-            await _rendezvous(cluster, master, reachable, transports)
+        up = await asyncio.gather(*(reach(n) for n in cluster.nodes))
+        target: dict | str = f"not tested: the master {master.name} is not reachable"
+        if up[0]:
+            try:
+                listener, target = await _listen(cluster, master, transports[master.name])
+            except (ConnectError, TimeoutError, OSError) as exc:
+                target = f"cannot listen on {master.name}: {exc}"
+        await asyncio.gather(*(probe(n, target if isinstance(target, dict) else None)
+                               for n, ok in zip(cluster.nodes, up, strict=True) if ok))
+        if isinstance(target, str):
+            lo, hi = cluster.rendezvous_ports
+            for f in facts.values():
+                f.rendezvous = {"ok": False, "error": target, "target": f"{master.host}:{lo}-{hi}",
+                                "skip": target.startswith("not tested")}
         for node in cluster.nodes:
             if facts[node.name].ssh is None or facts[node.name].ssh.status is Status.OK:
                 for check in node_checks(facts[node.name], facts[master.name], node.python):
@@ -193,6 +201,8 @@ async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | No
         report.checks.sort(key=lambda c: (order.get(c.node, len(order)), CHECK_ORDER.index(c.name)
                                           if c.name in CHECK_ORDER else len(CHECK_ORDER)))
     finally:
+        if listener is not None:
+            await listener.close()
         if own:
             await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
     return report
