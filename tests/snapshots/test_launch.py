@@ -134,7 +134,7 @@ async def test_e_opens_a_past_job_prefilled_and_esc_asks_before_dropping_edits(t
         assert isinstance(form, LaunchScreen) and "new job from job 1" in form.title_text
         values = form.values()
         assert (values.script, values.args, values.nnodes, values.env) == ("train.py", "--lr 0.1", "2", "SEED=1")
-        assert values.nodes == ("gpu1", "gpu2")  # the label, as the nodes it names
+        assert values.nodes == ("worker",)  # the label stays a label
         await type_into(pilot, "args", "--lr 0.2")
         await pilot.press("escape")
         assert isinstance(app.screen, ConfirmScreen)
@@ -143,7 +143,7 @@ async def test_e_opens_a_past_job_prefilled_and_esc_asks_before_dropping_edits(t
         await pilot.press("ctrl+s")
         await pilot.pause()
         new = store.get(2)
-        assert new.spec.command == ("train.py", "--lr", "0.2") and new.spec.nodes == ("gpu1", "gpu2")
+        assert new.spec.command == ("train.py", "--lr", "0.2") and new.spec.nodes == ("worker",)
         await pilot.press("n")
         await pilot.pause()
         await pilot.press("escape")  # nothing typed: it just closes
@@ -184,3 +184,23 @@ def test_snapshot_validation_errors(snap_compare, tmp_path, size) -> None:
 def test_snapshot_discard_confirm(snap_compare, tmp_path) -> None:
     assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=(80, 24),
                         run_before=press_then(["n", *"train.py", "escape"]))
+
+
+async def test_the_picker_follows_telemetry_live(tmp_path: Path) -> None:
+    from textual.widgets import SelectionList
+
+    from ugro_tui.core.telemetry.model import NodeState
+    from ugro_tui.ui.messages import NodeUpdated
+
+    app = app_for(JobStore(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        picker = app.screen.query_one("#f-nodes", SelectionList)
+        assert str(picker.get_option("pick-gpu2").prompt) == "gpu2  1/1 GPUs free"
+        status = app.monitor_state.nodes["gpu2"]
+        status.state, status.error = NodeState.OFFLINE, "connection refused"
+        app.post_message(NodeUpdated(status))
+        await pilot.pause()
+        assert str(picker.get_option("pick-gpu2").prompt) == "gpu2  offline"
+        labels = [str(picker.get_option_at_index(i).prompt) for i in range(picker.option_count)]
+        assert "label worker: any of gpu1, gpu2" in labels

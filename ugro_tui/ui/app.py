@@ -137,6 +137,8 @@ class UgroApp(App[None]):
         screen = self.screen
         if isinstance(screen, NodesScreen):
             screen.node_updated(message.status)
+        elif hasattr(screen, "node_updated"):  # the launch form's free GPU counts
+            screen.node_updated()
 
     def action_help(self) -> None:
         rows = []

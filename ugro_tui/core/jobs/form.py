@@ -60,11 +60,9 @@ class FormResult:
         return len(expand(self.spec, self.grid)) if self.spec else 0
 
 
-def from_spec(spec: JobSpec, cluster: Cluster | None = None) -> FormValues:
-    """A past job's settings as the form shows them (`e` in the Jobs view); labels become their nodes."""
+def from_spec(spec: JobSpec) -> FormValues:
+    """A past job's settings as the form shows them (`e` in the Jobs view)."""
     nodes = spec.nodes
-    if cluster is not None:  # labels become the nodes they name, so the picker can show them
-        nodes = tuple(n.name for n in cluster.nodes if n.name in spec.nodes or set(n.labels) & set(spec.nodes))
     script, *args = spec.command or ("",)
     return FormValues(
         name=spec.name, kind=spec.kind, script=script, args=join_args(args), nnodes=str(spec.nnodes),

@@ -211,7 +211,7 @@ class JobsScreen(Screen[None]):
 
         job = self.selected()
         if job is not None:
-            self.app.action_new_job(from_spec(job.spec, self.app.cluster), f"new job from job {job.id}")
+            self.app.action_new_job(from_spec(job.spec), f"new job from job {job.id}")
 
     def action_logs(self) -> None:
         job = self.selected()

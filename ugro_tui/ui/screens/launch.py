@@ -123,6 +123,7 @@ class LaunchScreen(Screen[None]):
         self.initial = values or FormValues()
         self.title_text = title
         self.result = FormResult(None)
+        self.tried = False  # a submit was attempted: every problem shows, touched or not
 
     # --- layout ---------------------------------------------------------------------------------------------
 
@@ -154,18 +155,35 @@ class LaunchScreen(Screen[None]):
             yield Static("", id="err-form", classes="error")
 
     def _node_choices(self, chosen: tuple[str, ...]) -> list[Selection[str]]:
-        """Each node with its free GPUs right now, as placement counts them."""
+        """Each node with its free GPUs now (as placement counts them), then each label with its nodes."""
+        prompts = self._node_prompts()
+        out = [Selection(prompt, name, name in chosen, id=f"pick-{name}") for name, prompt in prompts.items()]
+        labels: dict[str, list[str]] = {}
+        for node in self.app.cluster.nodes:
+            for label in node.labels:
+                labels.setdefault(label, []).append(node.name)
+        out += [Selection(f"label {label}: any of {', '.join(names)}", label, label in chosen)
+                for label, names in labels.items() if label not in prompts]
+        return out
+
+    def _node_prompts(self) -> dict[str, str]:
         app = self.app
         free = {c.name: c for c in capacity(app.cluster, app.monitor_state, app.jobs_snapshot or [])}
-        out = []
+        out = {}
         for node in app.cluster.nodes:
             cap = free[node.name]
             status = app.monitor_state.nodes.get(node.name)
             state = status.state.value if status is not None else "unknown"
-            gpus = f"{len(cap.free)}/{cap.gpu_count} GPUs free" if state == "online" else state
-            labels = f"  [{', '.join(node.labels)}]" if node.labels else ""
-            out.append(Selection(f"{node.name}  {gpus}{labels}", node.name, node.name in chosen))
+            out[node.name] = f"{node.name}  " + (f"{len(cap.free)}/{cap.gpu_count} GPUs free" if state == "online"
+                                                 else state)
         return out
+
+    def node_updated(self) -> None:
+        """Telemetry changed: the picker's free GPU counts and the GPU-count checks follow it."""
+        picker = self.query_one("#f-nodes", SelectionList)
+        for name, prompt in self._node_prompts().items():
+            picker.replace_option_prompt(f"pick-{name}", prompt)
+        self.validate()
 
     def on_mount(self) -> None:
         self.query_one("#preview-box").border_title = "command on each node"
@@ -195,10 +213,14 @@ class LaunchScreen(Screen[None]):
     def validate(self) -> None:
         cluster = self.app.cluster
         caps = capacity(cluster, self.app.monitor_state, self.app.jobs_snapshot or [])
-        self.result = check(self.values(), cluster, caps)
+        values = self.values()
+        self.result = check(values, cluster, caps)
+        # A field says what is wrong once it was changed (or a submit was tried), not while still untouched.
+        shown = {k: v for k, v in self.result.errors.items()
+                 if self.tried or k == "form" or getattr(values, k) != getattr(self.initial, k)}
         for key in (*ORDER, "form"):
             error = self.query_one(f"#err-{key}", Static)
-            text = self.result.errors.get(key, "")
+            text = shown.get(key, "")
             error.update(text)
             error.display = bool(text)
         theme = self.app.theme_variables
@@ -207,9 +229,10 @@ class LaunchScreen(Screen[None]):
             count = self.result.count
             title.append(f"→ {count} job{'s' if count != 1 else ''}" + (" (sweep)" if self.result.grid else ""),
                          style=theme.get("success", ""))
+        elif shown:
+            title.append(f"{len(shown)} field{'s' if len(shown) != 1 else ''} to fix", style=theme.get("error", ""))
         else:
-            problems = len(self.result.errors)
-            title.append(f"{problems} field{'s' if problems != 1 else ''} to fix", style=theme.get("error", ""))
+            title.append("fill in: " + ", ".join(LABELS.get(k, k) for k in self.result.errors), style="italic")
         if self.initial.template:
             title.append(f"  template {self.initial.template}", style="italic")
         self.query_one("#title", Static).update(title)
@@ -229,6 +252,7 @@ class LaunchScreen(Screen[None]):
     # --- actions --------------------------------------------------------------------------------------------
 
     def action_submit(self) -> None:
+        self.tried = True
         self.validate()
         if self.result.spec is None:
             first = next(k for k in (*ORDER, "form") if k in self.result.errors)
@@ -282,7 +306,7 @@ class LaunchScreen(Screen[None]):
             except (UgroError, TypeError, ValueError) as exc:
                 self.notify(f"template {name}: {exc}", severity="error", timeout=6)
                 return
-            values = from_spec(spec, self.app.cluster)
+            values = from_spec(spec)
             values.sweep = " ".join(f"{k}={','.join(v)}" for k, v in grid)
             values.template = name
             self.fill(values)
