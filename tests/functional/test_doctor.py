@@ -112,3 +112,19 @@ def test_a_rendezvous_port_the_master_cannot_use(lab: LoopbackCluster, tmp_path:
         assert "rendezvous_ports" in r["hint"]
     table = run_ugro("doctor", "--config", str(config(lab, tmp_path, port=held_port)))
     assert table.returncode == 1 and "FAIL" in table.stdout and "Traceback" not in table.stderr
+
+
+def test_an_unreachable_master_fails_once_and_the_others_are_still_checked(lab: LoopbackCluster,
+                                                                          tmp_path: Path) -> None:
+    path = config(lab, tmp_path)
+    dead = free_port("127.0.0.9")  # bound and released: nothing listens there
+    text = path.read_text().replace('[[nodes]]\nname = "gpu-master"', '[[nodes]]\nname = "gone"\nhost = "127.0.0.9"\n'
+                                    f'port = {dead}\n\n[[nodes]]\nname = "gpu-master"', 1)
+    path.write_text(text)
+    code, report = doctor(path)
+    checks = by_key(report)
+    assert code == 1 and report["master"] == "gone"
+    assert checks[("gone", "ssh")]["status"] == "fail" and "refused" in checks[("gone", "ssh")]["detail"]
+    assert checks[("gpu1", "torch")]["status"] == "ok"
+    assert checks[("gpu1", "rendezvous")]["status"] == "skip" and "not reachable" in checks[("gpu1", "rendezvous")][
+        "detail"]
