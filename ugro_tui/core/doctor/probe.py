@@ -8,6 +8,7 @@
 The telemetry agent's source comes in AGENT (filled in by ugro), so the driver is read the same way.
 """
 
+import errno
 import importlib.util
 import json
 import os
@@ -130,18 +131,37 @@ def facts(request):
     return out
 
 
+def _bind(port):
+    """Every interface, IPv6 and IPv4 at once where the node has IPv6, as torchrun's store server binds."""
+    for family, where in ((getattr(socket, "AF_INET6", None), ("::", port)), (socket.AF_INET, ("", port))):
+        if family is None:
+            continue
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 here
+        try:
+            if family != socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(where)
+            sock.listen(64)
+            return sock
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise
+    raise OSError("cannot listen on port %d" % port)
+
+
 def listen(lo, hi, token, seconds):
     server = None
     for port in range(lo, hi + 1):
-        candidate = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        candidate.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            candidate.bind(("", port))
-            candidate.listen(64)
-            server = candidate
+            server = _bind(port)
             break
         except OSError:
-            candidate.close()
+            continue
     if server is None:
         print(json.dumps({"error": "no free port in %d-%d (every one is in use)" % (lo, hi)}), flush=True)
         return
