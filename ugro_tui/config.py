@@ -252,7 +252,7 @@ CLUSTER_KEYS = ("name", "poll_interval", "rendezvous_ports", "known_hosts", "ssh
                 "connect_timeout", "history")
 
 
-def _node(source: str, index: int, table: Any) -> Node:
+def parse_node(source: str, index: int, table: Any) -> Node:
     c = _Checker(source, f"nodes[{index}]", table)
     c.only(NODE_KEYS)
     return Node(
@@ -284,7 +284,7 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         top.fail("nodes", "expected [[nodes]] tables")
     if not raw_nodes:
         top.fail("nodes", "no nodes configured; add at least one [[nodes]] table")
-    nodes = [_node(source, i, t) for i, t in enumerate(raw_nodes)]
+    nodes = [parse_node(source, i, t) for i, t in enumerate(raw_nodes)]
     seen: dict[str, int] = {}
     for i, node in enumerate(nodes):
         if node.name in seen:

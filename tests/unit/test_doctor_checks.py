@@ -16,7 +16,7 @@ def facts(torch="2.13.0+cu128", cuda="12.8", nccl="2.27.3", gpus=1, hostname="gp
         "driver": {"driver": "570.86", "gpus": gpus, "source": "nvml"},
         "disk": {"path": "/home/ob/ugro", "exists": True, "checked": "/home/ob/ugro", "free": free, "writable": True},
         "interface": ifname,
-        "resolve": resolve or {"gpu-master": ["10.0.0.1"], "gpu1": ["10.0.0.2"]},
+        "resolve": resolve or {"gpu-master": ["127.0.0.2"], "gpu1": ["127.0.0.3"]},
     }
 
 
@@ -50,12 +50,14 @@ def test_uneven_gpu_counts_warn_with_the_usable_width() -> None:
     assert counts.status is Status.WARN and "at most 1 per node" in counts.hint
 
 
-def test_a_name_that_resolves_differently_or_to_loopback_warns() -> None:
-    master = node("gpu-master", resolve={"gpu-master": ["127.0.1.1"], "gpu1": ["10.0.0.2"]})
-    worker = node("gpu1", resolve={"gpu-master": ["10.0.0.1"], "gpu1": ["10.0.0.2"]})
+def test_a_name_that_resolves_differently_on_its_own_node_warns() -> None:
+    # Loopback addresses stand in for LAN ones here (tests never name another network): gpu-master means
+    # 127.0.1.1 to itself (the /etc/hosts trap) and 127.0.0.2 to gpu1.
+    master = node("gpu-master", resolve={"gpu-master": ["127.0.1.1"], "gpu1": ["127.0.0.3"]})
+    worker = node("gpu1", resolve={"gpu-master": ["127.0.0.2"], "gpu1": ["127.0.0.3"]})
     [names] = [c for c in cluster_checks([master, worker]) if c.name == "hostnames"]
     assert names.status is Status.WARN
-    assert "resolves to 127.0.1.1 on itself" in names.detail
+    assert "127.0.1.1 on gpu-master" in names.detail and "127.0.0.2 on gpu1" in names.detail
 
 
 def test_clock_disk_interface_and_refused_rendezvous() -> None:

@@ -14,10 +14,10 @@ from ugro_tui.config import ENV_KEY_RE, Cluster
 from ugro_tui.core.jobs import templates
 from ugro_tui.core.jobs.actions import ACTIONS
 from ugro_tui.core.jobs.describe import age, detail, placement_text, runtime, shape
-from ugro_tui.core.jobs.model import Job, JobSpec, JobState
-from ugro_tui.core.jobs.placement import NodeCapacity, allowed, could_ever_fit
+from ugro_tui.core.jobs.model import JobSpec, JobState
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.jobs.sweep import Grid, expand, parse_grid
+from ugro_tui.core.jobs.validate import spec_problem
 from ugro_tui.errors import UsageError
 
 SPEC_KEYS = set(JobSpec.__dataclass_fields__)
@@ -92,36 +92,16 @@ def _pick(flag: Any, base: dict[str, Any], key: str, default: Any) -> Any:
 
 
 def validate_spec(spec: JobSpec, cluster: Cluster) -> None:
-    def bad(what: str) -> None:
-        raise UsageError(f"ugro submit: {what}")
-
-    if spec.kind not in ("torchrun", "command"):
-        bad(f"--kind must be torchrun or command, got {spec.kind!r}")
-    for key, lo in (("nnodes", 1), ("nproc_per_node", 1), ("gpus_per_node", 0), ("max_retries", 0)):
-        value = getattr(spec, key)
-        if not isinstance(value, int) or value < lo:
-            bad(f"--{key.replace('_', '-')} must be a whole number ≥ {lo}, got {value!r}")
-    if spec.min_gpu_mem_gb < 0:
-        bad(f"--min-gpu-mem must be ≥ 0 GB, got {spec.min_gpu_mem_gb:g}")
-    known = {n.name for n in cluster.nodes} | {label for n in cluster.nodes for label in n.labels}
-    for name in spec.nodes:
-        if name not in known:
-            bad(f"--nodes: no node or label {name!r} in {cluster.source} (nodes: "
-                f"{', '.join(n.name for n in cluster.nodes)})")
-    # Node counts alone here: GPU counts need telemetry, which the dispatcher has.
-    able = [NodeCapacity(n.name, n.labels, gpu_count=1 << 16, gpu_total_mib=1 << 30) for n in cluster.nodes]
-    if not could_ever_fit(Job(0, spec), able):
-        count = sum(1 for c in able if allowed(Job(0, spec), c))
-        bad(f"--nnodes {spec.nnodes}: only {count} allowed node(s) in this cluster")
+    problem = spec_problem(spec, cluster)
+    if problem:
+        raise UsageError(f"ugro submit: {problem}")
 
 
 def submit(args: Namespace, cluster: Cluster) -> int:
     """Prints each new job's id on a line of its own, once all of them are stored (a sweep is one write)."""
     spec, grid = spec_from_args(args, cluster)
-    specs = expand(spec, grid)
-    for one in specs:
-        validate_spec(one, cluster)
-    for job in JobStore().submit(specs, hold=args.hold):
+    # A sweep changes only names, args and env, so the spec validated above stands for every job of it.
+    for job in JobStore().submit(expand(spec, grid), hold=args.hold):
         print(job.id)
     return 0
 

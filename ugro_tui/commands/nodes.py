@@ -9,7 +9,7 @@ from argparse import Namespace
 from pathlib import Path
 
 from ugro_tui.commands.table import DASH, render
-from ugro_tui.config import Cluster
+from ugro_tui.config import Cluster, parse_node
 
 
 def run(args: Namespace, cluster: Cluster) -> int:
@@ -47,9 +47,7 @@ def edit(args: Namespace, path: Path, cluster: Cluster) -> int:
               "labels": [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None,
               "socket_ifname": args.socket_ifname}
     # Validate the node as it would be saved before connecting anywhere.
-    from ugro_tui.config import _node
-
-    node = _node(str(path), len(cluster.nodes), {k: v for k, v in values.items() if v is not None})
+    node = parse_node(str(path), len(cluster.nodes), {k: v for k, v in values.items() if v is not None})
     if args.check:
         from ugro_tui.core.check import check_node
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ugro_tui.config import Cluster, Node
-from ugro_tui.core.transport import ConnectError, make_transport
+from ugro_tui.core.transport import ConnectError, Transport, make_transport
 
 
 @dataclass(frozen=True)
@@ -15,25 +15,31 @@ class CheckResult:
     node: str
     address: str
     result: str            # "ok" or a ConnectError kind
-    seconds: float
+    seconds: float         # connecting and a test command, together
     detail: str = ""
     fingerprint: str | None = None
+    rtt: float | None = None  # the test command alone, once connected
 
     @property
     def ok(self) -> bool:
         return self.result == "ok"
 
 
-async def check_node(node: Node, cluster: Cluster, *, accept_new: bool = False) -> CheckResult:
+async def check_node(node: Node, cluster: Cluster, *, accept_new: bool = False,
+                     transport: Transport | None = None) -> CheckResult:
+    """Connect and run a test command; a given transport stays open for the caller (the doctor goes on with it)."""
+    own = transport is None
+    transport = transport or make_transport(node, cluster, accept_new_host_key=accept_new)
     started = time.perf_counter()
-    transport = make_transport(node, cluster, accept_new_host_key=accept_new)
     try:
         await transport.connect()
+        connected = time.perf_counter()
         done = await transport.run("echo ugro-ok", timeout=cluster.connect_timeout)
-        elapsed = time.perf_counter() - started
+        now = time.perf_counter()
         if done.ok and "ugro-ok" in done.stdout:
-            return CheckResult(node.name, node.address, "ok", elapsed, "local" if node.is_local else "")
-        return CheckResult(node.name, node.address, "error", elapsed,
+            return CheckResult(node.name, node.address, "ok", now - started, "local" if node.is_local else "",
+                               rtt=now - connected)
+        return CheckResult(node.name, node.address, "error", now - started,
                            f"a test command failed (exit {done.exit_code}): {done.stderr.strip()[:200]}")
     except ConnectError as exc:
         return CheckResult(node.name, node.address, exc.kind, time.perf_counter() - started, exc.reason,
@@ -42,7 +48,8 @@ async def check_node(node: Node, cluster: Cluster, *, accept_new: bool = False) 
         return CheckResult(node.name, node.address, "timeout", time.perf_counter() - started,
                            "connected, but a test command did not answer")
     finally:
-        await transport.close()
+        if own:
+            await transport.close()
 
 
 async def check_cluster(cluster: Cluster, *, accept_new: bool = False) -> list[CheckResult]:
@@ -66,15 +73,15 @@ async def probe_connection(node: Node, cluster: Cluster, *, accept_new: bool = F
 
     from ugro_tui.core.telemetry.monitor import AGENT_PATH, AGENT_SOURCE, agent_command
 
-    started = time.perf_counter()
     transport = make_transport(node, cluster, accept_new_host_key=accept_new)
     try:
-        await transport.connect()
+        result = await check_node(node, cluster, transport=transport)
+        if not result.ok:
+            return ConnectionTest(result, result.fingerprint)
         fingerprint = getattr(transport, "host_key_fingerprint", lambda: None)()
+        result = replace(result, fingerprint=fingerprint)
         await transport.copy_file(AGENT_SOURCE, AGENT_PATH)
         done = await transport.run(agent_command(node, 1.0) + " --once", timeout=30)
-        result = CheckResult(node.name, node.address, "ok", time.perf_counter() - started,
-                             "local" if node.is_local else "", fingerprint)
         try:
             sample = json.loads(done.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -82,11 +89,7 @@ async def probe_connection(node: Node, cluster: Cluster, *, accept_new: bool = F
             return ConnectionTest(result, fingerprint, gpu_error=f"the node's python could not sample: {last}")
         names = tuple(g.get("name") or "?" for g in sample.get("gpus", []))
         return ConnectionTest(result, fingerprint, names, sample.get("driver"), sample.get("error"))
-    except ConnectError as exc:
-        return ConnectionTest(CheckResult(node.name, node.address, exc.kind, time.perf_counter() - started,
-                                          exc.reason, exc.fingerprint), exc.fingerprint)
-    except (TimeoutError, RuntimeError, OSError) as exc:
-        return ConnectionTest(CheckResult(node.name, node.address, "error", time.perf_counter() - started,
-                                          str(exc)))
+    except (ConnectError, TimeoutError, RuntimeError, OSError) as exc:  # lost while sampling
+        return ConnectionTest(CheckResult(node.name, node.address, "error", 0.0, str(exc)))
     finally:
         await transport.close()

@@ -20,6 +20,7 @@ from ugro_tui.ui.messages import NodeUpdated
 from ugro_tui.ui.screens.doctor import DoctorScreen
 from ugro_tui.ui.screens.help import HelpScreen
 from ugro_tui.ui.screens.jobs import JobsScreen
+from ugro_tui.ui.screens.launch import LaunchScreen
 from ugro_tui.ui.screens.logs import LogsScreen
 from ugro_tui.ui.screens.nodes import NodesScreen
 
@@ -137,7 +138,7 @@ class UgroApp(App[None]):
         screen = self.screen
         if isinstance(screen, NodesScreen):
             screen.node_updated(message.status)
-        elif hasattr(screen, "node_updated"):  # the launch form's free GPU counts
+        elif isinstance(screen, LaunchScreen):  # its free GPU counts
             screen.node_updated()
 
     def action_help(self) -> None:
@@ -169,8 +170,6 @@ class UgroApp(App[None]):
             self.call_later(self.screen.rebuild)
 
     def action_new_job(self, values=None, title: str = "new job") -> None:
-        from ugro_tui.ui.screens.launch import LaunchScreen
-
         if not isinstance(self.screen, LaunchScreen):
             self.push_screen(LaunchScreen(values, title))
 

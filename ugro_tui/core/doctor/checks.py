@@ -219,25 +219,19 @@ def cluster_checks(all_facts: list[NodeFacts]) -> list[Check]:
 
 
 def _names(seen: dict[str, dict[str, Any]]) -> Check:
-    """Every node resolves every configured host to the same addresses; no node's own name is loopback-only."""
+    """Every name (the configured hosts, each node's own hostname) resolves, and to the same addresses on every
+    node that resolves it: a node whose own name means 127.0.1.1 to itself and its LAN address to the others is
+    the classic /etc/hosts trap, as NCCL and gloo then advertise the loopback address."""
     problems = []
-    hosts = set().union(*(f["resolve"] for f in seen.values()))
-    for host in sorted(hosts):
-        answers = {n: f["resolve"].get(host) for n, f in seen.items() if host in f["resolve"]}
+    hosts = sorted(set().union(*(f["resolve"] for f in seen.values())))
+    for host in hosts:
+        answers = {n: f["resolve"][host] for n, f in seen.items() if host in f["resolve"]}
         failed = [n for n, a in answers.items() if isinstance(a, dict)]
-        if failed and host not in {f["hostname"] for f in seen.values()}:
+        if failed:
             problems.append(f"{host} does not resolve on {', '.join(failed)}")
-            continue
-        ok = {n: tuple(a) for n, a in answers.items() if not isinstance(a, dict)}
-        if len(set(ok.values())) > 1 and host not in {f["hostname"] for f in seen.values()}:
-            problems.append(f"{host}: " + _spread({n: ",".join(a) for n, a in ok.items()}))
-    for node, f in seen.items():
-        own = f["resolve"].get(f["hostname"])
-        others = [a for n, a in ((n, g["resolve"].get(f["hostname"])) for n, g in seen.items() if n != node)
-                  if isinstance(a, list)]
-        if isinstance(own, list) and own and all(a.startswith("127.") or a == "::1" for a in own) and \
-                any(not all(x.startswith("127.") or x == "::1" for x in a) for a in others):
-            problems.append(f"{node}'s hostname {f['hostname']} resolves to {', '.join(own)} on itself")
+        found = {n: ",".join(a) for n, a in answers.items() if not isinstance(a, dict)}
+        if len(set(found.values())) > 1:
+            problems.append(f"{host}: " + _spread(found))
     if problems:
         return Check(CLUSTER, "hostnames", Status.WARN, "; ".join(problems),
                      "give every node the same /etc/hosts entries (or DNS); set socket_ifname so NCCL does not "

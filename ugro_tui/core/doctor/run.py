@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ugro_tui.config import Cluster, Node
-from ugro_tui.core.doctor.checks import CLUSTER, Check, NodeFacts, Status, cluster_checks, node_checks
+from ugro_tui.core.check import check_node
+from ugro_tui.core.doctor.checks import Check, NodeFacts, Status, cluster_checks, node_checks
 from ugro_tui.core.sim.stage import shell_prefix
+from ugro_tui.core.telemetry.monitor import AGENT_SOURCE
 from ugro_tui.core.transport import (
     ConnectError,
     LineStream,
@@ -27,8 +29,7 @@ from ugro_tui.core.transport import (
 )
 
 HERE = Path(__file__).resolve().parent
-_AGENT = (HERE.parent / "telemetry" / "agent.py").read_text()
-PROBE_SOURCE = (HERE / "probe.py").read_text().replace("AGENT = None", f"AGENT = {_AGENT!r}", 1).encode()
+PROBE_SOURCE = (HERE / "probe.py").read_text().replace("AGENT = None", f"AGENT = {AGENT_SOURCE.decode()!r}", 1).encode()
 PROBE_PATH = f"~/.cache/ugro/doctor-{hashlib.sha256(PROBE_SOURCE).hexdigest()[:12]}.py"
 LISTEN_SECONDS = 30.0
 CHECK_ORDER = ("ssh", "host key", "python", "torch", "cuda", "nccl", "torchrun", "driver", "disk", "clock",
@@ -41,6 +42,7 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     master: str | None = None
     clock_offsets: dict[str, float] = field(default_factory=dict)  # node clock minus ours, in seconds
+    gpu_counts: dict[str, int] = field(default_factory=dict)       # as each node's driver reports them
 
     @property
     def failed(self) -> bool:
@@ -61,30 +63,17 @@ def probe_command(node: Node, *args: str) -> str:
 
 
 async def _connect(node: Node, cluster: Cluster, f: NodeFacts, transport: Transport) -> bool:
-    """The ssh and host key checks; True when the node can be probed."""
-    started = time.perf_counter()
-    try:
-        await transport.connect()
-        t0 = time.perf_counter()
-        done = await transport.run("echo ugro-ok", timeout=cluster.connect_timeout)
-        f.rtt_s = time.perf_counter() - t0
-    except ConnectError as exc:
-        f.ssh = Check(node.name, "ssh", Status.FAIL, exc.reason, _connect_hint(exc.kind))
-        if exc.kind in ("unknown-host-key", "host-key-mismatch"):
-            f.ssh = Check(node.name, "host key", Status.FAIL, exc.reason, _connect_hint(exc.kind))
-        return False
-    except TimeoutError:
-        f.ssh = Check(node.name, "ssh", Status.FAIL, "connected, but a test command did not answer",
-                      "the node may be overloaded; try again")
-        return False
-    if not done.ok:
-        f.ssh = Check(node.name, "ssh", Status.FAIL, f"a test command failed (exit {done.exit_code})",
-                      "check the login shell's startup files on the node")
-        return False
-    took = time.perf_counter() - started
-    how = "local, no SSH" if node.is_local else f"connected in {took * 1000:.0f} ms, round trip {f.rtt_s * 1000:.0f} ms"
-    f.ssh = Check(node.name, "ssh", Status.OK, how)
-    return True
+    """The ssh and host key checks (`ugro nodes --check`'s own), on the transport the doctor goes on with."""
+    result = await check_node(node, cluster, transport=transport)
+    f.rtt_s = result.rtt
+    if result.ok:
+        how = "local, no SSH" if node.is_local else (
+            f"connected in {(result.seconds - result.rtt) * 1000:.0f} ms, round trip {result.rtt * 1000:.0f} ms")
+        f.ssh = Check(node.name, "ssh", Status.OK, how)
+        return True
+    name = "host key" if result.result in ("unknown-host-key", "host-key-mismatch") else "ssh"
+    f.ssh = Check(node.name, name, Status.FAIL, result.detail, _connect_hint(result.result))
+    return False
 
 
 def _connect_hint(kind: str) -> str:
@@ -97,6 +86,7 @@ def _connect_hint(kind: str) -> str:
         "refused": "is sshd running on the node, on this port?",
         "timeout": "is the node up and the address right? raise connect_timeout for slow links",
         "unreachable": "check the host name and the network",
+        "error": "check the login shell's startup files on the node",
     }.get(kind, "see the detail")
 
 
@@ -121,8 +111,8 @@ async def _probe(node: Node, cluster: Cluster, f: NodeFacts, transport: Transpor
             "target": f"{target['host']}:{target['port']}"}
 
 
-async def _listen(cluster: Cluster, master: Node, transport: Transport) -> tuple[LineStream, dict | str]:
-    """A short-lived listener in the master's rendezvous range: (its stream, the target), or why it failed."""
+async def _listen(cluster: Cluster, master: Node, transport: Transport) -> tuple[LineStream | None, dict | str]:
+    """A short-lived listener in the master's rendezvous range: (its stream, the target), or (None, why not)."""
     lo, hi = cluster.rendezvous_ports
     token = secrets.token_hex(8)
     listener = await transport.stream(probe_command(master, "listen", str(lo), str(hi), token, str(LISTEN_SECONDS)))
@@ -133,17 +123,13 @@ async def _listen(cluster: Cluster, master: Node, transport: Transport) -> tuple
         break
     if "port" not in first:
         await listener.close()
-        return listener, f"cannot listen on {master.name} ({lo}-{hi}): {first.get('error', 'no answer')}"
+        return None, f"cannot listen on {master.name} ({lo}-{hi}): {first.get('error', 'no answer')}"
     return listener, {"host": master.host, "port": first["port"], "token": token}
 
 
-async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | None = None,
-                     transports: dict[str, Transport] | None = None) -> Report:
+async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | None = None) -> Report:
     """Every check; `on_check` sees each as it is known (the app shows them live). The first node is the master."""
-    own = transports is None
-    transports = transports if transports is not None else {}
-    for node in cluster.nodes:
-        transports.setdefault(node.name, make_transport(node, cluster))
+    transports = {node.name: make_transport(node, cluster) for node in cluster.nodes}
     master = cluster.nodes[0]
     facts = {n.name: NodeFacts(n.name, n.host) for n in cluster.nodes}
     report = Report(master=master.name)
@@ -155,10 +141,10 @@ async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | No
 
     async def reach(node: Node) -> bool:
         f = facts[node.name]
-        if not await _connect(node, cluster, f, transports[node.name]):
-            emit(f.ssh)
-            return False
+        connected = await _connect(node, cluster, f, transports[node.name])
         emit(f.ssh)
+        if not connected:
+            return False
         if not node.is_local:
             emit(Check(node.name, "host key", Status.OK, "matches known_hosts"))
         try:
@@ -197,15 +183,13 @@ async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | No
         for check in cluster_checks(list(facts.values())):
             emit(check)
         report.clock_offsets = {n: f.clock_offset_s for n, f in facts.items() if f.clock_offset_s is not None}
+        report.gpu_counts = {n: f.facts["driver"].get("gpus", 0) for n, f in facts.items() if f.facts is not None}
         order = {n.name: i for i, n in enumerate(cluster.nodes)}
         report.checks.sort(key=lambda c: (order.get(c.node, len(order)), CHECK_ORDER.index(c.name)
                                           if c.name in CHECK_ORDER else len(CHECK_ORDER)))
     finally:
         if listener is not None:
             await listener.close()
-        if own:
-            await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
+        await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
     return report
 
-
-__all__ = ["CLUSTER", "Report", "run_doctor"]

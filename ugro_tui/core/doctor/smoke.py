@@ -24,8 +24,8 @@ BLOCKING = ("ssh", "host key", "python", "torch", "torchrun")
 
 
 def smoke_spec(cluster: Cluster, report: Report) -> JobSpec:
-    gpus = {c.node: c.detail for c in report.checks if c.name == "driver" and c.status is Status.OK}
-    every_node_has_gpus = len(gpus) == len(cluster.nodes) and all(" 0 GPU" not in d for d in gpus.values())
+    counts = report.gpu_counts
+    every_node_has_gpus = all(counts.get(n.name, 0) > 0 for n in cluster.nodes)
     return JobSpec(name="doctor-smoke", command=(f"{SCRIPT_DIR}/allreduce.py",), kind="torchrun",
                    nnodes=len(cluster.nodes), nproc_per_node=1, gpus_per_node=1 if every_node_has_gpus else 0,
                    nodes=tuple(n.name for n in cluster.nodes), priority=PRIORITY)

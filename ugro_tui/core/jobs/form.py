@@ -13,7 +13,8 @@ from ugro_tui.config import ENV_KEY_RE, Cluster
 from ugro_tui.core.jobs.model import Job, JobSpec
 from ugro_tui.core.jobs.placement import NodeCapacity
 from ugro_tui.core.jobs.planner import plan
-from ugro_tui.core.jobs.sweep import Grid, expand, parse_grid
+from ugro_tui.core.jobs.sweep import Grid, combinations, expand, parse_grid
+from ugro_tui.core.jobs.validate import spec_problem
 from ugro_tui.errors import UgroError
 
 KINDS = ("torchrun", "command")
@@ -57,7 +58,7 @@ class FormResult:
 
     @property
     def count(self) -> int:
-        return len(expand(self.spec, self.grid)) if self.spec else 0
+        return combinations(self.grid) if self.spec else 0
 
 
 def from_spec(spec: JobSpec) -> FormValues:
@@ -161,19 +162,16 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
         nnodes=nnodes, nproc_per_node=nproc, gpus_per_node=gpus, min_gpu_mem_gb=min_mem, nodes=tuple(values.nodes),
         env=tuple(env), workdir=values.workdir.strip() or None, priority=priority, after=tuple(after),
         max_retries=retries, checkpoint_dir=values.checkpoint_dir.strip() or None, template=values.template)
-    from ugro_tui.commands.jobs import validate_spec  # the CLI's last word, so both refuse the same jobs
-
-    try:
-        validate_spec(spec, cluster)
-    except UgroError as exc:
-        return FormResult(None, grid, {"form": str(exc).removeprefix("ugro submit: ")})
+    problem = spec_problem(spec, cluster)  # the CLI's last word too, so both refuse the same jobs
+    if problem:
+        return FormResult(None, grid, {"form": problem})
     return FormResult(spec, grid)
 
 
 def preview(spec: JobSpec, cluster: Cluster, grid: Grid = ()) -> list[tuple[str, str]]:
     """(node, exact command) per node for the first job of the sweep, placed on the first chosen nodes.
     The job id, GPUs and port are chosen at launch; the preview shows the first free ones."""
-    first = expand(spec, grid)[0]
+    [first] = expand(spec, tuple((key, values[:1]) for key, values in grid))
     chosen = [n for n in cluster.nodes if not first.nodes or n.name in first.nodes
               or any(label in first.nodes for label in n.labels)][: first.nnodes]
     placement = tuple((n.name, tuple(range(first.gpus_per_node))) for n in chosen)

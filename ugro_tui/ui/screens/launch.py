@@ -123,6 +123,7 @@ class LaunchScreen(Screen[None]):
         self.initial = values or FormValues()
         self.title_text = title
         self.result = FormResult(None)
+        self._prompts: dict[str, str] = {}
         self.tried = False  # a submit was attempted: every problem shows, touched or not
 
     # --- layout ---------------------------------------------------------------------------------------------
@@ -156,7 +157,7 @@ class LaunchScreen(Screen[None]):
 
     def _node_choices(self, chosen: tuple[str, ...]) -> list[Selection[str]]:
         """Each node with its free GPUs now (as placement counts them), then each label with its nodes."""
-        prompts = self._node_prompts()
+        prompts = self._prompts = self._node_prompts()
         out = [Selection(prompt, name, name in chosen, id=f"pick-{name}") for name, prompt in prompts.items()]
         labels: dict[str, list[str]] = {}
         for node in self.app.cluster.nodes:
@@ -179,10 +180,16 @@ class LaunchScreen(Screen[None]):
         return out
 
     def node_updated(self) -> None:
-        """Telemetry changed: the picker's free GPU counts and the GPU-count checks follow it."""
+        """Telemetry changed: the picker's free GPU counts and the GPU-count checks follow it.
+        Samples arrive every interval from every node; only a change in what the picker says costs a redraw."""
+        prompts = self._node_prompts()
+        if prompts == self._prompts:
+            return
         picker = self.query_one("#f-nodes", SelectionList)
-        for name, prompt in self._node_prompts().items():
-            picker.replace_option_prompt(f"pick-{name}", prompt)
+        for name, prompt in prompts.items():
+            if prompt != self._prompts.get(name):
+                picker.replace_option_prompt(f"pick-{name}", prompt)
+        self._prompts = prompts
         self.validate()
 
     def on_mount(self) -> None:

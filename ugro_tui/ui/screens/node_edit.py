@@ -16,7 +16,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, Static
 
-from ugro_tui.config import Node, _node
+from ugro_tui.config import Node, parse_node
 from ugro_tui.errors import ConfigError, UgroError
 from ugro_tui.ui.screens.jobs import leave_asking
 from ugro_tui.ui.screens.launch import Field
@@ -109,7 +109,7 @@ class NodeEditScreen(Screen[None]):
             self.original.name)
         taken = {n.name for n in cluster.nodes} - ({self.original.name} if self.original else set())
         try:
-            node = _node(cluster.source, index, self.table())
+            node = parse_node(cluster.source, index, self.table())
         except ConfigError as exc:
             key = (exc.field or "").rsplit(".", 1)[-1]
             problem = (key if key in self.initial else "name", exc.problem)
