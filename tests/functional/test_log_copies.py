@@ -72,12 +72,62 @@ async def test_a_reader_sees_every_byte_whoever_fetched_it(tmp_path: Path) -> No
     t, job, run_dir = setup(tmp_path)
     console = run_dir / "console.log"
     reader = CopyReader(job)
-    seen = ""
+    seen = b""
     for i in range(6):
         with console.open("ab") as f:
             f.write(f"[rank0]:step {i} loss 1 caf\u00e9\n".encode())
         await sync_node(t, job, "here", str(run_dir))  # the other follower got these bytes
         if i % 2:
-            seen += reader.read_new("here")
-    seen += reader.read_new("here")
-    assert seen == console.read_text()
+            seen += b"".join(data for _, data in reader.read_new("here"))
+    seen += b"".join(data for _, data in reader.read_new("here"))
+    assert seen == console.read_bytes()
+
+
+def torchrun_dirs(run_dir: Path, nproc: int) -> list[Path]:
+    """The layout torchrun's --log-dir makes: torchrun/<run id>_<random>/attempt_0/<local rank>/."""
+    dirs = [run_dir / "torchrun" / "ugro-7-1_k2j4" / "attempt_0" / str(r) for r in range(nproc)]
+    for d in dirs:
+        d.mkdir(parents=True)
+        (d / "stdout.log").touch()
+        (d / "stderr.log").touch()
+    return dirs
+
+
+async def test_rank_files_are_followed_exactly_and_named_by_the_console(tmp_path: Path) -> None:
+    """Pieces of lines, \\r progress and bytes that are not UTF-8 reach each rank's copy exactly, in one stream."""
+    import random
+
+    from ugro_tui.core.jobs.logs import CopyReader, RankDemux, rank_copy, rank_map
+
+    t, job, run_dir = setup(tmp_path)
+    dirs = torchrun_dirs(run_dir, 2)
+    console = run_dir / "console.log"
+    console.write_bytes(b"torchrun: starting\n")
+    rng = random.Random(5)
+    want = {0: b"", 1: b""}
+    reader, demux = CopyReader(job), RankDemux()
+    for step in range(40):
+        for local in (0, 1):
+            text = f"step {step} loss {local}.{step}\n".encode() + (b"\rbar %d" % step) + b"\xff\n"
+            cut = rng.randrange(1, len(text))
+            for piece in (text[:cut], text[cut:]):  # a sync may land between the pieces
+                with (dirs[local] / "stdout.log").open("ab") as f:
+                    f.write(piece)
+                if rng.random() < 0.5:
+                    await sync_node(t, job, "here", str(run_dir))
+            want[local] += text
+        if step == 3:  # the tee copy names the ranks a little later than the files appear
+            with console.open("ab") as f:
+                f.write(b"[rank4.0]:step 0 lo[rank5.1]:step 0\n")
+        for source, data in reader.read_new("here"):
+            demux.feed(source, data)
+    await sync_node(t, job, "here", str(run_dir))
+    for source, data in reader.read_new("here"):
+        demux.feed(source, data)
+    assert rank_map(job, "here") == {0: 4, 1: 5}
+    for local in (0, 1):
+        assert rank_copy(job, "here", local, "stdout").read_bytes() == want[local]
+        lines = [x for x in demux.ranks[4 + local].lines if x.startswith("step")]
+        assert lines == [f"step {s} loss {local}.{s}" for s in range(40)]
+        assert "bar 39\ufffd" in demux.ranks[4 + local].lines  # the \\r progress shows its last state
+    assert list(demux.nodes["here"].lines) == ["torchrun: starting"]  # tee copies are not shown twice

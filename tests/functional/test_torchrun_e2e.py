@@ -186,3 +186,44 @@ def test_rendezvous_failure_is_diagnosed(lab: LoopbackCluster, tmp_path: Path) -
     finally:
         stop.set()
         server.close()
+
+
+PIECES = str(Path(__file__).resolve().parents[1] / "fixtures" / "jobs" / "rank_pieces.py")
+
+
+def test_rank_logs_are_exact_however_ranks_split_their_writes(config: Path) -> None:
+    """3 nodes x 2 ranks, each line written in 3 pieces and a \\r progress bar: every line once, whole, in order."""
+    from ugro_tui.core.jobs.logs import CopyReader, RankDemux
+    from ugro_tui.core.jobs.model import Job, JobSpec
+
+    assert ugro(config, "submit", "--nnodes", "3", "--nproc-per-node", "2", "--gpus-per-node", "0",
+                "--", PIECES, "30").returncode == 0
+    done = ugro(config, "scheduler", "--until-idle", timeout=240)
+    assert done.returncode == 0, done.stderr
+    j = job(config, 1)
+    assert j["state"] == "succeeded", j
+    bar = "".join(f"\rprogress {i}/{k}" for i in range(30) for k in range(3)) + "\n"
+    for rank in range(6):
+        out = subprocess.run([sys.executable, "-m", "ugro_tui", "logs", "--config", str(config), "1", "--rank",
+                              str(rank)], capture_output=True, timeout=60).stdout.decode()  # bytes: \r stays \r
+        lines = out.split("\n")
+        want = [f"step {i} loss {rank}.{i:05d}" for i in range(30)]
+        assert [x for x in lines if x.startswith("step")] == want, f"rank {rank}: {out!r}"
+        assert bar in out, f"rank {rank}: the progress bar is not byte-exact"
+        assert f"done rank {rank}\n" in out
+        assert "[rank" not in out  # no piece of another rank's stream
+    everything = ugro(config, "logs", "1").stdout
+    assert sum(line.startswith("[rank3]:step ") for line in everything.splitlines()) == 30
+    # What the panes show: the same copies through the demux; the progress bar is one line in its last state.
+    spec = JobSpec("x", ("x",))
+    reader, demux = CopyReader(Job(1, spec, attempt=1)), RankDemux()
+    for node in j["placement"]:
+        for source, data in reader.read_new(node):
+            demux.feed(source, data)
+    demux.flush()
+    assert sorted(demux.ranks) == list(range(6))
+    for rank, stream in demux.ranks.items():
+        assert [x for x in stream.lines if x.startswith("step")] == [
+            f"step {i} loss {rank}.{i:05d}" for i in range(30)]
+        assert "progress 29/2" in stream.lines and not any(x.startswith("progress 0/") for x in stream.lines)
+    assert not any(x.startswith("[rank") for s in demux.nodes.values() for x in s.lines)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ugro_tui.core.jobs.diagnose import diagnose, root_cause
-from ugro_tui.core.jobs.logs import RankDemux
+from ugro_tui.core.jobs.logs import RankDemux, Source
 from ugro_tui.core.jobs.model import Job, JobSpec
 from ugro_tui.core.jobs.planner import plan
 
@@ -47,7 +47,7 @@ def test_torchrun_plan_has_every_flag_and_env() -> None:
         assert part in s, part
     assert "--log-dir " in s and "--node-rank" not in s  # meaningless under c10d
     for env in ("CUDA_VISIBLE_DEVICES=0,1", "NCCL_SOCKET_IFNAME=lo", "GLOO_SOCKET_IFNAME=lo",
-                "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE='[rank${rank}]:'", "OMP_NUM_THREADS=2",
+                "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE='[rank${rank}.${local_rank}]:'", "OMP_NUM_THREADS=2",
                 "WANDB_MODE=offline", "UGRO_CHECKPOINT_DIR=/ckpt"):
         assert f"export {env};" in s, env
     assert "CUDA_VISIBLE_DEVICES=1;" in second.script and "NCCL_SOCKET_IFNAME" not in second.script
@@ -79,14 +79,20 @@ def test_values_reach_the_program_exactly(tmp_path_factory, args: list[str], val
 
 
 def test_demux_routes_by_global_rank_and_keeps_partial_lines() -> None:
+    console, rank3 = Source("gpu1"), Source("gpu1", 3, "stdout")
     d = RankDemux(max_lines=3)
-    assert d.feed("gpu1", "[rank2]:step 1 loss 0.5\nINFO torchrun says hi\n[rank3]:par") == [
-        ("rank2", "step 1 loss 0.5"), ("node:gpu1", "INFO torchrun says hi")]
-    assert d.feed("gpu1", "tial\n") == [("rank3", "partial")]
+    assert d.feed(console, b"[rank2.0]:step 1 lo\nINFO torchrun says hi\n[rank2]:old style\n") == [
+        ("node:gpu1", "INFO torchrun says hi"), ("rank2", "old style")]  # a tee copy is dropped
+    assert d.feed(rank3, b"par") == [] and d.live == {"rank3": "par"}  # a line being written shows
+    assert d.feed(rank3, b"tial\n\r10%") == [("rank3", "partial")] and d.live == {"rank3": "10%"}
+    assert d.feed(rank3, b"\r50%") == [] and d.live == {"rank3": "50%"}
+    assert d.feed(rank3, b"\r100%\n") == [("rank3", "100%")] and d.live == {}
     for i in range(10):
-        d.feed("gpu1", f"[rank2]:step {i} loss {1 / (i + 1)}\n")
+        d.feed(Source("gpu1", 2, "stdout"), f"step {i} loss {1 / (i + 1)}\n".encode())
     assert len(d.ranks[2].lines) == 3  # bounded
     assert list(d.losses)[-1] == (9, 0.1)
+    d.feed(rank3, b"no newline")
+    assert d.flush() == [("rank3", "no newline")]
 
 
 CHILD_FAILED = """

@@ -6,11 +6,10 @@ import shlex
 from dataclasses import dataclass
 
 from ugro_tui.config import Cluster, Node
+from ugro_tui.core.jobs.logs import TEE_PREFIX
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.sim.stage import shell_prefix
 from ugro_tui.core.transport import export_env, path_word, python_command
-
-RANK_PREFIX = "[rank${rank}]:"  # torchrun expands ${rank} to the global rank
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
             ("CUDA_VISIBLE_DEVICES", ",".join(map(str, gpus))),
             ("UGRO_NODE", node.name), ("UGRO_JOB_ID", str(job.id)), ("UGRO_NODE_RANK", str(node_rank)),
             ("UGRO_NNODES", str(spec.nnodes)),
-            ("TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE", RANK_PREFIX), ("PYTHONUNBUFFERED", "1"),
+            ("TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE", TEE_PREFIX), ("PYTHONUNBUFFERED", "1"),
         ]
         if node.socket_ifname:
             env += [("NCCL_SOCKET_IFNAME", node.socket_ifname), ("GLOO_SOCKET_IFNAME", node.socket_ifname)]

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Log, Sparkline, Static
 
 from ugro_tui.core.jobs.describe import age, placement_text
-from ugro_tui.core.jobs.logs import CopyReader, RankDemux, sync_node
+from ugro_tui.core.jobs.logs import CopyReader, RankDemux, Source, sync_node
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.transport import Transport, make_transport
 from ugro_tui.ui.widgets.health import HealthBar
@@ -178,10 +178,15 @@ class LogsScreen(Screen[None]):
                         t = self.transports[node] = make_transport(self.app.cluster.node(node), self.app.cluster)
                     with contextlib.suppress(Exception):  # an unreachable node: its pane stops growing for now
                         await sync_node(t, job, node, run.run_dir)
-                # Whatever the copy gained, whoever fetched it (the dispatcher follows the same copy).
-                self._take(node, reader.read_new(node))
+                # Whatever the copies gained, whoever fetched it (the dispatcher follows the same copies).
+                for source, chunk in await asyncio.to_thread(reader.read_new, node):
+                    self._take(source, chunk)
             self._header(job)
             if job.state.finished:
+                shown = {p.key for p in self.query(Pane)}
+                for key, line in self.demux.flush():  # a log that ended mid-line
+                    if key in shown:
+                        self._pending.setdefault(key, []).append(line)
                 return
             await asyncio.sleep(0.5)
             job = await asyncio.to_thread(store.get, job_id)
@@ -189,14 +194,15 @@ class LogsScreen(Screen[None]):
                 reader = CopyReader(job)  # a retry writes new copies
             self.job = job
 
-    def _take(self, node: str, text: str) -> None:
-        if not text:
-            return
+    def _take(self, source: Source, data: bytes) -> None:
         known = len(self._keys())
-        shown = {p.key for p in self.query(Pane)}
-        for key, line in self.demux.feed(node, text):
-            if key in shown:  # panes made now take their lines from the demux buffer instead
+        panes = {p.key: p for p in self.query(Pane)}
+        for key, line in self.demux.feed(source, data):
+            if key in panes:  # panes made now take their lines from the demux buffer instead
                 self._pending.setdefault(key, []).append(line)
+        pane = panes.get(source.pane)
+        if pane is not None:  # a progress bar being drawn (\r) shows in the pane's bottom border until its line ends
+            pane.border_subtitle = self.demux.live.get(source.pane, "")
         if len(self._keys()) != known:
             self._show_page()
 
