@@ -64,7 +64,7 @@ def parse_csv(text, fields):
             extra = len(row) - len(names)
             at = names.index("process_name") if "process_name" in names else len(names) - 1
             row = row[:at] + [",".join(row[at:at + extra + 1])] + row[at + extra + 1:]
-        out.append({n: clean_value(v) for n, v in zip(names, row, strict=False)})
+        out.append({n: clean_value(v) for n, v in zip(names, row)})
     return out
 
 

@@ -29,7 +29,7 @@ class NVMLError_NotSupported(NVMLError):
         NVMLError.__init__(self, NVML_ERROR_NOT_SUPPORTED)
 
 
-class _Struct(object):
+class _Struct:
     def __init__(self, **fields):
         self.__dict__.update(fields)
 
