@@ -27,6 +27,7 @@ from ugro_tui.config import Cluster, parse_cluster
 from ugro_tui.core.jobs.launcher import SshLauncher
 from ugro_tui.core.jobs.model import JobSpec, JobState, transition
 from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.pool import Pool
 from ugro_tui.core.sim.loopback import LoopbackCluster
 
 
@@ -57,13 +58,14 @@ async def main() -> None:
             cluster = dataclasses.replace(cluster, nodes=tuple(dataclasses.replace(n, labels=())
                                                                for n in cluster.nodes))
             store = JobStore(Path(tmp) / "jobs")
-            launcher = SshLauncher(cluster, store)
+            pool = Pool(cluster)
+            launcher = SshLauncher(cluster, store, pool)
             await launch_once(launcher, cluster, store, 16)  # warm every connection
             one, sixteen = [], []
             for _ in range(args.rounds):  # interleaved, so machine noise hits both alike
                 one.append(await launch_once(launcher, cluster, store, 1))
                 sixteen.append(await launch_once(launcher, cluster, store, 16))
-            await launcher.close()
+            await pool.close()
         finally:
             lab.stop()
     a, b = statistics.median(one), statistics.median(sixteen)

@@ -10,7 +10,7 @@ from ugro_tui.commands.jobs import parse_ids
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.logs import CopyReader, LineCarry, Source, classify_console_line, sync_node
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.transport import make_transport
+from ugro_tui.core.pool import Pool
 from ugro_tui.errors import UgroError, UsageError
 
 
@@ -39,7 +39,7 @@ async def _run(args: Namespace, cluster: Cluster) -> int:
     nodes = [n for n, _ in job.runs]
     if args.node is not None and args.node not in nodes:
         raise UsageError(f"ugro logs: job {job_id} did not run on {args.node!r} (it ran on {', '.join(nodes)})")
-    transports = {n: make_transport(cluster.node(n), cluster) for n in nodes if n in {x.name for x in cluster.nodes}}
+    pool = Pool(cluster)
     lines = LineCarry()
     out = sys.stdout.buffer
 
@@ -54,9 +54,9 @@ async def _run(args: Namespace, cluster: Cluster) -> int:
     try:
         while True:
             for node, run in job.runs:
-                if node in transports and run.run_dir:
+                if node in pool and run.run_dir:
                     try:
-                        await sync_node(transports[node], job, node, run.run_dir)
+                        await sync_node(pool.get(node), job, node, run.run_dir)
                     except Exception as exc:  # an unreachable node: say so, keep the rest going
                         out.write(f"{node}| (cannot read its log now: {exc})\n".encode())
                 # What the copies have beyond what we printed, whoever fetched it (a scheduler follows them too).
@@ -70,7 +70,7 @@ async def _run(args: Namespace, cluster: Cluster) -> int:
                 continue
             await asyncio.sleep(0.5)
     finally:
-        await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
+        await pool.close()
     for source, rest in lines.drain():  # a log that ended mid-line: its last bytes still count
         text = _render(source, rest, args)
         if text is not None:

@@ -21,6 +21,7 @@ from typing import Protocol
 from ugro_tui.config import Cluster, Node
 
 Command = str | Sequence[str]
+RUN_SESSIONS = 7  # commands at once on one node's connection
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,8 @@ class SshTransport(Transport):
         self.accept_new_host_key = accept_new_host_key
         self._conn = None
         self._lock = asyncio.Lock()
+        # sshd allows 10 sessions per connection (MaxSessions); the shared connection keeps room for streams.
+        self._sessions = asyncio.Semaphore(RUN_SESSIONS)
 
     @property
     def connected(self) -> bool:
@@ -258,8 +261,9 @@ class SshTransport(Transport):
 
         conn = await self._connection()
         try:
-            done = await conn.run("sh -c " + shlex.quote(script), input=stdin, encoding=None, check=False,
-                                  timeout=timeout)
+            async with self._sessions:
+                done = await conn.run("sh -c " + shlex.quote(script), input=stdin, encoding=None, check=False,
+                                      timeout=timeout)
         except asyncssh.ChannelOpenError as exc:
             raise ConnectError("closed", f"{self.node.name}: {exc.reason}") from None
         except asyncssh.TimeoutError:

@@ -10,9 +10,9 @@ from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
-from ugro_tui import paths
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.pool import Pool
 from ugro_tui.core.telemetry.model import ClusterState, NodeStatus
 from ugro_tui.core.telemetry.monitor import Monitor
 from ugro_tui.ui import themes
@@ -56,11 +56,13 @@ class UgroApp(App[None]):
         self.doctor_report = None  # the last doctor run, kept while the app runs
         self.jobs_snapshot: list | None = None  # the store, read in the background, so the Jobs view opens at once
         self.cluster = cluster
+        self.pool = Pool(cluster)  # one connection per node for telemetry, dispatch, logs and the doctor
         self.clock = clock
         self.use_monitor = monitor
         self.monitor: Monitor | None = None
         self.monitor_state = state or ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
         self._keymap = keymap or {}
+        self.failures: list[str] = []  # every worker failure, in order (the notifications fade; tests read these)
         self._theme_names: list[str] = []
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
@@ -87,37 +89,25 @@ class UgroApp(App[None]):
 
     @work(group="telemetry", name="monitor", description="GPU telemetry from every node", exit_on_error=False)
     async def run_monitor(self) -> None:
-        self.monitor = Monitor(self.cluster, on_change=self._node_changed, state=self.monitor_state)
+        self.monitor = Monitor(self.cluster, on_change=self._node_changed, state=self.monitor_state, pool=self.pool)
         async with self.monitor:
             await self.monitor.wait_forever()
 
     @work(group="dispatch", name="dispatcher", description="place and launch queued jobs", exit_on_error=False)
     async def run_dispatcher(self) -> None:
         """Dispatch here unless another process (a `ugro scheduler`) holds the lock; then say who does."""
-        import asyncio
+        from ugro_tui.core.runtime import Runtime
 
-        from ugro_tui.core.jobs.dispatcher import Dispatcher, DispatcherLock
-        from ugro_tui.core.jobs.launcher import SshLauncher
-        from ugro_tui.core.telemetry.model import NodeState
+        runtime = Runtime(self.cluster, self.store, self.monitor_state, self.pool, "tui")
 
-        lock = DispatcherLock(paths.state_dir())
-        launcher = SshLauncher(self.cluster, self.store)
-        dispatcher = Dispatcher(self.cluster, self.store, self.monitor_state, launcher)
-        mine = False
+        def failed(exc: Exception) -> None:  # one bad round must not stop dispatching; say it once
+            self.notify(f"dispatcher: {exc}", severity="error", timeout=8)
+
         try:
-            while True:
-                mine = mine or lock.acquire("tui")
-                self.dispatch_note = "dispatch: here" if mine else f"dispatch: {lock.holder() or 'elsewhere'}"
-                settled = all(n.state is not NodeState.CONNECTING for n in self.monitor_state.nodes.values())
-                if mine and settled:
-                    try:
-                        await dispatcher.tick()
-                    except Exception as exc:  # one bad round must not stop dispatching; say it once
-                        self.notify(f"dispatcher: {exc}", severity="error", timeout=8)
-                await asyncio.sleep(self.cluster.poll_interval)
+            await runtime.run(self.cluster.poll_interval, on_error=failed,
+                              on_note=lambda note: setattr(self, "dispatch_note", note))
         finally:
-            lock.release()
-            await launcher.close()
+            runtime.release()
 
     @work(group="jobs", name="preload", description="read the job store once at start", exit_on_error=False)
     async def preload_jobs(self) -> None:
@@ -126,10 +116,14 @@ class UgroApp(App[None]):
         self.jobs_snapshot = await asyncio.to_thread(self.store.all)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """Every worker's failure lands here, once: the user sees one line, the app keeps running."""
+        """The app's own workers; screens route theirs to `worker_failed` (ReportsWorkerFailures)."""
         if event.state is WorkerState.ERROR:
-            error = event.worker.error
-            self.notify(f"{event.worker.description or event.worker.name}: {error}", severity="error", timeout=10)
+            self.worker_failed(event.worker)
+
+    def worker_failed(self, worker: Worker) -> None:
+        """Every worker's failure lands here, once: the user sees one line, the app keeps running."""
+        self.failures.append(f"{worker.description or worker.name}: {worker.error}")
+        self.notify(self.failures[-1], severity="error", timeout=10)
 
     def _node_changed(self, status: NodeStatus) -> None:
         self.post_message(NodeUpdated(status))
@@ -140,6 +134,9 @@ class UgroApp(App[None]):
             screen.node_updated(message.status)
         elif isinstance(screen, LaunchScreen):  # its free GPU counts
             screen.node_updated()
+
+    async def on_unmount(self) -> None:
+        await self.pool.close()
 
     def action_help(self) -> None:
         rows = []
@@ -156,6 +153,8 @@ class UgroApp(App[None]):
         """Follow a changed cluster.toml (the node editor saved it): new telemetry, dispatcher and cards."""
         old = self.monitor_state.nodes
         self.cluster = cluster
+        self.run_worker(self.pool.use(cluster), group="pool", description="follow the new node list",
+                        exit_on_error=False)
         self.monitor_state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
         for name, status in old.items():  # unchanged nodes keep their history while they reconnect
             if name in self.monitor_state.nodes and status.address == self.monitor_state.nodes[name].address:

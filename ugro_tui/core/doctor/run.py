@@ -16,6 +16,7 @@ from pathlib import Path
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.check import check_node
 from ugro_tui.core.doctor.checks import Check, NodeFacts, Status, cluster_checks, node_checks
+from ugro_tui.core.pool import Pool
 from ugro_tui.core.sim.stage import shell_prefix
 from ugro_tui.core.telemetry.monitor import AGENT_SOURCE
 from ugro_tui.core.transport import (
@@ -127,9 +128,12 @@ async def _listen(cluster: Cluster, master: Node, transport: Transport) -> tuple
     return listener, {"host": master.host, "port": first["port"], "token": token}
 
 
-async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | None = None) -> Report:
-    """Every check; `on_check` sees each as it is known (the app shows them live). The first node is the master."""
-    transports = {node.name: make_transport(node, cluster) for node in cluster.nodes}
+async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | None = None,
+                     pool: Pool | None = None) -> Report:
+    """Every check; `on_check` sees each as it is known (the app shows them live). The first node is the master.
+    Over the caller's pool when given (the app's connections), else over connections of its own."""
+    transports = {node.name: pool.get(node.name) if pool is not None else make_transport(node, cluster)
+                  for node in cluster.nodes}
     master = cluster.nodes[0]
     facts = {n.name: NodeFacts(n.name, n.host) for n in cluster.nodes}
     report = Report(master=master.name)
@@ -190,6 +194,7 @@ async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | No
     finally:
         if listener is not None:
             await listener.close()
-        await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
+        if pool is None:
+            await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
     return report
 

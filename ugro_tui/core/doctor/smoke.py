@@ -7,7 +7,6 @@ import json
 import time
 from pathlib import Path
 
-from ugro_tui import paths
 from ugro_tui.config import Cluster
 from ugro_tui.core.doctor.checks import CLUSTER, Check, Status
 from ugro_tui.core.doctor.run import Report
@@ -15,7 +14,7 @@ from ugro_tui.core.jobs import actions
 from ugro_tui.core.jobs.logs import local_copy
 from ugro_tui.core.jobs.model import Job, JobSpec, JobState
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.transport import make_transport
+from ugro_tui.core.pool import Pool
 
 SCRIPT = (Path(__file__).resolve().parent / "allreduce.py").read_bytes()
 SCRIPT_DIR = ".ugro-doctor"
@@ -31,51 +30,41 @@ def smoke_spec(cluster: Cluster, report: Report) -> JobSpec:
                    nodes=tuple(n.name for n in cluster.nodes), priority=PRIORITY)
 
 
-async def _install(cluster: Cluster) -> None:
-    async def one(node) -> None:
-        transport = make_transport(node, cluster)
-        try:
-            await transport.copy_file(SCRIPT, f"{node.workdir.rstrip('/')}/{SCRIPT_DIR}/allreduce.py")
-        finally:
-            await transport.close()
-
-    await asyncio.gather(*(one(n) for n in cluster.nodes))
+async def _install(pool: Pool) -> None:
+    await asyncio.gather(*(pool.get(n.name).copy_file(SCRIPT, f"{n.workdir.rstrip('/')}/{SCRIPT_DIR}/allreduce.py")
+                           for n in pool.cluster.nodes))
 
 
-async def _dispatch_until(cluster: Cluster, store: JobStore, job_id: int, deadline: float) -> Job:
+async def _dispatch_until(cluster: Cluster, store: JobStore, pool: Pool, job_id: int, deadline: float) -> Job:
     """Dispatch here if no one else does (the app or `ugro scheduler`), else wait for whoever does."""
-    from ugro_tui.core.jobs.dispatcher import Dispatcher, DispatcherLock
-    from ugro_tui.core.jobs.launcher import SshLauncher
+    from ugro_tui.core.runtime import Runtime
     from ugro_tui.core.telemetry.monitor import Monitor
 
-    lock = DispatcherLock(paths.state_dir())
-    if not lock.acquire("doctor"):
-        while time.time() < deadline:
-            job = store.get(job_id)
-            if job.state.finished:
-                return job
-            await asyncio.sleep(0.5)
-        return store.get(job_id)
-    launcher = SshLauncher(cluster, store)
-    try:
-        async with Monitor(cluster) as monitor:
+    async with Monitor(cluster, pool=pool) as monitor:
+        runtime = Runtime(cluster, store, monitor.state, pool, "doctor")
+        if not runtime.acquire():
+            while time.time() < deadline:
+                job = await asyncio.to_thread(store.get, job_id)
+                if job.state.finished:
+                    return job
+                await asyncio.sleep(0.5)
+            return await asyncio.to_thread(store.get, job_id)
+        try:
             await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
-            dispatcher = Dispatcher(cluster, store, monitor.state, launcher)
             cancelled = False
             while True:
-                await dispatcher.tick()
-                job = store.get(job_id)
+                await runtime.tick()
+                job = await asyncio.to_thread(store.get, job_id)
                 if job.state.finished:
                     return job
                 if time.time() > deadline and not cancelled:
-                    actions.cancel(store, job_id)
+                    await asyncio.to_thread(actions.cancel, store, job_id)
                     cancelled, deadline = True, time.time() + 15
                 elif cancelled and time.time() > deadline:
                     return job
                 await asyncio.sleep(min(cluster.poll_interval, 0.5))
-    finally:
-        await launcher.close()
-        lock.release()
+        finally:
+            runtime.release()
 
 
 def _result_line(job: Job) -> dict | None:
@@ -94,16 +83,22 @@ def _result_line(job: Job) -> dict | None:
     return None
 
 
-async def run_smoke(cluster: Cluster, report: Report, *, store: JobStore | None = None,
+async def run_smoke(cluster: Cluster, report: Report, *, store: JobStore | None = None, pool: Pool | None = None,
                     timeout: float = 180.0) -> Check:
     blocked = sorted({c.node for c in report.checks if c.status is Status.FAIL and c.name in BLOCKING})
     if blocked:
         return Check(CLUSTER, "smoke", Status.FAIL, f"not run: {', '.join(blocked)} failed a check above",
                      "fix those first, then run `ugro doctor --smoke` again")
     store = store or JobStore()
-    await _install(cluster)
-    [job] = store.submit([smoke_spec(cluster, report)])
-    job = await _dispatch_until(cluster, store, job.id, time.time() + timeout)
+    owned = pool is None
+    pool = pool or Pool(cluster)
+    try:
+        await _install(pool)
+        [job] = await asyncio.to_thread(store.submit, [smoke_spec(cluster, report)])
+        job = await _dispatch_until(cluster, store, pool, job.id, time.time() + timeout)
+    finally:
+        if owned:
+            await pool.close()
     if not job.state.finished:
         return Check(CLUSTER, "smoke", Status.FAIL, f"job {job.id} did not finish in {timeout:.0f}s "
                      f"({job.state}: {job.reason or 'no reason given'})",

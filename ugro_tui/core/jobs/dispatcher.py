@@ -18,7 +18,7 @@ from typing import IO, Protocol
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.jobs.placement import Decision, FreeGpu, NodeCapacity, place
-from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.jobs.store import AsyncJobStore, JobStore
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
 
 
@@ -95,7 +95,7 @@ class Dispatcher:
     def __init__(self, cluster: Cluster, store: JobStore, state: ClusterState, launcher: Launcher, *,
                  starve_after: float = 600.0, clock: Callable[[], float] = time.time) -> None:
         self.cluster = cluster
-        self.store = store
+        self.store = AsyncJobStore(store)  # every store call in a thread: the event loop never waits on a flock
         self.state = state
         self.launcher = launcher
         self.starve_after = starve_after
@@ -103,32 +103,32 @@ class Dispatcher:
 
     async def tick(self) -> list[Job]:
         """One round; returns the jobs still queued, starting or running afterwards."""
-        jobs = {j.id: j for j in self.store.active()}
+        jobs = {j.id: j for j in await self.store.active()}
         await self._follow(jobs)
-        waiting = self._settle_dependencies(jobs)
+        waiting = await self._settle_dependencies(jobs)
         decisions = place(waiting, capacity(self.cluster, self.state, list(jobs.values())), now=self.clock(),
                           starve_after=self.starve_after)
         await self._apply(decisions, jobs)
-        return [j for j in self.store.active() if j.state is not JobState.HELD]
+        return [j for j in await self.store.active() if j.state is not JobState.HELD]
 
     async def _follow(self, jobs: dict[int, Job]) -> None:
         for job in list(jobs.values()):
             if job.cancel_requested and not job.state.finished:
                 if job.state.active:
                     done = await self.launcher.cancel(job)
-                    self.store.update(job.id, lambda _j, d=done: d)
+                    await self.store.update(job.id, lambda _j, d=done: d)
                 else:
-                    self.store.move(job.id, JobState.CANCELLED, reason="cancelled")
+                    await self.store.move(job.id, JobState.CANCELLED, reason="cancelled")
                 jobs.pop(job.id)
             elif job.state.active:
                 now = await self.launcher.poll(job)
                 if now != job:
-                    self.store.update(job.id, lambda _j, n=now: n)
+                    await self.store.update(job.id, lambda _j, n=now: n)
                     jobs[job.id] = now
                 if now.state.finished:
                     jobs.pop(job.id)
 
-    def _settle_dependencies(self, jobs: dict[int, Job]) -> list[Job]:
+    async def _settle_dependencies(self, jobs: dict[int, Job]) -> list[Job]:
         waiting = []
         reasons: dict[int, str] = {}
         for job in jobs.values():
@@ -136,9 +136,9 @@ class Dispatcher:
                 continue
             blocked = None
             for dep in job.spec.after:
-                other = jobs.get(dep) or self.store.get(dep)
+                other = jobs.get(dep) or await self.store.get(dep)
                 if other.state in (JobState.FAILED, JobState.CANCELLED):
-                    self.store.move(job.id, JobState.FAILED, reason=f"job {dep} it runs after was {other.state}")
+                    await self.store.move(job.id, JobState.FAILED, reason=f"job {dep} it runs after was {other.state}")
                     blocked = "failed"
                     break
                 if other.state is not JobState.SUCCEEDED:
@@ -147,14 +147,14 @@ class Dispatcher:
                 waiting.append(job)
             elif blocked != "failed":
                 reasons[job.id] = blocked
-        self._set_reasons(jobs, reasons)
+        await self._set_reasons(jobs, reasons)
         return waiting
 
-    def _set_reasons(self, jobs: dict[int, Job], reasons: dict[int, str]) -> None:
+    async def _set_reasons(self, jobs: dict[int, Job], reasons: dict[int, str]) -> None:
         changes = {jid: (lambda j, r=r: dataclasses.replace(j, reason=r))
                    for jid, r in reasons.items() if jid in jobs and jobs[jid].reason != r}
         if changes:
-            self.store.update_active(changes)
+            await self.store.update_active(changes)
 
     async def _apply(self, decisions: list[Decision], jobs: dict[int, Job]) -> None:
         reasons = {}
@@ -162,14 +162,14 @@ class Dispatcher:
             if d.placement is None:
                 reasons[d.job_id] = d.reason
                 continue
-            job = self.store.move(d.job_id, JobState.STARTING, reason="starting", placement=d.placement)
+            job = await self.store.move(d.job_id, JobState.STARTING, reason="starting", placement=d.placement)
             try:
                 started = await self.launcher.start(job)
             except Exception as exc:  # a failed start is the job's failure, never the dispatcher's
-                self.store.move(job.id, JobState.FAILED, reason=f"could not start: {exc}")
+                await self.store.move(job.id, JobState.FAILED, reason=f"could not start: {exc}")
                 continue
-            self.store.update(job.id, lambda _j, s=started: s)
-        self._set_reasons(jobs, reasons)
+            await self.store.update(job.id, lambda _j, s=started: s)
+        await self._set_reasons(jobs, reasons)
 
     async def run(self, *, interval: float, until_idle: bool = False, ready: Callable[[], bool] = lambda: True
                   ) -> None:

@@ -17,25 +17,26 @@ from ugro_tui.core.jobs.logs import local_copy, sync_node
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.jobs.planner import plan
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.transport import ConnectError, Transport, make_transport, path_word
+from ugro_tui.core.pool import Pool
+from ugro_tui.core.transport import ConnectError, Transport, path_word
 
 GRACE_SECONDS = 5.0
 
 
 class SshLauncher:
-    def __init__(self, cluster: Cluster, store: JobStore, transports: dict[str, Transport] | None = None) -> None:
+    """Runs over the owner's pool: one connection per node, shared with telemetry and the log followers."""
+
+    def __init__(self, cluster: Cluster, store: JobStore, pool: Pool) -> None:
         self.cluster = cluster
         self.store = store
-        self.transports = transports if transports is not None else {}
+        self.pool = pool
 
     def _t(self, node: str) -> Transport:
-        if node not in self.transports:
-            self.transports[node] = make_transport(self.cluster.node(node), self.cluster)
-        return self.transports[node]
+        return self.pool.get(node)
 
-    def free_port(self, job: Job) -> int:
+    async def free_port(self, job: Job) -> int:
         """A rendezvous port no other running job uses (jobs on one host share its ports)."""
-        used = {int(j.rendezvous.rsplit(":", 1)[1]) for j in self.store.active()
+        used = {int(j.rendezvous.rsplit(":", 1)[1]) for j in await asyncio.to_thread(self.store.active)
                 if j.id != job.id and j.state.active and j.rendezvous}
         lo, hi = self.cluster.rendezvous_ports
         for port in range(lo, hi + 1):
@@ -44,7 +45,7 @@ class SshLauncher:
         raise RuntimeError(f"every rendezvous port {lo}-{hi} is in use by a running job")
 
     async def start(self, job: Job) -> Job:
-        port = self.free_port(job)
+        port = await self.free_port(job)
         plans = plan(job, self.cluster, port)
 
         async def start_node(p) -> tuple[str, NodeRun]:
@@ -85,6 +86,7 @@ class SshLauncher:
                              return_exceptions=True)
 
     def _diagnose(self, job: Job) -> str | None:
+        """Reads the copies' tails: call it in a thread."""
         text = "\n".join(_tail(local_copy(job, n)) for n, _ in job.runs)
         found = diagnose(text, {n: r.exit_code for n, r in job.runs})
         return str(found) if found else None
@@ -104,7 +106,7 @@ class SshLauncher:
         if all(c is not None for c in codes.values()):
             if not bad:
                 return transition(job, JobState.SUCCEEDED, reason="every node exited 0")
-            found = self._diagnose(job)
+            found = await asyncio.to_thread(self._diagnose, job)
             if job.attempt <= job.spec.max_retries:
                 resume = " from its checkpoint dir" if job.spec.checkpoint_dir else ""
                 return transition(job, JobState.QUEUED, reason=f"retrying{resume}: {_exits(bad)}", diagnosis=found)
@@ -128,9 +130,6 @@ class SshLauncher:
         if sig is signal.SIGKILL:  # torchrun's workers run in sessions of their own: find them by their env
             await asyncio.gather(*(self._t(n).run(sweep_command(job.id, n)) for n, _ in job.runs),
                                  return_exceptions=True)
-
-    async def close(self) -> None:
-        await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)
 
 
 def sweep_command(job_id: int, node: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ugro_tui.config import Cluster, Node
+from ugro_tui.core.pool import Pool
 from ugro_tui.core.sim.stage import shell_prefix
 from ugro_tui.core.telemetry.model import ClusterState, NodeState, NodeStatus
 from ugro_tui.core.transport import (
@@ -51,12 +52,13 @@ class Monitor:
 
     def __init__(self, cluster: Cluster, *, on_change: Callable[[NodeStatus], None] | None = None,
                  transport_factory: TransportFactory = make_transport, clock: Callable[[], float] = time.time,
-                 seed: int | None = None, state: ClusterState | None = None) -> None:
+                 seed: int | None = None, state: ClusterState | None = None, pool: Pool | None = None) -> None:
         self.cluster = cluster
         self.interval = cluster.poll_interval
         self.state = state or ClusterState([(n.name, n.address) for n in cluster.nodes], history=cluster.history)
         self.on_change = on_change
-        self._factory = transport_factory
+        self._factory = pool.for_node if pool is not None else transport_factory
+        self._owns_transports = pool is None  # a pool's owner closes its transports, once
         self._clock = clock
         self._rng = random.Random(seed)
         self._tasks: list[asyncio.Task[None]] = []
@@ -84,7 +86,8 @@ class Monitor:
         self._tasks.clear()
         await asyncio.gather(*(s.close() for s in self._streams.values()), return_exceptions=True)
         self._streams.clear()
-        await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)
+        if self._owns_transports:
+            await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)
 
     async def __aenter__(self) -> Monitor:
         self.start()

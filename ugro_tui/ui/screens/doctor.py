@@ -15,13 +15,14 @@ from ugro_tui.core.doctor.checks import Check, Status
 from ugro_tui.core.doctor.run import Report
 from ugro_tui.ui.messages import DoctorCheckDone, DoctorFinished
 from ugro_tui.ui.widgets.health import HealthBar
+from ugro_tui.ui.workers import ReportsWorkerFailures
 
 COLUMNS = ("NODE", "CHECK", "RESULT", "DETAIL")
 STATUS_COLOUR = {Status.OK: "success", Status.WARN: "warning", Status.FAIL: "error", Status.SKIP: ""}  # skip: dim
 STATUS_MARK = {Status.OK: "✓ ok", Status.WARN: "▲ warn", Status.FAIL: "✗ fail", Status.SKIP: "– skip"}
 
 
-class DoctorScreen(Screen[None]):
+class DoctorScreen(ReportsWorkerFailures, Screen[None]):
     DEFAULT_CSS = """
     DoctorScreen #doctor-summary { height: 1; padding: 0 1; }
     DoctorScreen #checks { height: 1fr; }
@@ -75,11 +76,12 @@ class DoctorScreen(Screen[None]):
         from ugro_tui.core.doctor.run import run_doctor
 
         try:
-            report = await run_doctor(self.app.cluster, on_check=lambda c: self.post_message(DoctorCheckDone(c)))
+            report = await run_doctor(self.app.cluster, on_check=lambda c: self.post_message(DoctorCheckDone(c)),
+                                      pool=self.app.pool)
             if smoke:
                 from ugro_tui.core.doctor.smoke import run_smoke
 
-                check = await run_smoke(self.app.cluster, report, store=self.app.store)
+                check = await run_smoke(self.app.cluster, report, store=self.app.store, pool=self.app.pool)
                 report.checks.append(check)
             self.post_message(DoctorFinished(report))
         except Exception as exc:  # one line for the user; the view stays usable

@@ -8,8 +8,10 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from ugro_tui.ui.workers import ReportsWorkerFailures
 
-class HelpScreen(ModalScreen[None]):
+
+class HelpScreen(ReportsWorkerFailures, ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="help.close")]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -14,7 +16,9 @@ from ugro_tui.core.jobs import actions
 from ugro_tui.core.jobs.describe import age, detail, placement_text, runtime, shape
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.errors import UgroError
+from ugro_tui.ui.widgets.dialogs import ConfirmScreen
 from ugro_tui.ui.widgets.health import HealthBar
+from ugro_tui.ui.workers import ReportsWorkerFailures
 
 STATE_COLOUR = {JobState.QUEUED: "primary", JobState.HELD: "secondary", JobState.STARTING: "accent",
                 JobState.RUNNING: "success", JobState.SUCCEEDED: "success", JobState.FAILED: "error",
@@ -24,39 +28,7 @@ PAGE = 300  # rows added at a time: the view opens fast at 10,000 jobs, and more
 COLUMNS = ("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON")
 
 
-class ConfirmScreen(ModalScreen[bool]):
-    BINDINGS = [Binding("y", "answer(True)", "Yes", id="confirm.yes"),
-                Binding("n,escape", "answer(False)", "No", id="confirm.no")]
-    DEFAULT_CSS = """
-    ConfirmScreen { align: center middle; }
-    ConfirmScreen > Static { width: auto; max-width: 90%; border: round $error; background: $surface; padding: 1 2; }
-    """
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        yield Static(f"{self.question}\n\n[b]y[/b] yes   [b]n[/b] no")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
-
-
-def leave_asking(screen: Screen, edited: bool, question: str) -> None:
-    """Close a form at once, or after a yes when the user typed something into it."""
-    if not edited:
-        screen.dismiss()
-        return
-
-    def answered(yes: bool | None) -> None:
-        if yes:
-            screen.dismiss()
-
-    screen.app.push_screen(ConfirmScreen(question), answered)
-
-
-class JobDetailScreen(ModalScreen[None]):
+class JobDetailScreen(ReportsWorkerFailures, ModalScreen[None]):
     BINDINGS = [Binding("escape,enter,q", "dismiss", "Close", id="detail.close")]
     DEFAULT_CSS = """
     JobDetailScreen { align: center middle; }
@@ -73,7 +45,7 @@ class JobDetailScreen(ModalScreen[None]):
             yield Static(Text("\n".join(detail(self.job))))
 
 
-class JobsScreen(Screen[None]):
+class JobsScreen(ReportsWorkerFailures, Screen[None]):
     DEFAULT_CSS = """
     JobsScreen #jobs { height: 1fr; }
     JobsScreen #why { height: 1; padding: 0 1; background: $panel; color: $foreground; }
@@ -215,9 +187,12 @@ class JobsScreen(Screen[None]):
 
     def action_logs(self) -> None:
         job = self.selected()
-        if job is None:
-            return
-        job = self.app.store.get(job.id)  # the table may be a moment old: it may have started since
+        if job is not None:
+            self._open_logs(job.id)
+
+    @work(group="job-actions", exit_on_error=False, description="open a job's logs")
+    async def _open_logs(self, job_id: int) -> None:
+        job = await asyncio.to_thread(self.app.store.get, job_id)  # the table may be a moment old
         if not job.runs:
             self.notify(f"job {job.id} has not run yet: no logs", severity="warning", timeout=3)
             return
@@ -251,9 +226,10 @@ class JobsScreen(Screen[None]):
         if job is not None:
             self.app.push_screen(JobDetailScreen(job))
 
-    def _act(self, verb: str, job: Job) -> None:
-        try:
-            self.notify(actions.ACTIONS[verb](self.app.store, job.id), timeout=3)
+    @work(group="job-actions", exit_on_error=False, description="change a job")
+    async def _act(self, verb: str, job: Job) -> None:
+        try:  # in a thread: another process may hold the store's lock for a while
+            self.notify(await asyncio.to_thread(actions.ACTIONS[verb], self.app.store, job.id), timeout=3)
         except UgroError as exc:
             self.notify(str(exc), severity="error", timeout=5)
         self.reload()

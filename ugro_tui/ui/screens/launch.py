@@ -5,8 +5,10 @@ combination; esc leaves, asking first if anything was edited. Templates save and
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -20,7 +22,8 @@ from ugro_tui.core.jobs.form import KINDS, FormResult, FormValues, check, from_s
 from ugro_tui.core.jobs.model import JobSpec
 from ugro_tui.core.jobs.sweep import expand
 from ugro_tui.errors import UgroError
-from ugro_tui.ui.screens.jobs import leave_asking
+from ugro_tui.ui.widgets.dialogs import Field, leave_asking
+from ugro_tui.ui.workers import ReportsWorkerFailures
 
 TEXT_FIELDS = (  # (field, label, placeholder)
     ("name", "name", "default: the script's name"),
@@ -42,15 +45,7 @@ ORDER = ("name", "kind", "script", "args", "nnodes", "nproc_per_node", "gpus_per
 LABELS = {key: label for key, label, _ in TEXT_FIELDS} | {"kind": "kind", "nodes": "run on", "env": "env"}
 
 
-class Field(Horizontal):
-    DEFAULT_CSS = """
-    Field { height: auto; }
-    Field > Label { width: 16; padding: 0 1 0 0; color: $foreground-muted; }
-    Field > Input, Field > Select, Field > SelectionList, Field > TextArea { width: 1fr; }
-    """
-
-
-class NameScreen(ModalScreen[str | None]):
+class NameScreen(ReportsWorkerFailures, ModalScreen[str | None]):
     """Asks for a template name."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="template.cancel")]
@@ -78,7 +73,7 @@ class NameScreen(ModalScreen[str | None]):
         self.dismiss(name)
 
 
-class PickTemplateScreen(ModalScreen[str | None]):
+class PickTemplateScreen(ReportsWorkerFailures, ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="template.cancel")]
     DEFAULT_CSS = """
     PickTemplateScreen { align: center middle; }
@@ -97,7 +92,7 @@ class PickTemplateScreen(ModalScreen[str | None]):
         self.dismiss(str(event.option.prompt))
 
 
-class LaunchScreen(Screen[None]):
+class LaunchScreen(ReportsWorkerFailures, Screen[None]):
     AUTO_FOCUS = "#f-script"
     DEFAULT_CSS = """
     LaunchScreen #title { height: 1; padding: 0 1; background: $panel; }
@@ -267,9 +262,12 @@ class LaunchScreen(Screen[None]):
             if first != "form":
                 self.query_one(f"#f-{first}").focus()
             return
-        specs = expand(self.result.spec, self.result.grid)
-        try:
-            jobs = self.app.store.submit(specs)
+        self._submit(expand(self.result.spec, self.result.grid))
+
+    @work(group="submit", exclusive=True, exit_on_error=False, description="queue the job")
+    async def _submit(self, specs: list[JobSpec]) -> None:
+        try:  # in a thread: another process may hold the store's lock for a while
+            jobs = await asyncio.to_thread(self.app.store.submit, specs)
         except UgroError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return

@@ -18,8 +18,8 @@ from textual.widgets import Footer, Input, Log, Sparkline, Static
 from ugro_tui.core.jobs.describe import age, placement_text
 from ugro_tui.core.jobs.logs import CopyReader, RankDemux, Source, sync_node
 from ugro_tui.core.jobs.model import Job
-from ugro_tui.core.transport import Transport, make_transport
 from ugro_tui.ui.widgets.health import HealthBar
+from ugro_tui.ui.workers import ReportsWorkerFailures
 
 MAX_LINES = 5000  # per pane: memory stays bounded however long the run
 REFILL = 1000     # lines a pane gets back when (re)drawn by a page change or a wrap toggle, so keys stay quick
@@ -49,7 +49,7 @@ class Pane(Vertical):
         self._initial = []
 
 
-class LogsScreen(Screen[None]):
+class LogsScreen(ReportsWorkerFailures, Screen[None]):
     AUTO_FOCUS = None  # keys reach the screen's bindings until the user focuses a pane (tab)
     DEFAULT_CSS = """
     LogsScreen #job-header { height: 1; padding: 0 1; background: $panel; }
@@ -72,7 +72,6 @@ class LogsScreen(Screen[None]):
         self.demux = RankDemux(max_lines=MAX_LINES)
         self.page = 0
         self.wrap = False
-        self.transports: dict[str, Transport] = {}
         self._pending: dict[str, list[str]] = {}
         self._opened: int | None = None
         self._losses_shown = 0
@@ -173,11 +172,8 @@ class LogsScreen(Screen[None]):
         while True:
             for node, run in job.runs:
                 if run.run_dir and node in known:
-                    t = self.transports.get(node)
-                    if t is None:
-                        t = self.transports[node] = make_transport(self.app.cluster.node(node), self.app.cluster)
                     with contextlib.suppress(Exception):  # an unreachable node: its pane stops growing for now
-                        await sync_node(t, job, node, run.run_dir)
+                        await sync_node(self.app.pool.get(node), job, node, run.run_dir)
                 # Whatever the copies gained, whoever fetched it (the dispatcher follows the same copies).
                 for source, chunk in await asyncio.to_thread(reader.read_new, node):
                     self._take(source, chunk)
@@ -267,6 +263,3 @@ class LogsScreen(Screen[None]):
                     self.notify(f"{pane.border_title}: line {i + 1}", timeout=2)
                     return
         self.notify(f"no line has {event.value!r}", severity="warning", timeout=2)
-
-    async def on_unmount(self) -> None:
-        await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)

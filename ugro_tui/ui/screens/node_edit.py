@@ -18,8 +18,8 @@ from textual.widgets import Footer, Input, Label, Static
 
 from ugro_tui.config import Node, parse_node
 from ugro_tui.errors import ConfigError, UgroError
-from ugro_tui.ui.screens.jobs import leave_asking
-from ugro_tui.ui.screens.launch import Field
+from ugro_tui.ui.widgets.dialogs import Field, leave_asking
+from ugro_tui.ui.workers import ReportsWorkerFailures
 
 FIELDS = (  # (key, label, placeholder)
     ("name", "name", "gpu3"),
@@ -34,7 +34,7 @@ FIELDS = (  # (key, label, placeholder)
 )
 
 
-class NodeEditScreen(Screen[None]):
+class NodeEditScreen(ReportsWorkerFailures, Screen[None]):
     AUTO_FOCUS = "#n-name"
     DEFAULT_CSS = """
     NodeEditScreen #title { height: 1; padding: 0 1; background: $panel; }

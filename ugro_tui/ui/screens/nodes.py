@@ -16,11 +16,12 @@ from ugro_tui.core.telemetry.model import GpuSample, NodeStatus
 from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.widgets.node_card import NodeCard
 from ugro_tui.ui.widgets.process_table import ProcessTable
+from ugro_tui.ui.workers import ReportsWorkerFailures
 
 CARD_WIDTH = 84  # a card is good from here on; narrower screens get one column
 
 
-class NodesScreen(Screen[None]):
+class NodesScreen(ReportsWorkerFailures, Screen[None]):
     BINDINGS = [
         Binding("j,down", "move(1)", "Next GPU", id="nodes.down", show=False),
         Binding("k,up", "move(-1)", "Prev GPU", id="nodes.up", show=False),
@@ -109,7 +110,7 @@ class NodesScreen(Screen[None]):
 
         from ugro_tui import config_edit
         from ugro_tui.errors import UgroError
-        from ugro_tui.ui.screens.jobs import ConfirmScreen
+        from ugro_tui.ui.widgets.dialogs import ConfirmScreen
 
         name = self.selected_node()
         if name is None:
@@ -232,7 +233,7 @@ class NodesScreen(Screen[None]):
     def action_trust(self) -> None:
         """Trust an unknown host key after the user has seen its fingerprint; a changed key is never offered."""
         from ugro_tui.core.telemetry.model import NodeState
-        from ugro_tui.ui.screens.jobs import ConfirmScreen
+        from ugro_tui.ui.widgets.dialogs import ConfirmScreen
 
         # Such a node has no GPUs to select, so take the first shown one that waits for trust.
         name = next((n for n, c in self.cards.items()

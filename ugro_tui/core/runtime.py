@@ -1,0 +1,71 @@
+"""The dispatching runtime: the lock, the launcher and the dispatcher, set up one way for every host of it.
+
+The app, `ugro scheduler` and the doctor's smoke run each make one `Runtime` over their own store, telemetry state
+and connection pool. Only the holder of the dispatcher lock dispatches; the others say who does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from ugro_tui import paths
+from ugro_tui.config import Cluster
+from ugro_tui.core.jobs.dispatcher import Dispatcher, DispatcherLock
+from ugro_tui.core.jobs.launcher import SshLauncher
+from ugro_tui.core.jobs.model import Job
+from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.pool import Pool
+from ugro_tui.core.telemetry.model import ClusterState, NodeState
+
+
+class Runtime:
+    def __init__(self, cluster: Cluster, store: JobStore, state: ClusterState, pool: Pool, owner: str) -> None:
+        self.owner = owner
+        self.state = state
+        self.lock = DispatcherLock(paths.state_dir())
+        self.launcher = SshLauncher(cluster, store, pool)
+        self.dispatcher = Dispatcher(cluster, store, state, self.launcher)
+        self.mine = False
+
+    def acquire(self) -> bool:
+        """Take the dispatcher lock if it is free; True while we hold it."""
+        self.mine = self.mine or self.lock.acquire(self.owner)
+        return self.mine
+
+    @property
+    def note(self) -> str:
+        """Who dispatches, for a header: "dispatch: here" or "dispatch: scheduler pid 4242"."""
+        return "dispatch: here" if self.mine else f"dispatch: {self.lock.holder() or 'elsewhere'}"
+
+    def settled(self) -> bool:
+        """Place only once every node has said something (a node still connecting might have free GPUs)."""
+        return all(n.state is not NodeState.CONNECTING for n in self.state.nodes.values())
+
+    async def tick(self) -> list[Job]:
+        return await self.dispatcher.tick()
+
+    async def run(self, interval: float, *, until_idle: bool = False,
+                  on_error: Callable[[Exception], None] | None = None,
+                  on_note: Callable[[str], None] | None = None) -> None:
+        """Dispatch each interval while we hold the lock (trying to take it each round); a failed round is
+        reported to `on_error` and the next one goes on."""
+        while True:
+            self.acquire()
+            if on_note is not None:
+                on_note(self.note)
+            if self.mine and self.settled():
+                try:
+                    left = await self.tick()
+                except Exception as exc:
+                    if on_error is None:
+                        raise
+                    on_error(exc)
+                else:
+                    if until_idle and not left:
+                        return
+            await asyncio.sleep(interval)
+
+    def release(self) -> None:
+        self.lock.release()
+        self.mine = False
