@@ -1,0 +1,114 @@
+"""The app never freezes on the job store, and every worker's failure reaches its one handler."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from textual.screen import Screen
+
+import ugro_tui.ui
+from ugro_tui.core.jobs.model import JobSpec
+from ugro_tui.core.jobs.store import JobStore, StoreError
+from ugro_tui.ui.app import make_app
+from ugro_tui.ui.screens.jobs import JobsScreen
+from ugro_tui.ui.screens.nodes import NodesScreen
+from ugro_tui.ui.workers import ReportsWorkerFailures
+
+from ..ui_states import LAB, NOW, with_state
+
+
+def test_every_screen_routes_its_workers_failures() -> None:
+    """Worker.StateChanged does not bubble: a screen that does not route it hides its workers' failures."""
+    screens = []
+    for info in pkgutil.walk_packages(ugro_tui.ui.__path__, "ugro_tui.ui."):
+        module = importlib.import_module(info.name)
+        screens += [c for _, c in inspect.getmembers(module, inspect.isclass)
+                    if issubclass(c, Screen) and c.__module__ == module.__name__]
+    assert len(screens) >= 9
+    assert [c.__name__ for c in screens if not issubclass(c, ReportsWorkerFailures)] == []
+
+
+class BrokenStore(JobStore):
+    """Reads fine once (the app's preload), then every read fails the way a damaged store does."""
+
+    calls = 0
+
+    def all(self):
+        self.calls += 1
+        if self.calls > 1:
+            raise StoreError("active.json: cannot read the job store: Permission denied")
+        return super().all()
+
+
+async def test_a_failing_screen_worker_is_reported_once(tmp_path: Path) -> None:
+    app = make_app(LAB, monitor=False, clock=lambda: NOW, state=with_state("online"),
+                   store=BrokenStore(tmp_path / "jobs"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        deadline = time.monotonic() + 5
+        while not app.failures and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        assert isinstance(app.screen, JobsScreen)
+        assert app.failures == ["read the job store: active.json: cannot read the job store: Permission denied"]
+
+
+def hold_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
+    code = ("import fcntl, sys, time\nf = open(sys.argv[1], 'a')\nfcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\ntime.sleep(float(sys.argv[2]))\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path), str(seconds)], stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
+async def press_timed(pilot, table, rounds: int = 3) -> list[float]:
+    took = []
+    for _ in range(rounds):
+        for key, row in (("down", 1), ("up", 0)):
+            started = time.monotonic()
+            await pilot.press(key)
+            assert table.cursor_row == row
+            took.append(time.monotonic() - started)
+            await pilot.pause(0.1)
+    return sorted(took)
+
+
+async def test_keys_are_answered_while_another_process_holds_the_store(tmp_path: Path) -> None:
+    """The dispatcher and a hold (h) both wait on the lock another process holds for 2 s; keys still answer."""
+    store = JobStore(tmp_path / "jobs")
+    store.submit([JobSpec("big", ("x.py",), nnodes=5)])  # never fits: the dispatcher writes its reason
+    store.submit([JobSpec("wide", ("x.py",), nnodes=4)])  # neither starts: nothing is launched
+    app = make_app(LAB, monitor=False, dispatch=True, clock=lambda: NOW, state=with_state("online"), store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        table = app.screen.query_one("DataTable")
+        deadline = time.monotonic() + 5
+        while table.row_count < 2 and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        free = await press_timed(pilot, table, rounds=2)  # the pilot's own overhead, measured side by side
+        holder = hold_lock(store.lock_path, 2.0)
+        try:
+            await pilot.press("h")  # hold the selected job: a store write, waiting for the lock
+            locked = await press_timed(pilot, table)
+            await pilot.press("1")  # and a view switch: the app is not waiting on the lock
+            assert isinstance(app.screen, NodesScreen)
+            assert holder.poll() is None, "the lock was released before the keys were tried"
+        finally:
+            holder.wait()
+        # Blocked, a key would wait out the lock's 2 s. Answered, it costs what it costs with no lock held.
+        slower = locked[len(locked) // 2] - free[len(free) // 2]
+        assert slower < 0.1 and locked[-1] < 0.5, f"keys took {locked} s locked, {free} s free"
+        deadline = time.monotonic() + 5
+
+        def held() -> list[int]:
+            return [j.id for j in store.active() if j.state.value == "held"]
+
+        while not held() and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert len(held()) == 1, app.failures  # the hold went through once the lock was free
