@@ -118,11 +118,13 @@ async def test_fallback_ssh_server_serves_the_same_operations(tmp_path: Path) ->
     try:
         cluster = cluster_from(lab.cluster_toml())
         t = make_transport(cluster.nodes[0], cluster)
-        done = await t.run(["printf", "%s", "a b"])
-        assert (done.exit_code, done.stdout) == (0, "a b")
-        stream = await t.stream("echo one; echo two")
-        async with stream:
-            assert [line async for line in stream] == ["one\n", "two\n"]
+        for i in range(20):  # fast commands: their output must be drained before the exit status is sent
+            done = await t.run(["printf", "%s", f"a b {i}"])
+            assert (done.exit_code, done.stdout) == (0, f"a b {i}")
+        for _ in range(5):
+            stream = await t.stream("echo one; echo two")
+            async with stream:
+                assert [line async for line in stream] == ["one\n", "two\n"]
         await t.close()
     finally:
         lab.stop()

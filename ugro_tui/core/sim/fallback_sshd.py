@@ -17,9 +17,19 @@ async def _session(process: asyncssh.SSHServerProcess[bytes]) -> None:
     child = await asyncio.create_subprocess_exec(
         "/bin/sh", "-c", process.command or "exec /bin/sh", stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    await process.redirect(stdin=child.stdin, stdout=child.stdout, stderr=child.stderr)
+    await process.redirect(stdin=child.stdin)
+    # Output is copied here, to its end, before the exit status: a redirect could still hold the last bytes of a
+    # fast command when the channel closed (its output was lost now and then).
+    assert child.stdout is not None and child.stderr is not None
+    await asyncio.gather(_copy(child.stdout, process.stdout), _copy(child.stderr, process.stderr))
     code = await child.wait()
     process.exit(code if code >= 0 else 128 - code)
+
+
+async def _copy(source: asyncio.StreamReader, sink: asyncssh.SSHWriter[bytes]) -> None:
+    while data := await source.read(1 << 16):
+        sink.write(data)
+        await sink.drain()
 
 
 async def serve(host: str, port: int, host_key: str, authorized_keys: str) -> None:
