@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual.widgets import DataTable
 
 from ugro_tui.core.telemetry.model import GpuSample
 from ugro_tui.ui.render import DASH, num
+
+COLUMNS = ("PID", "USER", "GPU MEM", "COMMAND")
 
 
 class ProcessTable(DataTable):
@@ -15,15 +18,19 @@ class ProcessTable(DataTable):
 
     def on_mount(self) -> None:
         self.cursor_type = "none"
-        self.add_columns("PID", "USER", "GPU MEM", "COMMAND")
+        self.show(None, None)
 
     def show(self, node: str | None, gpu: GpuSample | None) -> None:
-        self.clear()
         if gpu is None:
+            rows: list[tuple[str, ...]] = []
             self.border_title = "processes"
-            return
-        self.border_title = f"processes on {node} GPU {gpu.index}"
-        for p in gpu.processes:
-            self.add_row(str(p.pid), p.user or DASH, num(p.used_mib, " MiB"), p.command or DASH)
-        if not gpu.processes:
-            self.add_row(DASH, DASH, DASH, "no processes")
+        else:
+            self.border_title = f"processes on {node} GPU {gpu.index}"
+            rows = [(str(p.pid), p.user or DASH, num(p.used_mib, " MiB"), p.command or DASH) for p in gpu.processes]
+            rows = rows or [(DASH, DASH, DASH, "no processes")]
+        # Widths from these rows alone, set explicitly: DataTable's own measuring depends on what it drew before.
+        self.clear(columns=True)
+        for i, label in enumerate(COLUMNS):
+            self.add_column(label, width=max([len(label), *(cell_len(r[i]) for r in rows)]))
+        for row in rows:
+            self.add_row(*row)
