@@ -20,7 +20,10 @@ LAB_SIM = [(["RTX 5070 Ti"], "nvml"), (["RTX 4070", "RTX 4070"], "nvidia-smi"), 
 
 @pytest.fixture(autouse=True)
 def isolated_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never read or write the developer's own config or state."""
+    """Tests never read or write the developer's own home, config or state (local nodes' ~/.cache included)."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
     monkeypatch.delenv("UGRO_CONFIG", raising=False)

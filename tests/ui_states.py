@@ -109,8 +109,9 @@ def job_store(root, count: int = 8):
 def job_with_logs(root):
     """A finished 2-node, 4-rank job whose logs are already copied locally (no node is asked)."""
     import dataclasses
+    import json
 
-    from ugro_tui.core.jobs.logs import local_copy
+    from ugro_tui.core.jobs.logs import local_copy, rank_copy
     from ugro_tui.core.jobs.model import JobSpec, JobState, NodeRun
     from ugro_tui.core.jobs.store import JobStore
 
@@ -123,15 +124,20 @@ def job_with_logs(root):
                  for i, (n, _) in enumerate(placement))
     job = store.update(job.id, lambda j: dataclasses.replace(j, runs=runs))
     job = store.move(job.id, JobState.RUNNING)
-    for i, (node, _) in enumerate(placement):
-        lines = ["INFO:torch.distributed.run:Using nproc_per_node=2."]
-        for step in range(40):
-            for local in range(2):
-                rank = i * 2 + local
-                lines.append(f"[rank{rank}]:step {step} loss {8.0 * 0.9 ** step + 0.01 * rank:.5f}")
+    for i, (node, _) in enumerate(placement):  # laid out as sync_node leaves them: console, rank files, rank map
+        console = ["INFO:torch.distributed.run:Using nproc_per_node=2."]
+        for local in range(2):
+            rank = i * 2 + local
+            lines = [f"step {step} loss {8.0 * 0.9 ** step + 0.01 * rank:.5f}" for step in range(40)]
+            console += [f"[rank{rank}.{local}]:{line}" for line in lines]
+            out = rank_copy(job, node, local, "stdout")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("\n".join(lines) + "\n")
+            rank_copy(job, node, local, "stderr").write_text("")
         path = local_copy(job, node)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n")
+        path.write_text("\n".join(console) + "\n")
+        (path.parent / node / "ranks.json").write_text(json.dumps(
+            {"scanned": path.stat().st_size, "ranks": {"0": i * 2, "1": i * 2 + 1}}))
     store.move(job.id, JobState.SUCCEEDED, reason="every node exited 0", finished_at=NOW - 20)
     return store, job.id
 
@@ -192,3 +198,26 @@ def still_cursors(pilot) -> None:
 
     for widget in pilot.app.screen.query(Input):
         widget.cursor_blink = False
+
+
+async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "the condition") -> None:
+    """Pause the pilot until `condition()` holds (never a fixed sleep: a busy machine needs longer)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.05)
+
+
+def logs_shown(app) -> bool:
+    """The Logs view has read its job to the end and every pane shows all its buffered lines."""
+    from ugro_tui.ui.screens.logs import LogsScreen, Pane
+
+    screen = app.screen
+    if not isinstance(screen, LogsScreen) or screen.job is None or screen._pending:
+        return False
+    if any(w.group == "logs" and w.is_running for w in screen.workers):
+        return False
+    panes = list(screen.query(Pane))
+    return bool(panes) and all(p.output.line_count == len(screen._buffer(p.key)) > 0 for p in panes)

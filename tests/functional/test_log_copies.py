@@ -12,6 +12,13 @@ from ugro_tui.core.transport import LocalTransport
 from ..conftest import cluster_from
 
 
+async def until(condition, timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
 def setup(tmp_path: Path) -> tuple[LocalTransport, Job, Path]:
     node = cluster_from('[[nodes]]\nname = "here"\nhost = "localhost"\n').nodes[0]
     run_dir = tmp_path / "run"
@@ -50,15 +57,22 @@ async def test_the_kill_sweep_finds_workers_in_their_own_sessions(tmp_path: Path
     mine = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=here sleep 60")
     other_node = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=there sleep 60")
     other_job = await t.spawn_detached("exec env UGRO_JOB_ID=9131 UGRO_NODE=here sleep 60")
-    await asyncio.sleep(0.3)
-    assert (await t.run(sweep_command(913, "here"))).ok
-    await asyncio.sleep(0.3)
 
     def alive(pid: int) -> bool:
         try:
             return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
         except OSError:
             return False
+
+    def started(pid: int) -> bool:  # exec'd into sleep: its environment is the job's now
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep")
+        except OSError:
+            return False
+
+    await until(lambda: all(started(p) for p in (mine, other_node, other_job)), 5)
+    assert (await t.run(sweep_command(913, "here"))).ok
+    await until(lambda: not alive(mine), 5)
 
     assert not alive(mine) and alive(other_node) and alive(other_job)
     for pid in (other_node, other_job):

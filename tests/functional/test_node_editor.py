@@ -16,6 +16,8 @@ from ugro_tui.ui.app import make_app
 from ugro_tui.ui.screens.node_edit import NodeEditScreen
 from ugro_tui.ui.screens.nodes import NodesScreen
 
+from ..ui_states import wait_for
+
 HEADER = "# the lab under my desk: keep this comment\n"
 
 
@@ -70,7 +72,7 @@ async def test_edit_shows_gpus_then_add_trust_and_save(lab: LoopbackCluster, tmp
         shown = await wait_tested(pilot, editor)
         assert "connected" in shown and "trusted now" in shown
         await pilot.press("ctrl+s")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: len(app.cluster.nodes) == 3, what="the saved node list")
         assert [n.name for n in app.cluster.nodes] == ["node0", "node1", "node2"]
         assert isinstance(app.screen, NodesScreen) and list(app.screen.cards) == ["node0", "node1", "node2"]
     text = path.read_text()

@@ -10,7 +10,7 @@ from ugro_tui.ui.screens.help import HelpScreen
 from ugro_tui.ui.screens.nodes import NodesScreen
 from ugro_tui.ui.widgets.process_table import ProcessTable
 
-from ..ui_states import LAB, NOW, with_state
+from ..ui_states import LAB, NOW, logs_shown, wait_for, with_state
 
 
 def app_for(cluster=LAB):
@@ -146,7 +146,7 @@ async def test_logs_view_keys(tmp_path) -> None:
     app = make_app(LAB, monitor=False, clock=lambda: NOW, state=with_state("online"), store=store)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2", "l")
-        await pilot.pause(0.6)
+        await wait_for(pilot, lambda: logs_shown(app), what="the panes to fill")
         screen = app.screen
         assert isinstance(screen, LogsScreen) and screen.job.id == job_id
         assert [p.key for p in screen.query(Pane)] == ["rank0", "rank1", "rank2", "rank3"]

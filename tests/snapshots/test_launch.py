@@ -14,7 +14,7 @@ from ugro_tui.ui.app import make_app
 from ugro_tui.ui.screens.jobs import ConfirmScreen, JobsScreen
 from ugro_tui.ui.screens.launch import LaunchScreen
 
-from ..ui_states import LAB, NOW, press_then, with_state
+from ..ui_states import LAB, NOW, press_then, wait_for, with_state
 
 
 def app_for(store: JobStore):
@@ -127,7 +127,7 @@ async def test_e_opens_a_past_job_prefilled_and_esc_asks_before_dropping_edits(t
     app = app_for(store)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2")
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: app.screen.query_one("DataTable").row_count > 0, what="the jobs table")
         await pilot.press("e")
         await pilot.pause()
         form = app.screen

@@ -7,7 +7,7 @@ import pytest
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.ui.app import make_app
 
-from ..ui_states import LAB, NOW, doctor_report, job_store, job_with_logs, press_then, with_state
+from ..ui_states import LAB, NOW, doctor_report, job_store, job_with_logs, logs_shown, press_then, wait_for, with_state
 
 
 def app_for(kind: str = "online", store=None):
@@ -70,7 +70,7 @@ def test_logs_view(snap_compare, tmp_path, size) -> None:
 
     async def open_logs(pilot) -> None:
         await pilot.press("2", "l")
-        await pilot.pause(0.8)  # the follower reads the local copy; panes flush every 0.1 s
+        await wait_for(pilot, lambda: logs_shown(pilot.app), what="the panes to fill")
 
     assert snap_compare(app_for(store=store), terminal_size=size, run_before=open_logs)
 

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import time
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -25,6 +26,16 @@ MAX_LINES = 5000  # per pane: memory stays bounded however long the run
 REFILL = 1000     # lines a pane gets back when (re)drawn by a page change or a wrap toggle, so keys stay quick
 
 
+class PaneLog(Log):
+    """Textual's Log, measuring new lines' width on the event loop instead of in a thread worker: that worker
+    reaches the app through the widget's parents, so a pane removed by a page change while it ran crashed the
+    app (NoActiveAppError). Writes come in batches of at most REFILL lines, so this stays quick."""
+
+    def _update_size(self, updates: int, lines: list[str]) -> None:
+        if lines:
+            self._update_maximum_width(updates, max(cell_len(self._process_line(line)) for line in lines))
+
+
 class Pane(Vertical):
     """A titled log pane for one rank or one node."""
 
@@ -38,7 +49,7 @@ class Pane(Vertical):
         super().__init__()  # no id: a page change mounts new panes while the old ones are still leaving
         self.key = key
         self.border_title = title
-        self.output = Log(max_lines=MAX_LINES, auto_scroll=True)
+        self.output = PaneLog(max_lines=MAX_LINES, auto_scroll=True)
         self._initial = lines
 
     def compose(self) -> ComposeResult:
