@@ -27,7 +27,7 @@ from pathlib import Path
 from ugro_tui.config import Cluster, parse_cluster
 from ugro_tui.core.check import check_cluster
 from ugro_tui.core.doctor.run import run_doctor
-from ugro_tui.core.sim.loopback import LoopbackCluster
+from ugro_tui.sim.loopback import LoopbackCluster
 
 
 def cluster_of(lab: LoopbackCluster, count: int) -> Cluster:

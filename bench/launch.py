@@ -28,7 +28,7 @@ from ugro_tui.core.jobs.launcher import SshLauncher
 from ugro_tui.core.jobs.model import JobSpec, JobState, transition
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
-from ugro_tui.core.sim.loopback import LoopbackCluster
+from ugro_tui.sim.loopback import LoopbackCluster
 
 
 async def launch_once(launcher: SshLauncher, cluster: Cluster, store: JobStore, n: int) -> float:

@@ -31,8 +31,8 @@ from pathlib import Path
 import asyncssh
 
 from ugro_tui.config import Cluster, parse_cluster
-from ugro_tui.core.sim.loopback import LoopbackCluster
-from ugro_tui.core.sim.stage import shell_prefix
+from ugro_tui.sim.loopback import LoopbackCluster
+from ugro_tui.sim.stage import shell_prefix
 from ugro_tui.core.telemetry.model import NodeState, NodeStatus
 from ugro_tui.core.telemetry.monitor import Monitor
 from ugro_tui.core.transport import ssh_connect

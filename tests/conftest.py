@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ugro_tui.config import Cluster, parse_cluster
-from ugro_tui.core.sim.loopback import LoopbackCluster
+from ugro_tui.sim.loopback import LoopbackCluster
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # node0: NVML path, node1: nvidia-smi path, node2: no driver at all.

@@ -55,6 +55,17 @@ class Node:
     sim: SimSpec | None = None
 
     @property
+    def prelude(self) -> str:
+        """Shell exports that every command ugro runs on the node starts with. Empty for a real node; a simulated
+        node puts its stand-in nvidia-smi and pynvml first on PATH/PYTHONPATH. Core code reads this and never
+        imports the simulator."""
+        if self.sim is None:
+            return ""
+        from ugro_tui.sim.stage import shell_prefix
+
+        return shell_prefix(self)
+
+    @property
     def is_local(self) -> bool:
         if self.transport == "auto":
             return self.host in LOCAL_HOSTS
@@ -207,7 +218,7 @@ def _choice(options: tuple[str, ...]) -> Callable[..., str]:
 
 
 def _sim(c: _Checker, key: str, value: Any) -> SimSpec:
-    from ugro_tui.core.sim.catalogue import lookup_gpu
+    from ugro_tui.sim.catalogue import lookup_gpu
 
     sim = _Checker(c.source, c.where(key), value)
     sim.only(("gpus", "source"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ugro_tui.core.sim.loopback import LoopbackCluster, free_port
+from ugro_tui.sim.loopback import LoopbackCluster, free_port
 
 from ..conftest import FIXTURES, run_ugro
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Static
 
-from ugro_tui.core.sim.loopback import LoopbackCluster
+from ugro_tui.sim.loopback import LoopbackCluster
 from ugro_tui.ui.app import make_app
 from ugro_tui.ui.screens.doctor import DoctorScreen
 

@@ -11,7 +11,7 @@ from textual.widgets import Input, Static
 
 from ugro_tui.config import load_cluster
 from ugro_tui.config_edit import remove_node
-from ugro_tui.core.sim.loopback import LoopbackCluster
+from ugro_tui.sim.loopback import LoopbackCluster
 from ugro_tui.ui.app import make_app
 from ugro_tui.ui.screens.node_edit import NodeEditScreen
 from ugro_tui.ui.screens.nodes import NodesScreen

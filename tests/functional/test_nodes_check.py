@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ugro_tui.core.sim.loopback import LoopbackCluster, free_port, write_key
+from ugro_tui.sim.loopback import LoopbackCluster, free_port, write_key
 
 from ..conftest import run_ugro
 

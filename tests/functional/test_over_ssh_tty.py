@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ugro_tui.core.sim.loopback import LoopbackCluster
+from ugro_tui.sim.loopback import LoopbackCluster
 
 pytestmark = pytest.mark.skipif(not (shutil.which("tmux") and shutil.which("ssh")), reason="needs tmux and ssh")
 

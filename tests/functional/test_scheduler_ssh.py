@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ugro_tui.core.sim.loopback import LoopbackCluster
+from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import LAB_SIM, run_ugro
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ugro_tui.config import Cluster
-from ugro_tui.core.sim.loopback import LoopbackCluster
+from ugro_tui.sim.loopback import LoopbackCluster
 from ugro_tui.core.telemetry.model import NodeState, NodeStatus
 from ugro_tui.core.telemetry.monitor import AGENT_PATH, Monitor
 from ugro_tui.core.transport import make_transport

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ugro_tui.core.sim.loopback import LoopbackCluster
+from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import run_ugro
 
@@ -24,7 +24,7 @@ SIM3 = [(["RTX 5070 Ti"], "nvml"), (["RTX 4070"], "nvml"), (["RTX 3070 Ti"], "nv
 
 def private_ports() -> str:
     """Each test's store counts job ids from 1, so give each its own rendezvous ports as well."""
-    from ugro_tui.core.sim.loopback import free_port
+    from ugro_tui.sim.loopback import free_port
 
     port = free_port("127.0.0.2")
     return f"rendezvous_ports = [{port}, {port}]"
@@ -153,7 +153,7 @@ def test_rendezvous_failure_is_diagnosed(lab: LoopbackCluster, tmp_path: Path) -
     import socket
     import threading
 
-    from ugro_tui.core.sim.loopback import free_port
+    from ugro_tui.sim.loopback import free_port
 
     port = free_port("127.0.0.2")
     server = socket.socket()

@@ -112,7 +112,7 @@ async def _until(predicate, timeout: float) -> None:
 
 async def test_fallback_ssh_server_serves_the_same_operations(tmp_path: Path) -> None:
     """Where OpenSSH's sshd is missing, the asyncssh stand-in server answers on the same loopback addresses."""
-    from ugro_tui.core.sim.loopback import LoopbackCluster
+    from ugro_tui.sim.loopback import LoopbackCluster
 
     lab = LoopbackCluster(tmp_path / "fallback", hosts=["127.0.0.6"], use_openssh=False).start()
     try:

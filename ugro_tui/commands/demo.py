@@ -20,7 +20,7 @@ def demo_cluster(poll_interval: float = 1.0) -> Iterator[tuple[Cluster, Path]]:
     """Start 3 sshd nodes on 127.0.0.2-4 with the reference lab's simulated GPUs; yields (cluster, config path)."""
     import tomllib
 
-    from ugro_tui.core.sim.loopback import REFERENCE_LAB, LoopbackCluster
+    from ugro_tui.sim.loopback import REFERENCE_LAB, LoopbackCluster
 
     base = paths.runtime_dir()
     base.mkdir(parents=True, exist_ok=True)
@@ -74,10 +74,11 @@ def submit_demo_job(cluster: Cluster) -> str:
     """Queue a 3-node train_tiny run so the Jobs and Logs views have something real to show."""
     import importlib.util
 
+    from ugro_tui import data
     from ugro_tui.core.jobs.model import JobSpec
     from ugro_tui.core.jobs.store import JobStore
 
-    script = Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py"
+    script = data.train_tiny()
     if importlib.util.find_spec("torch") is None or not script.exists():
         return "no demo job: install the demo extra (pip install -e '.[demo]') to watch a torchrun job"
     [job] = JobStore().submit([JobSpec("train-tiny-demo", (str(script), "--steps", "400", "--sleep", "0.25"),

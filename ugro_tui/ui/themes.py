@@ -10,7 +10,7 @@ from typing import Any
 import tomli_w
 from textual.theme import Theme
 
-from ugro_tui import paths
+from ugro_tui import data, paths
 
 DEFAULT_THEME = "ugro-dark"
 THEME_FIELDS = {"name", "dark", "primary", "secondary", "accent", "foreground", "background", "surface", "panel",
@@ -18,7 +18,7 @@ THEME_FIELDS = {"name", "dark", "primary", "secondary", "accent", "foreground", 
 
 
 def theme_dirs() -> list[Path]:
-    dirs = [Path(__file__).resolve().parents[2] / "themes", paths.config_home() / "themes"]
+    dirs = [data.folder("themes"), paths.config_home() / "themes"]
     extra = os.environ.get("UGRO_THEMES")
     return ([Path(extra)] if extra else []) + dirs
 

@@ -17,7 +17,6 @@ from ugro_tui.config import Cluster, Node
 from ugro_tui.core.check import check_node
 from ugro_tui.core.doctor.checks import Check, NodeFacts, Status, cluster_checks, node_checks
 from ugro_tui.core.pool import Pool
-from ugro_tui.core.sim.stage import shell_prefix
 from ugro_tui.core.telemetry.monitor import AGENT_SOURCE
 from ugro_tui.core.transport import (
     ConnectError,
@@ -59,7 +58,7 @@ class Report:
 
 def probe_command(node: Node, *args: str) -> str:
     """The probe, run the way jobs run: the node's python, with its env (and a simulated node's stand-ins)."""
-    return (f"{shell_prefix(node)}{export_env(node.env)}"
+    return (f"{node.prelude}{export_env(node.env)}"
             f"exec {python_command(node)} {path_word(PROBE_PATH)} {' '.join(map(shlex.quote, args))}")
 
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.jobs.logs import TEE_PREFIX
 from ugro_tui.core.jobs.model import Job
-from ugro_tui.core.sim.stage import shell_prefix
 from ugro_tui.core.transport import export_env, path_word, python_command
 
 
@@ -60,7 +59,7 @@ def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
             f"# ugro job {job.id} attempt {job.attempt} on {node.name} (node rank {node_rank})",
             f"echo $$ > {rdw}/pid",
             f"mkdir -p {path_word(workdir)} && cd {path_word(workdir)} || {{ echo 97 > {rdw}/exit; exit 97; }}",
-            f"{shell_prefix(node)}{export_env(env)}",
+            f"{node.prelude}{export_env(env)}",
             command,
             "code=$?",
             f'echo "$code" > {rdw}/exit.tmp && mv -f {rdw}/exit.tmp {rdw}/exit',

@@ -15,13 +15,13 @@ from typing import Any
 
 import tomli_w
 
-from ugro_tui import paths
+from ugro_tui import data, paths
 from ugro_tui.core.jobs.model import JobSpec
 from ugro_tui.core.jobs.sweep import Grid
 from ugro_tui.errors import UsageError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-SHIPPED = Path(__file__).resolve().parents[3] / "examples" / "templates"
+SHIPPED = data.folder("templates")
 SPEC_KEYS = tuple(f.name for f in fields(JobSpec) if f.name != "template")
 INT_KEYS = ("nnodes", "nproc_per_node", "gpus_per_node", "priority", "max_retries")
 

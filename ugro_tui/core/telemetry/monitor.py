@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.pool import Pool
-from ugro_tui.core.sim.stage import shell_prefix
 from ugro_tui.core.telemetry.model import ClusterState, NodeState, NodeStatus
 from ugro_tui.core.transport import (
     ConnectError,
@@ -37,7 +36,7 @@ TransportFactory = Callable[[Node, Cluster], Transport]
 
 
 def agent_command(node: Node, interval: float) -> str:
-    return (f"{shell_prefix(node)}{export_env(node.env)}"
+    return (f"{node.prelude}{export_env(node.env)}"
             f"exec {python_command(node)} -u {path_word(AGENT_PATH)} --interval {interval:g}")
 
 

@@ -1,6 +1,6 @@
 """An SSH server for machines without OpenSSH's sshd: runs each command with /bin/sh as the current user.
 
-Usage: python -m ugro_tui.core.sim.fallback_sshd HOST PORT HOST_KEY AUTHORIZED_KEYS (loopback only).
+Usage: python -m ugro_tui.sim.fallback_sshd HOST PORT HOST_KEY AUTHORIZED_KEYS (loopback only).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import asyncssh
 
-from ugro_tui.core.sim.loopback import loopback_only
+from ugro_tui.sim.loopback import loopback_only
 
 
 async def _session(process: asyncssh.SSHServerProcess[bytes]) -> None:

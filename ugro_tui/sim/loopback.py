@@ -142,7 +142,7 @@ class LoopbackCluster:
         if self.use_openssh:
             argv = [SSHD, "-D", "-e", "-f", str(self._sshd_config(node))]
         else:
-            argv = [sys.executable, "-m", "ugro_tui.core.sim.fallback_sshd", node.host, str(node.port),
+            argv = [sys.executable, "-m", "ugro_tui.sim.fallback_sshd", node.host, str(node.port),
                     str(node.folder / "host_key"), str(self.authorized_keys)]
         node.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
