@@ -45,6 +45,13 @@ async def launch_once(launcher: SshLauncher, cluster: Cluster, store: JobStore, 
     return elapsed
 
 
+async def bare_once(pool: Pool, cluster: Cluster, n: int) -> float:
+    """The floor: `true` on n nodes at once over the same warm connections, with nothing of ugro around it."""
+    started = time.perf_counter()
+    await asyncio.gather(*(pool.get(node.name).run("true") for node in cluster.nodes[:n]))
+    return time.perf_counter() - started
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
@@ -61,10 +68,12 @@ async def main() -> None:
             pool = Pool(cluster)
             launcher = SshLauncher(cluster, store, pool)
             await launch_once(launcher, cluster, store, 16)  # warm every connection
-            one, sixteen = [], []
-            for _ in range(args.rounds):  # interleaved, so machine noise hits both alike
+            one, sixteen, bare1, bare16 = [], [], [], []
+            for _ in range(args.rounds):  # interleaved, so machine noise hits all alike
                 one.append(await launch_once(launcher, cluster, store, 1))
                 sixteen.append(await launch_once(launcher, cluster, store, 16))
+                bare1.append(await bare_once(pool, cluster, 1))
+                bare16.append(await bare_once(pool, cluster, 16))
             await pool.close()
         finally:
             lab.stop()
@@ -73,6 +82,9 @@ async def main() -> None:
     print(f"   1 node : {a * 1000:7.1f} ms to every rank running")
     print(f"  16 nodes: {b * 1000:7.1f} ms")
     print(f"  ratio   : {b / a:7.2f}x   (goal <= 1.3x)")
+    f1, f16 = statistics.median(bare1), statistics.median(bare16)
+    print(f"floor: bare `true` over the same connections, 1 node {f1 * 1000:.1f} ms, 16 nodes {f16 * 1000:.1f} ms")
+    print(f"  floor ratio: {f16 / f1:7.2f}x;  ugro's ratio / floor's: {(b / a) / (f16 / f1):.2f}  (goal <= 1.25)")
 
 
 if __name__ == "__main__":

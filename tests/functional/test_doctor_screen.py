@@ -29,13 +29,13 @@ async def test_r_runs_the_doctor_and_shows_each_check(lab: LoopbackCluster, tmp_
             await asyncio.sleep(0.1)
             if not screen.running:
                 break
-        assert not screen.running and app.doctor_report is not None
-        checks = {(c.node, c.name): c for c in app.doctor_report.checks}
+        assert not screen.running and app.session.doctor_report is not None
+        checks = {(c.node, c.name): c for c in app.session.doctor_report.checks}
         assert checks[("node0", "rendezvous")].status == "ok"
         assert checks[("node2", "python")].status == "fail"
         assert "/nonexistent/python3" in checks[("node2", "python")].hint
         table = screen.query_one(DataTable)
-        assert table.row_count == len(app.doctor_report.checks)
+        assert table.row_count == len(app.session.doctor_report.checks)
         await pilot.press("p")  # problems only: the python failure is among them
         shown = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
         assert "python" in shown and "ssh" not in shown

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from ugro_tui.config import Cluster
-from ugro_tui.sim.loopback import LoopbackCluster
 from ugro_tui.core.telemetry.model import NodeState, NodeStatus
 from ugro_tui.core.telemetry.monitor import AGENT_PATH, Monitor
 from ugro_tui.core.transport import make_transport
+from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import cluster_from, run_ugro
 

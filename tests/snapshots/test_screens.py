@@ -86,13 +86,13 @@ def test_doctor_not_run_yet(snap_compare) -> None:
 @pytest.mark.parametrize("size", [(80, 24), (160, 50)])
 def test_doctor_report(snap_compare, size) -> None:
     app = app_for()
-    app.doctor_report = doctor_report()
+    app.session.doctor_report = doctor_report()
     assert snap_compare(app, terminal_size=size, press=["4"])
 
 
 def test_doctor_problems_only(snap_compare) -> None:
     app = app_for()
-    app.doctor_report = doctor_report()
+    app.session.doctor_report = doctor_report()
     assert snap_compare(app, terminal_size=(80, 24), press=["4", "p", "down"])
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from ugro_tui.core.doctor.run import PROBE_SOURCE
-from ugro_tui.sim.stage import NODE_DIR
 from ugro_tui.core.telemetry import monitor
+from ugro_tui.sim.stage import NODE_DIR
 
 SIM = json.dumps({"node": "n", "source": "nvml", "gpus": [["RTX 4070", 12282, 200], ["RTX 3070 Ti", 8192, 290]]})
 

@@ -23,6 +23,7 @@ from ugro_tui.ui.screens.jobs import JobsScreen
 from ugro_tui.ui.screens.launch import LaunchScreen
 from ugro_tui.ui.screens.logs import LogsScreen
 from ugro_tui.ui.screens.nodes import NodesScreen
+from ugro_tui.ui.session import Session
 
 THEME_VARIABLE_DEFAULTS = {"gpu-idle": "#5FB760", "gpu-busy": "#4EA8DE", "gpu-hot": "#E5534B",
                            "bar-empty": "#3A3F45"}
@@ -51,10 +52,7 @@ class UgroApp(App[None]):
         super().__init__()
         self.store = store or JobStore()
         self.dispatch = monitor if dispatch is None else dispatch
-        self.dispatch_note = ""
-        self.logs_job: int | None = None  # the job the Logs view shows (`l` in the Jobs view picks it)
-        self.doctor_report = None  # the last doctor run, kept while the app runs
-        self.jobs_snapshot: list | None = None  # the store, read in the background, so the Jobs view opens at once
+        self.session = Session()
         self.cluster = cluster
         self.pool = Pool(cluster)  # one connection per node for telemetry, dispatch, logs and the doctor
         self.clock = clock
@@ -105,7 +103,7 @@ class UgroApp(App[None]):
 
         try:
             await runtime.run(self.cluster.poll_interval, on_error=failed,
-                              on_note=lambda note: setattr(self, "dispatch_note", note))
+                              on_note=lambda note: setattr(self.session, "dispatch_note", note))
         finally:
             runtime.release()
 
@@ -113,7 +111,7 @@ class UgroApp(App[None]):
     async def preload_jobs(self) -> None:
         import asyncio
 
-        self.jobs_snapshot = await asyncio.to_thread(self.store.all)
+        self.session.jobs_snapshot = await asyncio.to_thread(self.store.all)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The app's own workers; screens route theirs to `worker_failed` (ReportsWorkerFailures)."""

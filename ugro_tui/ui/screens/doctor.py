@@ -49,8 +49,8 @@ class DoctorScreen(ReportsWorkerFailures, Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*COLUMNS)
-        self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health(), self.app.dispatch_note)
-        report: Report | None = getattr(self.app, "doctor_report", None)
+        self.query_one(HealthBar).show_app()
+        report: Report | None = self.app.session.doctor_report
         if report is not None:
             self.checks = list(report.checks)
         self.refresh_view()
@@ -94,7 +94,7 @@ class DoctorScreen(ReportsWorkerFailures, Screen[None]):
     def on_doctor_finished(self, message: DoctorFinished) -> None:
         self.running = False
         if message.report is not None:
-            self.app.doctor_report = message.report
+            self.app.session.doctor_report = message.report
             self.checks = list(message.report.checks)  # in node and check order now
         else:
             self.notify(f"doctor: {message.error}", severity="error", timeout=8)

@@ -85,24 +85,24 @@ class JobsScreen(ReportsWorkerFailures, Screen[None]):
         self.query_one("#filter", Input).display = False
         self.query_one(DataTable).add_columns(*COLUMNS)
         self.query_one(DataTable).focus()
-        self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health(), self.app.dispatch_note)
-        if self.app.jobs_snapshot is not None:  # read in the background already: show it at once
-            self.show_jobs(self.app.jobs_snapshot)
+        self.query_one(HealthBar).show_app()
+        if self.app.session.jobs_snapshot is not None:  # read in the background already: show it at once
+            self.show_jobs(self.app.session.jobs_snapshot)
             self.set_timer(0.3, self.reload)  # then bring it up to date, once the screen is drawn
         else:
             self.reload()
         self.set_interval(max(0.5, self.app.cluster.poll_interval), self.reload)
 
     def on_screen_resume(self) -> None:
-        if self.app.jobs_snapshot is not None:
-            self.show_jobs(self.app.jobs_snapshot)  # at once; the timer brings it up to date
+        if self.app.session.jobs_snapshot is not None:
+            self.show_jobs(self.app.session.jobs_snapshot)  # at once; the timer brings it up to date
 
     @work(group="jobs", exclusive=True, exit_on_error=False, description="read the job store")
     async def reload(self) -> None:
         import asyncio
 
         jobs = await asyncio.to_thread(self.app.store.all)
-        self.app.jobs_snapshot = jobs
+        self.app.session.jobs_snapshot = jobs
         self.show_jobs(jobs)
 
     def show_jobs(self, jobs: list[Job]) -> None:
@@ -112,7 +112,7 @@ class JobsScreen(ReportsWorkerFailures, Screen[None]):
             return  # the very same snapshot, shown the same way
         self._quick = quick
         self.jobs = jobs
-        self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health(), self.app.dispatch_note)
+        self.query_one(HealthBar).show_app()
         words = self.query_one("#filter", Input).value.lower().split()
         now = self.app.clock()
         shown = self._sorted(jobs)
@@ -196,7 +196,7 @@ class JobsScreen(ReportsWorkerFailures, Screen[None]):
         if not job.runs:
             self.notify(f"job {job.id} has not run yet: no logs", severity="warning", timeout=3)
             return
-        self.app.logs_job = job.id
+        self.app.session.logs_job = job.id
         self.app.switch_mode("logs")
 
     def action_sort(self) -> None:

@@ -164,7 +164,7 @@ class LaunchScreen(ReportsWorkerFailures, Screen[None]):
 
     def _node_prompts(self) -> dict[str, str]:
         app = self.app
-        free = {c.name: c for c in capacity(app.cluster, app.monitor_state, app.jobs_snapshot or [])}
+        free = {c.name: c for c in capacity(app.cluster, app.monitor_state, app.session.jobs_snapshot or [])}
         out = {}
         for node in app.cluster.nodes:
             cap = free[node.name]
@@ -214,7 +214,7 @@ class LaunchScreen(ReportsWorkerFailures, Screen[None]):
     @on(SelectionList.SelectedChanged)
     def validate(self) -> None:
         cluster = self.app.cluster
-        caps = capacity(cluster, self.app.monitor_state, self.app.jobs_snapshot or [])
+        caps = capacity(cluster, self.app.monitor_state, self.app.session.jobs_snapshot or [])
         values = self.values()
         self.result = check(values, cluster, caps)
         # A field says what is wrong once it was changed (or a submit was tried), not while still untouched.
@@ -273,7 +273,7 @@ class LaunchScreen(ReportsWorkerFailures, Screen[None]):
             return
         ids = f"job {jobs[0].id}" if len(jobs) == 1 else f"{len(jobs)} jobs ({jobs[0].id}-{jobs[-1].id})"
         self.notify(f"queued {ids}", timeout=4)
-        self.app.jobs_snapshot = None
+        self.app.session.jobs_snapshot = None
         self.dismiss()
         self.app.switch_mode("jobs")
 

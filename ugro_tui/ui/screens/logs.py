@@ -104,11 +104,11 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         self.query_one("#search", Input).display = False
         self.set_focus(None)  # keys go to the screen until a pane is focused (tab) or / opens the search
         self.set_interval(0.1, self._flush)  # batch lines into one write per pane per frame
-        self._open(self.app.logs_job)
+        self._open(self.app.session.logs_job)
 
     def on_screen_resume(self) -> None:
-        if self.app.logs_job != self._opened:
-            self._open(self.app.logs_job)
+        if self.app.session.logs_job != self._opened:
+            self._open(self.app.session.logs_job)
 
     def _open(self, job_id: int | None) -> None:
         self._opened = job_id
@@ -122,7 +122,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         grid.remove_children()
         self.query_one("#no-job").display = job_id is None
         grid.display = self.query_one("#loss").display = job_id is not None
-        self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health(), self.app.dispatch_note)
+        self.query_one(HealthBar).show_app()
         if job_id is not None:
             self.follow(job_id)
 

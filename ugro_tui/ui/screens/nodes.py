@@ -161,7 +161,7 @@ class NodesScreen(ReportsWorkerFailures, Screen[None]):
         self._health_dirty = True  # redrawn by a timer: one repaint for a burst of node updates
 
     def refresh_health(self) -> None:
-        self.query_one(HealthBar).show(self.app.cluster.name, self.app.monitor_state.health(), self.app.dispatch_note)
+        self.query_one(HealthBar).show_app()
 
     def visible_gpus(self) -> list[tuple[str, GpuSample]]:
         return [(name, gpu) for name, card in self.cards.items() if card.display for gpu in card.status.gpus]

@@ -14,6 +14,11 @@ class HealthBar(Static):
     HealthBar { height: 1; background: $panel; color: $foreground; padding: 0 1; }
     """
 
+    def show_app(self) -> None:
+        """The running app's cluster, its health now and who dispatches."""
+        app = self.app
+        self.show(app.cluster.name, app.monitor_state.health(), app.session.dispatch_note)  # type: ignore[attr-defined]
+
     def show(self, cluster: str, health: Health, dispatcher: str = "") -> None:
         util = num(health.utilization_pct, "%")
         text = Text.assemble(

@@ -1,0 +1,16 @@
+"""What the views share while the app runs, typed: screens read and write this, not loose attributes on the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ugro_tui.core.doctor.run import Report
+from ugro_tui.core.jobs.model import Job
+
+
+@dataclass
+class Session:
+    dispatch_note: str = ""  # who dispatches: "dispatch: here" or the lock holder
+    logs_job: int | None = None  # the job the Logs view shows (`l` in the Jobs view picks it)
+    doctor_report: Report | None = None  # the last doctor run
+    jobs_snapshot: list[Job] | None = None  # the store as last read in the background, so the Jobs view opens at once
