@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 import tomllib
 from argparse import Namespace
@@ -26,7 +28,7 @@ SPEC_KEYS = set(JobSpec.__dataclass_fields__)
 def parse_ids(values: list[str]) -> list[int]:
     ids = []
     for value in values:
-        if not value.isdigit():
+        if not (value.isascii() and value.isdecimal()):
             raise UsageError(f"ugro: {value!r} is not a job id (job ids are numbers; `ugro queue` lists them)")
         ids.append(int(value))
     return ids
@@ -42,9 +44,11 @@ def spec_from_args(args: Namespace, cluster: Cluster) -> tuple[JobSpec, Grid]:
         base, grid = templates.load(args.template)
     elif args.file:
         try:
-            base = tomllib.loads(Path(args.file).read_text())
+            base = tomllib.loads(Path(args.file).read_text(encoding="utf-8"))
         except OSError as exc:
             raise UsageError(f"{args.file}: cannot read the job file: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{args.file}: not a text file (a job file is TOML)") from None
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{args.file}: invalid TOML: {exc}") from None
         unknown = set(base) - SPEC_KEYS
@@ -54,11 +58,24 @@ def spec_from_args(args: Namespace, cluster: Cluster) -> tuple[JobSpec, Grid]:
     if args.sweep:
         given = dict(grid) | dict(parse_grid(args.sweep))  # the command line's axes replace the template's
         grid = parse_grid([f"{k}={','.join(v)}" for k, v in given.items()])
-    command = list(args.command or base.get("command") or [])
+    raw_command = base.get("command") or []
+    if isinstance(raw_command, str):  # `command = "train.py --lr 3"`: shell words, as the form's args field
+        try:
+            raw_command = shlex.split(raw_command)
+        except ValueError as exc:
+            raise UsageError(f"ugro submit: command: {exc}") from None
+    if not isinstance(raw_command, list):
+        raise UsageError(f"ugro submit: command: expected a list of words or one string, got {raw_command!r}")
+    command = list(args.command or raw_command)
+    for word in command:
+        if not isinstance(word, str):
+            raise UsageError(f"ugro submit: command: expected text, got {word!r}")
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         raise UsageError("ugro submit: give the script or command after --, e.g. `ugro submit -- train.py --lr 3e-4`")
+    if not isinstance(base.get("env", {}), dict):
+        raise UsageError(f"ugro submit: env: expected a table of NAME = \"value\", got {base['env']!r}")
     env = dict(base.get("env", {}))
     for item in args.env or []:
         key, sep, value = item.partition("=")
@@ -68,23 +85,30 @@ def spec_from_args(args: Namespace, cluster: Cluster) -> tuple[JobSpec, Grid]:
     nproc = _pick(args.nproc_per_node, base, "nproc_per_node", 1)
     spec = JobSpec(
         name=_pick(args.name, base, "name", Path(command[0]).name),
-        command=tuple(str(c) for c in command),
+        command=tuple(command),
         kind=_pick(args.kind, base, "kind", "torchrun"),
         nnodes=_pick(args.nnodes, base, "nnodes", 1),
         nproc_per_node=nproc,
         gpus_per_node=_pick(args.gpus_per_node, base, "gpus_per_node", nproc),
-        min_gpu_mem_gb=float(_pick(args.min_gpu_mem, base, "min_gpu_mem_gb", 0.0)),
-        nodes=tuple(args.nodes.split(",")) if args.nodes else tuple(base.get("nodes", ())),
+        min_gpu_mem_gb=_pick(args.min_gpu_mem, base, "min_gpu_mem_gb", 0.0),
+        nodes=tuple(args.nodes.split(",")) if args.nodes else _words(base, "nodes"),
         env=tuple(env.items()),
         workdir=_pick(args.workdir, base, "workdir", None),
         priority=_pick(args.priority, base, "priority", 0),
-        after=tuple(args.after or base.get("after", ())),
+        after=tuple(args.after or _words(base, "after")),
         max_retries=_pick(args.max_retries, base, "max_retries", 0),
         checkpoint_dir=_pick(args.checkpoint_dir, base, "checkpoint_dir", None),
         template=args.template,
     )
     validate_spec(spec, cluster)
     return spec, grid
+
+
+def _words(base: dict[str, Any], key: str) -> tuple[Any, ...]:
+    value = base.get(key, [])
+    if not isinstance(value, list):
+        raise UsageError(f"ugro submit: {key}: expected a list, got {value!r}")
+    return tuple(value)
 
 
 def _pick(flag: Any, base: dict[str, Any], key: str, default: Any) -> Any:
@@ -128,18 +152,28 @@ def queue(args: Namespace, cluster: Cluster) -> int:
         if unknown:
             states = ", ".join(s.value for s in JobState)
             raise UsageError(f"ugro queue: --state {sorted(unknown)[0]!r}: one of {states}")
+    store = JobStore()
     if args.json:
         # Stored documents are already the JSON contract; compact, since the C encoder is much faster than indent=.
-        docs = [d for d in JobStore().all_json() if not wanted or d["state"] in wanted]
+        docs = [d for d in store.all_json() if not wanted or d["state"] in wanted]
         print(json.dumps({"jobs": docs}, separators=(",", ":")))
+        store.active()  # finds the damaged ones
+        _say_damaged(store)
         return 0
-    jobs = [j for j in JobStore().all() if not wanted or j.state.value in wanted]
+    jobs = [j for j in store.all() if not wanted or j.state.value in wanted]
     now = time.time()
     rows = [(str(j.id), j.spec.name, str(j.state), str(j.spec.priority), shape(j), placement_text(j),
              age(now - j.submitted_at), runtime(j, now), j.reason or DASH) for j in jobs]
     print(render(("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON"), rows)
           if rows else "no jobs")
+    _say_damaged(store)
     return 0
+
+
+def _say_damaged(store: JobStore) -> None:
+    """Jobs the store could not read stay in its file, untouched; say which, on stderr, every time."""
+    for line in store.damaged:
+        print(f"ugro: {store.active_path}: {line} (left as it is; fix the file or cancel the job)", file=sys.stderr)
 
 
 def show(args: Namespace, cluster: Cluster) -> int:

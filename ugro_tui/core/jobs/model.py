@@ -45,6 +45,60 @@ class IllegalTransition(UgroError):
     exit_code = 2
 
 
+class BadSpec(UgroError):
+    """A job whose fields have the wrong types or values (a job file, a template, a hand-edited store)."""
+
+    exit_code = 2
+
+
+MAX_NAME = 200
+INT_FIELDS = ("nnodes", "nproc_per_node", "gpus_per_node", "priority", "max_retries")
+OPTIONAL_TEXT = ("workdir", "checkpoint_dir", "template")
+
+
+def _text_problem(value: object) -> str | None:
+    if not isinstance(value, str):
+        return f"expected text, got {value!r}"
+    if "\0" in value:
+        return "contains a NUL byte"
+    return None
+
+
+def spec_type_problem(spec: JobSpec) -> str | None:
+    """The first field of `spec` with a wrong type or an impossible value, as `field: why`, or None."""
+    if (why := _text_problem(spec.name)) or (why := None if spec.name.strip() else "is empty"):
+        return f"name: {why}"
+    if len(spec.name) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in spec.name):
+        return f"name: at most {MAX_NAME} characters, no newlines or control characters"
+    if not isinstance(spec.command, tuple) or not spec.command:
+        return "command: expected the script or program and its arguments"
+    for word in spec.command:
+        if why := _text_problem(word):
+            return f"command: {why}"
+    if spec.kind not in ("torchrun", "command"):
+        return f"kind: expected torchrun or command, got {spec.kind!r}"
+    for key in INT_FIELDS:
+        value = getattr(spec, key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{key}: expected a whole number, got {value!r}"
+    if isinstance(spec.min_gpu_mem_gb, bool) or not isinstance(spec.min_gpu_mem_gb, int | float):
+        return f"min_gpu_mem_gb: expected a number of GB, got {spec.min_gpu_mem_gb!r}"
+    for name in spec.nodes:
+        if why := _text_problem(name):
+            return f"nodes: {why}"
+    for pair in spec.env:
+        if not (isinstance(pair, tuple) and len(pair) == 2) or any(_text_problem(x) for x in pair):
+            return f"env: expected NAME = \"text\" pairs, got {pair!r}"
+    for key in OPTIONAL_TEXT:
+        value = getattr(spec, key)
+        if value is not None and (why := _text_problem(value)):
+            return f"{key}: {why}"
+    for dep in spec.after:
+        if isinstance(dep, bool) or not isinstance(dep, int):
+            return f"after: expected job ids, got {dep!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class JobSpec:
     name: str
@@ -73,13 +127,23 @@ class JobSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
+        """A stored spec, checked: wrong types raise BadSpec (the store then names the job as damaged)."""
         data = dict(data)
+        for key in ("command", "nodes", "after"):
+            if not isinstance(data.get(key, []), list):
+                raise BadSpec(f"{key}: expected a list, got {data[key]!r}")
+        if not isinstance(data.get("env", {}), dict):
+            raise BadSpec(f"env: expected a table, got {data['env']!r}")
         data["command"] = tuple(data.get("command", ()))
         data["nodes"] = tuple(data.get("nodes", ()))
         data["env"] = tuple(dict(data.get("env", {})).items())
-        data["after"] = tuple(int(a) for a in data.get("after", ()))
+        data["after"] = tuple(data.get("after", ()))
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        spec = cls(**{k: v for k, v in data.items() if k in known})
+        problem = spec_type_problem(spec)
+        if problem:
+            raise BadSpec(problem)
+        return spec
 
 
 @dataclass(frozen=True)

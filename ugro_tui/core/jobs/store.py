@@ -95,6 +95,7 @@ class JobStore:
         self.lock_path = self.root / "jobs.lock"
         self.counter_path = self.root / "next_id"
         self._chunk_cache: dict[Path, tuple[tuple[int, int, int], list[Job]]] = {}
+        self.damaged: list[str] = []  # jobs in active.json that could not be read, as of the last active()
 
     # --- files ---------------------------------------------------------------------------------------------
 
@@ -140,9 +141,35 @@ class JobStore:
     # --- reads (no lock: every file is replaced atomically) ---------------------------------------------------
 
     def active(self) -> list[Job]:
+        """Unfinished jobs. A job also found in history is finished: a change of state writes history first, so
+        a crash between the two writes leaves one truth (history's) for every reader. A job whose stored form is
+        damaged (a hand-edited file, wrong types) is left out and named in `damaged`; the rest go on."""
         data = self._read(self.active_path)
         self._check_schema(data)
-        return [Job.from_json(doc) for doc in (data.get("jobs") or {}).values()]
+        finished = self._history_ids()
+        jobs, damaged = [], []
+        for key, doc in (data.get("jobs") or {}).items():
+            if key.isdecimal() and int(key) in finished:
+                continue
+            try:
+                jobs.append(Job.from_json(doc))
+            except (KeyError, ValueError, TypeError, AttributeError, UgroError) as exc:
+                damaged.append(f"job {key}: {exc}")
+        self.damaged = damaged
+        return jobs
+
+    def _drop_finished(self, table: dict[str, Any]) -> None:
+        """Under the lock, before a write: copies left in active.json by a crash between the two writes of a
+        finish leave it (history wins, as every reader already sees it)."""
+        finished = self._history_ids()
+        for stale in [k for k in table if k.isdecimal() and int(k) in finished]:
+            table.pop(stale)
+
+    def _history_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for chunk in self._chunks():
+            ids.update(job.id for job in self._chunk_jobs(chunk))
+        return ids
 
     def all(self) -> list[Job]:
         """Every job, oldest first."""
@@ -171,7 +198,10 @@ class JobStore:
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._chunk_cache.get(chunk)
         if cached is None or cached[0] != key:
-            jobs = [Job.from_json(doc) for doc in (self._read(chunk).get("jobs") or {}).values()]
+            jobs = []
+            for doc in (self._read(chunk).get("jobs") or {}).values():
+                with contextlib.suppress(KeyError, ValueError, TypeError, AttributeError, UgroError):
+                    jobs.append(Job.from_json(doc))
             self._chunk_cache[chunk] = cached = (key, jobs)
         return cached[1]
 
@@ -193,6 +223,7 @@ class JobStore:
         with self.locked():
             data = self._read(self.active_path)
             self._check_schema(data)
+            self._drop_finished(data.setdefault("jobs", {}))
             next_id = self._next_id(data)
             known = {int(k) for k in (data.get("jobs") or {})}
             for i, spec in enumerate(specs):  # a job may run after one submitted just before it in the batch
@@ -232,6 +263,7 @@ class JobStore:
             data = self._read(self.active_path)
             self._check_schema(data)
             table = data.setdefault("jobs", {})
+            self._drop_finished(table)
             doc = table.get(str(job_id))
             chunk_path = None
             if doc is None:
@@ -258,10 +290,11 @@ class JobStore:
             data = self._read(self.active_path)
             self._check_schema(data)
             table = data.setdefault("jobs", {})
+            finished = self._history_ids()
             out = []
             for job_id, change in changes.items():
                 doc = table.get(str(job_id))
-                if doc is None:
+                if doc is None or job_id in finished:
                     continue
                 job = change(Job.from_json(doc))
                 if job.state.finished:

@@ -43,6 +43,8 @@ def names() -> list[str]:
 
 
 def path_of(name: str) -> Path:
+    if not NAME_RE.match(name):  # never a path: `../../x` must not read outside the template folders
+        raise UsageError(f"template name {name!r}: use letters, digits, . _ - (up to 63)")
     for folder in search_dirs():
         candidate = folder / f"{name}.toml"
         if candidate.is_file():

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from ugro_tui.config import Cluster
-from ugro_tui.core.jobs.model import Job, JobSpec
+from ugro_tui.core.jobs.model import Job, JobSpec, spec_type_problem
 from ugro_tui.core.jobs.placement import NodeCapacity, allowed, could_ever_fit
 
 
 def spec_problem(spec: JobSpec, cluster: Cluster) -> str | None:
     """Why `spec` cannot be queued here, in the CLI's words (flag names), or None."""
+    problem = spec_type_problem(spec)
+    if problem:
+        return problem
     if spec.kind not in ("torchrun", "command"):
         return f"--kind must be torchrun or command, got {spec.kind!r}"
     for key, lo in (("nnodes", 1), ("nproc_per_node", 1), ("gpus_per_node", 0), ("max_retries", 0)):

@@ -1,0 +1,90 @@
+"""Job files, arguments and stored jobs of the wrong types: one clear line and exit 2, and the queue goes on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ugro_tui.core.jobs.model import JobSpec
+from ugro_tui.core.jobs.store import JobStore
+
+from ..conftest import run_ugro
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "cluster.toml"
+    path.write_text('[[nodes]]\nname = "gpu-master"\nhost = "127.0.0.2"\n'
+                    '[[nodes]]\nname = "gpu1"\nhost = "127.0.0.3"\n')
+    return path
+
+
+def ugro(config: Path, *args: str):
+    done = run_ugro(args[0], "--config", str(config), *args[1:])
+    assert "Traceback" not in done.stderr and "unexpected error" not in done.stderr, done.stderr
+    return done
+
+
+@pytest.mark.parametrize(("toml", "words"), [
+    ('command = ["x.py"]\nenv = "A=1"', "env: expected a table"),
+    ('command = ["x.py"]\nmin_gpu_mem_gb = "lots"', "min_gpu_mem_gb: expected a number"),
+    ("command = [1, 2]", "command: expected text, got 1"),
+    ('command = ["x.py"]\nworkdir = 5', "workdir: expected text, got 5"),
+    ('command = ["x.py"]\nenv = {A = 1}', "env: expected NAME"),
+    ('command = ["x.py"]\npriority = "high"', "priority: expected a whole number, got 'high'"),
+    ('command = ["x.py"]\nname = "two\\nlines"', "name: at most 200 characters, no newlines"),
+    ('command = ["x.py"]\nname = ""', "name: is empty"),
+    ('command = ["x.py"]\nname = "' + "n" * 1_000_000 + '"', "name: at most 200 characters"),
+    ('command = ["x.py", "a\\u0000b"]', "command: contains a NUL byte"),
+    ('command = ["x.py"]\nnodes = "gpu1"', "nodes: expected a list"),
+], ids=["env-string", "mem-lots", "command-ints", "workdir-int", "env-int", "priority-high", "name-newline",
+        "name-empty", "name-1mb", "command-nul", "nodes-string"])  # ids: a 1 MB test id would reach the env
+def test_a_bad_job_file_is_one_line_and_nothing_is_queued(config: Path, tmp_path: Path, toml: str, words: str):
+    job = tmp_path / "job.toml"
+    job.write_text(toml + "\n")
+    done = ugro(config, "submit", "--file", str(job))
+    assert done.returncode == 2 and words in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert JobStore().active() == []
+
+
+def test_a_string_command_is_split_as_shell_words(config: Path, tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text("command = \"train.py --lr 3 --tag 'a b'\"\n")
+    assert ugro(config, "submit", "--file", str(job)).stdout == "1\n"
+    assert JobStore().get(1).spec.command == ("train.py", "--lr", "3", "--tag", "a b")
+
+
+def test_a_binary_job_file(config: Path, tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    job.write_bytes(bytes(range(256)))
+    done = ugro(config, "submit", "--file", str(job))
+    assert done.returncode == 2 and "not a text file" in done.stderr
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["show", "²"], "is not a job id"),
+    (["submit", "--template", "../../x"], "template name '../../x'"),
+    (["logs", "١"], "is not a job id"),
+])
+def test_bad_arguments(config: Path, args: list[str], words: str) -> None:
+    done = ugro(config, *args)
+    assert done.returncode == 2 and words in done.stderr
+
+
+def test_a_damaged_job_in_the_store_stops_nothing_else(config: Path) -> None:
+    """A hand-edited active.json with `priority = "high"`: that job is named, the others are read and dispatched."""
+    store = JobStore()
+    store.submit([JobSpec("good", ("x.py",)), JobSpec("bad", ("x.py",))])
+    data = json.loads(store.active_path.read_text())
+    data["jobs"]["2"]["spec"]["priority"] = "high"
+    store.active_path.write_text(json.dumps(data))
+    assert [j.id for j in store.active()] == [1] and store.damaged == [
+        "job 2: priority: expected a whole number, got 'high'"]
+    done = ugro(config, "queue")
+    assert done.returncode == 0 and "good" in done.stdout
+    assert "job 2: priority: expected a whole number, got 'high'" in done.stderr
+    assert "high" in JobStore().active_path.read_text()  # kept as it was: nothing is lost
