@@ -87,6 +87,7 @@ class Cluster:
     known_hosts: str | None = None
     ssh_config: str | None = None
     connect_timeout: float = 5.0
+    node_lost_after: float = 30.0  # seconds unreachable before a node's jobs fail their attempt
     history: int = 120
     nodes: tuple[Node, ...] = ()
     keys: tuple[tuple[str, str], ...] = ()
@@ -260,7 +261,7 @@ def _keys(c: _Checker, key: str, value: Any) -> tuple[tuple[str, str], ...]:
 NODE_KEYS = ("name", "host", "port", "user", "identity_file", "python", "workdir", "labels",
              "socket_ifname", "env", "transport", "sim")
 CLUSTER_KEYS = ("name", "poll_interval", "rendezvous_ports", "known_hosts", "ssh_config",
-                "connect_timeout", "history")
+                "connect_timeout", "history", "node_lost_after")
 
 
 def parse_node(source: str, index: int, table: Any) -> Node:
@@ -310,6 +311,7 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         ssh_config=c.get("ssh_config", _string(what="a path")),
         connect_timeout=c.get("connect_timeout", _seconds(0.0, 300.0), default=5.0),
         history=c.get("history", _integer(2, 100_000), default=120),
+        node_lost_after=c.get("node_lost_after", _seconds(0.0, 86400.0), default=30.0),
         nodes=tuple(nodes),
         keys=top.get("keys", _keys, default=()),
         source=source,

@@ -63,6 +63,7 @@ class Runtime:
                     on_error(exc)
                 else:
                     if until_idle and not left:
+                        await self.dispatcher.drain()
                         return
             await asyncio.sleep(interval)
 

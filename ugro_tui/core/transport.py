@@ -22,6 +22,7 @@ from ugro_tui.config import Cluster, Node
 
 Command = str | Sequence[str]
 RUN_SESSIONS = 7  # commands at once on one node's connection
+DEADLINE = 60.0  # seconds for a command given no timeout: every remote call ends, a frozen node included
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,13 @@ class Transport(ABC):
     async def _stream_shell(self, script: str) -> LineStream: ...
 
     async def run(self, cmd: Command, *, stdin: bytes | None = None, timeout: float | None = None) -> RunResult:
-        return await self._run_shell(to_shell(cmd), stdin, timeout)
+        """Run a command; past `timeout` (DEADLINE when None) it raises TimeoutError, whatever the node does:
+        the deadline covers connecting, opening the channel and the command itself."""
+        deadline = DEADLINE if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(self._run_shell(to_shell(cmd), stdin, None), deadline)
+        except TimeoutError:
+            raise TimeoutError(f"{self.node.name}: no answer within {deadline:g}s") from None
 
     async def stream(self, cmd: Command) -> LineStream:
         """Start a command and follow its stdout line by line; `close()` the stream to stop it."""
@@ -191,8 +198,9 @@ class LocalTransport(Transport):
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-        except TimeoutError:
-            proc.kill()
+        except (TimeoutError, asyncio.CancelledError):  # past its deadline: the command ends with the call
+            with suppress(ProcessLookupError):
+                proc.kill()
             await proc.wait()
             raise
         code = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else 128 - (proc.returncode or 0)

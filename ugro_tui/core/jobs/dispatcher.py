@@ -7,6 +7,7 @@ free GPUs and hands each placement to the launcher.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import os
@@ -92,41 +93,110 @@ class DispatcherLock:
 
 
 class Dispatcher:
+    """One round per tick. Following a job and starting one run as tasks of their own, so a node that is slow or
+    frozen delays only its own jobs; every error is caught per job, so one bad job never stops the others."""
+
     def __init__(self, cluster: Cluster, store: JobStore, state: ClusterState, launcher: Launcher, *,
-                 starve_after: float = 600.0, clock: Callable[[], float] = time.time) -> None:
+                 starve_after: float = 600.0, clock: Callable[[], float] = time.time, wait: float = 0.5) -> None:
         self.cluster = cluster
         self.store = AsyncJobStore(store)  # every store call in a thread: the event loop never waits on a flock
         self.state = state
         self.launcher = launcher
         self.starve_after = starve_after
         self.clock = clock
+        self.wait = wait  # seconds a tick waits for its follow tasks before placing (the rest finish later)
+        self.errors: dict[int, str] = {}  # job id -> the last error met while handling it
+        self._busy: dict[int, asyncio.Task[None]] = {}  # a job being followed, started, cancelled
+        self._unreachable_since: dict[str, float] = {}
 
     async def tick(self) -> list[Job]:
         """One round; returns the jobs still queued, starting or running afterwards."""
         jobs = {j.id: j for j in await self.store.active()}
-        await self._follow(jobs)
+        self._watch_nodes()
+        tasks = [self._run(job.id, self._follow_one(job)) for job in jobs.values()
+                 if job.id not in self._busy and (job.state.active or job.cancel_requested)]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.wait)
+        sweep = getattr(self.launcher, "sweep_leftovers", None)
+        if sweep is not None:
+            online = {n for n, s in self.state.nodes.items() if s.state is NodeState.ONLINE}
+            with contextlib.suppress(Exception):  # best effort; it is tried again next tick
+                await sweep(online)
+        jobs = {j.id: j for j in await self.store.active()}
         waiting = await self._settle_dependencies(jobs)
         decisions = place(waiting, capacity(self.cluster, self.state, list(jobs.values())), now=self.clock(),
                           starve_after=self.starve_after)
         await self._apply(decisions, jobs)
         return [j for j in await self.store.active() if j.state is not JobState.HELD]
 
-    async def _follow(self, jobs: dict[int, Job]) -> None:
-        for job in list(jobs.values()):
-            if job.cancel_requested and not job.state.finished:
-                if job.state.active:
-                    done = await self.launcher.cancel(job)
-                    await self.store.update(job.id, lambda _j, d=done: d)
-                else:
-                    await self.store.move(job.id, JobState.CANCELLED, reason="cancelled")
-                jobs.pop(job.id)
-            elif job.state.active:
-                now = await self.launcher.poll(job)
-                if now != job:
-                    await self.store.update(job.id, lambda _j, n=now: n)
-                    jobs[job.id] = now
-                if now.state.finished:
-                    jobs.pop(job.id)
+    def _run(self, job_id: int, work) -> asyncio.Task[None]:
+        async def guarded() -> None:
+            try:
+                await work
+                self.errors.pop(job_id, None)
+            except Exception as exc:  # this job's problem, never the dispatcher's: the others go on
+                self.errors[job_id] = f"{type(exc).__name__}: {exc}"
+            finally:
+                self._busy.pop(job_id, None)
+
+        task = asyncio.create_task(guarded(), name=f"dispatch:job-{job_id}")
+        self._busy[job_id] = task
+        return task
+
+    def _watch_nodes(self) -> None:
+        """When each node stopped answering (telemetry's view): the clock for node_lost_after."""
+        for name, status in self.state.nodes.items():
+            if status.state is NodeState.ONLINE:
+                self._unreachable_since.pop(name, None)
+            elif status.state in (NodeState.OFFLINE, NodeState.STALE) and status.received_at is not None:
+                self._unreachable_since.setdefault(name, status.received_at)
+
+    def lost_nodes(self, job: Job) -> dict[str, float]:
+        """Nodes of the job unreachable for longer than node_lost_after: name -> since when."""
+        now = self.clock()
+        unreachable = getattr(self.launcher, "unreachable", {}).get(job.id, set())
+        out = {}
+        for node, _ in job.runs:
+            since = self._unreachable_since.get(node)
+            if since is None and node in unreachable:
+                since = self._unreachable_since.setdefault(node, now)
+            if since is not None and now - since >= self.cluster.node_lost_after:
+                out[node] = since
+        return out
+
+    async def _save(self, now: Job) -> None:
+        """Store what a follow learned, keeping a cancel the user asked for in the meantime."""
+        await self.store.update(now.id, lambda cur: now if now.state.finished or now.state is JobState.QUEUED
+                                else dataclasses.replace(now, cancel_requested=cur.cancel_requested))
+
+    async def _follow_one(self, job: Job) -> None:
+        known = {n.name for n in self.cluster.nodes}
+        gone = sorted({n for n, _ in job.placement} - known)
+        if job.cancel_requested and not job.state.finished:
+            if job.state.active:
+                done = await self.launcher.cancel(job)
+                await self.store.update(job.id, lambda _j: done)
+            else:
+                await self.store.move(job.id, JobState.CANCELLED, reason="cancelled")
+        elif gone and job.state.active:
+            reason = f"node {', '.join(gone)} is no longer in {self.cluster.source}; its processes there were left"
+            reachable = dataclasses.replace(job, runs=tuple((n, r) for n, r in job.runs if n in known))
+            if reachable.runs:  # the nodes still configured stop their part
+                with contextlib.suppress(Exception):
+                    await self.launcher.cancel(reachable)
+            await self.store.move(job.id, JobState.FAILED, reason=reason)
+        elif job.state is JobState.STARTING:  # left by a dispatcher that died mid-launch
+            reconcile = getattr(self.launcher, "reconcile", None)
+            if reconcile is not None:
+                await self._save(await reconcile(job))
+        elif job.state is JobState.RUNNING:
+            now = await self.launcher.poll(job)
+            lost = self.lost_nodes(now) if not now.state.finished else {}
+            lose = getattr(self.launcher, "lose", None)
+            if lost and lose is not None:
+                now = await lose(now, lost)
+            if now != job:
+                await self._save(now)
 
     async def _settle_dependencies(self, jobs: dict[int, Job]) -> list[Job]:
         waiting = []
@@ -162,14 +232,25 @@ class Dispatcher:
             if d.placement is None:
                 reasons[d.job_id] = d.reason
                 continue
-            job = await self.store.move(d.job_id, JobState.STARTING, reason="starting", placement=d.placement)
-            try:
-                started = await self.launcher.start(job)
-            except Exception as exc:  # a failed start is the job's failure, never the dispatcher's
-                await self.store.move(job.id, JobState.FAILED, reason=f"could not start: {exc}")
+            if d.job_id in self._busy:
                 continue
-            await self.store.update(job.id, lambda _j, s=started: s)
+            job = await self.store.move(d.job_id, JobState.STARTING, reason="starting", placement=d.placement)
+            self._run(job.id, self._start(job))
         await self._set_reasons(jobs, reasons)
+
+    async def _start(self, job: Job) -> None:
+        try:
+            started = await self.launcher.start(job)
+        except Exception as exc:  # a failed start is the job's failure, never the dispatcher's
+            await self.store.move(job.id, JobState.FAILED, reason=f"could not start: {exc}")
+            return
+        await self._save(started)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait for the follows and starts in flight (a scheduler that is asked to stop, and the tests)."""
+        busy = list(self._busy.values())
+        if busy:
+            await asyncio.wait(busy, timeout=timeout)
 
     async def run(self, *, interval: float, until_idle: bool = False, ready: Callable[[], bool] = lambda: True
                   ) -> None:

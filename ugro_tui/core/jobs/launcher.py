@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
 import shlex
 import signal
+import time
+from pathlib import Path
 
+from ugro_tui import paths
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.diagnose import diagnose
 from ugro_tui.core.jobs.logs import local_copy, sync_node
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
-from ugro_tui.core.jobs.planner import plan
+from ugro_tui.core.jobs.planner import plan, run_dir
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.transport import ConnectError, Transport, path_word
@@ -30,6 +35,7 @@ class SshLauncher:
         self.cluster = cluster
         self.store = store
         self.pool = pool
+        self.unreachable: dict[int, set[str]] = {}  # per job: nodes its last poll could not reach
 
     def _t(self, node: str) -> Transport:
         return self.pool.get(node)
@@ -92,12 +98,18 @@ class SshLauncher:
         return str(found) if found else None
 
     async def poll(self, job: Job) -> Job:
-        try:
-            runs = await asyncio.gather(*(self._status(job, n, r) for n, r in job.runs))
-        except (ConnectError, OSError, TimeoutError):
-            return job  # a node we cannot reach now: ask again next tick
+        """The job as its nodes say it is now. A node that cannot be reached is left as it was and named in
+        `unreachable[job.id]`; the dispatcher decides when such a node counts as lost."""
+        answers = await asyncio.gather(*(self._status(job, n, r) for n, r in job.runs), return_exceptions=True)
+        missing = {n for (n, _), a in zip(job.runs, answers, strict=True) if isinstance(a, BaseException)}
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, (ConnectError, OSError, TimeoutError)):
+                raise answer
+        self.unreachable[job.id] = missing
+        runs = tuple((n, r if isinstance(a, BaseException) else a)
+                     for (n, r), a in zip(job.runs, answers, strict=True))
         await self.sync_logs(job)
-        job = dataclasses.replace(job, runs=tuple(zip((n for n, _ in job.runs), runs, strict=True)))
+        job = dataclasses.replace(job, runs=runs)
         codes = {n: r.exit_code for n, r in job.runs}
         bad = {n: c for n, c in codes.items() if c not in (None, 0)}
         if bad and any(c is None for c in codes.values()):
@@ -107,29 +119,112 @@ class SshLauncher:
             if not bad:
                 return transition(job, JobState.SUCCEEDED, reason="every node exited 0")
             found = await asyncio.to_thread(self._diagnose, job)
-            if job.attempt <= job.spec.max_retries:
-                resume = " from its checkpoint dir" if job.spec.checkpoint_dir else ""
-                return transition(job, JobState.QUEUED, reason=f"retrying{resume}: {_exits(bad)}", diagnosis=found)
-            return transition(job, JobState.FAILED, reason=_exits(bad), diagnosis=found)
+            return self._failed(job, _exits(bad), found)
         return job
+
+    def _failed(self, job: Job, why: str, diagnosis: str | None) -> Job:
+        """The attempt failed: queued again while retries are left, else failed."""
+        if job.attempt <= job.spec.max_retries:
+            resume = " from its checkpoint dir" if job.spec.checkpoint_dir else ""
+            return transition(job, JobState.QUEUED, reason=f"retrying{resume}: {why}", diagnosis=diagnosis)
+        return transition(job, JobState.FAILED, reason=why, diagnosis=diagnosis)
+
+    async def lose(self, job: Job, lost: dict[str, float]) -> Job:
+        """Nodes of a running job stayed unreachable too long: end the attempt now, tear down the others, and
+        remember to sweep the lost nodes when they come back."""
+        reachable = dataclasses.replace(job, runs=tuple((n, r) for n, r in job.runs if n not in lost))
+        await self._stop(reachable, signal.SIGTERM)
+        await asyncio.sleep(0)
+        await self._stop(reachable, signal.SIGKILL)
+        await asyncio.to_thread(leftovers_add, [(job.id, node) for node in lost])
+        since = ", ".join(f"node {n} lost (unreachable since {time.strftime('%H:%M:%S', time.localtime(t))})"
+                          for n, t in sorted(lost.items()))
+        return self._failed(job, since, since)
+
+    async def reconcile(self, job: Job) -> Job:
+        """A job left `starting` by a dispatcher that died while launching it: adopt it if every node runs it,
+        else sweep whatever started and fail (or retry) the attempt."""
+        placed = [self.cluster.node(n) for n, _ in job.placement]
+        words = await asyncio.gather(*(self._t(n.name).run(
+            f"rd={path_word(run_dir(n, job))}; cat \"$rd/pid\" 2>/dev/null || echo none; "
+            f"sed -n 's/.*--rdzv-endpoint \\([^ ]*\\).*/\\1/p' \"$rd/run.sh\" 2>/dev/null | head -n 1",
+            timeout=self.cluster.connect_timeout) for n in placed), return_exceptions=True)
+        runs, endpoint = [], None
+        for node, done in zip(placed, words, strict=True):
+            lines = [] if isinstance(done, BaseException) else done.stdout.split()
+            if lines and lines[0].isdecimal():
+                runs.append((node.name, NodeRun(pid=int(lines[0]), run_dir=run_dir(node, job))))
+                endpoint = endpoint or (lines[1] if len(lines) > 1 else None)
+        job = dataclasses.replace(job, runs=tuple(runs), rendezvous=endpoint)
+        if len(runs) == len(placed):
+            return transition(job, JobState.RUNNING, reason="running (taken over after the dispatcher restarted)")
+        await self._stop(dataclasses.replace(job, runs=tuple((n.name, NodeRun()) for n in placed)), signal.SIGKILL)
+        return self._failed(job, "its launch was interrupted (the dispatcher stopped while starting it)", None)
+
+    async def sweep_leftovers(self, online: set[str]) -> None:
+        """Kill what a lost or unreachable node still runs of finished attempts, once it is back."""
+        due = [(j, n) for j, n in await asyncio.to_thread(leftovers_read) if n in online and n in self.pool]
+        done = await asyncio.gather(*(self._t(n).run(sweep_command(j, n), timeout=self.cluster.connect_timeout)
+                                      for j, n in due), return_exceptions=True)
+        swept = [d for d, r in zip(due, done, strict=True) if not isinstance(r, BaseException)]
+        if swept:
+            await asyncio.to_thread(leftovers_remove, swept)
 
     async def cancel(self, job: Job) -> Job:
         await self._stop(job, signal.SIGTERM)
+        unreachable: set[str] = set()
         for _ in range(int(GRACE_SECONDS / 0.25)):
-            if not any(await asyncio.gather(*(self._t(n).alive(r.pid) for n, r in job.runs if r.pid))):
+            answers = await asyncio.gather(*(self._t(n).alive(r.pid) for n, r in job.runs if r.pid),
+                                           return_exceptions=True)
+            unreachable = {n for (n, r), a in zip([x for x in job.runs if x[1].pid], answers, strict=True)
+                           if isinstance(a, BaseException)}
+            if not any(a is True for a in answers):
                 break
             await asyncio.sleep(0.25)
         else:
             await self._stop(job, signal.SIGKILL)
         await self.sync_logs(job)
+        if unreachable:  # its processes there are swept when the node is back
+            await asyncio.to_thread(leftovers_add, [(job.id, n) for n in sorted(unreachable)])
+            return transition(job, JobState.CANCELLED, reason=f"cancelled by the user; {', '.join(sorted(unreachable))}"
+                              " unreachable: swept when back")
         return transition(job, JobState.CANCELLED, reason="cancelled by the user")
 
     async def _stop(self, job: Job, sig: signal.Signals) -> None:
-        await asyncio.gather(*(self._t(n).signal_group(r.pid, sig) for n, r in job.runs if r.pid),
-                             return_exceptions=True)
+        await asyncio.gather(*(self._t(n).signal_group(r.pid, sig) for n, r in job.runs
+                               if r.pid and n in self.pool), return_exceptions=True)
         if sig is signal.SIGKILL:  # torchrun's workers run in sessions of their own: find them by their env
-            await asyncio.gather(*(self._t(n).run(sweep_command(job.id, n)) for n, _ in job.runs),
-                                 return_exceptions=True)
+            await asyncio.gather(*(self._t(n).run(sweep_command(job.id, n), timeout=self.cluster.connect_timeout)
+                                   for n, _ in job.runs if n in self.pool), return_exceptions=True)
+
+
+def _leftovers_path() -> Path:
+    return paths.state_dir() / "leftovers.json"
+
+
+def leftovers_read() -> list[tuple[int, str]]:
+    """(job id, node) pairs whose processes must be swept when the node is reachable again."""
+    try:
+        return [(int(j), str(n)) for j, n in json.loads(_leftovers_path().read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def _leftovers_write(items: list[tuple[int, str]]) -> None:
+    path = _leftovers_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".leftovers.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(sorted(set(items))))
+    tmp.replace(path)
+
+
+def leftovers_add(items: list[tuple[int, str]]) -> None:
+    _leftovers_write(leftovers_read() + items)
+
+
+def leftovers_remove(items: list[tuple[int, str]]) -> None:
+    gone = set(items)
+    _leftovers_write([i for i in leftovers_read() if i not in gone])
 
 
 def sweep_command(job_id: int, node: str) -> str:
