@@ -1,0 +1,117 @@
+"""A loopback lab of its own for each fault test (its nodes get killed, frozen and removed)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ugro_tui.sim.loopback import LoopbackCluster, _children
+
+NODE_LOST_AFTER = 3.0
+INTERVAL = 0.5
+
+
+@pytest.fixture
+def lab3(tmp_path: Path) -> Iterator[LoopbackCluster]:
+    lab = LoopbackCluster(tmp_path / "lab3", hosts=["127.0.0.6", "127.0.0.7", "127.0.0.8"]).start()
+    yield lab
+    for i in range(len(lab.nodes)):
+        thaw(lab, i)
+    lab.stop()
+    kill_job_processes()
+
+
+def write_config(lab: LoopbackCluster, path: Path, *, drop: str | None = None) -> Path:
+    """The lab's cluster.toml with short fault timings; `drop` leaves one node out (removed from the file)."""
+    text = lab.cluster_toml(sim=[(["RTX 4070"], "nvml")] * 3, poll_interval=INTERVAL)
+    text = text.replace("connect_timeout = 5.0", f"connect_timeout = 2.0\nnode_lost_after = {NODE_LOST_AFTER}")
+    head, *blocks = text.split("[[nodes]]")
+    kept = [b for b in blocks if f'name = "{drop}"' not in b]
+    work = path.parent / "lab-work"
+    path.write_text((head + "".join("[[nodes]]" + b for b in kept)).replace(str(lab.root / "work"), str(work)))
+    return path
+
+
+def ugro(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "ugro_tui", args[0], "--config", str(config), *args[1:]],
+                          capture_output=True, text=True, timeout=timeout)
+    assert "Traceback" not in done.stderr and "unexpected error" not in done.stderr, done.stderr
+    return done
+
+
+def scheduler(config: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "ugro_tui", "scheduler", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def job(config: Path, job_id: int) -> dict:
+    return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
+
+
+def wait(predicate, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def job_processes(job_id: int | None = None, node: str | None = None) -> list[int]:
+    """This machine's processes that belong to a ugro job (on a node, if given), found by their environment."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z" or not any(e.startswith(b"UGRO_JOB_ID=") for e in env):
+            continue
+        if job_id is not None and f"UGRO_JOB_ID={job_id}".encode() not in env:
+            continue
+        if node is not None and f"UGRO_NODE={node}".encode() not in env:
+            continue
+        out.append(int(entry))
+    return out
+
+
+def kill_job_processes(job_id: int | None = None, node: str | None = None) -> None:
+    for pid in job_processes(job_id, node):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _tree(lab: LoopbackCluster, index: int) -> list[int]:
+    proc = lab.nodes[index].proc
+    if proc is None:
+        return []
+    tree, out, todo = _children(), [], [proc.pid]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(tree.get(pid, []))
+    return out
+
+
+def freeze(lab: LoopbackCluster, index: int) -> None:
+    """The node stops answering, as a hung machine does: its sshd and every session under it are stopped."""
+    for pid in _tree(lab, index):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+
+
+def thaw(lab: LoopbackCluster, index: int) -> None:
+    for pid in _tree(lab, index):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)

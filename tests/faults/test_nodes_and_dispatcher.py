@@ -1,0 +1,131 @@
+"""Real faults on a loopback lab: a node killed, frozen or removed, a dispatcher SIGKILLed; the queue goes on."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import (
+    INTERVAL,
+    NODE_LOST_AFTER,
+    freeze,
+    job,
+    job_processes,
+    kill_job_processes,
+    scheduler,
+    thaw,
+    ugro,
+    wait,
+    write_config,
+)
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
+FOREVER = "while :; do echo tick; sleep 0.2; done"
+
+
+def submit(config: Path, *args: str) -> int:
+    done = ugro(config, "submit", "--kind", "command", "--gpus-per-node", "0", *args)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1])
+
+
+def test_a_killed_node_fails_its_job_fast_and_the_rest_goes_on(lab3, tmp_path: Path) -> None:
+    config = write_config(lab3, tmp_path / "cluster.toml")
+    sched = scheduler(config)
+    try:
+        first = submit(config, "--nnodes", "2", "--nodes", "node0,node1", "--", "sh", "-c", FOREVER)
+        wait(lambda: job(config, first)["state"] == "running" and job_processes(first, "node1"), 60, "the job")
+        lab3.kill_node(1)  # the machine is gone: its sshd, and what it ran
+        kill_job_processes(first, "node1")
+        took = wait(lambda: job(config, first)["state"] == "failed", 60, "the job to fail")
+        j = job(config, first)
+        assert "node node1 lost (unreachable since" in j["reason"], j["reason"]
+        assert took <= NODE_LOST_AFTER + 4 * INTERVAL + 5, took  # telemetry notices within a few intervals
+        wait(lambda: not job_processes(first, "node0"), 10, "node0's part to be torn down")
+        later = submit(config, "--nodes", "node2", "--", "sh", "-c", "echo done")
+        wait(lambda: job(config, later)["state"] == "succeeded", 30, "a later job on a healthy node")
+    finally:
+        sched.kill()
+        sched.wait()
+
+
+def test_a_frozen_node_delays_only_its_own_jobs(lab3, tmp_path: Path) -> None:
+    config = write_config(lab3, tmp_path / "cluster.toml")
+    sched = scheduler(config)
+    try:
+        stuck = submit(config, "--nodes", "node1", "--", "sh", "-c", FOREVER)
+        wait(lambda: job(config, stuck)["state"] == "running", 60, "the job on node1")
+        freeze(lab3, 1)
+        started = time.monotonic()
+        quick = submit(config, "--nodes", "node2", "--", "sh", "-c", "sleep 1")
+        wait(lambda: job(config, quick)["state"] in ("running", "succeeded"), 30, "the job on node2 to start")
+        delay = time.monotonic() - started
+        wait(lambda: job(config, quick)["state"] == "succeeded", 30, "the job on node2 to finish")
+        assert delay <= 2 * INTERVAL + 2.5, f"a healthy node's job waited {delay:.1f}s for a frozen one"
+        thaw(lab3, 1)
+        assert ugro(config, "cancel", str(stuck)).returncode == 0
+        wait(lambda: job(config, stuck)["state"] == "cancelled", 60, "the cancel after the thaw")
+    finally:
+        thaw(lab3, 1)
+        sched.kill()
+        sched.wait()
+
+
+def test_cancel_with_a_node_down_completes_and_sweeps_it_when_back(lab3, tmp_path: Path) -> None:
+    config = write_config(lab3, tmp_path / "cluster.toml").read_text()
+    config_path = tmp_path / "cluster.toml"
+    config_path.write_text(config.replace(f"node_lost_after = {NODE_LOST_AFTER}", "node_lost_after = 300"))
+    sched = scheduler(config_path)
+    try:
+        first = submit(config_path, "--nnodes", "2", "--nodes", "node0,node1", "--", "sh", "-c", FOREVER)
+        wait(lambda: job(config_path, first)["state"] == "running" and job_processes(first, "node1"), 60, "the job")
+        lab3.kill_node(1)  # its sshd only: the job's processes there run on, out of reach
+        assert ugro(config_path, "cancel", str(first)).returncode == 0
+        wait(lambda: job(config_path, first)["state"] == "cancelled", 60, "the cancel")
+        assert "node1 unreachable" in job(config_path, first)["reason"]
+        assert not job_processes(first, "node0") and job_processes(first, "node1")
+        lab3.restart_node(1)
+        wait(lambda: not job_processes(first, "node1"), 60, "node1's leftovers to be swept once it is back")
+    finally:
+        sched.kill()
+        sched.wait()
+
+
+def test_a_node_removed_while_its_job_runs(lab3, tmp_path: Path) -> None:
+    config = write_config(lab3, tmp_path / "cluster.toml")
+    sched = scheduler(config)
+    try:
+        doomed = submit(config, "--nodes", "node1", "--", "sh", "-c", FOREVER)
+        wait(lambda: job(config, doomed)["state"] == "running", 60, "the job on node1")
+    finally:
+        sched.kill()
+        sched.wait()
+    write_config(lab3, config, drop="node1")
+    other = submit(config, "--nodes", "node0", "--", "sh", "-c", "echo fine")
+    done = ugro(config, "scheduler", "--until-idle", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert job(config, doomed)["state"] == "failed" and "no longer in" in job(config, doomed)["reason"]
+    assert job(config, other)["state"] == "succeeded"
+
+
+def test_the_dispatcher_killed_at_random_moments_loses_no_job(lab3, tmp_path: Path) -> None:
+    """SIGKILL the scheduler again and again while it launches and follows jobs; every job still ends well."""
+    config = write_config(lab3, tmp_path / "cluster.toml")
+    ids = [submit(config, "--nnodes", "2", "--max-retries", "2", "--", "sh", "-c", "sleep 0.5; echo ok")
+           for _ in range(4)]
+    rng = random.Random(7)
+    for _ in range(6):
+        sched = scheduler(config)
+        time.sleep(rng.uniform(0.3, 2.5))
+        sched.send_signal(signal.SIGKILL)
+        sched.wait()
+    done = ugro(config, "scheduler", "--until-idle", timeout=180)
+    assert done.returncode == 0, done.stderr
+    states = {i: job(config, i)["state"] for i in ids}
+    assert set(states.values()) == {"succeeded"}, {i: (job(config, i)["state"], job(config, i)["reason"])
+                                                   for i in ids}
+    assert not job_processes()
