@@ -87,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     queue = sub.add_parser("queue", parents=[common], help="list jobs")
     queue.add_argument("--json", action="store_true", help='print {"jobs": [...]}')
     queue.add_argument("--state", metavar="S[,S]", help="only jobs in these states")
+    queue.add_argument("--ack-recovery", action="store_true",
+                       help="stop saying that the job store was recovered from its previous generation")
     show = sub.add_parser("show", parents=[common], help="one job in full")
     show.add_argument("job", metavar="JOB")
     show.add_argument("--json", action="store_true")

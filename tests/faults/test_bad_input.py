@@ -88,3 +88,17 @@ def test_a_damaged_job_in_the_store_stops_nothing_else(config: Path) -> None:
     assert done.returncode == 0 and "good" in done.stdout
     assert "job 2: priority: expected a whole number, got 'high'" in done.stderr
     assert "high" in JobStore().active_path.read_text()  # kept as it was: nothing is lost
+
+
+def test_a_damaged_active_file_is_recovered_and_said_until_acknowledged(config: Path) -> None:
+    store = JobStore()
+    store.submit([JobSpec("first", ("x.py",))])
+    store.submit([JobSpec("second", ("x.py",))])
+    store.active_path.write_bytes(store.active_path.read_bytes()[:40])  # a half-written file
+    for _ in range(2):
+        done = ugro(config, "queue")
+        assert done.returncode == 0 and "first" in done.stdout
+        assert "recovered" in done.stderr and "--ack-recovery" in done.stderr
+    assert ugro(config, "queue", "--ack-recovery").returncode == 0
+    done = ugro(config, "queue")
+    assert "first" in done.stdout and done.stderr == ""

@@ -86,9 +86,10 @@ def test_ids_are_unique_across_processes(tmp_path: Path) -> None:
     assert len(JobStore(tmp_path).all()) == 100
 
 
-def test_a_corrupt_file_is_set_aside_and_the_user_told(tmp_path: Path) -> None:
+def test_a_corrupt_file_with_no_previous_generation_is_set_aside_and_the_user_told(tmp_path: Path) -> None:
     store = JobStore(tmp_path)
     store.submit([spec("keep")])
+    store.previous_path.unlink(missing_ok=True)
     (tmp_path / "active.json").write_text('{"jobs": {"1": {"id": 1, "spe')
     with pytest.raises(StoreError) as info:
         store.active()
@@ -119,3 +120,21 @@ def test_the_files_are_tinydb_databases(tmp_path: Path) -> None:
     assert {d["name"] for d in db.table("jobs").all()} == {"a", "b"}
     assert db.table("jobs").search(Query().priority == 5)[0]["id"] == 2
     assert db.table("meta").all()[0]["schema"] == 1
+
+
+def test_a_corrupt_active_file_is_recovered_from_its_previous_generation(tmp_path: Path) -> None:
+    """A half-written active.json: the queue goes on from the generation before it, and says so until told."""
+    store = JobStore(tmp_path)
+    store.submit([spec("one")])
+    store.submit([spec("two")])
+    (tmp_path / "active.json").write_text('{"jobs": {"1": {"id": 1, "spe')
+    fresh = JobStore(tmp_path)
+    assert [j.spec.name for j in fresh.active()] == ["one"]  # job 2 was the last write: it may be missing
+    assert len(list(tmp_path.glob("active.json.corrupt-*"))) == 1
+    notice = fresh.recovery_notice()
+    assert notice and "recovered" in notice and "ack-recovery" in notice
+    [job] = fresh.submit([spec("three")])
+    assert job.id == 3  # the id counter never goes back (next_id lives beside the file)
+    assert JobStore(tmp_path).recovery_notice() == notice  # said every time...
+    fresh.acknowledge_recovery()
+    assert JobStore(tmp_path).recovery_notice() is None  # ...until acknowledged

@@ -153,6 +153,8 @@ def queue(args: Namespace, cluster: Cluster) -> int:
             states = ", ".join(s.value for s in JobState)
             raise UsageError(f"ugro queue: --state {sorted(unknown)[0]!r}: one of {states}")
     store = JobStore()
+    if getattr(args, "ack_recovery", False):
+        store.acknowledge_recovery()
     if args.json:
         # Stored documents are already the JSON contract; compact, since the C encoder is much faster than indent=.
         docs = [d for d in store.all_json() if not wanted or d["state"] in wanted]
@@ -171,7 +173,11 @@ def queue(args: Namespace, cluster: Cluster) -> int:
 
 
 def _say_damaged(store: JobStore) -> None:
-    """Jobs the store could not read stay in its file, untouched; say which, on stderr, every time."""
+    """Jobs the store could not read stay in its file, untouched; say which, on stderr, every time. The same for
+    a recovery from the previous generation, until acknowledged."""
+    notice = store.recovery_notice()
+    if notice:
+        print(f"ugro: {notice}", file=sys.stderr)
     for line in store.damaged:
         print(f"ugro: {store.active_path}: {line} (left as it is; fix the file or cancel the job)", file=sys.stderr)
 

@@ -112,6 +112,7 @@ class UgroApp(App[None]):
         import asyncio
 
         self.session.jobs_snapshot = await asyncio.to_thread(self.store.all)
+        self.session.store_recovered = self.store.recovery_notice() is not None
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The app's own workers; screens route theirs to `worker_failed` (ReportsWorkerFailures)."""

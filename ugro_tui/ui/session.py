@@ -13,4 +13,5 @@ class Session:
     dispatch_note: str = ""  # who dispatches: "dispatch: here" or the lock holder
     logs_job: int | None = None  # the job the Logs view shows (`l` in the Jobs view picks it)
     doctor_report: Report | None = None  # the last doctor run
+    store_recovered: bool = False  # the job store was recovered from its previous generation, not yet acknowledged
     jobs_snapshot: list[Job] | None = None  # the store as last read in the background, so the Jobs view opens at once

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,18 +96,24 @@ class JobStore:
         self.lock_path = self.root / "jobs.lock"
         self.counter_path = self.root / "next_id"
         self._chunk_cache: dict[Path, tuple[tuple[int, int, int], list[Job]]] = {}
+        self._held = threading.local()
         self.damaged: list[str] = []  # jobs in active.json that could not be read, as of the last active()
 
     # --- files ---------------------------------------------------------------------------------------------
 
     @contextmanager
     def locked(self) -> Iterator[None]:
+        if getattr(self._held, "lock", False):  # re-entered (a recovery inside a write): this thread holds it
+            yield
+            return
         self.history_dir.mkdir(parents=True, exist_ok=True)
         with open(self.lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            self._held.lock = True
             try:
                 yield
             finally:
+                self._held.lock = False
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def tinydb(self, path: Path | None = None) -> TinyDB:
@@ -117,10 +124,72 @@ class JobStore:
         try:
             return AtomicJSONStorage(path).read() or {}
         except _Corrupt as exc:
+            if path == self.active_path:
+                recovered = self._recover(str(exc))
+                if recovered is not None:
+                    return recovered
             self._set_aside(path, str(exc))
         except OSError as exc:
             raise StoreError(f"{path}: cannot read the job store: {exc.strerror}") from None
         return {}
+
+    @property
+    def previous_path(self) -> Path:
+        return self.active_path.with_name("active.json.prev")
+
+    @property
+    def recovery_path(self) -> Path:
+        return self.root / "recovery.json"
+
+    def _write_active(self, data: dict[str, Any]) -> None:
+        """Write active.json, keeping the generation before it (a hard link: no copy) to recover from."""
+        if self.active_path.exists():
+            link = self.previous_path.with_name(f".active.json.prev.{os.getpid()}")
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+            os.link(self.active_path, link)
+            os.replace(link, self.previous_path)
+        AtomicJSONStorage(self.active_path).write(data)
+
+    def _recover(self, why: str) -> dict[str, Any] | None:
+        """active.json is damaged: set it aside and go on from the generation before it, saying so until the
+        user acknowledges it (`ugro queue --ack-recovery`). None when there is no good previous generation."""
+        try:
+            previous = AtomicJSONStorage(self.previous_path).read()
+        except (_Corrupt, OSError):
+            return None
+        if previous is None:
+            return None
+        with self.locked():
+            try:
+                AtomicJSONStorage(self.active_path).read()
+                return None  # another process recovered it meanwhile: read it again
+            except _Corrupt:
+                pass
+            except OSError:
+                return None
+            aside = self.active_path.with_name(f"active.json.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(self.active_path, aside)
+            write_atomic(self.active_path, json.dumps(previous, separators=(",", ":")).encode())
+            note = {"at": time.time(), "why": why, "aside": str(aside),
+                    "jobs": sorted(int(k) for k in (previous.get("jobs") or {}) if k.isdecimal())}
+            write_atomic(self.recovery_path, json.dumps(note).encode())
+        return previous
+
+    def recovery_notice(self) -> str | None:
+        """One line while a recovery has not been acknowledged, else None."""
+        try:
+            note = json.loads(self.recovery_path.read_text())
+        except (OSError, ValueError):
+            return None
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(note.get("at", 0)))
+        return (f"the job store was damaged ({note.get('why')}) and recovered at {when} from its previous "
+                f"generation (the damaged file is {note.get('aside')}); the last change before it may be missing. "
+                "`ugro queue --ack-recovery` hides this")
+
+    def acknowledge_recovery(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.recovery_path.unlink()
 
     def _set_aside(self, path: Path, why: str) -> None:
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -238,12 +307,15 @@ class JobStore:
                 table[str(job.id)] = job.to_json()
             data["meta"] = {"1": {"schema": SCHEMA, "next_id": next_id + len(jobs)}}
             write_atomic(self.counter_path, str(next_id + len(jobs)).encode())
-            AtomicJSONStorage(self.active_path).write(data)
+            self._write_active(data)
         return jobs
 
     def _next_id(self, data: dict[str, dict[str, Any]]) -> int:
         meta = (data.get("meta") or {}).get("1")
         highest = max((int(k) for k in (data.get("jobs") or {})), default=0)
+        # The counter's own file too: an active.json recovered from its previous generation is one write behind.
+        with contextlib.suppress(OSError, ValueError):
+            highest = max(highest, int(self.counter_path.read_text()) - 1)
         if meta is not None:  # written with every submit, so it is past every id ever handed out
             return max(int(meta.get("next_id", 1)), highest + 1)
         # A new or set-aside active.json: the counter's own file and the history keep ids from repeating.
@@ -273,13 +345,13 @@ class JobStore:
                 if chunk_path is None:
                     self._archive(job)
                     table.pop(str(job_id), None)
-                    AtomicJSONStorage(self.active_path).write(data)
+                    self._write_active(data)
                 else:
                     self._rewrite_chunk(chunk_path, job_id, job)
             else:
                 table[str(job_id)] = job.to_json()
                 data.setdefault("meta", {"1": {"schema": SCHEMA, "next_id": self._next_id(data)}})
-                AtomicJSONStorage(self.active_path).write(data)
+                self._write_active(data)
                 if chunk_path is not None:  # retried: it lives in active.json again
                     self._rewrite_chunk(chunk_path, job_id, None)
             return job
@@ -302,7 +374,7 @@ class JobStore:
                 table[str(job_id)] = job.to_json()
                 out.append(job)
             if out:
-                AtomicJSONStorage(self.active_path).write(data)
+                self._write_active(data)
             return out
 
     def _find_in_history(self, job_id: int) -> tuple[Path, dict[str, Any]]:

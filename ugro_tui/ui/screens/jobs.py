@@ -103,6 +103,7 @@ class JobsScreen(ReportsWorkerFailures, Screen[None]):
 
         jobs = await asyncio.to_thread(self.app.store.all)
         self.app.session.jobs_snapshot = jobs
+        self.app.session.store_recovered = await asyncio.to_thread(self.app.store.recovery_notice) is not None
         self.show_jobs(jobs)
 
     def show_jobs(self, jobs: list[Job]) -> None:

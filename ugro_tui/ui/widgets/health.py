@@ -17,7 +17,10 @@ class HealthBar(Static):
     def show_app(self) -> None:
         """The running app's cluster, its health now and who dispatches."""
         app = self.app
-        self.show(app.cluster.name, app.monitor_state.health(), app.session.dispatch_note)  # type: ignore[attr-defined]
+        note = app.session.dispatch_note  # type: ignore[attr-defined]
+        if app.session.store_recovered:  # type: ignore[attr-defined]
+            note = f"{note}  STORE RECOVERED (ugro queue --ack-recovery)"
+        self.show(app.cluster.name, app.monitor_state.health(), note)  # type: ignore[attr-defined]
 
     def show(self, cluster: str, health: Health, dispatcher: str = "") -> None:
         util = num(health.utilization_pct, "%")
