@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--rank", type=_count, metavar="N", help="only global rank N (without its prefix)")
     logs.add_argument("--node", metavar="NAME", help="only what ran on this node")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    logs.add_argument("--attempt", metavar="N|all", type=_attempt,
+                      help="an earlier attempt of a retried job (default: the latest), or all of them in order")
     sched = sub.add_parser("scheduler", parents=[common], help="run the dispatcher headless")
     sched.add_argument("--until-idle", action="store_true", help="exit when nothing is queued, starting or running")
 
@@ -131,6 +133,10 @@ def _number(kind: type, least: float, what: str):
 
 
 _count = _number(int, 0, "a whole number")
+
+
+def _attempt(text: str) -> int | str:
+    return text if text == "all" else _count(text)
 _positive_int = _number(int, 1, "a whole number")
 _gigabytes = _number(float, 0, "a number of GB")
 

@@ -129,3 +129,22 @@ def test_the_dispatcher_killed_at_random_moments_loses_no_job(lab3, tmp_path: Pa
     assert set(states.values()) == {"succeeded"}, {i: (job(config, i)["state"], job(config, i)["reason"])
                                                    for i in ids}
     assert not job_processes()
+
+
+def test_each_attempt_keeps_its_own_logs(lab3, tmp_path: Path) -> None:
+    config = write_config(lab3, tmp_path / "cluster.toml")
+    marker = tmp_path / "tried"
+    script = f"if [ -e {marker} ]; then echo second try; else touch {marker}; echo first try; exit 3; fi"
+    first = submit(config, "--nodes", "node0", "--max-retries", "1", "--", "sh", "-c", script)
+    done = ugro(config, "scheduler", "--until-idle", timeout=120)
+    assert done.returncode == 0, done.stderr
+    j = job(config, first)
+    assert j["state"] == "succeeded" and j["attempt"] == 2 and j["diagnosis"] is None
+    assert "second try" in ugro(config, "logs", str(first)).stdout
+    earlier = ugro(config, "logs", str(first), "--attempt", "1").stdout
+    assert "first try" in earlier and "second try" not in earlier
+    every = ugro(config, "logs", str(first), "--attempt", "all").stdout
+    assert every.index("=== job 1 attempt 1 ===") < every.index("first try") < every.index(
+        "=== job 1 attempt 2 ===") < every.index("second try")
+    bad = ugro(config, "logs", str(first), "--attempt", "3")
+    assert bad.returncode == 2 and "attempts 1-2" in bad.stderr

@@ -118,6 +118,15 @@ def test_child_failed_root_cause() -> None:
     assert found is not None and found.cause == "rank 1 failed with exit code -9 (SIGKILL)"
 
 
+def test_the_earliest_root_cause_wins_over_knock_on_failures() -> None:
+    """Node order is not time order: rank 2's exit 1 (a knock-on) comes first in the text, rank 1's SIGKILL first
+    in time."""
+    knock_on = CHILD_FAILED.replace("01:02:03", "01:02:04").replace("rank      : 1", "rank      : 2").replace(
+        "exitcode  : -9", "exitcode  : 1").replace("Signal 9 (SIGKILL) received by PID 4242", "<N/A>")
+    assert root_cause(knock_on + CHILD_FAILED) == "rank 1 failed with exit code -9 (SIGKILL)"
+    assert root_cause(CHILD_FAILED + knock_on) == "rank 1 failed with exit code -9 (SIGKILL)"
+
+
 def test_each_known_failure_is_named() -> None:
     cases = {
         "[E ProcessGroupNCCL.cpp:475] [Rank 1] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=9, "

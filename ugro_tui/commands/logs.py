@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from argparse import Namespace
 
 from ugro_tui.commands.jobs import parse_ids
 from ugro_tui.config import Cluster
-from ugro_tui.core.jobs.logs import CopyReader, LineCarry, Source, classify_console_line, sync_node
+from ugro_tui.core.jobs.logs import CopyReader, LineCarry, Source, classify_console_line, local_dir, sync_node
+from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
 from ugro_tui.errors import UgroError, UsageError
@@ -34,6 +36,9 @@ async def _run(args: Namespace, cluster: Cluster) -> int:
     store = JobStore()
     [job_id] = parse_ids([args.job])
     job = await asyncio.to_thread(store.get, job_id)
+    wanted = getattr(args, "attempt", None)
+    if (wanted is not None and wanted != job.attempt) or (not job.runs and job.attempt > 0):
+        return _print_attempts(job, args, wanted)
     if not job.runs:
         raise UgroError(f"job {job_id} is {job.state}: it has not run yet, so it has no logs")
     nodes = [n for n, _ in job.runs]
@@ -77,6 +82,35 @@ async def _run(args: Namespace, cluster: Cluster) -> int:
             out.write(text if args.rank is not None else text + b"\n")
     out.flush()
     return 0
+
+def _print_attempts(job: Job, args: Namespace, wanted: int | str | None) -> int:
+    """Earlier attempts from their local copies (`--attempt N`, or `all` with a line between attempts)."""
+    last = job.attempt
+    attempts = list(range(1, last + 1)) if wanted == "all" else [last if wanted is None else int(wanted)]
+    if any(a < 1 or a > last for a in attempts):
+        raise UsageError(f"ugro logs: job {job.id} has attempts 1-{last}" if last else
+                         f"ugro logs: job {job.id} has not run yet, so it has no logs")
+    out = sys.stdout.buffer
+    for attempt in attempts:
+        at = dataclasses.replace(job, attempt=attempt)
+        if wanted == "all":
+            out.write(f"=== job {job.id} attempt {attempt} ===\n".encode())
+        lines, reader = LineCarry(), CopyReader(at)
+        for node in sorted(p.stem for p in local_dir(at).glob("*.log")):
+            if args.node is not None and node != args.node:
+                continue
+            for source, chunk in reader.read_new(node):
+                for line in lines.feed(source, chunk):
+                    text = _render(source, line, args)
+                    if text is not None:
+                        out.write(text)
+        for source, rest in lines.drain():
+            text = _render(source, rest, args)
+            if text is not None:
+                out.write(text if args.rank is not None else text + b"\n")
+    out.flush()
+    return 0
+
 
 def run(args: Namespace, cluster: Cluster) -> int:
     try:

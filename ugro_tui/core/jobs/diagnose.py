@@ -42,11 +42,15 @@ _FIELD = re.compile(r"^\s*\[?\d*\]?:?\s*(?P<key>rank|exitcode|host|time|error_fi
 
 
 def root_cause(text: str) -> str | None:
-    """torchrun's ChildFailedError block as one line: rank, exit code, signal."""
-    m = _ROOT_CAUSE.search(text)
-    if not m:
+    """torchrun's ChildFailedError block as one line: rank, exit code, signal. Each node's torchrun prints one;
+    the earliest by its time field is the real first failure (the others are often its knock-on effects)."""
+    blocks = []
+    for order, m in enumerate(_ROOT_CAUSE.finditer(text)):
+        fields = {f["key"]: f["value"].strip() for f in _FIELD.finditer(m["block"])}
+        blocks.append((fields.get("time") or "~", order, fields))  # "~" sorts after any time: unknown last
+    if not blocks:
         return None
-    fields = {f["key"]: f["value"].strip() for f in _FIELD.finditer(m["block"])}
+    fields = min(blocks)[2]
     rank = fields.get("rank", "?").split(" ")[0]
     code = fields.get("exitcode", "?").split(" ")[0]
     signal = re.search(r"Signal (\d+) \((SIG\w+)\)", fields.get("traceback", ""))

@@ -206,6 +206,8 @@ def transition(job: Job, to: JobState, *, reason: str = "", now: float | None = 
         changes.setdefault("attempt", job.attempt + 1)
     if to.finished:
         changes.setdefault("finished_at", now)
+    if to is JobState.SUCCEEDED:  # an earlier attempt's diagnosis belongs to that attempt, not to a success
+        changes.setdefault("diagnosis", None)
     if to is JobState.QUEUED:  # a fresh start: forget where it ran
         changes.setdefault("placement", ())
         changes.setdefault("runs", ())
