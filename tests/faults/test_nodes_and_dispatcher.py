@@ -148,3 +148,21 @@ def test_each_attempt_keeps_its_own_logs(lab3, tmp_path: Path) -> None:
         "=== job 1 attempt 2 ===") < every.index("second try")
     bad = ugro(config, "logs", str(first), "--attempt", "3")
     assert bad.returncode == 2 and "attempts 1-2" in bad.stderr
+
+
+def test_a_running_scheduler_follows_a_node_removed_from_the_file(lab3, tmp_path: Path) -> None:
+    config = write_config(lab3, tmp_path / "cluster.toml")
+    sched = scheduler(config)
+    try:
+        doomed = submit(config, "--nodes", "node1", "--", "sh", "-c", FOREVER)
+        wait(lambda: job(config, doomed)["state"] == "running", 60, "the job on node1")
+        removed = ugro(config, "nodes", "remove", "node1")
+        assert removed.returncode == 0 and f"job {doomed}" in removed.stderr  # warned: a job runs there
+        wait(lambda: job(config, doomed)["state"] == "failed", 60, "the job on the removed node to fail")
+        assert "no longer in" in job(config, doomed)["reason"]
+        later = submit(config, "--nnodes", "2", "--", "sh", "-c", "echo placed")
+        wait(lambda: job(config, later)["state"] == "succeeded", 60, "a job placed on the nodes left")
+        assert sorted(job(config, later)["placement"]) == ["node0", "node2"]
+    finally:
+        sched.kill()
+        sched.wait()

@@ -39,8 +39,14 @@ def edit(args: Namespace, path: Path, cluster: Cluster) -> int:
     from ugro_tui import config_edit
 
     if args.nodes_verb == "remove":
+        from ugro_tui.core.jobs.store import JobStore
+
         config_edit.remove_node(path, args.name)
         print(f"removed {args.name} from {path}")
+        for job in JobStore().active():
+            if job.state.active and any(n == args.name for n, _ in job.placement):
+                print(f"ugro: warning: job {job.id} ({job.spec.name}) runs on {args.name}; the dispatcher fails it "
+                      "when it reads the new node list (cancel it first to stop its processes there)", file=sys.stderr)
         return 0
     values = {"name": args.name, "host": args.host, "port": args.port, "user": args.user,
               "identity_file": args.identity_file, "python": args.python, "workdir": args.workdir,

@@ -3,28 +3,58 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from argparse import Namespace
+from pathlib import Path
 
-from ugro_tui.config import Cluster
+from ugro_tui.config import Cluster, load_cluster
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.runtime import Runtime
 from ugro_tui.core.telemetry.monitor import Monitor
-from ugro_tui.errors import UgroError
+from ugro_tui.errors import ConfigError, UgroError
 
 
-async def _run(cluster: Cluster, until_idle: bool) -> int:
-    async with Pool(cluster) as pool, Monitor(cluster, pool=pool) as monitor:
-        runtime = Runtime(cluster, JobStore(), monitor.state, pool, "scheduler")
-        if not runtime.acquire():
-            raise UgroError(f"another dispatcher runs already ({runtime.lock.holder() or 'unknown'}); only one may")
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    try:
+        st = path.stat() if path else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if st else None
+
+
+async def _run(cluster: Cluster, until_idle: bool, path: Path | None) -> int:
+    """Dispatch until idle (or for ever). When cluster.toml changes, the node list is read again and telemetry,
+    connections and dispatching go on with it (a bad edit is reported and the old list kept)."""
+    lock = None
+    while True:
+        seen = _stamp(path)
+        async with Pool(cluster) as pool, Monitor(cluster, pool=pool) as monitor:
+            runtime = Runtime(cluster, JobStore(), monitor.state, pool, "scheduler")
+            if lock is not None:
+                runtime.lock, runtime.mine = lock, True
+            elif not runtime.acquire():
+                raise UgroError(f"another dispatcher runs already ({runtime.lock.holder() or 'unknown'}); only one may")
+            lock = runtime.lock
+            try:
+                await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
+                await runtime.run(cluster.poll_interval, until_idle=until_idle,
+                                  stop=lambda seen=seen: _stamp(path) != seen)
+            except BaseException:
+                runtime.release()
+                raise
+        if _stamp(path) == seen:  # idle: done
+            lock.release()
+            return 0
         try:
-            await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
-            await runtime.run(cluster.poll_interval, until_idle=until_idle)
-        finally:
-            runtime.release()
-    return 0
+            cluster = load_cluster(path)
+        except ConfigError as exc:
+            print(f"ugro scheduler: {exc}; keeping the node list it had", file=sys.stderr)
+        else:
+            print(f"ugro scheduler: {path} changed; nodes now {', '.join(n.name for n in cluster.nodes)}",
+                  file=sys.stderr)
 
 
 def run(args: Namespace, cluster: Cluster) -> int:
-    return asyncio.run(_run(cluster, args.until_idle))
+    path = Path(cluster.source) if cluster.source and Path(cluster.source).is_file() else None
+    return asyncio.run(_run(cluster, args.until_idle, path))

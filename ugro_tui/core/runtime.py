@@ -47,10 +47,10 @@ class Runtime:
 
     async def run(self, interval: float, *, until_idle: bool = False,
                   on_error: Callable[[Exception], None] | None = None,
-                  on_note: Callable[[str], None] | None = None) -> None:
+                  on_note: Callable[[str], None] | None = None, stop: Callable[[], bool] | None = None) -> None:
         """Dispatch each interval while we hold the lock (trying to take it each round); a failed round is
         reported to `on_error` and the next one goes on."""
-        while True:
+        while stop is None or not stop():
             self.acquire()
             if on_note is not None:
                 on_note(self.note)
@@ -66,6 +66,7 @@ class Runtime:
                         await self.dispatcher.drain()
                         return
             await asyncio.sleep(interval)
+        await self.dispatcher.drain()
 
     def release(self) -> None:
         self.lock.release()
