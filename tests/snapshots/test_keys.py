@@ -163,3 +163,36 @@ async def test_logs_view_keys(tmp_path) -> None:
         assert "step 3 " in first.lines[int(first.scroll_y)] and not first.auto_scroll  # paused on the match
         await pilot.press("escape", "1")
         assert app.current_mode == "nodes"
+
+
+async def test_a_in_the_logs_view_switches_attempts(tmp_path) -> None:
+    import dataclasses
+
+    from ugro_tui.core.jobs.logs import local_copy
+    from ugro_tui.core.jobs.model import JobSpec, JobState, NodeRun
+    from ugro_tui.core.jobs.store import JobStore
+    from ugro_tui.ui.screens.logs import LogsScreen
+
+    store = JobStore(tmp_path / "jobs")
+    [job] = store.submit([JobSpec("flaky", ("sh", "-c", "x"), kind="command", max_retries=1)], now=NOW - 60)
+    for attempt, end in ((1, JobState.QUEUED), (2, JobState.SUCCEEDED)):
+        job = store.move(job.id, JobState.STARTING, placement=(("gpu1", (0,)),), started_at=NOW - 50)
+        job = store.update(job.id, lambda j: dataclasses.replace(j, runs=(("gpu1", NodeRun(1, "/nonexistent")),)))
+        job = store.move(job.id, JobState.RUNNING)
+        path = local_copy(job, "gpu1")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"attempt {attempt} says hi\n")
+        job = store.move(job.id, end, reason="x", finished_at=NOW - 10)
+    app = make_app(LAB, monitor=False, clock=lambda: NOW, state=with_state("online"), store=store)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2", "l")
+        await wait_for(pilot, lambda: logs_shown(app), what="the latest attempt")
+        screen = app.screen
+        assert isinstance(screen, LogsScreen) and screen.demux.nodes["gpu1"].lines[-1] == "attempt 2 says hi"
+        await pilot.press("a")
+        await wait_for(pilot, lambda: logs_shown(app) and screen.demux.nodes.get("gpu1") is not None, what="a1")
+        assert list(screen.demux.nodes["gpu1"].lines) == ["attempt 1 says hi"]
+        assert "attempt 1/2" in str(screen.query_one("#job-header").render())
+        await pilot.press("a")
+        await wait_for(pilot, lambda: logs_shown(app) and screen.demux.nodes.get("gpu1") is not None, what="a2")
+        assert list(screen.demux.nodes["gpu1"].lines) == ["attempt 2 says hi"]

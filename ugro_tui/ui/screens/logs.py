@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import time
 
@@ -17,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Log, Sparkline, Static
 
 from ugro_tui.core.jobs.describe import age, placement_text
-from ugro_tui.core.jobs.logs import CopyReader, RankDemux, Source, sync_node
+from ugro_tui.core.jobs.logs import CopyReader, RankDemux, Source, local_dir, sync_node
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.workers import ReportsWorkerFailures
@@ -72,6 +73,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         Binding("right_square_bracket", "page(1)", "Next panes", id="logs.next"),
         Binding("left_square_bracket", "page(-1)", "Prev panes", id="logs.prev"),
         Binding("w", "wrap", "Wrap", id="logs.wrap"),
+        Binding("a", "attempt", "Attempt", id="logs.attempt", show=False),  # in ? help; the footer is full
         Binding("slash", "search", "Search", id="logs.search"),
         Binding("escape", "close_search", "Back", id="logs.back", show=False),
         Binding("tab", "focus_next", "Next pane", show=False),
@@ -85,6 +87,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         self.wrap = False
         self._pending: dict[str, list[str]] = {}
         self._opened: int | None = None
+        self.attempt: int | None = None  # an earlier attempt shown instead of the latest
         self._losses_shown = 0
 
     def compose(self) -> ComposeResult:
@@ -110,8 +113,12 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         if self.app.session.logs_job != self._opened:
             self._open(self.app.session.logs_job)
 
-    def _open(self, job_id: int | None) -> None:
+    def _open(self, job_id: int | None, attempt: int | None = None) -> None:
+        """Show a job's logs: its latest attempt, followed live, or an earlier one from its copies."""
+        if job_id != self._opened:
+            attempt = None
         self._opened = job_id
+        self.attempt = attempt
         self.workers.cancel_group(self, "logs")
         self.job = None
         self.demux = RankDemux(max_lines=MAX_LINES)
@@ -178,6 +185,16 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         store = self.app.store
         job = await asyncio.to_thread(store.get, job_id)
         self.job = job
+        if self.attempt is not None and self.attempt != job.attempt:  # an earlier attempt: its copies, once
+            earlier = dataclasses.replace(job, attempt=self.attempt)
+            reader = CopyReader(earlier)
+            nodes = await asyncio.to_thread(lambda: sorted(p.stem for p in local_dir(earlier).glob("*.log")))
+            for node in nodes:
+                for source, chunk in await asyncio.to_thread(reader.read_new, node):
+                    self._take(source, chunk)
+            self._take_rest()
+            self._header(job)
+            return
         reader = CopyReader(job)
         known = {n.name for n in self.app.cluster.nodes}
         while True:
@@ -190,16 +207,30 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
                     self._take(source, chunk)
             self._header(job)
             if job.state.finished:
-                shown = {p.key for p in self.query(Pane)}
-                for key, line in self.demux.flush():  # a log that ended mid-line
-                    if key in shown:
-                        self._pending.setdefault(key, []).append(line)
+                self._take_rest()
                 return
             await asyncio.sleep(0.5)
             job = await asyncio.to_thread(store.get, job_id)
             if job.attempt != reader.job.attempt:
                 reader = CopyReader(job)  # a retry writes new copies
             self.job = job
+
+    def _take_rest(self) -> None:
+        shown = {p.key for p in self.query(Pane)}
+        for key, line in self.demux.flush():  # a log that ended mid-line
+            if key in shown:
+                self._pending.setdefault(key, []).append(line)
+
+    def action_attempt(self) -> None:
+        """The next attempt of a retried job (1, 2, ... then the latest again, followed live)."""
+        job = self.job
+        if job is None or job.attempt < 2:
+            self.notify("this job has one attempt", timeout=2)
+            return
+        current = self.attempt or job.attempt
+        nxt = current % job.attempt + 1
+        self._open(job.id, None if nxt == job.attempt else nxt)
+        self.notify(f"attempt {nxt} of {job.attempt}", timeout=2)
 
     def _take(self, source: Source, data: bytes) -> None:
         known = len(self._keys())
@@ -228,8 +259,9 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         elapsed = age((job.finished_at or now) - job.started_at) if job.started_at else "–"
         last = self.demux.losses[-1] if self.demux.losses else None
         loss = f" · step {last[0]} loss {last[1]:.4g}" if last else ""
+        attempt = f" · attempt {self.attempt or job.attempt}/{job.attempt}" if job.attempt > 1 else ""
         self.query_one("#job-header", Static).update(Text(
-            f"job {job.id} {job.spec.name} [{job.state}] · {elapsed} · {placement_text(job)}{loss}",
+            f"job {job.id} {job.spec.name} [{job.state}]{attempt} · {elapsed} · {placement_text(job)}{loss}",
             no_wrap=True, overflow="ellipsis"))
 
     def action_page(self, step: int) -> None:
