@@ -51,11 +51,11 @@ def state(config: Path, job_id: int) -> dict:
     return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
 
 
-def until(predicate, timeout: float) -> float:
+def until(predicate, timeout: float, what: str = "a condition") -> float:
     started = time.monotonic()
     while not predicate():
         if time.monotonic() - started > timeout:
-            raise SystemExit("bench: timed out")
+            raise SystemExit(f"bench: timed out waiting for {what}")
         time.sleep(0.05)
     return time.monotonic() - started
 
@@ -134,12 +134,12 @@ def loss_rounds(lab: LoopbackCluster, root: Path, rounds: int) -> list[float]:
         try:
             job = submit(config, "--nnodes", "2", "--nodes", "node0,node1", "--", "sh", "-c", FOREVER)
             until(lambda job=job, config=config: state(config, job)["state"] == "running"
-                  and job_processes(job, "node1"), 60)
+                  and job_processes(job, "node1"), 60, "the 2-node job")
             lab.kill_node(1)
             for pid in job_processes(job, "node1"):
                 os.kill(pid, signal.SIGKILL)
             times.append(until(lambda job=job, config=config: state(config, job)["state"] == "failed"
-                               and not job_processes(job, "node0"), 60))
+                               and not job_processes(job, "node0"), 60, "the lost node's job to fail"))
         finally:
             sched.kill()
             sched.wait()
@@ -157,16 +157,17 @@ def freeze_rounds(lab: LoopbackCluster, root: Path, rounds: int) -> list[float]:
         sched = scheduler(config)
         try:
             stuck = submit(config, "--nodes", "node1", "--", "sh", "-c", FOREVER)
-            until(lambda stuck=stuck, config=config: state(config, stuck)["state"] == "running", 60)
+            until(lambda stuck=stuck, config=config: state(config, stuck)["state"] == "running", 60, "the job on node1")
             signal_tree(lab, 1, signal.SIGSTOP)
             started = time.monotonic()
             quick = submit(config, "--nodes", "node2", "--", "sh", "-c", "sleep 1")
-            until(lambda quick=quick, config=config: state(config, quick)["state"] in ("running", "succeeded"), 60)
+            until(lambda quick=quick, config=config: state(config, quick)["state"] in ("running", "succeeded"), 60, "the job on node2")
             delays.append(time.monotonic() - started)
         finally:
             signal_tree(lab, 1, signal.SIGCONT)
             ugro(config, "cancel", "1")
-            until(lambda config=config: state(config, 1)["state"] == "cancelled", 60)
+            until(lambda config=config: state(config, 1)["state"] == "cancelled", 60,
+                  "the cancel after the thaw")
             sched.kill()
             sched.wait()
     return delays
@@ -183,7 +184,9 @@ def main() -> None:
         lab = LoopbackCluster(root / "lab", hosts=["127.0.4.1", "127.0.4.2", "127.0.4.3"]).start()
         try:
             survived, jobs, lost, leftover = kill_rounds(lab, root, args.rounds)
+            print(f"kill rounds done: {lost} lost, {leftover} leftover", file=sys.stderr, flush=True)
             losses = loss_rounds(lab, root, args.loss_rounds)
+            print(f"loss rounds done: {losses}", file=sys.stderr, flush=True)
             delays = freeze_rounds(lab, root, args.loss_rounds)
         finally:
             lab.stop()
