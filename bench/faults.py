@@ -161,7 +161,8 @@ def freeze_rounds(lab: LoopbackCluster, root: Path, rounds: int) -> list[float]:
             signal_tree(lab, 1, signal.SIGSTOP)
             started = time.monotonic()
             quick = submit(config, "--nodes", "node2", "--", "sh", "-c", "sleep 1")
-            until(lambda quick=quick, config=config: state(config, quick)["state"] in ("running", "succeeded"), 60, "the job on node2")
+            until(lambda quick=quick, config=config: state(config, quick)["state"] in ("running", "succeeded"), 60,
+                  "the job on node2")
             delays.append(time.monotonic() - started)
         finally:
             signal_tree(lab, 1, signal.SIGCONT)
