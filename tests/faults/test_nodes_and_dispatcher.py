@@ -166,3 +166,40 @@ def test_a_running_scheduler_follows_a_node_removed_from_the_file(lab3, tmp_path
     finally:
         sched.kill()
         sched.wait()
+
+
+def test_after_a_store_recovery_a_started_job_is_found_not_started_twice(lab3, tmp_path: Path) -> None:
+    """active.json is damaged after a job started; the previous generation says it is queued. The dispatcher finds
+    it running on its node and adopts it instead of starting a second copy."""
+    from ugro_tui.core.jobs.store import JobStore
+
+    config = write_config(lab3, tmp_path / "cluster.toml")
+    first = submit(config, "--nodes", "node0", "--", "sh", "-c", FOREVER)
+    store = JobStore()
+    queued_generation = store.active_path.read_bytes()
+    sched = scheduler(config)
+    try:
+        wait(lambda: job(config, first)["state"] == "running" and job_processes(first, "node0"), 60, "the job")
+    finally:
+        sched.kill()
+        sched.wait()
+    def loops() -> list[int]:  # the job's own shell loop (its `sleep`s come and go)
+        return sorted(p for p in job_processes(first, "node0")
+                      if b"while" in Path(f"/proc/{p}/cmdline").read_bytes())
+
+    before = loops()
+    assert len(before) == 1
+    store.previous_path.write_bytes(queued_generation)
+    store.active_path.write_bytes(store.active_path.read_bytes()[:30])  # damaged
+    assert job(config, first)["state"] == "queued"  # recovered from the generation before the start
+    sched = scheduler(config)
+    try:
+        wait(lambda: job(config, first)["state"] == "running", 60, "the job to be found running")
+        assert "found on its nodes" in job(config, first)["reason"]
+        time.sleep(2 * INTERVAL)
+        assert loops() == before  # the same process: nothing started twice
+        assert ugro(config, "cancel", str(first)).returncode == 0
+        wait(lambda: job(config, first)["state"] == "cancelled" and not job_processes(first), 60, "the cancel")
+    finally:
+        sched.kill()
+        sched.wait()

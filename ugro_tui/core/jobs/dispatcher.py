@@ -108,6 +108,7 @@ class Dispatcher:
         self.errors: dict[int, str] = {}  # job id -> the last error met while handling it
         self._busy: dict[int, asyncio.Task[None]] = {}  # a job being followed, started, cancelled
         self._unreachable_since: dict[str, float] = {}
+        self._recovered = store.recovered_ids()  # jobs whose last change a store recovery may have lost
 
     async def tick(self) -> list[Job]:
         """One round; returns the jobs still queued, starting or running afterwards."""
@@ -239,6 +240,15 @@ class Dispatcher:
         await self._set_reasons(jobs, reasons)
 
     async def _start(self, job: Job) -> None:
+        if job.id in self._recovered:  # its start may be the write a recovery lost: look on the nodes first
+            self._recovered.discard(job.id)
+            found = getattr(self.launcher, "started_before", None)
+            queued = dataclasses.replace(job, state=JobState.QUEUED, attempt=job.attempt - 1, placement=())
+            adopted = await found(queued) if found is not None else None
+            if adopted is not None:
+                await self.store.update(job.id, lambda _j: dataclasses.replace(adopted, placement=tuple(
+                    (n, g) for n, g in job.placement if n in {x for x, _ in adopted.runs}) or adopted.placement))
+                return
         try:
             started = await self.launcher.start(job)
         except Exception as exc:  # a failed start is the job's failure, never the dispatcher's

@@ -161,6 +161,24 @@ class SshLauncher:
         await self._stop(dataclasses.replace(job, runs=tuple((n.name, NodeRun()) for n in placed)), signal.SIGKILL)
         return self._failed(job, "its launch was interrupted (the dispatcher stopped while starting it)", None)
 
+    async def started_before(self, job: Job) -> Job | None:
+        """A queued job whose next attempt already runs somewhere: the store lost the write that started it (a
+        recovery from the previous generation). Returns it adopted, running on the nodes that run it, or None."""
+        attempt = dataclasses.replace(job, attempt=job.attempt + 1)
+        nodes = [n for n in self.cluster.nodes if n.name in self.pool]
+        answers = await asyncio.gather(*(self._t(n.name).run(
+            f"rd={path_word(run_dir(n, attempt))}; p=$(cat \"$rd/pid\" 2>/dev/null) && kill -0 \"$p\" 2>/dev/null "
+            "&& echo \"$p\" || true", timeout=self.cluster.connect_timeout) for n in nodes), return_exceptions=True)
+        runs = tuple((n.name, NodeRun(pid=int(a.stdout.strip()), run_dir=run_dir(n, attempt)))
+                     for n, a in zip(nodes, answers, strict=True)
+                     if not isinstance(a, BaseException) and a.stdout.strip().isdecimal())
+        if not runs:
+            return None
+        placement = tuple((name, ()) for name, _ in runs)
+        started = transition(job, JobState.STARTING, placement=placement)
+        return transition(dataclasses.replace(started, runs=runs), JobState.RUNNING,
+                          reason="running (found on its nodes after the job store was recovered)")
+
     async def sweep_leftovers(self, online: set[str]) -> None:
         """Kill what a lost or unreachable node still runs of finished attempts, once it is back."""
         due = [(j, n) for j, n in await asyncio.to_thread(leftovers_read) if n in online and n in self.pool]

@@ -187,6 +187,13 @@ class JobStore:
                 f"generation (the damaged file is {note.get('aside')}); the last change before it may be missing. "
                 "`ugro queue --ack-recovery` hides this")
 
+    def recovered_ids(self) -> set[int]:
+        """Jobs of the generation a recovery went on from: their last change may be lost (a start, say)."""
+        try:
+            return {int(i) for i in json.loads(self.recovery_path.read_text()).get("jobs", [])}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return set()
+
     def acknowledge_recovery(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.recovery_path.unlink()
