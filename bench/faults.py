@@ -18,7 +18,6 @@ import sys
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 import argparse
-import contextlib
 import json
 import random
 import signal
@@ -28,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ugro_tui.sim.loopback import LoopbackCluster, _children
+from ugro_tui.sim.loopback import LoopbackCluster, job_processes
 
 INTERVAL = 0.5
 LOST_AFTER = 3.0
@@ -58,37 +57,6 @@ def until(predicate, timeout: float, what: str = "a condition") -> float:
             raise SystemExit(f"bench: timed out waiting for {what}")
         time.sleep(0.05)
     return time.monotonic() - started
-
-
-def job_processes(job_id: int | None = None, node: str | None = None) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-            if Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-        except OSError:
-            continue
-        if not any(e.startswith(b"UGRO_JOB_ID=") for e in env):
-            continue
-        if job_id is not None and f"UGRO_JOB_ID={job_id}".encode() not in env:
-            continue
-        if node is not None and f"UGRO_NODE={node}".encode() not in env:
-            continue
-        out.append(int(entry))
-    return out
-
-
-def signal_tree(lab: LoopbackCluster, index: int, sig: int) -> None:
-    proc = lab.nodes[index].proc
-    tree, todo = _children(), [proc.pid] if proc else []
-    while todo:
-        pid = todo.pop()
-        todo.extend(tree.get(pid, []))
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
 
 
 def config_for(lab: LoopbackCluster, root: Path) -> Path:
@@ -158,14 +126,14 @@ def freeze_rounds(lab: LoopbackCluster, root: Path, rounds: int) -> list[float]:
         try:
             stuck = submit(config, "--nodes", "node1", "--", "sh", "-c", FOREVER)
             until(lambda stuck=stuck, config=config: state(config, stuck)["state"] == "running", 60, "the job on node1")
-            signal_tree(lab, 1, signal.SIGSTOP)
+            lab.freeze_node(1)
             started = time.monotonic()
             quick = submit(config, "--nodes", "node2", "--", "sh", "-c", "sleep 1")
             until(lambda quick=quick, config=config: state(config, quick)["state"] in ("running", "succeeded"), 60,
                   "the job on node2")
             delays.append(time.monotonic() - started)
         finally:
-            signal_tree(lab, 1, signal.SIGCONT)
+            lab.thaw_node(1)
             ugro(config, "cancel", "1")
             until(lambda config=config: state(config, 1)["state"] == "cancelled", 60,
                   "the cancel after the thaw")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ugro_tui.sim.loopback import LoopbackCluster, _children
+from ugro_tui.sim.loopback import LoopbackCluster, job_processes
 
 NODE_LOST_AFTER = 3.0
 INTERVAL = 0.5
@@ -65,53 +65,15 @@ def wait(predicate, timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def job_processes(job_id: int | None = None, node: str | None = None) -> list[int]:
-    """This machine's processes that belong to a ugro job (on a node, if given), found by their environment."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state == "Z" or not any(e.startswith(b"UGRO_JOB_ID=") for e in env):
-            continue
-        if job_id is not None and f"UGRO_JOB_ID={job_id}".encode() not in env:
-            continue
-        if node is not None and f"UGRO_NODE={node}".encode() not in env:
-            continue
-        out.append(int(entry))
-    return out
-
-
 def kill_job_processes(job_id: int | None = None, node: str | None = None) -> None:
     for pid in job_processes(job_id, node):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
 
-def _tree(lab: LoopbackCluster, index: int) -> list[int]:
-    proc = lab.nodes[index].proc
-    if proc is None:
-        return []
-    tree, out, todo = _children(), [], [proc.pid]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(tree.get(pid, []))
-    return out
-
-
 def freeze(lab: LoopbackCluster, index: int) -> None:
-    """The node stops answering, as a hung machine does: its sshd and every session under it are stopped."""
-    for pid in _tree(lab, index):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGSTOP)
+    lab.freeze_node(index)
 
 
 def thaw(lab: LoopbackCluster, index: int) -> None:
-    for pid in _tree(lab, index):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
+    lab.thaw_node(index)

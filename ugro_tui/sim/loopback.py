@@ -159,6 +159,22 @@ class LoopbackCluster:
         self.start_node(node)
         wait_listening(node.host, node.port)
 
+    def freeze_node(self, index: int) -> None:
+        """The node stops answering, as a hung machine does: its sshd and every session under it are stopped."""
+        self._signal_tree(index, signal.SIGSTOP)
+
+    def thaw_node(self, index: int) -> None:
+        self._signal_tree(index, signal.SIGCONT)
+
+    def _signal_tree(self, index: int, sig: int) -> None:
+        proc = self.nodes[index].proc
+        tree, todo = _children(), [proc.pid] if proc is not None else []
+        while todo:
+            pid = todo.pop()
+            todo.extend(tree.get(pid, []))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
     def change_host_key(self, index: int) -> None:
         """As after a reinstall: the node presents a new key that known_hosts does not have."""
         node = self.nodes[index]
@@ -228,3 +244,26 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=10)
+
+
+def job_processes(job_id: int | None = None, node: str | None = None) -> list[int]:
+    """Live processes on this machine that belong to a ugro job (of one job, on one node, if given): every node of a
+    loopback lab runs here, and ugro marks what it starts with UGRO_JOB_ID and UGRO_NODE in the environment."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            if Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+        except OSError:
+            continue
+        if not any(e.startswith(b"UGRO_JOB_ID=") for e in env):
+            continue
+        if job_id is not None and f"UGRO_JOB_ID={job_id}".encode() not in env:
+            continue
+        if node is not None and f"UGRO_NODE={node}".encode() not in env:
+            continue
+        out.append(int(entry))
+    return out
