@@ -73,3 +73,33 @@ def test_a_retry_killed_between_its_writes_did_not_happen_for_any_reader(tmp_pat
     assert views(root, job.id) == {"get": JobState.CANCELLED, "all": JobState.CANCELLED, "dispatchable": False}
     actions.retry(JobStore(root), job.id)  # and it can be retried again, once
     assert views(root, job.id) == {"get": JobState.QUEUED, "all": JobState.QUEUED, "dispatchable": True}
+
+
+async def test_a_job_that_breaks_its_follow_is_kept_with_the_reason_and_the_others_go_on(tmp_path: Path) -> None:
+    """A launcher bug on one job (an exception while following it) stops nothing else; the job says why."""
+    from ugro_tui.core.jobs.dispatcher import Dispatcher
+
+    from ..functional.test_queue_cli import LAB, FakeLauncher, online_lab
+
+    class Broken(FakeLauncher):
+        async def poll(self, job):
+            if job.spec.name == "bad":
+                raise KeyError("gpu9")
+            return await super().poll(job)
+
+    store = JobStore(tmp_path / "jobs")
+    launcher = Broken()
+    d = Dispatcher(LAB, store, online_lab(), launcher, clock=lambda: 1000.0)
+    [bad] = store.submit([JobSpec("bad", ("x",))])
+    await d.tick()
+    await d.drain()
+    orphan, good = store.submit([JobSpec("orphan", ("x",), after=(bad.id,)), JobSpec("good", ("x",))])
+    data = json.loads(store.active_path.read_text())
+    data["jobs"][str(orphan.id)]["spec"]["after"] = [99]  # a hand-edited store: it runs after a job that never was
+    store.active_path.write_text(json.dumps(data))
+    for _ in range(3):
+        await d.tick()
+        await d.drain()
+    assert store.get(bad.id).state is JobState.RUNNING and "dispatcher: KeyError" in store.get(bad.id).reason
+    assert store.get(orphan.id).state is JobState.FAILED and "does not exist" in store.get(orphan.id).reason
+    assert good.id in [j.id for j in launcher.started]  # the other job was placed and started all the same

@@ -21,6 +21,7 @@ from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.jobs.placement import Decision, FreeGpu, NodeCapacity, place
 from ugro_tui.core.jobs.store import AsyncJobStore, JobStore
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
+from ugro_tui.errors import UgroError
 
 
 class Launcher(Protocol):
@@ -136,7 +137,12 @@ class Dispatcher:
                 await work
                 self.errors.pop(job_id, None)
             except Exception as exc:  # this job's problem, never the dispatcher's: the others go on
-                self.errors[job_id] = f"{type(exc).__name__}: {exc}"
+                said = f"dispatcher: {type(exc).__name__}: {exc}"
+                if self.errors.get(job_id) != said:  # shown as the job's reason, written once per new error
+                    self.errors[job_id] = said
+                    with contextlib.suppress(Exception):
+                        await self.store.update(job_id, lambda j: j if j.state.finished
+                                                else dataclasses.replace(j, reason=said))
             finally:
                 self._busy.pop(job_id, None)
 
@@ -207,7 +213,12 @@ class Dispatcher:
                 continue
             blocked = None
             for dep in job.spec.after:
-                other = jobs.get(dep) or await self.store.get(dep)
+                try:
+                    other = jobs.get(dep) or await self.store.get(dep)
+                except UgroError:  # a hand-edited store: the job it runs after is gone
+                    await self.store.move(job.id, JobState.FAILED, reason=f"job {dep} it runs after does not exist")
+                    blocked = "failed"
+                    break
                 if other.state in (JobState.FAILED, JobState.CANCELLED):
                     await self.store.move(job.id, JobState.FAILED, reason=f"job {dep} it runs after was {other.state}")
                     blocked = "failed"

@@ -86,10 +86,10 @@ class SshLauncher:
             return dataclasses.replace(run, exit_code=137)
         return run
 
-    async def sync_logs(self, job: Job) -> None:
-        """Bring the local copies of every node's console log up to date (see logs.py)."""
-        await asyncio.gather(*(sync_node(self._t(n), job, n, r.run_dir) for n, r in job.runs if r.run_dir),
-                             return_exceptions=True)
+    async def sync_logs(self, job: Job, skip: set[str] = frozenset()) -> None:
+        """Bring the local copies of every node's logs up to date (see logs.py); `skip`: nodes not answering now."""
+        await asyncio.gather(*(sync_node(self._t(n), job, n, r.run_dir) for n, r in job.runs
+                               if r.run_dir and n not in skip and n in self.pool), return_exceptions=True)
 
     def _diagnose(self, job: Job) -> str | None:
         """Reads the copies' tails: call it in a thread."""
@@ -108,7 +108,7 @@ class SshLauncher:
         self.unreachable[job.id] = missing
         runs = tuple((n, r if isinstance(a, BaseException) else a)
                      for (n, r), a in zip(job.runs, answers, strict=True))
-        await self.sync_logs(job)
+        await self.sync_logs(job, skip=missing)  # a frozen node would hold the follow up for the copy's deadline
         job = dataclasses.replace(job, runs=runs)
         codes = {n: r.exit_code for n, r in job.runs}
         bad = {n: c for n, c in codes.items() if c not in (None, 0)}
