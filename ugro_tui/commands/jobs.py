@@ -158,8 +158,7 @@ def queue(args: Namespace, cluster: Cluster) -> int:
     if args.json:
         # Stored documents are already the JSON contract; compact, since the C encoder is much faster than indent=.
         docs = [d for d in store.all_json() if not wanted or d["state"] in wanted]
-        print(json.dumps({"jobs": docs}, separators=(",", ":")))
-        store.active()  # finds the damaged ones
+        print(json.dumps({"jobs": docs}, separators=(",", ":")))  # damaged docs are in it as stored
         _say_damaged(store)
         return 0
     jobs = [j for j in store.all() if not wanted or j.state.value in wanted]

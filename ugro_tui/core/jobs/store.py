@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from ugro_tui.core.jobs.model import Job, JobSpec, JobState, transition
 from ugro_tui.errors import UgroError
 
 SCHEMA = 1
+_HISTORY_KEY_RE = re.compile(rb'"(\d+)":\{"id":')  # a job's key in a chunk as write_atomic stores it (compact JSON)
 CHUNK = 500
 
 
@@ -97,6 +99,7 @@ class JobStore:
         self.counter_path = self.root / "next_id"
         self._chunk_cache: dict[Path, tuple[tuple[int, int, int], list[Job]]] = {}
         self._held = threading.local()
+        self._id_cache: dict[Path, tuple[tuple[int, int, int], frozenset[int]]] = {}
         self.damaged: list[str] = []  # jobs in active.json that could not be read, as of the last active()
 
     # --- files ---------------------------------------------------------------------------------------------
@@ -242,9 +245,20 @@ class JobStore:
             table.pop(stale)
 
     def _history_ids(self) -> set[int]:
+        """Every id in history, read from the chunks' keys without parsing their jobs (each chunk once per
+        version of its file): `ugro submit` and the dispatcher ask this on every call."""
         ids: set[int] = set()
         for chunk in self._chunks():
-            ids.update(job.id for job in self._chunk_jobs(chunk))
+            try:
+                st = chunk.stat()
+            except FileNotFoundError:
+                continue
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            cached = self._id_cache.get(chunk)
+            if cached is None or cached[0] != key:
+                found = frozenset(int(m) for m in _HISTORY_KEY_RE.findall(chunk.read_bytes()))
+                self._id_cache[chunk] = cached = (key, found)
+            ids |= cached[1]
         return ids
 
     def all(self) -> list[Job]:
