@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from ugro_tui.config import Cluster
+from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.jobs.placement import Decision, FreeGpu, NodeCapacity, place
-from ugro_tui.core.jobs.store import AsyncJobStore, JobStore
+from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
 from ugro_tui.errors import UgroError
 

@@ -133,9 +133,7 @@ class SshLauncher:
         """Nodes of a running job stayed unreachable too long: end the attempt now, tear down the others, and
         remember to sweep the lost nodes when they come back."""
         reachable = dataclasses.replace(job, runs=tuple((n, r) for n, r in job.runs if n not in lost))
-        await self._stop(reachable, signal.SIGTERM)
-        await asyncio.sleep(0)
-        await self._stop(reachable, signal.SIGKILL)
+        await self._stop(reachable, signal.SIGKILL)  # at once: the attempt is over, nothing of it can finish
         await asyncio.to_thread(leftovers_add, [(job.id, node) for node in lost])
         since = ", ".join(f"node {n} lost (unreachable since {time.strftime('%H:%M:%S', time.localtime(t))})"
                           for n, t in sorted(lost.items()))
