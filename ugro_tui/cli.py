@@ -62,8 +62,25 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--template", metavar="NAME", help="start from a saved template (`ugro templates` lists them)")
     submit.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                         help="change one template/file setting, e.g. nnodes=2 or env.LR=3e-4")
-    submit.add_argument("--sweep", action="append", metavar="KEY=V1,V2", default=[],
-                        help="one job per combination; {KEY} in the args and $UGRO_SWEEP_KEY get each value")
+    submit.add_argument("--sweep", action="append", metavar="KEY=SPACE", default=[],
+                        help="a search axis: KEY=V1,V2 (grid), KEY=uniform:LO:HI, KEY=loguniform:LO:HI, "
+                             "KEY=int:LO:HI, KEY=choice:A,B; {KEY} in the args and $UGRO_SWEEP_KEY get each value")
+    submit.add_argument("--trials", type=_positive_int, metavar="N",
+                        help="draw N trials (needed for ranges; a grid is then drawn without repeats)")
+    submit.add_argument("--seed", type=_number(int, 0, "a whole number"), metavar="S", help="the draw's seed")
+    submit.add_argument("--max-concurrent", type=_count, metavar="K", help="run at most K trials of the sweep at once")
+    submit.add_argument("--metric", metavar="NAME", help="the metric trials are ranked by (default loss)")
+    submit.add_argument("--goal", choices=("min", "max"), help="lower or higher is better (default min)")
+    submit.add_argument("--metric-regex", metavar="RE",
+                        help="two groups, (step) and (value); default: `step N NAME X` lines")
+    submit.add_argument("--early-stop", choices=("median", "asha"), help="stop clearly worse trials early")
+    submit.add_argument("--warmup-steps", type=_count, metavar="W", help="median: not before step W (default 0)")
+    submit.add_argument("--min-trials", type=_positive_int, metavar="M",
+                        help="median: other trials needed at the step (default 5)")
+    submit.add_argument("--grace", type=_positive_int, metavar="G", help="asha: the first rung's step (default 1)")
+    submit.add_argument("--reduction-factor", type=_number(int, 2, "a whole number"), metavar="R",
+                        help="asha: one in R trials goes on at each rung (default 3)")
+    submit.add_argument("--max-t", type=_count, metavar="T", help="asha: no rung past step T")
     submit.add_argument("--name")
     submit.add_argument("--kind", choices=("torchrun", "command"))
     submit.add_argument("--nnodes", type=_positive_int, metavar="K")

@@ -100,8 +100,8 @@ async def test_save_a_template_then_load_it_into_a_new_form(tmp_path: Path) -> N
         await pilot.press("end", *"-mine", "enter")  # the suggestion is the job's name: train.py-mine
         await pilot.pause()
         assert "train.py-mine" in templates.names()
-        data, grid = templates.load("train.py-mine")
-        assert data["command"] == ["train.py", "--lr", "{lr}"] and grid == (("lr", ("0.1", "0.2")),)
+        data, search = templates.load("train.py-mine")
+        assert data["command"] == ["train.py", "--lr", "{lr}"] and search.text == "lr=0.1,0.2"
         app.screen.dismiss()
         await pilot.pause()
         await pilot.press("n", "ctrl+o")

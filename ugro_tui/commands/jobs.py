@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -16,13 +17,15 @@ from ugro_tui.config import ENV_KEY_RE, Cluster
 from ugro_tui.core.jobs import templates
 from ugro_tui.core.jobs.actions import ACTIONS
 from ugro_tui.core.jobs.describe import age, detail, placement_text, runtime, shape
-from ugro_tui.core.jobs.model import JobSpec, JobState
+from ugro_tui.core.jobs.model import USER_KEYS, JobSpec, JobState
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.jobs.sweep import Grid, expand, parse_grid
+from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id, parse_axis, parse_search
 from ugro_tui.core.jobs.validate import spec_problem
 from ugro_tui.errors import UsageError
 
-SPEC_KEYS = set(JobSpec.__dataclass_fields__)
+SPEC_KEYS = set(USER_KEYS)
+SEARCH_FLAGS = ("max_concurrent", "metric", "goal", "metric_regex", "early_stop", "warmup_steps", "min_trials",
+                "grace", "reduction_factor", "max_t")
 
 
 def parse_ids(values: list[str]) -> list[int]:
@@ -34,14 +37,14 @@ def parse_ids(values: list[str]) -> list[int]:
     return ids
 
 
-def spec_from_args(args: Namespace, cluster: Cluster) -> tuple[JobSpec, Grid]:
-    """The job the flags describe, and its sweep grid (empty: one job)."""
+def spec_from_args(args: Namespace, cluster: Cluster) -> tuple[JobSpec, Search]:
+    """The job the flags describe, and its sweep (empty: one job)."""
     base: dict[str, Any] = {}
-    grid: Grid = ()
+    search = Search()
     if args.file and args.template:
         raise UsageError("ugro submit: give --file or --template, not both")
     if args.template:
-        base, grid = templates.load(args.template)
+        base, search = templates.load(args.template)
     elif args.file:
         try:
             base = tomllib.loads(Path(args.file).read_text(encoding="utf-8"))
@@ -55,9 +58,10 @@ def spec_from_args(args: Namespace, cluster: Cluster) -> tuple[JobSpec, Grid]:
         if unknown:
             raise UsageError(f"{args.file}: unknown key {sorted(unknown)[0]!r}; known: {', '.join(sorted(SPEC_KEYS))}")
     base = templates.apply_sets(base, args.set)
-    if args.sweep:
-        given = dict(grid) | dict(parse_grid(args.sweep))  # the command line's axes replace the template's
-        grid = parse_grid([f"{k}={','.join(v)}" for k, v in given.items()])
+    if args.sweep or args.trials is not None or args.seed is not None:
+        given = {a.key: a for a in search.axes} | {a.key: a for a in map(parse_axis, args.sweep)}  # flags win
+        search = parse_search(tuple(given.values()), args.trials if args.trials is not None else search.trials,
+                              args.seed if args.seed is not None else search.seed)
     raw_command = base.get("command") or []
     if isinstance(raw_command, str):  # `command = "train.py --lr 3"`: shell words, as the form's args field
         try:
@@ -99,9 +103,13 @@ def spec_from_args(args: Namespace, cluster: Cluster) -> tuple[JobSpec, Grid]:
         max_retries=_pick(args.max_retries, base, "max_retries", 0),
         checkpoint_dir=_pick(args.checkpoint_dir, base, "checkpoint_dir", None),
         template=args.template,
+        **{key: _pick(getattr(args, key, None), base, key, JobSpec.__dataclass_fields__[key].default)
+           for key in SEARCH_FLAGS},
     )
     validate_spec(spec, cluster)
-    return spec, grid
+    if spec.early_stop and not search:
+        raise UsageError("ugro submit: --early-stop compares the trials of a sweep; give --sweep too")
+    return spec, search
 
 
 def _words(base: dict[str, Any], key: str) -> tuple[Any, ...]:
@@ -123,10 +131,18 @@ def validate_spec(spec: JobSpec, cluster: Cluster) -> None:
 
 def submit(args: Namespace, cluster: Cluster) -> int:
     """Prints each new job's id on a line of its own, once all of them are stored (a sweep is one write)."""
-    spec, grid = spec_from_args(args, cluster)
+    spec, search = spec_from_args(args, cluster)
+    if search and search.trials is not None and search.seed is None:  # reproducible: the seed is said
+        search = Search(search.axes, search.trials, int.from_bytes(os.urandom(4), "big") >> 1)
+    sweep_id = new_sweep_id() if search else None
     # A sweep changes only names, args and env, so the spec validated above stands for every job of it.
-    for job in JobStore().submit(expand(spec, grid), hold=args.hold):
+    jobs = JobStore().submit(expand(spec, search, sweep_id), hold=args.hold)
+    for job in jobs:
         print(job.id)
+    if search:
+        seed = f" (seed {search.seed})" if search.seed is not None else ""
+        print(f"sweep {sweep_id}: {len(jobs)} trial{'s' if len(jobs) != 1 else ''}{seed}; "
+              f"`ugro sweep show {sweep_id}` ranks them", file=sys.stderr)
     return 0
 
 

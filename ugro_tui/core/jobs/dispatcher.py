@@ -18,8 +18,9 @@ from typing import IO, Protocol
 
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.async_store import AsyncJobStore
+from ugro_tui.core.jobs.early_stop import judge
 from ugro_tui.core.jobs.model import Job, JobState
-from ugro_tui.core.jobs.placement import Decision, FreeGpu, NodeCapacity, place
+from ugro_tui.core.jobs.placement import Decision, FreeGpu, NodeCapacity, job_order, place
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
 from ugro_tui.errors import UgroError
@@ -54,6 +55,32 @@ def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job]) -> list[Nod
         out.append(NodeCapacity(node.name, node.labels, free, len(gpus),
                                 max((g.memory_total_mib or 0 for g in gpus), default=0)))
     return out
+
+
+class SweepTrials:
+    """Every trial of a sweep for the rules: the active ones from the tick, the finished ones read once and kept
+    (a finished trial changes only when retried, and then it is active again)."""
+
+    def __init__(self, store: AsyncJobStore) -> None:
+        self.store = store
+        self._done: dict[str, dict[int, Job]] = {}
+        self._seen: dict[str, set[int]] = {}
+
+    async def trials(self, sweep_id: str, jobs: dict[int, Job]) -> list[Job]:
+        done = self._done.get(sweep_id)
+        if done is None:
+            done = self._done[sweep_id] = {j.id: j for j in await self.store.all()
+                                           if j.spec.sweep_id == sweep_id and j.state.finished}
+        active = {j.id: j for j in jobs.values() if j.spec.sweep_id == sweep_id}
+        for job_id in self._seen.get(sweep_id, set()) - set(active) - set(done):
+            with contextlib.suppress(UgroError):
+                job = await self.store.get(job_id)
+                if job.state.finished:
+                    done[job_id] = job
+        for job_id in active:
+            done.pop(job_id, None)
+        self._seen[sweep_id] = set(active)
+        return sorted([*active.values(), *done.values()], key=lambda j: j.id)
 
 
 class DispatcherLock:
@@ -111,13 +138,15 @@ class Dispatcher:
         self._busy: dict[int, asyncio.Task[None]] = {}  # a job being followed, started, cancelled
         self._unreachable_since: dict[str, float] = {}
         self._recovered = store.recovered_ids()  # jobs whose last change a store recovery may have lost
+        self._sweeps = SweepTrials(self.store)
+        self._limit_reasons: dict[int, str] = {}
 
     async def tick(self) -> list[Job]:
         """One round; returns the jobs still queued, starting or running afterwards."""
         jobs = {j.id: j for j in await self.store.active()}
         self._watch_nodes()
         tasks = [self._run(job.id, self._follow_one(job)) for job in jobs.values()
-                 if job.id not in self._busy and (job.state.active or job.cancel_requested)]
+                 if job.id not in self._busy and (job.state.active or job.cancel_requested or job.prune)]
         if tasks:
             await asyncio.wait(tasks, timeout=self.wait)
         sweep = getattr(self.launcher, "sweep_leftovers", None)
@@ -126,7 +155,8 @@ class Dispatcher:
             with contextlib.suppress(Exception):  # best effort; it is tried again next tick
                 await sweep(online)
         jobs = {j.id: j for j in await self.store.active()}
-        waiting = await self._settle_dependencies(jobs)
+        await self._early_stop(jobs)
+        waiting = self._sweep_limits(await self._settle_dependencies(jobs), jobs)
         decisions = place(waiting, capacity(self.cluster, self.state, list(jobs.values())), now=self.clock(),
                           starve_after=self.starve_after)
         await self._apply(decisions, jobs)
@@ -173,16 +203,48 @@ class Dispatcher:
         return out
 
     async def _save(self, now: Job) -> None:
-        """Store what a follow learned, keeping a cancel the user asked for in the meantime."""
+        """Store what a follow learned, keeping a cancel (or a prune) asked for in the meantime."""
         await self.store.update(now.id, lambda cur: now if now.state.finished or now.state is JobState.QUEUED
-                                else dataclasses.replace(now, cancel_requested=cur.cancel_requested))
+                                else dataclasses.replace(now, cancel_requested=cur.cancel_requested, prune=cur.prune))
+
+    async def _early_stop(self, jobs: dict[int, Job]) -> None:
+        """Mark the running trials the sweep's rule stops; their follow stops them next."""
+        sweeps = {j.spec.sweep_id for j in jobs.values() if j.spec.sweep_id and j.spec.early_stop
+                  and j.state is JobState.RUNNING and not j.prune}
+        verdicts: dict[int, str] = {}
+        for sweep_id in sorted(s for s in sweeps if s):
+            verdicts |= judge(await self._sweeps.trials(sweep_id, jobs))
+        if verdicts:
+            await self.store.update_active({jid: (lambda j, why=why: dataclasses.replace(j, prune=why)
+                                                  if j.state is JobState.RUNNING and not j.prune else j)
+                                            for jid, why in verdicts.items()})
+
+    def _sweep_limits(self, waiting: list[Job], jobs: dict[int, Job]) -> list[Job]:
+        """Waiting trials beyond their sweep's max_concurrent sit this round out (the best-ordered ones go)."""
+        running: dict[str, int] = {}
+        for job in jobs.values():
+            if job.spec.sweep_id and job.state.active:
+                running[job.spec.sweep_id] = running.get(job.spec.sweep_id, 0) + 1
+        out, self._limit_reasons = [], {}
+        for job in sorted(waiting, key=job_order):
+            sid, limit = job.spec.sweep_id, job.spec.max_concurrent
+            if sid and limit and running.get(sid, 0) >= limit:
+                self._limit_reasons[job.id] = f"waits: {limit} trial{'s' if limit != 1 else ''} of its sweep " \
+                                              "already running (max_concurrent)"
+                continue
+            if sid:
+                running[sid] = running.get(sid, 0) + 1
+            out.append(job)
+        return out
 
     async def _follow_one(self, job: Job) -> None:
         known = {n.name for n in self.cluster.nodes}
         gone = sorted({n for n, _ in job.placement} - known)
-        if job.cancel_requested and not job.state.finished:
+        if (job.cancel_requested or job.prune) and not job.state.finished:
             if job.state.active:
                 done = await self.launcher.cancel(job)
+                if job.prune and not job.cancel_requested and done.state is JobState.CANCELLED:
+                    done = dataclasses.replace(done, state=JobState.PRUNED, reason=job.prune)
                 await self.store.update(job.id, lambda _j: done)
             else:
                 await self.store.move(job.id, JobState.CANCELLED, reason="cancelled")
@@ -240,7 +302,7 @@ class Dispatcher:
             await self.store.update_active(changes)
 
     async def _apply(self, decisions: list[Decision], jobs: dict[int, Job]) -> None:
-        reasons = {}
+        reasons = dict(self._limit_reasons)
         for d in decisions:
             if d.placement is None:
                 reasons[d.job_id] = d.reason

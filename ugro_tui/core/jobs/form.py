@@ -13,7 +13,7 @@ from ugro_tui.config import ENV_KEY_RE, Cluster
 from ugro_tui.core.jobs.model import Job, JobSpec
 from ugro_tui.core.jobs.placement import NodeCapacity
 from ugro_tui.core.jobs.planner import plan
-from ugro_tui.core.jobs.sweep import Grid, combinations, expand, parse_grid
+from ugro_tui.core.jobs.sweep import NO_SEARCH, Search, fill_trial, parse_search
 from ugro_tui.core.jobs.validate import spec_problem
 from ugro_tui.errors import UgroError
 
@@ -43,22 +43,56 @@ class FormValues:
     after: str = ""
     max_retries: str = "0"
     checkpoint_dir: str = ""
-    sweep: str = ""           # lr=1e-4,2e-4 batch=1,2
+    sweep: str = ""           # lr=1e-4,2e-4 batch=1,2 or lr=loguniform:1e-5:1e-2
+    search: str = ""          # trials=8 max_concurrent=2 early_stop=median (KEY=VALUE words)
     template: str | None = field(default=None, compare=False)
 
 
 FIELDS = tuple(f.name for f in fields(FormValues) if f.name != "template")
 
 
+SEARCH_WORDS = ("trials", "seed", "max_concurrent", "metric", "goal", "metric_regex", "early_stop", "warmup_steps",
+                "min_trials", "grace", "reduction_factor", "max_t")
+_WHOLE_WORDS = ("trials", "seed", "max_concurrent", "warmup_steps", "min_trials", "grace", "reduction_factor", "max_t")
+
+
 @dataclass
 class FormResult:
     spec: JobSpec | None
-    grid: Grid = ()
+    search: Search = field(default_factory=Search)
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
-        return combinations(self.grid) if self.spec else 0
+        return self.search.count if self.spec else 0
+
+
+def search_words(spec: JobSpec, search: Search = NO_SEARCH) -> str:
+    """The search field's text for a spec's settings that differ from the defaults."""
+    defaults = JobSpec(name="", command=())
+    words = [f"trials={search.trials}"] if search.trials is not None else []
+    words += [f"seed={search.seed}"] if search.seed is not None else []
+    for key in SEARCH_WORDS[2:]:
+        value = getattr(spec, key)
+        if value != getattr(defaults, key):
+            words.append(f"{key}={shlex.quote(str(value))}")
+    return " ".join(words)
+
+
+def parse_search_words(text: str) -> dict[str, str | int]:
+    """`trials=8 early_stop=median` -> {"trials": 8, "early_stop": "median"}; ValueError says what is wrong."""
+    out: dict[str, str | int] = {}
+    for word in shlex.split(text):
+        key, sep, value = word.partition("=")
+        if not sep or key not in SEARCH_WORDS:
+            raise ValueError(f"search: {word!r}: expected KEY=VALUE with KEY one of {', '.join(SEARCH_WORDS)}")
+        if key in _WHOLE_WORDS:
+            if not value.isdecimal():
+                raise ValueError(f"search: {key}: expected a whole number, got {value!r}")
+            out[key] = int(value)
+        else:
+            out[key] = value
+    return out
 
 
 def from_spec(spec: JobSpec) -> FormValues:
@@ -72,7 +106,8 @@ def from_spec(spec: JobSpec) -> FormValues:
         min_gpu_mem_gb=f"{spec.min_gpu_mem_gb:g}", nodes=nodes,
         env="\n".join(f"{k}={v}" for k, v in spec.env if not k.startswith("UGRO_SWEEP_")),
         workdir=spec.workdir or "", priority=str(spec.priority), after=",".join(map(str, spec.after)),
-        max_retries=str(spec.max_retries), checkpoint_dir=spec.checkpoint_dir or "", template=spec.template)
+        max_retries=str(spec.max_retries), checkpoint_dir=spec.checkpoint_dir or "", search=search_words(spec),
+        template=spec.template)
 
 
 def _whole(text: str, least: int, errors: dict[str, str], key: str, what: str) -> int:
@@ -149,29 +184,39 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
                 key = "gpus_per_node" if values.gpus_per_node.strip() else "nproc_per_node"
                 what = "GPUs per node" if key == "gpus_per_node" else "procs per node"
                 errors[key] = f"{what}: {gpus} is more than {where}'s {least} GPU(s); lower it or leave {where} out"
-    grid: Grid = ()
-    if values.sweep.strip():
+    options: dict[str, str | int] = {}
+    try:
+        options = parse_search_words(values.search)
+    except ValueError as exc:
+        errors["search"] = str(exc)
+    search = Search()
+    if values.sweep.strip() or "trials" in options or "seed" in options:
         try:
-            grid = parse_grid(values.sweep)
+            search = parse_search(values.sweep, options.get("trials"), options.get("seed"))  # type: ignore[arg-type]
         except UgroError as exc:
             errors["sweep"] = str(exc)
+    if options.get("early_stop") and not values.sweep.strip() and "sweep" not in errors:
+        errors["sweep"] = "sweep: early stopping compares the trials of a sweep; give one (lr=loguniform:1e-4:1e-1)"
     if errors:
-        return FormResult(None, grid, errors)
+        return FormResult(None, search, errors)
+    extra = {k: v for k, v in options.items() if k not in ("trials", "seed")}
     spec = JobSpec(
         name=values.name.strip() or script.rsplit("/", 1)[-1], command=(script, *args), kind=values.kind,
         nnodes=nnodes, nproc_per_node=nproc, gpus_per_node=gpus, min_gpu_mem_gb=min_mem, nodes=tuple(values.nodes),
         env=tuple(env), workdir=values.workdir.strip() or None, priority=priority, after=tuple(after),
-        max_retries=retries, checkpoint_dir=values.checkpoint_dir.strip() or None, template=values.template)
+        max_retries=retries, checkpoint_dir=values.checkpoint_dir.strip() or None, template=values.template,
+        **extra)  # type: ignore[arg-type]
     problem = spec_problem(spec, cluster)  # the CLI's last word too, so both refuse the same jobs
     if problem:
-        return FormResult(None, grid, {"form": problem})
-    return FormResult(spec, grid)
+        key = problem.split(":")[0]
+        return FormResult(None, search, {"search" if key in SEARCH_WORDS else "form": problem})
+    return FormResult(spec, search)
 
 
-def preview(spec: JobSpec, cluster: Cluster, grid: Grid = ()) -> list[tuple[str, str]]:
+def preview(spec: JobSpec, cluster: Cluster, search: Search = NO_SEARCH) -> list[tuple[str, str]]:
     """(node, exact command) per node for the first job of the sweep, placed on the first chosen nodes.
     The job id, GPUs and port are chosen at launch; the preview shows the first free ones."""
-    [first] = expand(spec, tuple((key, values[:1]) for key, values in grid))
+    first = fill_trial(spec, search.first()) if search else spec
     chosen = [n for n in cluster.nodes if not first.nodes or n.name in first.nodes
               or any(label in first.nodes for label in n.labels)][: first.nnodes]
     placement = tuple((n.name, tuple(range(first.gpus_per_node))) for n in chosen)

@@ -19,6 +19,7 @@ from ugro_tui import paths
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.diagnose import diagnose
 from ugro_tui.core.jobs.logs import local_copy, sync_node
+from ugro_tui.core.jobs.metric import MetricFollower
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.jobs.planner import plan, run_dir
 from ugro_tui.core.jobs.store import JobStore
@@ -36,6 +37,7 @@ class SshLauncher:
         self.store = store
         self.pool = pool
         self.unreachable: dict[int, set[str]] = {}  # per job: nodes its last poll could not reach
+        self.metrics = MetricFollower()
 
     def _t(self, node: str) -> Transport:
         return self.pool.get(node)
@@ -109,13 +111,14 @@ class SshLauncher:
         runs = tuple((n, r if isinstance(a, BaseException) else a)
                      for (n, r), a in zip(job.runs, answers, strict=True))
         await self.sync_logs(job, skip=missing)  # a frozen node would hold the follow up for the copy's deadline
-        job = dataclasses.replace(job, runs=runs)
+        job = dataclasses.replace(job, runs=runs, metric=await self._metric(job))
         codes = {n: r.exit_code for n, r in job.runs}
         bad = {n: c for n, c in codes.items() if c not in (None, 0)}
         if bad and any(c is None for c in codes.values()):
             await self._stop(job, signal.SIGTERM)  # one node failed: tear down the others
             return job
         if all(c is not None for c in codes.values()):
+            self.metrics.forget(job.id)
             if not bad:
                 return transition(job, JobState.SUCCEEDED, reason="every node exited 0")
             found = await asyncio.to_thread(self._diagnose, job)
@@ -188,6 +191,12 @@ class SshLauncher:
         if swept:
             await asyncio.to_thread(leftovers_remove, swept)
 
+    async def _metric(self, job: Job) -> tuple:
+        try:
+            return await asyncio.to_thread(self.metrics.update, job, time.time())
+        except OSError:  # the copies could not be read this time; the history stays as it was
+            return job.metric
+
     async def cancel(self, job: Job) -> Job:
         await self._stop(job, signal.SIGTERM)
         unreachable: set[str] = set()
@@ -202,6 +211,8 @@ class SshLauncher:
         else:
             await self._stop(job, signal.SIGKILL)
         await self.sync_logs(job)
+        job = dataclasses.replace(job, metric=await self._metric(job))
+        self.metrics.forget(job.id)
         if unreachable:  # its processes there are swept when the node is back
             await asyncio.to_thread(leftovers_add, [(job.id, n) for n in sorted(unreachable)])
             return transition(job, JobState.CANCELLED, reason=f"cancelled by the user; {', '.join(sorted(unreachable))}"

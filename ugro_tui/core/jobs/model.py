@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -18,10 +20,11 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"  # a sweep's trial stopped early: clearly worse than the others
 
     @property
     def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PRUNED)
 
     @property
     def active(self) -> bool:
@@ -34,10 +37,11 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.QUEUED: frozenset({S.STARTING, S.HELD, S.CANCELLED, S.FAILED}),  # failed: a dependency failed
     S.HELD: frozenset({S.QUEUED, S.CANCELLED}),
     S.STARTING: frozenset({S.RUNNING, S.FAILED, S.CANCELLED, S.QUEUED}),  # queued: a retry after a failed start
-    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.QUEUED}),  # queued: retried (max_retries)
+    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.PRUNED, S.QUEUED}),  # queued: retried
     S.SUCCEEDED: frozenset({S.QUEUED}),  # `ugro retry`: run it again
     S.FAILED: frozenset({S.QUEUED}),
     S.CANCELLED: frozenset({S.QUEUED}),
+    S.PRUNED: frozenset({S.QUEUED}),
 }
 
 
@@ -52,8 +56,12 @@ class BadSpec(UgroError):
 
 
 MAX_NAME = 200
-INT_FIELDS = ("nnodes", "nproc_per_node", "gpus_per_node", "priority", "max_retries")
-OPTIONAL_TEXT = ("workdir", "checkpoint_dir", "template")
+INT_FIELDS = ("nnodes", "nproc_per_node", "gpus_per_node", "priority", "max_retries", "max_concurrent",
+              "warmup_steps", "min_trials", "grace", "reduction_factor", "max_t")
+OPTIONAL_TEXT = ("workdir", "checkpoint_dir", "template", "sweep_id", "metric_regex", "early_stop")
+EARLY_STOP_RULES = ("median", "asha")
+METRIC_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+LEAST = {"max_concurrent": 0, "warmup_steps": 0, "min_trials": 1, "grace": 1, "reduction_factor": 2, "max_t": 0}
 
 
 def _text_problem(value: object) -> str | None:
@@ -96,6 +104,30 @@ def spec_type_problem(spec: JobSpec) -> str | None:
     for dep in spec.after:
         if isinstance(dep, bool) or not isinstance(dep, int):
             return f"after: expected job ids, got {dep!r}"
+    return _search_problem(spec)
+
+
+def _search_problem(spec: JobSpec) -> str | None:
+    """The sweep and early-stopping settings: the metric, its pattern and the rule's numbers."""
+    for pair in spec.params:
+        if not (isinstance(pair, tuple) and len(pair) == 2) or any(_text_problem(x) for x in pair):
+            return f"params: expected NAME = \"value\" pairs, got {pair!r}"
+    for key, least in LEAST.items():
+        if getattr(spec, key) < least:
+            return f"{key}: expected {least} or more, got {getattr(spec, key)}"
+    if _text_problem(spec.metric) or not METRIC_NAME_RE.match(spec.metric):
+        return f"metric: expected a name such as loss or val_acc, got {spec.metric!r}"
+    if spec.goal not in ("min", "max"):
+        return f"goal: expected min or max, got {spec.goal!r}"
+    if spec.early_stop is not None and spec.early_stop not in EARLY_STOP_RULES:
+        return f"early_stop: expected {' or '.join(EARLY_STOP_RULES)}, got {spec.early_stop!r}"
+    if spec.metric_regex is not None:
+        try:
+            groups = re.compile(spec.metric_regex).groups
+        except re.error as exc:
+            return f"metric_regex: invalid regular expression: {exc}"
+        if groups != 2:
+            return f"metric_regex: needs two groups, (step) and (value); it has {groups}"
     return None
 
 
@@ -116,6 +148,19 @@ class JobSpec:
     max_retries: int = 0
     checkpoint_dir: str | None = None
     template: str | None = None
+    # Sweeps and early stopping: every trial carries its sweep's settings, so the rules need no other state.
+    sweep_id: str | None = None
+    params: tuple[tuple[str, str], ...] = ()   # this trial's values
+    max_concurrent: int = 0                    # trials of the sweep running at once; 0: no limit
+    metric: str = "loss"
+    goal: str = "min"                          # min | max
+    metric_regex: str | None = None            # two groups, (step) and (value); None: `step N <metric> X`
+    early_stop: str | None = None              # median | asha
+    warmup_steps: int = 0                      # median: never prune before this step
+    min_trials: int = 5                        # median: other trials that must have reached the step
+    grace: int = 1                             # asha: the first rung's step
+    reduction_factor: int = 3                  # asha: one in this many trials goes on at each rung
+    max_t: int = 0                             # asha: the last rung's step at most; 0: no limit
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -123,6 +168,7 @@ class JobSpec:
         out["nodes"] = list(self.nodes)
         out["env"] = dict(self.env)
         out["after"] = list(self.after)
+        out["params"] = dict(self.params)
         return out
 
     @classmethod
@@ -132,11 +178,13 @@ class JobSpec:
         for key in ("command", "nodes", "after"):
             if not isinstance(data.get(key, []), list):
                 raise BadSpec(f"{key}: expected a list, got {data[key]!r}")
-        if not isinstance(data.get("env", {}), dict):
-            raise BadSpec(f"env: expected a table, got {data['env']!r}")
+        for key in ("env", "params"):
+            if not isinstance(data.get(key, {}), dict):
+                raise BadSpec(f"{key}: expected a table, got {data[key]!r}")
         data["command"] = tuple(data.get("command", ()))
         data["nodes"] = tuple(data.get("nodes", ()))
         data["env"] = tuple(dict(data.get("env", {})).items())
+        data["params"] = tuple(dict(data.get("params", {})).items())
         data["after"] = tuple(data.get("after", ()))
         known = {f for f in cls.__dataclass_fields__}
         spec = cls(**{k: v for k, v in data.items() if k in known})
@@ -144,6 +192,11 @@ class JobSpec:
         if problem:
             raise BadSpec(problem)
         return spec
+
+
+INTERNAL_KEYS = ("template", "sweep_id", "params")  # set by ugro, never by a job file or template
+USER_KEYS = tuple(f for f in JobSpec.__dataclass_fields__ if f not in INTERNAL_KEYS)
+Point = tuple[int, float, float]  # (step, metric value, when it was first seen)
 
 
 @dataclass(frozen=True)
@@ -170,6 +223,8 @@ class Job:
     reason: str = ""
     diagnosis: str | None = None
     cancel_requested: bool = False   # set by `ugro cancel`; the dispatcher stops the processes
+    prune: str = ""                  # set by early stopping (why); the dispatcher stops it, the state is pruned
+    metric: tuple[Point, ...] = ()   # (step, value, first seen) by step, across attempts: what early stopping reads
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -180,6 +235,8 @@ class Job:
             "rendezvous": self.rendezvous,
             "runs": {node: asdict(run) for node, run in self.runs},
             "reason": self.reason, "diagnosis": self.diagnosis, "cancel_requested": self.cancel_requested,
+            "prune": self.prune,
+            "metric": [[s, v if math.isfinite(v) else None, round(t, 3)] for s, v, t in self.metric],
         }
 
     @classmethod
@@ -192,7 +249,9 @@ class Job:
             rendezvous=data.get("rendezvous"),
             runs=tuple((n, NodeRun(**r)) for n, r in (data.get("runs") or {}).items()),
             reason=data.get("reason", ""), diagnosis=data.get("diagnosis"),
-            cancel_requested=bool(data.get("cancel_requested", False)),
+            cancel_requested=bool(data.get("cancel_requested", False)), prune=str(data.get("prune") or ""),
+            metric=tuple((int(s), math.nan if v is None else float(v), float(t))
+                         for s, v, t in data.get("metric") or ()),
         )
 
 
@@ -214,6 +273,7 @@ def transition(job: Job, to: JobState, *, reason: str = "", now: float | None = 
         changes.setdefault("rendezvous", None)
         changes.setdefault("finished_at", None)
         changes.setdefault("cancel_requested", False)
+        changes.setdefault("prune", "")
         if job.state.finished:
             changes.setdefault("attempt", 0)
             changes.setdefault("diagnosis", None)

@@ -1,6 +1,7 @@
 """Job templates: a job's settings saved under a name, as TOML (written with tomli-w, read with tomllib).
 
-A template holds the keys of a job file (`ugro submit --file`) and may add `sweep = { lr = ["1e-4", "2e-4"] }`.
+A template holds the keys of a job file (`ugro submit --file`) and may add a sweep: `sweep = { lr = ["1e-4", "2e-4"] }`
+(a grid) or `sweep = { lr = "loguniform:1e-5:1e-2" }` (a distribution) with `trials = 8` and `seed = 1`.
 Yours live in $XDG_CONFIG_HOME/ugro/templates/NAME.toml; the examples shipped with ugro are found after them."""
 
 from __future__ import annotations
@@ -9,21 +10,21 @@ import os
 import re
 import shlex
 import tomllib
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
 from ugro_tui import data, paths
-from ugro_tui.core.jobs.model import JobSpec
-from ugro_tui.core.jobs.sweep import Grid
+from ugro_tui.core.jobs.model import INT_FIELDS, USER_KEYS, JobSpec
+from ugro_tui.core.jobs.sweep import NO_SEARCH, Search, parse_axis, parse_search
 from ugro_tui.errors import UsageError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 SHIPPED = data.folder("templates")
-SPEC_KEYS = tuple(f.name for f in fields(JobSpec) if f.name != "template")
-INT_KEYS = ("nnodes", "nproc_per_node", "gpus_per_node", "priority", "max_retries")
+SPEC_KEYS = USER_KEYS
+SEARCH_KEYS = ("sweep", "trials", "seed")
+INT_KEYS = INT_FIELDS
 
 
 def user_dir() -> Path:
@@ -53,8 +54,8 @@ def path_of(name: str) -> Path:
     raise UsageError(f"no template {name!r} (templates: {known}; save one from the launch form with ctrl+t)")
 
 
-def load(name: str) -> tuple[dict[str, Any], Grid]:
-    """(job-file keys, sweep grid) of a template."""
+def load(name: str) -> tuple[dict[str, Any], Search]:
+    """(job-file keys, sweep) of a template."""
     path = path_of(name)
     try:
         data = tomllib.loads(path.read_text())
@@ -63,26 +64,36 @@ def load(name: str) -> tuple[dict[str, Any], Grid]:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: invalid TOML: {exc}") from None
     sweep = data.pop("sweep", {})
+    trials, seed = data.pop("trials", None), data.pop("seed", None)
     unknown = set(data) - set(SPEC_KEYS)
     if unknown:
-        raise UsageError(f"{path}: unknown key {sorted(unknown)[0]!r}; known: {', '.join(SPEC_KEYS)}, sweep")
-    if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
-        raise UsageError(f'{path}: sweep: expected a table of KEY = ["V1", "V2"]')
-    grid = tuple((str(k), tuple(str(v) for v in vs)) for k, vs in sweep.items())
-    return data, grid
+        raise UsageError(f"{path}: unknown key {sorted(unknown)[0]!r}; known: {', '.join(SPEC_KEYS + SEARCH_KEYS)}")
+    if not isinstance(sweep, dict) or not all((isinstance(v, list) and v) or isinstance(v, str)
+                                              for v in sweep.values()):
+        raise UsageError(f'{path}: sweep: expected a table of KEY = ["V1", "V2"] or KEY = "loguniform:LO:HI"')
+    try:
+        axes = tuple(parse_axis(f"{k}={v if isinstance(v, str) else ','.join(map(str, v))}")
+                     for k, v in sweep.items())
+        return data, parse_search(axes, trials, seed)
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
 
 
-def to_toml(spec: JobSpec, grid: Grid = ()) -> dict[str, Any]:
+def to_toml(spec: JobSpec, search: Search = NO_SEARCH) -> dict[str, Any]:
     """A spec as template keys: only what differs from the defaults, so a template reads like what was typed."""
     data = spec.to_json()
     defaults = JobSpec(name="", command=()).to_json()
     out = {k: data[k] for k in SPEC_KEYS if k in ("name", "command", "kind") or data[k] != defaults[k]}
-    if grid:
-        out["sweep"] = {k: list(v) for k, v in grid}
+    if search.trials is not None:
+        out["trials"] = search.trials
+    if search.seed is not None:
+        out["seed"] = search.seed
+    if search:
+        out["sweep"] = {a.key: list(a.values) if a.kind == "grid" else a.spec for a in search.axes}
     return out
 
 
-def save(name: str, spec: JobSpec, grid: Grid = ()) -> Path:
+def save(name: str, spec: JobSpec, search: Search = NO_SEARCH) -> Path:
     if not NAME_RE.match(name):
         raise UsageError(f"template name {name!r}: use letters, digits, . _ - (up to 63)")
     folder = user_dir()
@@ -90,7 +101,7 @@ def save(name: str, spec: JobSpec, grid: Grid = ()) -> Path:
     path = folder / f"{name}.toml"
     tmp = path.with_suffix(f".tmp.{os.getpid()}")
     tmp.write_text(f"# ugro job template {name!r}: `ugro submit --template {name}`, or load it in the launch "
-                   "form (ctrl+o)\n" + tomli_w.dumps(to_toml(spec, grid)))
+                   "form (ctrl+o)\n" + tomli_w.dumps(to_toml(spec, search)))
     tmp.replace(path)
     return path
 

@@ -18,7 +18,7 @@ from textual.widgets.selection_list import Selection
 
 from ugro_tui.core.jobs import templates
 from ugro_tui.core.jobs.dispatcher import capacity
-from ugro_tui.core.jobs.form import KINDS, FormResult, FormValues, check, from_spec, preview
+from ugro_tui.core.jobs.form import KINDS, FormResult, FormValues, check, from_spec, preview, search_words
 from ugro_tui.core.jobs.model import JobSpec
 from ugro_tui.core.jobs.sweep import expand
 from ugro_tui.errors import UgroError
@@ -38,10 +38,11 @@ TEXT_FIELDS = (  # (field, label, placeholder)
     ("after", "after jobs", "3,4 (start when they succeed)"),
     ("max_retries", "max retries", "0"),
     ("checkpoint_dir", "checkpoint dir", "resume from here on a retry"),
-    ("sweep", "sweep", "lr=1e-4,2e-4 batch=1,2"),
+    ("sweep", "sweep", "lr=1e-4,2e-4 or lr=loguniform:1e-5:1e-2"),
+    ("search", "search", "trials=8 max_concurrent=2 early_stop=median"),
 )
 ORDER = ("name", "kind", "script", "args", "nnodes", "nproc_per_node", "gpus_per_node", "min_gpu_mem_gb", "nodes",
-         "env", "workdir", "priority", "after", "max_retries", "checkpoint_dir", "sweep")
+         "env", "workdir", "priority", "after", "max_retries", "checkpoint_dir", "sweep", "search")
 LABELS = {key: label for key, label, _ in TEXT_FIELDS} | {"kind": "kind", "nodes": "run on", "env": "env"}
 
 
@@ -229,7 +230,7 @@ class LaunchScreen(ReportsWorkerFailures, Screen[None]):
         title = Text.assemble((self.title_text, "bold"), "  ")
         if self.result.spec is not None:
             count = self.result.count
-            title.append(f"→ {count} job{'s' if count != 1 else ''}" + (" (sweep)" if self.result.grid else ""),
+            title.append(f"→ {count} job{'s' if count != 1 else ''}" + (" (sweep)" if self.result.search else ""),
                          style=theme.get("success", ""))
         elif shown:
             title.append(f"{len(shown)} field{'s' if len(shown) != 1 else ''} to fix", style=theme.get("error", ""))
@@ -244,11 +245,11 @@ class LaunchScreen(ReportsWorkerFailures, Screen[None]):
         if self.result.spec is None:
             return Text("the exact command shows here once every field is valid", style="italic")
         text = Text()
-        for node, command in preview(self.result.spec, self.app.cluster, self.result.grid):
+        for node, command in preview(self.result.spec, self.app.cluster, self.result.search):
             text.append(f"{node}\n", style="bold")
             text.append(f"  {command}\n")
         text.append("job id, GPUs and port are chosen at launch" + (
-            "; the first sweep combination is shown" if self.result.grid else ""), style="italic")
+            "; the sweep's first values are shown" if self.result.search else ""), style="italic")
         return text
 
     # --- actions --------------------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ class LaunchScreen(ReportsWorkerFailures, Screen[None]):
             if first != "form":
                 self.query_one(f"#f-{first}").focus()
             return
-        self._submit(expand(self.result.spec, self.result.grid))
+        self._submit(expand(self.result.spec, self.result.search))
 
     @work(group="submit", exclusive=True, exit_on_error=False, description="queue the job")
     async def _submit(self, specs: list[JobSpec]) -> None:
@@ -284,12 +285,12 @@ class LaunchScreen(ReportsWorkerFailures, Screen[None]):
         if self.result.spec is None:
             self.notify("fix the form first: a template is saved from a valid job", severity="warning", timeout=4)
             return
-        spec, grid = self.result.spec, self.result.grid
+        spec, search = self.result.spec, self.result.search
 
         def save(name: str | None) -> None:
             if name:
                 try:
-                    path = templates.save(name, spec, grid)
+                    path = templates.save(name, spec, search)
                 except UgroError as exc:
                     self.notify(str(exc), severity="error", timeout=6)
                     return
@@ -304,7 +305,7 @@ class LaunchScreen(ReportsWorkerFailures, Screen[None]):
             if not name:
                 return
             try:
-                data, grid = templates.load(name)
+                data, search = templates.load(name)
                 data = {"name": name, "command": [], **data}
                 data.setdefault("gpus_per_node", data.get("nproc_per_node", 1))
                 spec = JobSpec.from_json(data)
@@ -312,7 +313,8 @@ class LaunchScreen(ReportsWorkerFailures, Screen[None]):
                 self.notify(f"template {name}: {exc}", severity="error", timeout=6)
                 return
             values = from_spec(spec)
-            values.sweep = " ".join(f"{k}={','.join(v)}" for k, v in grid)
+            values.sweep = search.text
+            values.search = search_words(spec, search)
             values.template = name
             self.fill(values)
 

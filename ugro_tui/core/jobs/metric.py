@@ -1,0 +1,105 @@
+"""A job's metric history, parsed from its ranks' local log copies: what early stopping and the leaderboard read.
+
+Each rank's lines are matched against the job's pattern (`step N loss X` by default); the job's value at a step is
+the mean over ranks when every rank reported it, else the lowest reporting rank's. The history is stored with the
+job, so it survives a restarted dispatcher (which re-reads the copies from the start and finds the same points) and
+a retry (the newer attempt's value replaces a step's value; the time the step was first reached is kept)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from ugro_tui.core.jobs.logs import CopyReader, LineCarry
+from ugro_tui.core.jobs.model import Job, JobSpec, Point
+
+DEFAULT_PATTERN = r"\bstep[\s:=]+(\d+)\b.*?\b{name}[\s:=]+([-+0-9.eE]+|nan|inf)"
+MAX_POINTS = 2000  # stored per job; older points are thinned beyond it
+
+
+def pattern(spec: JobSpec) -> re.Pattern[str]:
+    if spec.metric_regex:
+        return re.compile(spec.metric_regex)
+    return re.compile(DEFAULT_PATTERN.format(name=re.escape(spec.metric)), re.IGNORECASE)
+
+
+def parse_point(match: re.Match[str]) -> tuple[int, float] | None:
+    try:
+        return int(float(match.group(1))), float(match.group(2))
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+@dataclass
+class _Reading:
+    reader: CopyReader
+    pattern: re.Pattern[str]
+    carry: LineCarry = field(default_factory=LineCarry)
+    ranks: dict[int, dict[int, float]] = field(default_factory=dict)
+
+
+class MetricFollower:
+    """Per running attempt, reads only what the copies gained since the last call (blocking: call it in a thread)."""
+
+    def __init__(self) -> None:
+        self._readings: dict[tuple[int, int], _Reading] = {}
+
+    def update(self, job: Job, now: float) -> tuple[Point, ...]:
+        """The job's history with whatever its copies say now."""
+        key = (job.id, job.attempt)
+        reading = self._readings.get(key)
+        if reading is None:
+            reading = self._readings[key] = _Reading(CopyReader(job), pattern(job.spec))
+        for node, _ in job.runs:
+            for source, data in reading.reader.read_new(node):
+                if source.rank is None:
+                    continue  # torchrun's own lines; the ranks' output is in their files
+                for raw in reading.carry.feed(source, data):
+                    found = reading.pattern.search(raw.decode("utf-8", "replace"))
+                    point = parse_point(found) if found else None
+                    if point is not None:
+                        reading.ranks.setdefault(source.rank, {})[point[0]] = point[1]
+        world = job.spec.nnodes * job.spec.nproc_per_node
+        return merge(job.metric, combine(reading.ranks, world), now)
+
+    def forget(self, job_id: int) -> None:
+        for key in [k for k in self._readings if k[0] == job_id]:
+            del self._readings[key]
+
+
+def combine(ranks: dict[int, dict[int, float]], world: int) -> dict[int, float]:
+    """step -> the job's value: the mean when all `world` ranks reported the step, else the lowest rank's."""
+    if not ranks:
+        return {}
+    out: dict[int, float] = {}
+    everyone = len(ranks) >= world
+    for step in sorted({s for points in ranks.values() for s in points}):
+        values = [points[step] for _, points in sorted(ranks.items()) if step in points]
+        out[step] = sum(values) / len(values) if everyone and len(values) == len(ranks) else values[0]
+    return out
+
+
+def merge(history: tuple[Point, ...], values: dict[int, float], now: float) -> tuple[Point, ...]:
+    """New values into a history: a new step is stamped `now`; a step seen before keeps its time, takes the value."""
+    points = {step: (value, seen) for step, value, seen in history}
+    for step, value in values.items():
+        old = points.get(step)
+        points[step] = (value, old[1] if old else now)
+    merged = tuple((step, value, seen) for step, (value, seen) in sorted(points.items()))
+    return merged if len(merged) <= MAX_POINTS else thin(merged)
+
+
+def thin(points: tuple[Point, ...]) -> tuple[Point, ...]:
+    """Every other point of the older half: the recent curve stays exact, the total bounded."""
+    half = len(points) // 2
+    return points[:half:2] + points[half:]
+
+
+def best(history: tuple[Point, ...], goal: str) -> tuple[int, float] | None:
+    """(step, value) of the best finite value, the earliest on ties."""
+    found: tuple[int, float] | None = None
+    for step, value, _ in history:
+        if math.isfinite(value) and (found is None or (value < found[1] if goal == "min" else value > found[1])):
+            found = (step, value)
+    return found
