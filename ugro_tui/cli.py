@@ -121,6 +121,15 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     logs.add_argument("--attempt", metavar="N|all", type=_attempt,
                       help="an earlier attempt of a retried job (default: the latest), or all of them in order")
+    sweeps = sub.add_parser("sweeps", parents=[common], help="list sweeps with their best trial")
+    sweeps.add_argument("--json", action="store_true", help='print {"sweeps": [...]}')
+    sweep = sub.add_parser("sweep", parents=[common], help="one sweep: its leaderboard, or cancel it")
+    sweep_sub = sweep.add_subparsers(dest="sweep_verb", metavar="show|cancel", required=True)
+    sweep_show = sweep_sub.add_parser("show", parents=[common], help="the trials, best first")
+    sweep_show.add_argument("id", metavar="ID")
+    sweep_show.add_argument("--json", action="store_true")
+    sweep_cancel = sweep_sub.add_parser("cancel", parents=[common], help="cancel every trial not finished")
+    sweep_cancel.add_argument("id", metavar="ID")
     sched = sub.add_parser("scheduler", parents=[common], help="run the dispatcher headless")
     sched.add_argument("--until-idle", action="store_true", help="exit when nothing is queued, starting or running")
 
@@ -183,6 +192,11 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         handler = {"submit": jobs.submit, "queue": jobs.queue, "show": jobs.show}.get(args.verb, jobs.change_state)
         return handler(args, _load(args))
+    if args.verb in ("sweeps", "sweep"):
+        from ugro_tui.commands import sweeps
+
+        verb = "list" if args.verb == "sweeps" else args.sweep_verb
+        return {"list": sweeps.list_sweeps, "show": sweeps.show, "cancel": sweeps.cancel}[verb](args, _load(args))
     if args.verb == "templates":
         from ugro_tui.commands import jobs
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ugro_tui.core.jobs.metric import best
 from ugro_tui.core.jobs.model import Job
 
 DASH = "–"
@@ -43,6 +44,15 @@ def detail(job: Job) -> list[str]:
     ]
     if job.diagnosis:
         lines.append(f"  diagnosis  : {job.diagnosis}")
+    if s.sweep_id:
+        params = ", ".join(f"{k}={v}" for k, v in s.params)
+        rule = f"   early stop: {s.early_stop}" if s.early_stop else ""
+        lines.append(f"  sweep      : {s.sweep_id}  {params}{rule}")
+    if job.metric:
+        top = best(job.metric, s.goal)
+        shown = f"best {top[1]:.4g} at step {top[0]}, " if top else ""
+        lines.append(f"  {s.metric[:10]:10s} : {shown}last {job.metric[-1][1]:.4g} at step {job.metric[-1][0]}"
+                     f" ({len(job.metric)} points)")
     for node, run in job.runs:
         code = DASH if run.exit_code is None else run.exit_code
         lines.append(f"  {node:10s} : pid {run.pid or DASH}  exit {code}  {run.run_dir or ''}")

@@ -51,16 +51,19 @@ class MetricFollower:
         reading = self._readings.get(key)
         if reading is None:
             reading = self._readings[key] = _Reading(CopyReader(job), pattern(job.spec))
-        for node, _ in job.runs:
+        for index, (node, _) in enumerate(job.runs):
             for source, data in reading.reader.read_new(node):
-                if source.rank is None:
-                    continue  # torchrun's own lines; the ranks' output is in their files
+                rank = source.rank
+                if rank is None:  # the console: a command job's only output; torchrun's own lines otherwise
+                    if job.spec.kind != "command":
+                        continue
+                    rank = index
                 for raw in reading.carry.feed(source, data):
                     found = reading.pattern.search(raw.decode("utf-8", "replace"))
                     point = parse_point(found) if found else None
                     if point is not None:
-                        reading.ranks.setdefault(source.rank, {})[point[0]] = point[1]
-        world = job.spec.nnodes * job.spec.nproc_per_node
+                        reading.ranks.setdefault(rank, {})[point[0]] = point[1]
+        world = job.spec.nnodes * (1 if job.spec.kind == "command" else job.spec.nproc_per_node)
         return merge(job.metric, combine(reading.ranks, world), now)
 
     def forget(self, job_id: int) -> None:
