@@ -22,7 +22,7 @@ from ugro_tui.ui.workers import ReportsWorkerFailures
 
 STATE_COLOUR = {JobState.QUEUED: "primary", JobState.HELD: "secondary", JobState.STARTING: "accent",
                 JobState.RUNNING: "success", JobState.SUCCEEDED: "success", JobState.FAILED: "error",
-                JobState.CANCELLED: "warning"}
+                JobState.CANCELLED: "warning", JobState.PRUNED: "foreground-muted"}
 SORTS = ("id", "priority", "state", "name")
 PAGE = 300  # rows added at a time: the view opens fast at 10,000 jobs, and more load as you scroll down
 COLUMNS = ("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON")
@@ -59,6 +59,7 @@ class JobsScreen(ReportsWorkerFailures, Screen[None]):
         Binding("s", "sort", "Sort", id="jobs.sort"),
         Binding("l", "logs", "Logs", id="jobs.logs"),
         Binding("e", "edit", "Edit as new", id="jobs.edit"),
+        Binding("w", "sweep", "Sweep", id="jobs.sweep"),
         Binding("escape", "clear_filter", "Back", id="jobs.back", show=False),
     ]
 
@@ -199,6 +200,15 @@ class JobsScreen(ReportsWorkerFailures, Screen[None]):
             return
         self.app.session.logs_job = job.id
         self.app.switch_mode("logs")
+
+    def action_sweep(self) -> None:
+        job = self.selected()
+        if job is None or not job.spec.sweep_id:
+            self.notify("not a sweep's trial: `ugro submit --sweep ... --trials N` starts a sweep", timeout=3)
+            return
+        from ugro_tui.ui.screens.sweep import SweepScreen
+
+        self.app.push_screen(SweepScreen(job.spec.sweep_id))
 
     def action_sort(self) -> None:
         self.sort_by = SORTS[(SORTS.index(self.sort_by) + 1) % len(SORTS)]

@@ -1,0 +1,67 @@
+"""A random search with median stopping, end to end: real torchrun trials on the loopback cluster, 2 at a time."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from ugro_tui.sim.loopback import LoopbackCluster, free_port
+
+from ..conftest import FIXTURES, run_ugro
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.timeout(400)
+SCRIPT = str(FIXTURES / "jobs" / "lr_loss.py")
+SIM3 = [(["RTX 5070 Ti"], "nvml"), (["RTX 4070"], "nvml"), (["RTX 3070 Ti"], "nvml")]
+STEPS = 40
+
+
+def ugro(config: Path, *args: str, timeout: float = 60):
+    return run_ugro(args[0], "--config", str(config), *args[1:], timeout=timeout)
+
+
+def test_eight_random_trials_two_at_a_time_median_prunes_the_bad_ones(lab: LoopbackCluster, tmp_path: Path) -> None:
+    port = free_port("127.0.0.2")
+    config = tmp_path / "cluster.toml"
+    text = lab.cluster_toml(sim=SIM3, poll_interval=0.5)
+    config.write_text(text.replace("rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port + 3}]"))
+    # Seed 3 draws lr whose base losses are 1.1, 0.03, 0.27, 0.17, 0.25, 3.02, 3.79, 1.82 (trials 1-8).
+    submitted = ugro(config, "submit", "--name", "lr", "--sweep", "lr=loguniform:1e-5:1e-1", "--trials", "8",
+                     "--seed", "3", "--max-concurrent", "2", "--early-stop", "median", "--min-trials", "2",
+                     "--warmup-steps", "3", "--", SCRIPT, "--lr", "{lr}", "--steps", str(STEPS))
+    assert submitted.returncode == 0, submitted.stderr
+    assert submitted.stdout.split() == [str(i) for i in range(1, 9)]
+    sweep_id = re.search(r"sweep (\w+): 8 trials \(seed 3\)", submitted.stderr).group(1)
+
+    done = ugro(config, "scheduler", "--until-idle", timeout=360)
+    assert done.returncode == 0, done.stderr
+    board = json.loads(ugro(config, "sweep", "show", sweep_id, "--json").stdout)
+    trials = {t["id"]: t for t in board["trials"]}
+    pruned = {i for i, t in trials.items() if t["state"] == "pruned"}
+    assert {6, 7, 8} <= pruned, board  # clearly worse than the trials before them
+    assert trials[2]["state"] == "succeeded" and board["trials"][0]["id"] == 2  # the best finishes, first
+    for i in pruned:
+        assert trials[i]["last_step"] < STEPS - 1, trials[i]  # stopped before the end
+        assert trials[i]["reason"].startswith("pruned (median) at step"), trials[i]
+    assert all(t["state"] == "succeeded" for i, t in trials.items() if i not in pruned)
+    assert board["pruned_steps_saved"] > 0
+
+    # The leaderboard's order is the order of each trial's lowest loss in its own rank log.
+    lowest = {}
+    for i in trials:
+        log = ugro(config, "logs", str(i), "--rank", "0").stdout
+        losses = [float(x) for x in re.findall(r"^step \d+ loss ([0-9.]+)$", log, re.MULTILINE)]
+        lowest[i] = min(losses)
+        assert abs(trials[i]["best"] - lowest[i]) < 1e-9
+    assert [t["id"] for t in board["trials"]] == sorted(lowest, key=lowest.__getitem__)
+
+    # Never more than two trials at once.
+    jobs = json.loads(ugro(config, "queue", "--json").stdout)["jobs"]
+    spans = [(j["started_at"], j["finished_at"]) for j in jobs]
+    for start, _ in spans:
+        assert sum(1 for s, e in spans if s <= start < e) <= 2
+    listed = ugro(config, "sweeps").stdout
+    assert sweep_id in listed and "loss (min)" in listed
