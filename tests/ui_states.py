@@ -220,4 +220,41 @@ def logs_shown(app) -> bool:
     if any(w.group == "logs" and w.is_running for w in screen.workers):
         return False
     panes = list(screen.query(Pane))
+    if screen.demux.losses and screen._losses_shown != len(screen.demux.losses):
+        return False  # the loss plot is drawn on its own timer
     return bool(panes) and all(p.output.line_count == len(screen._buffer(p.key)) > 0 for p in panes)
+
+
+def sweep_store(root):
+    """A sweep of 8 trials with median stopping: finished, pruned, running and queued ones, at fixed times."""
+    import dataclasses
+    import math
+
+    from ugro_tui.core.jobs.model import JobSpec, JobState
+    from ugro_tui.core.jobs.store import JobStore
+    from ugro_tui.core.jobs.sweep import expand, parse_search
+
+    store = JobStore(root)
+    spec = JobSpec("lr-search", ("train.py", "--lr", "{lr}"), early_stop="median", min_trials=2, max_concurrent=2)
+    jobs = store.submit(expand(spec, parse_search(["lr=loguniform:1e-5:1e-1"], trials=8, seed=3), "3fa2c1"),
+                        now=NOW - 3600)
+    S = JobState
+    plan = [(S.SUCCEEDED, 40), (S.SUCCEEDED, 40), (S.SUCCEEDED, 40), (S.SUCCEEDED, 40), (S.PRUNED, 12),
+            (S.PRUNED, 8), (S.RUNNING, 25), (S.QUEUED, 0)]
+    for job, (state, steps) in zip(jobs, plan, strict=True):
+        if state is S.QUEUED:
+            store.update(job.id, lambda j: dataclasses.replace(
+                j, reason="waits: 2 trials of its sweep already running"))
+            continue
+        base = (math.log10(float(dict(job.spec.params)["lr"])) + 3) ** 2
+        metric = tuple((s, round(base + 2.0 / (s + 1), 5), NOW - 3000 + job.id * 100 + s) for s in range(steps))
+        store.move(job.id, S.STARTING, placement=(("gpu-master", (0,)),), started_at=NOW - 3000 + job.id * 100)
+        store.move(job.id, S.RUNNING, reason="running")
+        store.update(job.id, lambda j, m=metric: dataclasses.replace(j, metric=m))
+        if state is S.SUCCEEDED:
+            store.move(job.id, S.SUCCEEDED, reason="every node exited 0", finished_at=NOW - 2900 + job.id * 100)
+        elif state is S.PRUNED:
+            store.update(job.id, lambda j, n=steps: dataclasses.replace(
+                j, state=S.PRUNED, finished_at=NOW - 2900 + j.id * 100,
+                reason=f"pruned (median) at step {n - 1}: loss 3.1 worse than the median 0.31 of 4 other trials"))
+    return store

@@ -86,7 +86,9 @@ async def test_a_sweep_queues_one_job_per_combination(tmp_path: Path) -> None:
                                                      "train.py[lr=2e-4,batch=1]", "train.py[lr=2e-4,batch=2]"]
         one = next(j for j in jobs if j.spec.name == "train.py[lr=2e-4,batch=1]")
         assert one.spec.command == ("train.py", "--lr", "2e-4", "--batch", "1")
-        assert dict(one.spec.env) == {"UGRO_SWEEP_LR": "2e-4", "UGRO_SWEEP_BATCH": "1"}
+        assert dict(one.spec.env) == {"UGRO_SWEEP_LR": "2e-4", "UGRO_SWEEP_BATCH": "1",
+                                      "UGRO_SWEEP_ID": one.spec.sweep_id}
+        assert len({j.spec.sweep_id for j in jobs}) == 1
 
 
 async def test_save_a_template_then_load_it_into_a_new_form(tmp_path: Path) -> None:

@@ -7,7 +7,18 @@ import pytest
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.ui.app import make_app
 
-from ..ui_states import LAB, NOW, doctor_report, job_store, job_with_logs, logs_shown, press_then, wait_for, with_state
+from ..ui_states import (
+    LAB,
+    NOW,
+    doctor_report,
+    job_store,
+    job_with_logs,
+    logs_shown,
+    press_then,
+    sweep_store,
+    wait_for,
+    with_state,
+)
 
 
 def app_for(kind: str = "online", store=None):
@@ -103,3 +114,18 @@ def test_node_editor_add(snap_compare, size) -> None:
 
 def test_node_editor_edit(snap_compare) -> None:
     assert snap_compare(app_for(), terminal_size=(80, 24), run_before=press_then(["j", "E"]))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)])
+def test_sweep_view(snap_compare, tmp_path, size) -> None:
+    from ugro_tui.ui.screens.sweep import SweepScreen
+
+    async def open_sweep(pilot) -> None:
+        await pilot.press("2")
+        await wait_for(pilot, lambda: pilot.app.session.jobs_snapshot is not None, what="the jobs")
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SweepScreen) and pilot.app.screen.sweep is not None,
+                       what="the sweep view")
+        await pilot.pause()
+
+    assert snap_compare(app_for(store=sweep_store(tmp_path)), terminal_size=size, run_before=open_sweep)

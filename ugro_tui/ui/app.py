@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
@@ -166,6 +166,25 @@ class UgroApp(App[None]):
             self.run_dispatcher()
         if isinstance(self.screen, NodesScreen):
             self.call_later(self.screen.rebuild)
+
+    def get_system_commands(self, screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Sweep view", "The latest sweep: its leaderboard and the trials' curves",
+                            self.action_latest_sweep)
+
+    @work(group="sweep-open", exclusive=True, exit_on_error=False, description="find the latest sweep")
+    async def action_latest_sweep(self) -> None:
+        import asyncio
+
+        from ugro_tui.core.jobs.leaderboard import sweeps
+        from ugro_tui.ui.screens.sweep import SweepScreen
+
+        found = sweeps(await asyncio.to_thread(self.store.all))
+        if not found:
+            self.notify("no sweeps yet: `ugro submit --sweep lr=loguniform:1e-5:1e-2 --trials 8 -- train.py`",
+                        timeout=4)
+            return
+        self.push_screen(SweepScreen(found[0].id))
 
     def action_new_job(self, values=None, title: str = "new job") -> None:
         if not isinstance(self.screen, LaunchScreen):

@@ -15,12 +15,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Grid, Middle, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Log, Sparkline, Static
+from textual.widgets import Footer, Input, Log, Static
 
 from ugro_tui.core.jobs.describe import age, placement_text
 from ugro_tui.core.jobs.logs import CopyReader, RankDemux, Source, local_dir, sync_node
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.ui.widgets.health import HealthBar
+from ugro_tui.ui.widgets.metric_plot import Curve, MetricPlot
 from ugro_tui.ui.workers import ReportsWorkerFailures
 
 MAX_LINES = 5000  # per pane: memory stays bounded however long the run
@@ -65,7 +66,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
     AUTO_FOCUS = None  # keys reach the screen's bindings until the user focuses a pane (tab)
     DEFAULT_CSS = """
     LogsScreen #job-header { height: 1; padding: 0 1; background: $panel; }
-    LogsScreen #loss { height: 2; margin: 0 1; border-title-color: $foreground-muted; }
+    LogsScreen #loss { height: 6; margin: 0 1; }
     LogsScreen #panes { grid-size: 2; grid-gutter: 0; height: 1fr; }
     LogsScreen #search { dock: bottom; height: 3; }
     """
@@ -93,7 +94,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
     def compose(self) -> ComposeResult:
         yield HealthBar(id="health")
         yield Static("", id="job-header")
-        loss = Sparkline([], id="loss")
+        loss = MetricPlot(id="loss", legend=False, labels=False)
         loss.tooltip = "loss of the lowest rank, parsed from `step N loss X` lines"
         yield loss
         yield Grid(id="panes")
@@ -107,6 +108,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         self.query_one("#search", Input).display = False
         self.set_focus(None)  # keys go to the screen until a pane is focused (tab) or / opens the search
         self.set_interval(0.1, self._flush)  # batch lines into one write per pane per frame
+        self.set_interval(0.5, self._draw_loss)
         self._open(self.app.session.logs_job)
 
     def on_screen_resume(self) -> None:
@@ -123,12 +125,13 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         self.job = None
         self.demux = RankDemux(max_lines=MAX_LINES)
         self._losses_shown = 0
-        self.query_one("#loss", Sparkline).data = []
+        self.query_one("#loss", MetricPlot).show([])
         self.page = 0
         grid = self.query_one("#panes", Grid)
         grid.remove_children()
         self.query_one("#no-job").display = job_id is None
-        grid.display = self.query_one("#loss").display = job_id is not None
+        grid.display = job_id is not None
+        self.query_one("#loss").display = False  # until the job reports a loss
         self.query_one(HealthBar).show_app()
         if job_id is not None:
             self.follow(job_id)
@@ -250,9 +253,14 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
             lines = pending.get(pane.key)
             if lines:
                 pane.output.write_lines(self._format(lines))
+
+    def _draw_loss(self) -> None:
+        """At most twice a second: a plot is dearer to draw than a line."""
         if self.demux.losses and len(self.demux.losses) != self._losses_shown:
             self._losses_shown = len(self.demux.losses)
-            self.query_one("#loss", Sparkline).data = [loss for _, loss in self.demux.losses][-200:]
+            plot = self.query_one("#loss", MetricPlot)
+            plot.display = True
+            plot.show([Curve("loss", tuple(self.demux.losses)[-500:])])
 
     def _header(self, job: Job) -> None:
         now = time.time()

@@ -18,7 +18,7 @@ from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.widgets.dialogs import ConfirmScreen
 from ugro_tui.ui.widgets.health import HealthBar
-from ugro_tui.ui.widgets.metric_plot import Curve, MetricPlot
+from ugro_tui.ui.widgets.metric_plot import Curve, MetricPlot, colours
 from ugro_tui.ui.workers import ReportsWorkerFailures
 
 COLUMNS = ("#", "JOB", "PARAMS", "BEST", "AT", "LAST", "STATE")
@@ -93,28 +93,32 @@ class SweepScreen(ReportsWorkerFailures, Screen[None]):
         self.query_one("#sweep-header", Static).update(Text(
             f"sweep {sweep.id} {sweep.name} · {len(sweep.trials)} trials: {states} · "
             f"{sweep.metric} ({sweep.goal} is best){rule}", no_wrap=True, overflow="ellipsis"))
+        board = sweep.leaderboard()
+        curves = [Curve(f"job {r.job.id}", tuple((s, v) for s, v, _ in r.job.metric), r.job.state is JobState.PRUNED)
+                  for r in board]
         table = self.query_one("#board", DataTable)
         keep = table.cursor_row
         table.clear()
-        for place, row in enumerate(sweep.leaderboard(), 1):
+        for place, (row, shade) in enumerate(zip(board, colours(curves), strict=True), 1):
             job = row.job
             dim = "dim" if job.state is JobState.PRUNED else ""
-            cells = (str(place), str(job.id), " ".join(f"{k}={v}" for k, v in job.spec.params) or "–",
-                     value_text(row.best[1] if row.best else None), "–" if row.best is None else str(row.best[0]),
-                     "–" if row.last_step is None else str(row.last_step), str(job.state))
-            table.add_row(*(Text(c, style=dim) for c in cells), key=str(job.id))
+            cells = [Text(c, style=dim) for c in (
+                str(place), str(job.id), " ".join(f"{k}={v}" for k, v in job.spec.params) or "–",
+                value_text(row.best[1] if row.best else None), "–" if row.best is None else str(row.best[0]),
+                "–" if row.last_step is None else str(row.last_step), str(job.state))]
+            if job.metric:  # the job id in its curve's colour: the key to the plot when it has no room for a legend
+                cells[1] = Text.assemble(("● ", "bright_black" if dim else shade), (str(job.id), dim))
+            table.add_row(*cells, key=str(job.id))
         if table.row_count:
             table.move_cursor(row=min(keep, table.row_count - 1))
-        self.query_one(MetricPlot).show(
-            [Curve(f"{row.job.id}", tuple((s, v) for s, v, _ in row.job.metric), row.job.state is JobState.PRUNED)
-             for row in sweep.leaderboard()], ylabel=sweep.metric)
+        self.query_one(MetricPlot).show(curves, ylabel=sweep.metric)
 
     def selected(self) -> Job | None:
         table = self.query_one("#board", DataTable)
         if self.sweep is None or not table.row_count:
             return None
-        job_id = int(str(table.get_row_at(table.cursor_row)[1]))
-        return next((j for j in self.sweep.trials if j.id == job_id), None)
+        board = self.sweep.leaderboard()
+        return board[table.cursor_row].job if table.cursor_row < len(board) else None
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_logs()

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from textual_plotext import PlotextPlot
 
-COLOURS = ("cyan", "green", "magenta", "yellow", "blue", "red", "orange", "white")
+COLOURS = ("cyan", "green", "magenta", "yellow", "blue", "red")  # ANSI names: the same in plotext and Rich
 DIM = "gray"
+LEGEND_FROM = 12  # rows: a smaller plot leaves the legend out (the Sweep view colours its table instead)
 
 
 @dataclass(frozen=True)
@@ -18,36 +19,52 @@ class Curve:
     dim: bool = False                       # a pruned trial
 
 
+def colours(curves: Sequence[Curve]) -> list[str]:
+    """Each curve's colour, in order: dimmed ones grey, the others cycling through COLOURS."""
+    out, at = [], 0
+    for curve in curves:
+        if curve.dim:
+            out.append(DIM)
+        else:
+            out.append(COLOURS[at % len(COLOURS)])
+            at += 1
+    return out
+
+
 class MetricPlot(PlotextPlot):
     """Several (step, value) curves overlaid; redrawn only when what it shows changes."""
 
-    def __init__(self, *, ylabel: str = "loss", legend: bool = True, id: str | None = None) -> None:
+    def __init__(self, *, ylabel: str = "loss", legend: bool = True, labels: bool = True, id: str | None = None
+                 ) -> None:
         super().__init__(id=id)
         self.ylabel = ylabel
         self.legend = legend
+        self.labels = labels  # the axes' names, on a row of their own
         self._shown: tuple = ()
 
     def show(self, curves: Sequence[Curve], ylabel: str | None = None) -> None:
         ylabel = ylabel or self.ylabel
-        signature = (ylabel, tuple(curves))
+        signature = (ylabel, tuple(curves), self.size.height)
         if signature == self._shown:
             return
         self._shown = signature
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.xlabel("step")
-        plt.ylabel(ylabel)
-        colour = 0
-        for curve in curves:
+        if self.labels:
+            plt.xlabel("step")
+            plt.ylabel(ylabel)
+        legend = self.legend and self.size.height >= LEGEND_FROM
+        for curve, shade in zip(curves, colours(curves), strict=True):
             finite = [(s, v) for s, v in curve.points if v == v and abs(v) != float("inf")]
             if not finite:
                 continue
-            if curve.dim:
-                shade = DIM
-            else:
-                shade, colour = COLOURS[colour % len(COLOURS)], colour + 1
             steps, values = zip(*finite, strict=True)
-            plt.plot(list(steps), list(values), label=curve.label if self.legend else None, color=shade,
-                     marker="braille")
+            plt.plot(list(steps), list(values), label=curve.label if legend else None, color=shade, marker="braille")
         self.refresh()
+
+    def on_resize(self) -> None:
+        if self._shown:  # the legend comes or goes with the height
+            ylabel, curves, _ = self._shown
+            self._shown = ()
+            self.show(curves, ylabel)
