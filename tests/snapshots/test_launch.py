@@ -91,6 +91,28 @@ async def test_a_sweep_queues_one_job_per_combination(tmp_path: Path) -> None:
         assert len({j.spec.sweep_id for j in jobs}) == 1
 
 
+async def test_a_random_search_with_early_stopping_from_the_form(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    app = app_for(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n", *"train.py", "tab", *"--lr {lr}")
+        await type_into(pilot, "sweep", "lr=loguniform:1e-4:1e-1")
+        await type_into(pilot, "search", "trials=8 max_concurrent=2 early_stop=median min_trials=0")
+        error = app.screen.query_one("#err-search", Static)
+        assert error.display and "min_trials: expected 1 or more" in str(error.render())
+        await type_into(pilot, "search", "trials=8 seed=5 max_concurrent=2 early_stop=median min_trials=3")
+        assert not error.display
+        assert "→ 8 jobs (sweep)" in str(app.screen.query_one("#title", Static).render())
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        jobs = store.all()
+        assert len(jobs) == 8 and len({j.spec.sweep_id for j in jobs}) == 1
+        assert all(j.spec.early_stop == "median" and j.spec.max_concurrent == 2 and j.spec.min_trials == 3
+                   for j in jobs)
+        lrs = [float(dict(j.spec.params)["lr"]) for j in jobs]
+        assert all(1e-4 <= lr <= 1e-1 for lr in lrs) and len(set(lrs)) == 8
+
+
 async def test_save_a_template_then_load_it_into_a_new_form(tmp_path: Path) -> None:
     store = JobStore(tmp_path)
     app = app_for(store)

@@ -99,3 +99,42 @@ def test_bad_spaces_are_one_clear_error(axes: list[str], trials: int | None, wor
     with pytest.raises(UsageError, match="sweep") as caught:
         parse_search(axes, trials=trials)
     assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_cli_bad_search_input_is_one_line_exit_2_and_nothing_queued(tmp_path) -> None:
+    import json
+
+    from ..conftest import run_ugro
+
+    config = tmp_path / "cluster.toml"
+    config.write_text('[[nodes]]\nname = "a"\nhost = "127.0.0.2"\n')
+    base = ["submit", "--config", str(config), "--hold"]
+    cases = [
+        (["--sweep", "lr=uniform:1:0", "--trials", "4"], "LO must be below HI"),
+        (["--sweep", "lr=loguniform:0:1", "--trials", "4"], "loguniform needs LO above 0"),
+        (["--sweep", "n=int:1:2.5", "--trials", "4"], "whole number"),
+        (["--sweep", "lr=gauss:0:1", "--trials", "4"], "unknown distribution"),
+        (["--sweep", "lr=uniform:0:1", "--trials", "0"], "expected 1 or more"),
+        (["--sweep", "lr=uniform:0:1", "--trials", "1001"], "at most 1000"),
+        (["--sweep", "lr=uniform:0:1"], "--trials N"),
+        (["--sweep", "lr=0.1,0.2", "--metric-regex", "step (\\d+"], "invalid regular expression"),
+        (["--sweep", "lr=0.1,0.2", "--metric-regex", "step (\\d+) loss"], "needs two groups"),
+        (["--early-stop", "median"], "give --sweep too"),
+        (["--sweep", "lr=0.1,0.2", "--early-stop", "random"], "invalid choice"),
+        (["--sweep", "lr=0.1,0.2", "--metric", "lo ss"], "metric: expected a name"),
+    ]
+    for args, words in cases:
+        done = run_ugro(*base, *args, "--", "train.py", "--lr", "{lr}")
+        assert done.returncode == 2, (args, done.stderr)
+        assert words in done.stderr and len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
+    assert json.loads(run_ugro("queue", "--json").stdout)["jobs"] == []
+    ok = run_ugro(*base, "--sweep", "lr=loguniform:1e-4:1e-2", "--trials", "3", "--seed", "9", "--early-stop", "asha",
+                  "--grace", "2", "--max-t", "30", "--metric", "val_acc", "--goal", "max", "--", "train.py", "{lr}")
+    assert ok.returncode == 0, ok.stderr
+    jobs = json.loads(run_ugro("queue", "--json").stdout)["jobs"]
+    assert [j["spec"]["early_stop"] for j in jobs] == ["asha"] * 3
+    assert jobs[0]["spec"]["goal"] == "max" and jobs[0]["spec"]["grace"] == 2 and jobs[0]["spec"]["max_t"] == 30
+    shown = run_ugro("sweep", "show", jobs[0]["spec"]["sweep_id"])
+    assert shown.returncode == 0 and "BEST VAL_ACC" in shown.stdout and "held" in shown.stdout
+    missing = run_ugro("sweep", "show", "nope")
+    assert missing.returncode == 2 and "no sweep 'nope'" in missing.stderr
