@@ -11,6 +11,7 @@ Values that are nan count as the worst."""
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -55,12 +56,8 @@ def worse(a: float, b: float, goal: str) -> bool:
 
 def value_at(history: Sequence[Point], step: int) -> float | None:
     """The value reported at `step`, or the last one before it; None when it started later."""
-    found = None
-    for s, value, _ in history:
-        if s > step:
-            break
-        found = value
-    return found
+    at = bisect.bisect_right(history, step, key=lambda p: p[0])
+    return history[at - 1][1] if at else None
 
 
 def median_rule(trial: Trial, others: Iterable[Trial], *, goal: str, warmup_steps: int = 0,
@@ -98,10 +95,8 @@ def rungs(grace: int, reduction_factor: int, max_t: int, upto: int) -> list[int]
 
 def _arrival(history: Sequence[Point], rung: int) -> tuple[float, float] | None:
     """(value, time) of the first point at or past the rung."""
-    for step, value, seen in history:
-        if step >= rung:
-            return value, seen
-    return None
+    at = bisect.bisect_left(history, rung, key=lambda p: p[0])
+    return (history[at][1], history[at][2]) if at < len(history) else None
 
 
 def quantile(values: Sequence[float], q: float) -> float:

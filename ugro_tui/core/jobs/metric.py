@@ -37,6 +37,7 @@ class _Reading:
     pattern: re.Pattern[str]
     carry: LineCarry = field(default_factory=LineCarry)
     ranks: dict[int, dict[int, float]] = field(default_factory=dict)
+    changed: set[int] = field(default_factory=set)  # steps with a new value since the last update
 
 
 class MetricFollower:
@@ -58,26 +59,34 @@ class MetricFollower:
                     if job.spec.kind != "command":
                         continue
                     rank = index
-                for raw in reading.carry.feed(source, data):
-                    found = reading.pattern.search(raw.decode("utf-8", "replace"))
+                text = b"".join(reading.carry.feed(source, data)).decode("utf-8", "replace")
+                for line in text.split("\n"):
+                    found = reading.pattern.search(line)
                     point = parse_point(found) if found else None
                     if point is not None:
                         reading.ranks.setdefault(rank, {})[point[0]] = point[1]
+                        reading.changed.add(point[0])
+        if not reading.changed:
+            return job.metric
         world = job.spec.nnodes * (1 if job.spec.kind == "command" else job.spec.nproc_per_node)
-        return merge(job.metric, combine(reading.ranks, world), now)
+        values = combine(reading.ranks, world, reading.changed)
+        reading.changed = set()
+        return merge(job.metric, values, now)
 
     def forget(self, job_id: int) -> None:
         for key in [k for k in self._readings if k[0] == job_id]:
             del self._readings[key]
 
 
-def combine(ranks: dict[int, dict[int, float]], world: int) -> dict[int, float]:
-    """step -> the job's value: the mean when all `world` ranks reported the step, else the lowest rank's."""
+def combine(ranks: dict[int, dict[int, float]], world: int, steps: set[int] | None = None) -> dict[int, float]:
+    """step -> the job's value: the mean when all `world` ranks reported the step, else the lowest rank's.
+    Only `steps` when given (those that changed)."""
     if not ranks:
         return {}
     out: dict[int, float] = {}
     everyone = len(ranks) >= world
-    for step in sorted({s for points in ranks.values() for s in points}):
+    wanted = steps if steps is not None else {s for points in ranks.values() for s in points}
+    for step in sorted(wanted):
         values = [points[step] for _, points in sorted(ranks.items()) if step in points]
         out[step] = sum(values) / len(values) if everyone and len(values) == len(ranks) else values[0]
     return out
@@ -90,13 +99,16 @@ def merge(history: tuple[Point, ...], values: dict[int, float], now: float) -> t
         old = points.get(step)
         points[step] = (value, old[1] if old else now)
     merged = tuple((step, value, seen) for step, (value, seen) in sorted(points.items()))
-    return merged if len(merged) <= MAX_POINTS else thin(merged)
+    while len(merged) > MAX_POINTS:
+        merged = thin(merged)
+    return merged
 
 
 def thin(points: tuple[Point, ...]) -> tuple[Point, ...]:
-    """Every other point of the older half: the recent curve stays exact, the total bounded."""
+    """Every other point of the older half, and of the newer half's older half when that is not enough: the
+    latest quarter stays exact."""
     half = len(points) // 2
-    return points[:half:2] + points[half:]
+    return points[:half:2] + (points[half:] if len(points) - half <= MAX_POINTS else thin(points[half:]))
 
 
 def best(history: tuple[Point, ...], goal: str) -> tuple[int, float] | None:
