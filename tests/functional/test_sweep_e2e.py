@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,23 @@ def ugro(config: Path, *args: str, timeout: float = 60):
     return run_ugro(args[0], "--config", str(config), *args[1:], timeout=timeout)
 
 
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports free on every node's address (two trials run at once)."""
+    for _ in range(50):
+        port = free_port("127.0.0.2")
+        try:
+            for offset in range(count):
+                for host in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+                    with socket.socket() as s:
+                        s.bind((host, port + offset))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no run of free ports")
+
+
 def test_eight_random_trials_two_at_a_time_median_prunes_the_bad_ones(lab: LoopbackCluster, tmp_path: Path) -> None:
-    port = free_port("127.0.0.2")
+    port = free_ports(4)
     config = tmp_path / "cluster.toml"
     text = lab.cluster_toml(sim=SIM3, poll_interval=0.5)
     config.write_text(text.replace("rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port + 3}]"))
@@ -46,7 +62,7 @@ def test_eight_random_trials_two_at_a_time_median_prunes_the_bad_ones(lab: Loopb
     for i in pruned:
         assert trials[i]["last_step"] < STEPS - 1, trials[i]  # stopped before the end
         assert trials[i]["reason"].startswith("pruned (median) at step"), trials[i]
-    assert all(t["state"] == "succeeded" for i, t in trials.items() if i not in pruned)
+    assert all(t["state"] == "succeeded" for i, t in trials.items() if i not in pruned), board
     assert board["pruned_steps_saved"] > 0
 
     # The leaderboard's order is the order of each trial's lowest loss in its own rank log.

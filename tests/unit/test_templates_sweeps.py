@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 
 import pytest
@@ -27,6 +28,8 @@ def test_a_grid_expands_to_every_combination_named_by_its_values() -> None:
     assert all(s.nnodes == 2 and s.sweep_id == "abc123" for s in specs)
     assert specs[1].params == (("lr", "1e-4"), ("batch", "2"))
     assert expand(SPEC, NO_SEARCH) == [SPEC]
+    saving = expand(dataclasses.replace(SPEC, checkpoint_dir="~/ckpt/"), search, "abc123")
+    assert [s.checkpoint_dir for s in saving[:2]] == ["~/ckpt/abc123-1", "~/ckpt/abc123-2"]  # never shared
 
 
 @pytest.mark.parametrize("bad", ["lr", "lr=", "lr=1,,2", "1x=3", "lr=1,1", "a-b=1", "lr=1 lr=2"])

@@ -211,18 +211,22 @@ def expand(spec: JobSpec, search: Search, sweep_id: str | None = None) -> list[J
     if not search:
         return [spec]
     sweep_id = sweep_id or new_sweep_id()
-    return [fill_trial(spec, chosen, sweep_id) for chosen in draw(search)]
+    return [fill_trial(spec, chosen, sweep_id, index) for index, chosen in enumerate(draw(search), 1)]
 
 
-def fill_trial(spec: JobSpec, chosen: dict[str, str], sweep_id: str | None = None) -> JobSpec:
-    """One trial's job: its values in the command, the env and the name."""
+def fill_trial(spec: JobSpec, chosen: dict[str, str], sweep_id: str | None = None, index: int = 1) -> JobSpec:
+    """One trial's job: its values in the command, the env and the name; a checkpoint dir of its own, so no trial
+    resumes from another's weights."""
     command = tuple(_fill(part, chosen) for part in spec.command)
     env = dict(spec.env) | {f"UGRO_SWEEP_{k.upper()}": v for k, v in chosen.items()}
     if sweep_id:
         env["UGRO_SWEEP_ID"] = sweep_id
     label = ",".join(f"{k}={v}" for k, v in chosen.items())
+    checkpoint_dir = spec.checkpoint_dir
+    if checkpoint_dir and sweep_id:
+        checkpoint_dir = f"{checkpoint_dir.rstrip('/')}/{sweep_id}-{index}"
     return replace(spec, name=f"{spec.name}[{label}]", command=command, env=tuple(env.items()),
-                   sweep_id=sweep_id, params=tuple(chosen.items()))
+                   sweep_id=sweep_id, params=tuple(chosen.items()), checkpoint_dir=checkpoint_dir)
 
 
 def _fill(text: str, chosen: dict[str, str]) -> str:
