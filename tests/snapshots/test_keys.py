@@ -25,7 +25,7 @@ async def test_j_k_move_the_gpu_selection_and_show_its_processes() -> None:
         await pilot.press("j")
         assert screen.cursor == ("gpu1", 0)
         table = screen.query_one(ProcessTable)
-        assert table.get_row_at(0)[0] == "5151" and "torchrun" in table.get_row_at(0)[3]
+        assert str(table.get_row_at(0)[0]) == "5151" and "torchrun" in str(table.get_row_at(0)[3])
         await pilot.press("j", "j", "j")
         assert screen.cursor == ("gpu2", 0)  # stops at the last GPU
         await pilot.press("k", "up")

@@ -129,3 +129,8 @@ def test_sweep_view(snap_compare, tmp_path, size) -> None:
         await pilot.pause()
 
     assert snap_compare(app_for(store=sweep_store(tmp_path)), terminal_size=size, run_before=open_sweep)
+
+
+def test_jobs_of_a_sweep_keep_their_names_brackets(snap_compare, tmp_path) -> None:
+    """A trial is named `lr-search[lr=...]`: shown as text, not read as markup that swallows the brackets."""
+    assert snap_compare(app_for(store=sweep_store(tmp_path)), terminal_size=(100, 24), press=["2"])

@@ -240,6 +240,11 @@ class Dispatcher:
     async def _follow_one(self, job: Job) -> None:
         known = {n.name for n in self.cluster.nodes}
         gone = sorted({n for n, _ in job.placement} - known)
+        if job.prune and not job.cancel_requested and job.state is JobState.RUNNING:
+            now = await self.launcher.poll(job)  # it may have just ended: a finished trial is not pruned
+            if now.state.finished or now.state is JobState.QUEUED:
+                await self._save(dataclasses.replace(now, prune=""))
+                return
         if (job.cancel_requested or job.prune) and not job.state.finished:
             if job.state.active:
                 done = await self.launcher.cancel(job)

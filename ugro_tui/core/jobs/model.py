@@ -121,6 +121,14 @@ def _search_problem(spec: JobSpec) -> str | None:
         return f"goal: expected min or max, got {spec.goal!r}"
     if spec.early_stop is not None and spec.early_stop not in EARLY_STOP_RULES:
         return f"early_stop: expected {' or '.join(EARLY_STOP_RULES)}, got {spec.early_stop!r}"
+    for key in ("keep_last", "keep_best"):
+        value = getattr(spec, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            return f"{key}: expected a whole number of 0 or more, got {value!r}"
+    if spec.keep_last == 0 and spec.keep_best in (0, None):
+        return "keep_last: 0 with keep_best 0 would delete every checkpoint; keep at least one"
+    if (spec.keep_last is not None or spec.keep_best is not None) and not spec.checkpoint_dir:
+        return "keep_last/keep_best: give the job a checkpoint_dir to keep checkpoints in"
     if spec.metric_regex is not None:
         try:
             groups = re.compile(spec.metric_regex).groups
@@ -161,6 +169,9 @@ class JobSpec:
     grace: int = 1                             # asha: the first rung's step
     reduction_factor: int = 3                  # asha: one in this many trials goes on at each rung
     max_t: int = 0                             # asha: the last rung's step at most; 0: no limit
+    # Checkpoint retention (None: keep everything): the newest N complete ones, and the best K by the metric.
+    keep_last: int | None = None
+    keep_best: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -225,6 +236,9 @@ class Job:
     cancel_requested: bool = False   # set by `ugro cancel`; the dispatcher stops the processes
     prune: str = ""                  # set by early stopping (why); the dispatcher stops it, the state is pruned
     metric: tuple[Point, ...] = ()   # (step, value, first seen) by step, across attempts: what early stopping reads
+    resume_step: int | None = None   # `ugro retry --from STEP`: the next attempt resumes from this checkpoint
+    resume_from: str | None = None   # the checkpoint this attempt resumed from (never pruned while it runs)
+    ran_on: tuple[str, ...] = ()     # every node an attempt ran on: where its checkpoints are
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -235,7 +249,8 @@ class Job:
             "rendezvous": self.rendezvous,
             "runs": {node: asdict(run) for node, run in self.runs},
             "reason": self.reason, "diagnosis": self.diagnosis, "cancel_requested": self.cancel_requested,
-            "prune": self.prune,
+            "prune": self.prune, "resume_step": self.resume_step, "resume_from": self.resume_from,
+            "ran_on": list(self.ran_on),
             "metric": [[s, v if math.isfinite(v) else None, round(t, 3)] for s, v, t in self.metric],
         }
 
@@ -250,6 +265,8 @@ class Job:
             runs=tuple((n, NodeRun(**r)) for n, r in (data.get("runs") or {}).items()),
             reason=data.get("reason", ""), diagnosis=data.get("diagnosis"),
             cancel_requested=bool(data.get("cancel_requested", False)), prune=str(data.get("prune") or ""),
+            resume_step=None if data.get("resume_step") is None else int(data["resume_step"]),
+            resume_from=data.get("resume_from"), ran_on=tuple(str(n) for n in data.get("ran_on") or ()),
             metric=tuple((int(s), math.nan if v is None else float(v), float(t))
                          for s, v, t in data.get("metric") or ()),
         )

@@ -24,7 +24,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 SHIPPED = data.folder("templates")
 SPEC_KEYS = USER_KEYS
 SEARCH_KEYS = ("sweep", "trials", "seed")
-INT_KEYS = INT_FIELDS
+INT_KEYS = (*INT_FIELDS, "keep_last", "keep_best")
 
 
 def user_dir() -> Path:

@@ -143,9 +143,10 @@ class JobsScreen(ReportsWorkerFailures, Screen[None]):
         theme = self.app.theme_variables
         start = table.row_count
         table.add_rows(
-            (str(j.id), j.spec.name, Text(str(j.state), style=theme.get(STATE_COLOUR[j.state], "")),
+            # Names and reasons as Text: a str cell is Rich markup, and `lr[lr=3e-4]` would lose its brackets.
+            (str(j.id), Text(j.spec.name), Text(str(j.state), style=theme.get(STATE_COLOUR[j.state], "")),
              str(j.spec.priority), shape(j), placement_text(j), age(now - j.submitted_at), runtime(j, now),
-             j.reason or "–") for j in self._rows[start:start + count])
+             Text(j.reason or "–")) for j in self._rows[start:start + count])
         left = len(self._rows) - table.row_count
         table.border_subtitle = f"{table.row_count} of {len(self._rows)} shown; more load as you scroll" if left else ""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.cells import cell_len
+from rich.text import Text
 from textual.widgets import DataTable
 
 from ugro_tui.core.telemetry.model import GpuSample
@@ -33,4 +34,4 @@ class ProcessTable(DataTable):
         for i, label in enumerate(COLUMNS):
             self.add_column(label, width=max([len(label), *(cell_len(r[i]) for r in rows)]))
         for row in rows:
-            self.add_row(*row)
+            self.add_row(*(Text(cell) for cell in row))  # Text: a str cell is markup, and commands have brackets

@@ -1,0 +1,122 @@
+"""Checkpoints: find them on a job's nodes, say which are complete, choose what to keep and what to resume from.
+
+The convention: a checkpoint is an entry of the job's checkpoint dir whose name holds its step (`step-000120`,
+`epoch_3`, `ckpt-120.pt`: the last number in the name). A directory is complete once it holds a `.complete` marker;
+a file once it was renamed into place (a name ending `.tmp` is never complete). Names without a number are listed
+and never pruned."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from ugro_tui.core.transport import path_word
+
+_STEP_RE = re.compile(r"(\d+)(?!.*\d)")
+MARKER = ".complete"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    node: str
+    path: str                 # absolute, on the node
+    step: int | None
+    bytes: int
+    mtime: float
+    complete: bool
+    metric: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def step_of(name: str) -> int | None:
+    found = _STEP_RE.search(name)
+    return int(found.group(1)) if found else None
+
+
+def list_script(directory: str) -> str:
+    """Prints the dir's absolute path, then `complete<TAB>bytes<TAB>mtime<TAB>name` per entry (nothing if absent)."""
+    return "\n".join([
+        f"cd {path_word(directory)} 2>/dev/null || exit 0",
+        "pwd",
+        "for e in * .[!.]*; do",
+        "  [ -e \"$e\" ] || continue",
+        f"  case $e in {MARKER}) continue;; esac",
+        "  if [ -d \"$e\" ]; then c=0; [ -f \"$e/" + MARKER + "\" ] && c=1; b=$(du -sb \"$e\" | cut -f1)",
+        "  else c=1; case $e in *.tmp) c=0;; esac; b=$(stat -c %s \"$e\"); fi",
+        "  printf '%s\\t%s\\t%s\\t%s\\n' \"$c\" \"$b\" \"$(stat -c %Y \"$e\")\" \"$e\"",
+        "done",
+    ])
+
+
+def parse_listing(node: str, text: str) -> list[Checkpoint]:
+    lines = text.splitlines()
+    if not lines:
+        return []
+    root = lines[0].rstrip("/")
+    out = []
+    for line in lines[1:]:
+        parts = line.split("\t", 3)
+        if len(parts) != 4 or not parts[1].isdecimal():
+            continue
+        complete, size, mtime, name = parts
+        try:
+            when = float(mtime)
+        except ValueError:
+            when = 0.0
+        out.append(Checkpoint(node, f"{root}/{name}", step_of(name), int(size), when, complete == "1"))
+    return sorted(out, key=lambda c: (c.step is None, c.step or 0, c.name))
+
+
+def with_metric(checkpoints: Iterable[Checkpoint], history: Sequence[tuple[int, float, float]]) -> list[Checkpoint]:
+    """Each checkpoint with the job's metric at its step (the value reported at that step, or the last before)."""
+    from ugro_tui.core.jobs.early_stop import value_at
+
+    out = []
+    for c in checkpoints:
+        value = value_at(history, c.step) if c.step is not None and history else None
+        out.append(Checkpoint(c.node, c.path, c.step, c.bytes, c.mtime, c.complete, value))
+    return out
+
+
+def newest_complete(checkpoints: Iterable[Checkpoint], step: int | None = None) -> Checkpoint | None:
+    """The newest complete checkpoint with a step (or the one at `step`)."""
+    found = [c for c in checkpoints if c.complete and c.step is not None and (step is None or c.step == step)]
+    return max(found, key=lambda c: (c.step, c.mtime)) if found else None
+
+
+def to_prune(checkpoints: Sequence[Checkpoint], *, keep_last: int, keep_best: int, goal: str,
+             protected: Iterable[str] = ()) -> list[Checkpoint]:
+    """What retention deletes, per node: complete checkpoints with a step beyond the newest `keep_last` and the best
+    `keep_best` (by the metric at their step). Never the newest complete one, one a running attempt resumed from
+    (`protected` names), an incomplete one (it may be being written) or one whose name has no step."""
+    if keep_last <= 0 and keep_best <= 0:
+        return []
+    keep_names = set(protected)
+    out: list[Checkpoint] = []
+    for node in sorted({c.node for c in checkpoints}):
+        mine = [c for c in checkpoints if c.node == node and c.complete and c.step is not None]
+        by_step = sorted(mine, key=lambda c: c.step or 0, reverse=True)
+        keep = {c.path for c in by_step[:max(1, keep_last)]}
+        scored = [c for c in mine if c.metric is not None and c.metric == c.metric]
+        ranked = sorted(scored, key=lambda c: c.metric if goal == "min" else -(c.metric or 0.0))
+        keep |= {c.path for c in ranked[:keep_best]}
+        out += [c for c in by_step if c.path not in keep and c.name not in keep_names and c.path not in keep_names]
+    return out
+
+
+def remove_script(paths: Iterable[str]) -> str:
+    """Deletes exactly these entries (absolute paths from a listing); the marker first, so a half-deleted
+    checkpoint is never taken as complete."""
+    lines = []
+    for path in paths:
+        quoted = shlex.quote(path)
+        lines.append(f"rm -f {shlex.quote(path + '/' + MARKER)} 2>/dev/null; rm -rf -- {quoted}")
+    return "\n".join(lines) + "\ntrue"

@@ -1,0 +1,41 @@
+"""A job's events: what ugro did to it beyond its states (checkpoints deleted, copied, resumed from), one JSON line
+each in the state dir, appended, so a crash loses at most the line being written."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from ugro_tui import paths
+
+
+def _path(job_id: int) -> Path:
+    return paths.state_dir() / "events" / f"job-{int(job_id)}.jsonl"
+
+
+def add(job_id: int, text: str, now: float | None = None) -> None:
+    path = _path(job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"t": round(time.time() if now is None else now, 3), "event": text}) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())  # one write with O_APPEND: lines from two processes never interleave
+    finally:
+        os.close(fd)
+
+
+def read(job_id: int) -> list[tuple[float, str]]:
+    try:
+        text = _path(job_id).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            doc = json.loads(line)
+            out.append((float(doc["t"]), str(doc["event"])))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line
+    return out
