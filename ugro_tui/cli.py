@@ -95,7 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--env", action="append", metavar="NAME=VALUE")
     submit.add_argument("--workdir", metavar="DIR")
     submit.add_argument("--max-retries", type=_count, metavar="N")
-    submit.add_argument("--checkpoint-dir", metavar="DIR")
+    submit.add_argument("--checkpoint-dir", metavar="DIR",
+                        help="the job's checkpoints (relative: to the node's workdir); $UGRO_CHECKPOINT_DIR")
+    submit.add_argument("--keep-last", type=_count, metavar="N", help="keep the newest N complete checkpoints")
+    submit.add_argument("--keep-best", type=_count, metavar="K", help="and the best K by the metric")
     submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- SCRIPT_OR_CMD [ARGS...]")
 
     tmpl = sub.add_parser("templates", parents=[common], help="list job templates, or show one")
@@ -114,6 +117,16 @@ def _parser() -> argparse.ArgumentParser:
                        ("retry", "queue finished jobs again")):
         p_verb = sub.add_parser(verb, parents=[common], help=what)
         p_verb.add_argument("jobs", nargs="+" if verb != "retry" else 1, metavar="JOB")
+        if verb == "retry":
+            p_verb.add_argument("--from", dest="from_step", metavar="STEP|latest",
+                                help="resume from this complete checkpoint (`ugro checkpoints JOB` lists them)")
+    ckpt = sub.add_parser("checkpoints", parents=[common], help="a job's checkpoints on its nodes; prune or pull")
+    ckpt.add_argument("job", metavar="JOB")
+    ckpt.add_argument("--json", action="store_true", help='print {"checkpoints": [...]}')
+    ckpt.add_argument("--prune", action="store_true", help="delete what keep_last/keep_best let go")
+    ckpt.add_argument("--dry-run", action="store_true", help="with --prune: say what would go, delete nothing")
+    ckpt.add_argument("--pull", metavar="STEP|latest", help="copy a complete checkpoint (every node's part) here")
+    ckpt.add_argument("--to", metavar="DIR", help="with --pull: where (default ./checkpoints/job-ID)")
     logs = sub.add_parser("logs", parents=[common], help="a job's output, per rank or per node")
     logs.add_argument("job", metavar="JOB")
     logs.add_argument("--rank", type=_count, metavar="N", help="only global rank N (without its prefix)")
@@ -187,6 +200,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import status
 
         return status.run(args, _load(args))
+    if args.verb == "checkpoints" or (args.verb == "retry" and getattr(args, "from_step", None)):
+        from ugro_tui.commands import checkpoints
+
+        return (checkpoints.run if args.verb == "checkpoints" else checkpoints.retry_from)(args, _load(args))
     if args.verb in ("submit", "queue", "show", "cancel", "hold", "release", "retry"):
         from ugro_tui.commands import jobs
 

@@ -24,7 +24,8 @@ from ugro_tui.core.jobs.validate import spec_problem
 from ugro_tui.errors import UsageError
 
 SPEC_KEYS = set(USER_KEYS)
-SEARCH_FLAGS = ("max_concurrent", "metric", "goal", "metric_regex", "early_stop", "warmup_steps", "min_trials",
+SEARCH_FLAGS = ("keep_last", "keep_best", "max_concurrent", "metric", "goal", "metric_regex", "early_stop",
+                "warmup_steps", "min_trials",
                 "grace", "reduction_factor", "max_t")
 
 
@@ -203,7 +204,13 @@ def show(args: Namespace, cluster: Cluster) -> int:
     if args.json:
         print(json.dumps(job.to_json(), indent=1))
         return 0
+    from ugro_tui.core.jobs import events
+
     lines = detail(job)
+    happened = events.read(job.id)
+    if happened:
+        lines.append("  events     :")
+        lines += [f"    {time.strftime('%H:%M:%S', time.localtime(t))}  {text}" for t, text in happened[-20:]]
     print("\n".join(lines))
     return 0
 

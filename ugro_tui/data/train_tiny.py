@@ -1,7 +1,9 @@
 """A tiny DDP training run for ugro: gloo on CPU, nccl when CUDA is present.
 
-It fits y = 3x - 1 + noise with a linear model, prints `step N loss X` on every rank, and saves a checkpoint
-every --save-every steps to $UGRO_CHECKPOINT_DIR (or --checkpoint-dir); started again, it resumes from there.
+It fits y = 3x - 1 + noise with a linear model and prints `step N loss X` on every rank. Every --save-every steps
+it saves a checkpoint the way ugro expects: a folder `step-000120/` in $UGRO_CHECKPOINT_DIR (or --checkpoint-dir)
+on every node, with `state.pt`, `.metadata` from rank 0, and a `.complete` marker written last. It resumes from
+$UGRO_RESUME_FROM (or --resume-from), which ugro sets to the newest complete checkpoint when it runs a job again.
 Run it with torchrun, e.g. through `ugro submit --nnodes 3 -- examples/train_tiny.py --steps 60`.
 """
 
@@ -26,6 +28,7 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step, to watch it live")
     parser.add_argument("--checkpoint-dir", default=os.environ.get("UGRO_CHECKPOINT_DIR"))
     parser.add_argument("--save-every", type=int, default=10)
+    parser.add_argument("--resume-from", default=os.environ.get("UGRO_RESUME_FROM") or None)
     args = parser.parse_args()
 
     cuda = torch.cuda.is_available()
@@ -36,13 +39,14 @@ def main() -> None:
     model = DDP(torch.nn.Linear(1, 1).to(device), device_ids=[device.index] if cuda else None)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)
     start = 0
-    ckpt = Path(args.checkpoint_dir) / "train_tiny.pt" if args.checkpoint_dir else None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device)
+    folder = Path(args.checkpoint_dir) if args.checkpoint_dir else None
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if args.resume_from:
+        state = torch.load(Path(args.resume_from) / "state.pt", map_location=device)
         model.module.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start = state["step"] + 1
-        print(f"resumed from {ckpt} at step {start}", flush=True)
+        print(f"resumed from {args.resume_from} at step {start}", flush=True)
     gen = torch.Generator().manual_seed(1000 + rank)
     for step in range(start, args.steps):
         x = torch.randn(args.batch, 1, generator=gen).to(device)
@@ -52,11 +56,9 @@ def main() -> None:
         loss.backward()
         opt.step()
         print(f"step {step} loss {loss.item():.5f}", flush=True)
-        if ckpt is not None and rank == 0 and (step % args.save_every == 0 or step == args.steps - 1):
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.module.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
-            tmp.replace(ckpt)
+        if folder is not None and local_rank == 0 and (step % args.save_every == 0 or step == args.steps - 1):
+            save(folder / f"step-{step:06d}", {"model": model.module.state_dict(), "opt": opt.state_dict(),
+                                               "step": step}, rank, world)
         if args.sleep:
             time.sleep(args.sleep)
     dist.barrier()
@@ -68,6 +70,17 @@ def main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def save(where: Path, state: dict, rank: int, world: int) -> None:
+    """One node's part of a checkpoint; the marker last, so a checkpoint cut short is never taken as complete."""
+    where.mkdir(parents=True, exist_ok=True)
+    tmp = where / f"state.pt.{rank}.tmp"  # one per rank: nodes may share the folder
+    torch.save(state, tmp)
+    tmp.replace(where / "state.pt")
+    if rank == 0:
+        (where / ".metadata").write_text(f"step {state['step']} world {world}\n")
+    (where / ".complete").touch()
 
 
 if __name__ == "__main__":

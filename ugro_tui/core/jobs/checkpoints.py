@@ -92,6 +92,23 @@ def newest_complete(checkpoints: Iterable[Checkpoint], step: int | None = None) 
     return max(found, key=lambda c: (c.step, c.mtime)) if found else None
 
 
+def newest_everywhere(checkpoints: Iterable[Checkpoint], nodes: Iterable[str], step: int | None = None
+                      ) -> Checkpoint | None:
+    """The newest checkpoint complete on every one of `nodes` (each wrote its own part of it), or the one at
+    `step` if it is; with no nodes, the newest complete anywhere."""
+    found = list(checkpoints)
+    wanted = set(nodes)
+    if not wanted:
+        return newest_complete(found, step)
+    complete_on: dict[str, set[str]] = {}
+    for c in found:
+        if c.complete and c.step is not None:
+            complete_on.setdefault(c.name, set()).add(c.node)
+    whole = [c for c in found if c.complete and c.step is not None and wanted <= complete_on.get(c.name, set())
+             and (step is None or c.step == step)]
+    return max(whole, key=lambda c: (c.step, c.node == min(wanted), c.mtime)) if whole else None
+
+
 def to_prune(checkpoints: Sequence[Checkpoint], *, keep_last: int, keep_best: int, goal: str,
              protected: Iterable[str] = ()) -> list[Checkpoint]:
     """What retention deletes, per node: complete checkpoints with a step beyond the newest `keep_last` and the best

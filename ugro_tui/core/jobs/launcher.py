@@ -7,6 +7,7 @@ survives the app, the dispatcher and the SSH connection; a new dispatcher picks 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from ugro_tui import paths
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.diagnose import diagnose
+from ugro_tui.core.jobs.keeper import CheckpointKeeper
 from ugro_tui.core.jobs.logs import local_copy, sync_node
 from ugro_tui.core.jobs.metric import MetricFollower
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
@@ -27,6 +29,7 @@ from ugro_tui.core.pool import Pool
 from ugro_tui.core.transport import ConnectError, Transport, path_word
 
 GRACE_SECONDS = 5.0
+RETAIN_EVERY = 5.0  # seconds between retention passes while a job runs
 
 
 class SshLauncher:
@@ -38,6 +41,8 @@ class SshLauncher:
         self.pool = pool
         self.unreachable: dict[int, set[str]] = {}  # per job: nodes its last poll could not reach
         self.metrics = MetricFollower()
+        self.keeper = CheckpointKeeper(cluster, pool)
+        self._retained_at: dict[int, float] = {}
 
     def _t(self, node: str) -> Transport:
         return self.pool.get(node)
@@ -54,6 +59,9 @@ class SshLauncher:
 
     async def start(self, job: Job) -> Job:
         port = await self.free_port(job)
+        if job.spec.checkpoint_dir:
+            job = await self.keeper.prepare_resume(job)
+        job = dataclasses.replace(job, ran_on=tuple(n for n, _ in job.placement))  # where its checkpoints are now
         plans = plan(job, self.cluster, port)
 
         async def start_node(p) -> tuple[str, NodeRun]:
@@ -112,6 +120,7 @@ class SshLauncher:
                      for (n, r), a in zip(job.runs, answers, strict=True))
         await self.sync_logs(job, skip=missing)  # a frozen node would hold the follow up for the copy's deadline
         job = dataclasses.replace(job, runs=runs, metric=await self._metric(job))
+        await self._retain(job, ended=all(r.exit_code is not None for _, r in runs))
         codes = {n: r.exit_code for n, r in job.runs}
         bad = {n: c for n, c in codes.items() if c not in (None, 0)}
         if bad and any(c is None for c in codes.values()):
@@ -190,6 +199,20 @@ class SshLauncher:
         swept = [d for d, r in zip(due, done, strict=True) if not isinstance(r, BaseException)]
         if swept:
             await asyncio.to_thread(leftovers_remove, swept)
+
+    async def _retain(self, job: Job, *, ended: bool) -> None:
+        """Checkpoint retention, every few seconds while a job runs and once when it ends; best effort (a node
+        that does not answer keeps its checkpoints until the next time)."""
+        if job.spec.keep_last is None and job.spec.keep_best is None:
+            return
+        now = time.monotonic()
+        if not ended and now - self._retained_at.get(job.id, 0.0) < RETAIN_EVERY:
+            return
+        self._retained_at[job.id] = now
+        with contextlib.suppress(Exception):
+            await self.keeper.retain(job)
+        if ended:
+            self._retained_at.pop(job.id, None)
 
     async def _metric(self, job: Job) -> tuple:
         try:

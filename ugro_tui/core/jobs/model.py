@@ -238,7 +238,7 @@ class Job:
     metric: tuple[Point, ...] = ()   # (step, value, first seen) by step, across attempts: what early stopping reads
     resume_step: int | None = None   # `ugro retry --from STEP`: the next attempt resumes from this checkpoint
     resume_from: str | None = None   # the checkpoint this attempt resumed from (never pruned while it runs)
-    ran_on: tuple[str, ...] = ()     # every node an attempt ran on: where its checkpoints are
+    ran_on: tuple[str, ...] = ()     # the nodes of the latest attempt: where its checkpoints are
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -39,19 +39,20 @@ def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
         ]
         if node.socket_ifname:
             env += [("NCCL_SOCKET_IFNAME", node.socket_ifname), ("GLOO_SOCKET_IFNAME", node.socket_ifname)]
-        if spec.checkpoint_dir:
-            env.append(("UGRO_CHECKPOINT_DIR", spec.checkpoint_dir))
         env += list(node.env) + list(spec.env)
+        paths = []  # exported as path words: a leading ~ is the node's home
+        if spec.checkpoint_dir:
+            paths = [("UGRO_CHECKPOINT_DIR", spec.checkpoint_dir), ("UGRO_RESUME_FROM", job.resume_from or "")]
         if spec.kind == "torchrun":
             argv = [python_command(node), "-m", "torch.distributed.run",
                     "--nnodes", str(spec.nnodes), "--nproc-per-node", str(spec.nproc_per_node),
                     "--rdzv-backend", "c10d", "--rdzv-endpoint", shlex.quote(endpoint),
                     "--rdzv-id", shlex.quote(f"ugro-{job.id}-{job.attempt}"), "--max-restarts", "0",
                     "--log-dir", path_word(f"{rd}/torchrun"), "--redirects", "3", "--tee", "3",
-                    *map(shlex.quote, spec.command)]
+                    *map(_word, spec.command)]
             command = " ".join(argv)
         else:
-            command = " ".join(map(shlex.quote, spec.command))
+            command = " ".join(map(_word, spec.command))
         workdir = spec.workdir or node.workdir
         rdw = path_word(rd)
         script = "\n".join([
@@ -59,7 +60,7 @@ def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
             f"# ugro job {job.id} attempt {job.attempt} on {node.name} (node rank {node_rank})",
             f"echo $$ > {rdw}/pid",
             f"mkdir -p {path_word(workdir)} && cd {path_word(workdir)} || {{ echo 97 > {rdw}/exit; exit 97; }}",
-            f"{node.prelude}{export_env(env)}",
+            f"{node.prelude}{export_env(env)}{export_paths(paths)}",
             command,
             "code=$?",
             f'echo "$code" > {rdw}/exit.tmp && mv -f {rdw}/exit.tmp {rdw}/exit',
@@ -68,3 +69,14 @@ def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
         ])
         plans.append(NodePlan(name, rd, script))
     return plans
+
+
+def export_paths(items: list[tuple[str, str]]) -> str:
+    return "".join(f"export {k}={path_word(v) if v else shlex.quote(v)}; " for k, v in items)
+
+
+def _word(word: str) -> str:
+    """A command word, quoted; `{resume}` in it becomes the checkpoint the attempt resumes from (empty if none)."""
+    if "{resume}" not in word:
+        return shlex.quote(word)
+    return '"$UGRO_RESUME_FROM"'.join(shlex.quote(part) for part in word.split("{resume}"))

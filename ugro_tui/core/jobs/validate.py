@@ -18,6 +18,8 @@ def spec_problem(spec: JobSpec, cluster: Cluster) -> str | None:
         value = getattr(spec, key)
         if not isinstance(value, int) or value < lo:
             return f"--{key.replace('_', '-')} must be a whole number ≥ {lo}, got {value!r}"
+    if spec.checkpoint_dir and ".." in spec.checkpoint_dir.replace("\\", "/").split("/"):
+        return f"--checkpoint-dir {spec.checkpoint_dir!r}: no `..` (keep it inside the node's home or workdir)"
     if spec.min_gpu_mem_gb < 0:
         return f"--min-gpu-mem must be ≥ 0 GB, got {spec.min_gpu_mem_gb:g}"
     known = {n.name for n in cluster.nodes} | {label for n in cluster.nodes for label in n.labels}

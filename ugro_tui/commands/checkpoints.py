@@ -1,0 +1,145 @@
+"""`ugro checkpoints JOB [--json] [--prune [--dry-run]] [--pull STEP [--to DIR]]` and `ugro retry JOB --from STEP`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+from ugro_tui.commands.jobs import parse_ids
+from ugro_tui.commands.table import DASH, render
+from ugro_tui.config import Cluster
+from ugro_tui.core.jobs import events
+from ugro_tui.core.jobs.checkpoints import Checkpoint
+from ugro_tui.core.jobs.keeper import CheckpointError, CheckpointKeeper
+from ugro_tui.core.jobs.model import Job, JobState
+from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.pool import Pool
+from ugro_tui.errors import UsageError
+
+
+def _step(text: str, what: str) -> int | None:
+    if text == "latest":
+        return None
+    if not (text.isascii() and text.isdecimal()):
+        raise UsageError(f"ugro {what}: expected a step number or `latest`, got {text!r}")
+    return int(text)
+
+
+def _size(n: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+async def _with_keeper(cluster: Cluster, work):
+    async with Pool(cluster) as pool:
+        try:
+            return await work(CheckpointKeeper(cluster, pool))
+        except CheckpointError as exc:
+            raise UsageError(f"ugro checkpoints: {exc}") from None
+
+
+def _job(text: str) -> Job:
+    [job_id] = parse_ids([text])
+    job = JobStore().get(job_id)
+    if not job.spec.checkpoint_dir:
+        raise UsageError(f"job {job.id} has no checkpoint dir (submit with --checkpoint-dir DIR)")
+    return job
+
+
+def run(args: Namespace, cluster: Cluster) -> int:
+    job = _job(args.job)
+    if args.dry_run and not args.prune:
+        raise UsageError("ugro checkpoints: --dry-run goes with --prune")
+    if args.to and not args.pull:
+        raise UsageError("ugro checkpoints: --to goes with --pull")
+    if args.pull:
+        return _pull(args, cluster, job)
+    if args.prune:
+        if job.spec.keep_last is None and job.spec.keep_best is None:
+            raise UsageError(f"job {job.id} keeps every checkpoint (submit with --keep-last N or --keep-best K)")
+        gone = asyncio.run(_with_keeper(cluster, lambda k: k.retain(job, dry_run=args.dry_run)))
+        verb = "would delete" if args.dry_run else "deleted"
+        for c in gone:
+            print(f"{verb} {c.node}:{c.path} (step {c.step}, {_size(c.bytes)})")
+        if not gone:
+            print("nothing to delete")
+        return 0
+    found: list[Checkpoint] = asyncio.run(_with_keeper(cluster, lambda k: k.index(job)))
+    if args.json:
+        print(json.dumps({"checkpoints": [c.to_json() for c in found]}, indent=1))
+        return 0
+    if not found:
+        print(f"no checkpoints yet in {job.spec.checkpoint_dir} on {', '.join(job.ran_on) or 'its nodes'}")
+        return 0
+    rows = [(c.node, c.name, DASH if c.step is None else str(c.step), _size(c.bytes),
+             time.strftime("%H:%M:%S", time.localtime(c.mtime)), "yes" if c.complete else "no (being written?)",
+             DASH if c.metric is None else f"{c.metric:.4g}") for c in found]
+    print(render(("NODE", "CHECKPOINT", "STEP", "SIZE", "WRITTEN", "COMPLETE", job.spec.metric.upper()), rows))
+    return 0
+
+
+def _pull(args: Namespace, cluster: Cluster, job: Job) -> int:
+    step = _step(args.pull, "checkpoints --pull")
+    to = Path(args.to) if args.to else Path("checkpoints") / f"job-{job.id}"
+    try:
+        to.mkdir(parents=True, exist_ok=True)
+        probe = to / f".ugro-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"ugro checkpoints --to {to}: not writable ({exc.strerror})") from None
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def progress(what: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < (0.2 if tty else 2.0) and done < total:
+            return
+        last[0] = now
+        line = f"{what}: {_size(done)} of {_size(total)}"
+        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    files = asyncio.run(_with_keeper(cluster, lambda k: k.pull(job, step, to, progress)))
+    if tty:
+        print(file=sys.stderr)
+    for path in files:
+        print(path)
+    return 0
+
+
+def keeper_whole(found: list[Checkpoint], job: Job, name: str) -> bool:
+    """Complete on every node of the last attempt that answered."""
+    answered = {c.node for c in found}
+    need = {n for n in job.ran_on if n in answered}
+    have = {c.node for c in found if c.name == name and c.complete}
+    return need <= have
+
+
+def retry_from(args: Namespace, cluster: Cluster) -> int:
+    """Queue a finished job again, resuming from a complete checkpoint that exists now (checked first)."""
+    job = _job(args.jobs[0])
+    step = _step(args.from_step, "retry --from")
+    if not job.state.finished:
+        raise UsageError(f"job {job.id} is {job.state}; only a finished job can be retried")
+    async def look(keeper: CheckpointKeeper) -> tuple[list[Checkpoint], Checkpoint | None]:
+        found = await keeper.index(job)
+        return found, keeper.resume_choice(job, found, step)
+
+    found, chosen = asyncio.run(_with_keeper(cluster, look))
+    if chosen is None:
+        steps = sorted({c.step for c in found if c.complete and c.step is not None
+                        and keeper_whole(found, job, c.name)})
+        have = ", ".join(map(str, steps)) or "none"
+        raise UsageError(f"job {job.id}: no complete checkpoint at step {args.from_step} (complete steps: {have})")
+    JobStore().move(job.id, JobState.QUEUED, reason=f"retried by the user from {chosen.name}",
+                    resume_step=chosen.step)  # one write: the step is never lost between two
+    events.add(job.id, f"retried by the user from {chosen.name} (step {chosen.step})")
+    print(f"{job.id}: queued again; it resumes from {chosen.name} (step {chosen.step})")
+    return 0
