@@ -114,14 +114,6 @@ def _pull(args: Namespace, cluster: Cluster, job: Job) -> int:
     return 0
 
 
-def keeper_whole(found: list[Checkpoint], job: Job, name: str) -> bool:
-    """Complete on every node of the last attempt that answered."""
-    answered = {c.node for c in found}
-    need = {n for n in job.ran_on if n in answered}
-    have = {c.node for c in found if c.name == name and c.complete}
-    return need <= have
-
-
 def retry_from(args: Namespace, cluster: Cluster) -> int:
     """Queue a finished job again, resuming from a complete checkpoint that exists now (checked first)."""
     job = _job(args.jobs[0])
@@ -134,8 +126,7 @@ def retry_from(args: Namespace, cluster: Cluster) -> int:
 
     found, chosen = asyncio.run(_with_keeper(cluster, look))
     if chosen is None:
-        steps = sorted({c.step for c in found if c.complete and c.step is not None
-                        and keeper_whole(found, job, c.name)})
+        steps = sorted(c.step for c in CheckpointKeeper.resumable(job, found) if c.step is not None)
         have = ", ".join(map(str, steps)) or "none"
         raise UsageError(f"job {job.id}: no complete checkpoint at step {args.from_step} (complete steps: {have})")
     JobStore().move(job.id, JobState.QUEUED, reason=f"retried by the user from {chosen.name}",

@@ -82,7 +82,8 @@ def submit_demo_job(cluster: Cluster) -> str:
     if importlib.util.find_spec("torch") is None or not script.exists():
         return "no demo job: install the demo extra (pip install -e '.[demo]') to watch a torchrun job"
     [job] = JobStore().submit([JobSpec("train-tiny-demo", (str(script), "--steps", "400", "--sleep", "0.25"),
-                                       nnodes=len(cluster.nodes))])
+                                       nnodes=len(cluster.nodes), checkpoint_dir="checkpoints/train-tiny-demo",
+                                       keep_last=2, max_retries=1)])
     return f"queued job {job.id}: a {len(cluster.nodes)}-node torchrun of examples/train_tiny.py (press 2, then l)"
 
 

@@ -49,7 +49,8 @@ def list_script(directory: str) -> str:
         "for e in * .[!.]*; do",
         "  [ -e \"$e\" ] || continue",
         f"  case $e in {MARKER}) continue;; esac",
-        "  if [ -d \"$e\" ]; then c=0; [ -f \"$e/" + MARKER + "\" ] && c=1; b=$(du -sb \"$e\" | cut -f1)",
+        "  if [ -d \"$e\" ]; then c=0; [ -f \"$e/" + MARKER + "\" ] && c=1",
+        "    b=$(find \"$e\" -type f -printf '%s\\n' | awk '{s+=$1} END {print s+0}')",
         "  else c=1; case $e in *.tmp) c=0;; esac; b=$(stat -c %s \"$e\"); fi",
         "  printf '%s\\t%s\\t%s\\t%s\\n' \"$c\" \"$b\" \"$(stat -c %Y \"$e\")\" \"$e\"",
         "done",
@@ -92,21 +93,26 @@ def newest_complete(checkpoints: Iterable[Checkpoint], step: int | None = None) 
     return max(found, key=lambda c: (c.step, c.mtime)) if found else None
 
 
-def newest_everywhere(checkpoints: Iterable[Checkpoint], nodes: Iterable[str], step: int | None = None
-                      ) -> Checkpoint | None:
-    """The newest checkpoint complete on every one of `nodes` (each wrote its own part of it), or the one at
-    `step` if it is; with no nodes, the newest complete anywhere."""
+def whole(checkpoints: Iterable[Checkpoint], nodes: Iterable[str]) -> list[Checkpoint]:
+    """One checkpoint per step that is complete on every one of `nodes` (each wrote its own part of it), newest
+    first; with no nodes, every complete one."""
     found = list(checkpoints)
     wanted = set(nodes)
-    if not wanted:
-        return newest_complete(found, step)
     complete_on: dict[str, set[str]] = {}
     for c in found:
         if c.complete and c.step is not None:
             complete_on.setdefault(c.name, set()).add(c.node)
-    whole = [c for c in found if c.complete and c.step is not None and wanted <= complete_on.get(c.name, set())
-             and (step is None or c.step == step)]
-    return max(whole, key=lambda c: (c.step, c.node == min(wanted), c.mtime)) if whole else None
+    out: dict[str, Checkpoint] = {}
+    for c in sorted(found, key=lambda c: (c.node != min(wanted, default=c.node), -c.mtime)):
+        if c.complete and c.step is not None and wanted <= complete_on[c.name]:
+            out.setdefault(c.name, c)  # the first node of the attempt's copy when it has one
+    return sorted(out.values(), key=lambda c: (c.step or 0, c.mtime), reverse=True)
+
+
+def newest_everywhere(checkpoints: Iterable[Checkpoint], nodes: Iterable[str], step: int | None = None
+                      ) -> Checkpoint | None:
+    """The newest checkpoint complete on every one of `nodes`, or the one at `step` if it is."""
+    return next((c for c in whole(checkpoints, nodes) if step is None or c.step == step), None)
 
 
 def to_prune(checkpoints: Sequence[Checkpoint], *, keep_last: int, keep_best: int, goal: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from rich.text import Text
 from textual import work
@@ -36,13 +37,23 @@ class JobDetailScreen(ReportsWorkerFailures, ModalScreen[None]):
         border: round $primary; background: $surface; padding: 0 1; }
     """
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, happened: list[tuple[float, str]] | None = None) -> None:
         super().__init__()
         self.job = job
+        self.happened = happened or []  # the job's events, read by the caller in a thread
 
     def compose(self) -> ComposeResult:
+        lines = detail(self.job)
+        happened = self.happened
+        if happened:
+            lines += ["  events     :"] + [f"    {time.strftime('%H:%M:%S', time.localtime(t))}  {text}"
+                                           for t, text in happened[-20:]]
         with VerticalScroll():
-            yield Static(Text("\n".join(detail(self.job))))
+            yield Static(Text("\n".join(lines)))
+            if self.job.spec.checkpoint_dir:
+                from ugro_tui.ui.screens.checkpoints import CheckpointList
+
+                yield CheckpointList(self.job)
 
 
 class JobsScreen(ReportsWorkerFailures, Screen[None]):
@@ -236,7 +247,13 @@ class JobsScreen(ReportsWorkerFailures, Screen[None]):
     def action_detail(self) -> None:
         job = self.selected()
         if job is not None:
-            self.app.push_screen(JobDetailScreen(job))
+            self._open_detail(job)
+
+    @work(group="job-actions", exit_on_error=False, description="open a job's detail")
+    async def _open_detail(self, job: Job) -> None:
+        from ugro_tui.core.jobs import events
+
+        self.app.push_screen(JobDetailScreen(job, await asyncio.to_thread(events.read, job.id)))
 
     @work(group="job-actions", exit_on_error=False, description="change a job")
     async def _act(self, verb: str, job: Job) -> None:
@@ -265,5 +282,43 @@ class JobsScreen(ReportsWorkerFailures, Screen[None]):
 
     def action_retry(self) -> None:
         job = self.selected()
-        if job is not None:
+        if job is None:
+            return
+        if job.state.finished and job.spec.checkpoint_dir and job.ran_on:
+            self._retry_from_checkpoint(job)
+        else:
             self._act("retry", job)
+
+    @work(group="job-actions", exit_on_error=False, description="offer a job's checkpoints")
+    async def _retry_from_checkpoint(self, job: Job) -> None:
+        """r on a finished job with checkpoints: pick the one it starts from (the newest is first)."""
+        from ugro_tui.ui.screens.checkpoints import SCRATCH, ResumePicker, whole_checkpoints
+
+        try:
+            found = await whole_checkpoints(self.app, job)
+        except Exception as exc:  # nodes unreachable: retry as usual, it resumes from what it finds then
+            self.notify(f"could not list the checkpoints ({exc}); retrying from the newest found at start",
+                        severity="warning", timeout=5)
+            self._act("retry", job)
+            return
+        if not found:
+            self._act("retry", job)
+            return
+
+        def picked(step: int | None) -> None:
+            if step is None:
+                return
+            changes = {"ran_on": ()} if step == SCRATCH else {"resume_step": step}
+            why = "retried by the user " + ("from the start" if step == SCRATCH else f"from step {step}")
+            self._requeue(job, why, changes)
+
+        self.app.push_screen(ResumePicker(job, found), picked)
+
+    @work(group="job-actions", exit_on_error=False, description="queue a job again")
+    async def _requeue(self, job: Job, why: str, changes: dict) -> None:
+        try:
+            await asyncio.to_thread(self.app.store.move, job.id, JobState.QUEUED, reason=why, **changes)
+            self.notify(f"{job.id}: queued again, {why.removeprefix('retried by the user ')}", timeout=3)
+        except UgroError as exc:
+            self.notify(str(exc), severity="error", timeout=5)
+        self.reload()

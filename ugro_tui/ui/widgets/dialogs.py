@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -24,7 +25,7 @@ class ConfirmScreen(ReportsWorkerFailures, ModalScreen[bool]):
         self.question = question
 
     def compose(self) -> ComposeResult:
-        yield Static(f"{self.question}\n\n[b]y[/b] yes   [b]n[/b] no")
+        yield Static(f"{escape(self.question)}\n\n[b]y[/b] yes   [b]n[/b] no")  # a job's name may hold [brackets]
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
