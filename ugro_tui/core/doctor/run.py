@@ -16,6 +16,7 @@ from pathlib import Path
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.check import check_node
 from ugro_tui.core.doctor.checks import Check, NodeFacts, Status, cluster_checks, node_checks
+from ugro_tui.core.doctor.shared_dirs import checkpoint_checks
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.telemetry.monitor import AGENT_SOURCE
 from ugro_tui.core.transport import (
@@ -33,7 +34,7 @@ PROBE_SOURCE = (HERE / "probe.py").read_text().replace("AGENT = None", f"AGENT =
 PROBE_PATH = f"~/.cache/ugro/doctor-{hashlib.sha256(PROBE_SOURCE).hexdigest()[:12]}.py"
 LISTEN_SECONDS = 30.0
 CHECK_ORDER = ("ssh", "host key", "python", "torch", "cuda", "nccl", "torchrun", "driver", "disk", "clock",
-               "interface", "rendezvous")
+               "interface", "rendezvous", "checkpoints")
 PROBE_TIMEOUT = 60.0  # importing torch on a cold disk is slow
 
 
@@ -184,6 +185,9 @@ async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | No
                 for check in node_checks(facts[node.name], facts[master.name], node.python):
                     emit(check)
         for check in cluster_checks(list(facts.values())):
+            emit(check)
+        for check in await checkpoint_checks(cluster, transports, [n.name for n, ok in zip(cluster.nodes, up,
+                                                                                       strict=True) if ok]):
             emit(check)
         report.clock_offsets = {n: f.clock_offset_s for n, f in facts.items() if f.clock_offset_s is not None}
         report.gpu_counts = {n: f.facts["driver"].get("gpus", 0) for n, f in facts.items() if f.facts is not None}
