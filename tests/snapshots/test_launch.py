@@ -113,6 +113,30 @@ async def test_a_random_search_with_early_stopping_from_the_form(tmp_path: Path)
         assert all(1e-4 <= lr <= 1e-1 for lr in lrs) and len(set(lrs)) == 8
 
 
+async def test_checkpoint_retention_from_the_form(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    app = app_for(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n", *"train.py")
+        await type_into(pilot, "keep", "last=2 best=1")
+        error = app.screen.query_one("#err-keep", Static)
+        assert error.display and "give the job a checkpoint_dir" in str(error.render())
+        await type_into(pilot, "checkpoint_dir", "ckpt")
+        await type_into(pilot, "keep", "last=0")
+        assert error.display and "would delete every checkpoint" in str(error.render())
+        await type_into(pilot, "keep", "newest=2")
+        assert error.display and "expected last=N and/or best=K" in str(error.render())
+        await type_into(pilot, "keep", "last=2 best=1")
+        assert not error.display
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        [job] = store.all()
+        assert (job.spec.keep_last, job.spec.keep_best, job.spec.checkpoint_dir) == (2, 1, "ckpt")
+        from ugro_tui.core.jobs.form import from_spec
+
+        assert from_spec(job.spec).keep == "last=2 best=1"
+
+
 async def test_save_a_template_then_load_it_into_a_new_form(tmp_path: Path) -> None:
     store = JobStore(tmp_path)
     app = app_for(store)

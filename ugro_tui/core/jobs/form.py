@@ -43,6 +43,7 @@ class FormValues:
     after: str = ""
     max_retries: str = "0"
     checkpoint_dir: str = ""
+    keep: str = ""            # last=2 best=1: the checkpoints retention keeps
     sweep: str = ""           # lr=1e-4,2e-4 batch=1,2 or lr=loguniform:1e-5:1e-2
     search: str = ""          # trials=8 max_concurrent=2 early_stop=median (KEY=VALUE words)
     template: str | None = field(default=None, compare=False)
@@ -107,6 +108,7 @@ def from_spec(spec: JobSpec) -> FormValues:
         env="\n".join(f"{k}={v}" for k, v in spec.env if not k.startswith("UGRO_SWEEP_")),
         workdir=spec.workdir or "", priority=str(spec.priority), after=",".join(map(str, spec.after)),
         max_retries=str(spec.max_retries), checkpoint_dir=spec.checkpoint_dir or "", search=search_words(spec),
+        keep=" ".join(f"{w}={v}" for w, v in (("last", spec.keep_last), ("best", spec.keep_best)) if v is not None),
         template=spec.template)
 
 
@@ -184,6 +186,13 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
                 key = "gpus_per_node" if values.gpus_per_node.strip() else "nproc_per_node"
                 what = "GPUs per node" if key == "gpus_per_node" else "procs per node"
                 errors[key] = f"{what}: {gpus} is more than {where}'s {least} GPU(s); lower it or leave {where} out"
+    keep: dict[str, int] = {}
+    for word in values.keep.split():
+        key, sep, value = word.partition("=")
+        if not sep or key not in ("last", "best") or not value.isdecimal():
+            errors["keep"] = f"keep: expected last=N and/or best=K, got {word!r}"
+            break
+        keep[f"keep_{key}"] = int(value)
     options: dict[str, str | int] = {}
     try:
         options = parse_search_words(values.search)
@@ -205,11 +214,12 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
         nnodes=nnodes, nproc_per_node=nproc, gpus_per_node=gpus, min_gpu_mem_gb=min_mem, nodes=tuple(values.nodes),
         env=tuple(env), workdir=values.workdir.strip() or None, priority=priority, after=tuple(after),
         max_retries=retries, checkpoint_dir=values.checkpoint_dir.strip() or None, template=values.template,
-        **extra)  # type: ignore[arg-type]
+        **extra, **keep)  # type: ignore[arg-type]
     problem = spec_problem(spec, cluster)  # the CLI's last word too, so both refuse the same jobs
     if problem:
         key = problem.split(":")[0]
-        return FormResult(None, search, {"search" if key in SEARCH_WORDS else "form": problem})
+        field_ = "search" if key in SEARCH_WORDS else "keep" if key.startswith("keep_") else "form"
+        return FormResult(None, search, {field_: problem})
     return FormResult(spec, search)
 
 

@@ -38,11 +38,12 @@ TEXT_FIELDS = (  # (field, label, placeholder)
     ("after", "after jobs", "3,4 (start when they succeed)"),
     ("max_retries", "max retries", "0"),
     ("checkpoint_dir", "checkpoint dir", "resume from here on a retry"),
+    ("keep", "keep", "last=2 best=1 (checkpoints; default: all)"),
     ("sweep", "sweep", "lr=1e-4,2e-4 or lr=loguniform:1e-5:1e-2"),
     ("search", "search", "trials=8 max_concurrent=2 early_stop=median"),
 )
 ORDER = ("name", "kind", "script", "args", "nnodes", "nproc_per_node", "gpus_per_node", "min_gpu_mem_gb", "nodes",
-         "env", "workdir", "priority", "after", "max_retries", "checkpoint_dir", "sweep", "search")
+         "env", "workdir", "priority", "after", "max_retries", "checkpoint_dir", "keep", "sweep", "search")
 LABELS = {key: label for key, label, _ in TEXT_FIELDS} | {"kind": "kind", "nodes": "run on", "env": "env"}
 
 
