@@ -118,3 +118,16 @@ def test_no_starvation(nnodes: int, gpus: int, seed: int) -> None:
             assert now - max(arrives, cleared or now) <= starve_after + 31
             return
     raise AssertionError("the big job never started")
+
+
+def test_a_retry_goes_back_to_the_nodes_that_hold_its_checkpoints_when_they_are_free() -> None:
+    nodes = cluster([[0], [0, 1], [0], [0]])
+    spec = JobSpec("r", ("x.py",), nnodes=2, checkpoint_dir="ck")
+    retry = Job(1, spec, ran_on=("gpu1", "gpu3"))
+    [d] = place([retry], nodes, now=0.0)
+    assert [n for n, _ in d.placement] == ["gpu1", "gpu3"]  # not the tighter gpu-master and gpu2
+    [d] = place([Job(1, spec)], nodes, now=0.0)  # a first run: the tightest fit, as always
+    assert [n for n, _ in d.placement] == ["gpu-master", "gpu2"]
+    busy = cluster([[0], [], [0], [0]])  # gpu1 taken: one of its nodes and the tightest other one
+    [d] = place([retry], busy, now=0.0)
+    assert [n for n, _ in d.placement] == ["gpu-master", "gpu3"]

@@ -82,18 +82,19 @@ def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
     decisions = []
     for job in sorted(waiting, key=job_order):
         s = job.spec
+        home = set(job.ran_on) if s.checkpoint_dir else set()  # a retry goes where its checkpoints are, if free
         fitting = []
         for node in nodes:
             if node.name in reserved or not allowed(job, node):
                 continue
             usable = _usable(job, pool[node.name])
             if len(usable) >= s.gpus_per_node:
-                fitting.append((len(usable), order[node.name], node.name, usable))
+                fitting.append((node.name not in home, len(usable), order[node.name], node.name, usable))
         if len(fitting) >= s.nnodes:
-            chosen = sorted(fitting)[: s.nnodes]                     # tightest fit first
-            chosen.sort(key=lambda f: f[1])                          # then config order: rank 0 on the first
+            chosen = sorted(fitting)[: s.nnodes]                     # its checkpoints' nodes, tightest fit first
+            chosen.sort(key=lambda f: f[2])                          # then config order: rank 0 on the first
             placement = []
-            for _, _, name, usable in chosen:
+            for _, _, _, name, usable in chosen:
                 gpus = tuple(sorted(g.index for g in usable)[: s.gpus_per_node])
                 pool[name] = [g for g in pool[name] if g.index not in gpus]
                 placement.append((name, gpus))
