@@ -245,6 +245,7 @@ class Dispatcher:
             if now.state.finished or now.state is JobState.QUEUED:
                 await self._save(dataclasses.replace(now, prune=""))
                 return
+            job = now  # what the poll learned (exit codes, the metric) goes on into the stop
         if (job.cancel_requested or job.prune) and not job.state.finished:
             if job.state.active:
                 done = await self.launcher.cancel(job)

@@ -30,6 +30,7 @@ from ugro_tui.core.transport import ConnectError, Transport, path_word
 
 GRACE_SECONDS = 5.0
 RETAIN_EVERY = 5.0  # seconds between retention passes while a job runs
+METRIC_EVERY = 5.0  # seconds between stored metric updates of a job that no early stopping reads
 
 
 class SshLauncher:
@@ -43,6 +44,7 @@ class SshLauncher:
         self.metrics = MetricFollower()
         self.keeper = CheckpointKeeper(cluster, pool)
         self._retained_at: dict[int, float] = {}
+        self._metric_saved: dict[int, float] = {}
 
     def _t(self, node: str) -> Transport:
         return self.pool.get(node)
@@ -119,8 +121,12 @@ class SshLauncher:
         runs = tuple((n, r if isinstance(a, BaseException) else a)
                      for (n, r), a in zip(job.runs, answers, strict=True))
         await self.sync_logs(job, skip=missing)  # a frozen node would hold the follow up for the copy's deadline
-        job = dataclasses.replace(job, runs=runs, metric=await self._metric(job))
-        await self._retain(job, ended=all(r.exit_code is not None for _, r in runs))
+        ended = all(r.exit_code is not None for _, r in runs)
+        metric = await self._metric(job)
+        if metric != job.metric and (ended or self._metric_due(job)):
+            job = dataclasses.replace(job, metric=metric)
+        job = dataclasses.replace(job, runs=runs)
+        await self._retain(dataclasses.replace(job, metric=metric), ended=ended)  # keep_best: the freshest values
         codes = {n: r.exit_code for n, r in job.runs}
         bad = {n: c for n, c in codes.items() if c not in (None, 0)}
         if bad and any(c is None for c in codes.values()):
@@ -128,6 +134,7 @@ class SshLauncher:
             return job
         if all(c is not None for c in codes.values()):
             self.metrics.forget(job.id)
+            self._metric_saved.pop(job.id, None)
             if not bad:
                 return transition(job, JobState.SUCCEEDED, reason="every node exited 0")
             found = await asyncio.to_thread(self._diagnose, job)
@@ -213,6 +220,15 @@ class SshLauncher:
             await self.keeper.retain(job)
         if ended:
             self._retained_at.pop(job.id, None)
+
+    def _metric_due(self, job: Job) -> bool:
+        """Whether a new metric is worth a store write now: at once for a trial that early stopping judges, else
+        every METRIC_EVERY seconds (the history is kept in memory between)."""
+        now = time.monotonic()
+        if not job.spec.early_stop and now - self._metric_saved.get(job.id, 0.0) < METRIC_EVERY:
+            return False
+        self._metric_saved[job.id] = now
+        return True
 
     async def _metric(self, job: Job) -> tuple:
         try:

@@ -38,6 +38,7 @@ class _Reading:
     carry: LineCarry = field(default_factory=LineCarry)
     ranks: dict[int, dict[int, float]] = field(default_factory=dict)
     changed: set[int] = field(default_factory=set)  # steps with a new value since the last update
+    history: tuple[Point, ...] | None = None        # the job's history as this reading has it
 
 
 class MetricFollower:
@@ -66,12 +67,14 @@ class MetricFollower:
                     if point is not None:
                         reading.ranks.setdefault(rank, {})[point[0]] = point[1]
                         reading.changed.add(point[0])
+        base = reading.history if reading.history is not None else job.metric
         if not reading.changed:
-            return job.metric
+            return base
         world = job.spec.nnodes * (1 if job.spec.kind == "command" else job.spec.nproc_per_node)
         values = combine(reading.ranks, world, reading.changed)
         reading.changed = set()
-        return merge(job.metric, values, now)
+        reading.history = merge(base, values, now)  # kept here too: the caller may store it later, not now
+        return reading.history
 
     def forget(self, job_id: int) -> None:
         for key in [k for k in self._readings if k[0] == job_id]:
