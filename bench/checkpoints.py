@@ -80,7 +80,11 @@ def main() -> None:
                                  "1", "--", SCRIPT, "--steps", "60", "--save-every", str(args.save_every),
                                  "--sleep", "0.03", "--fail-once-at", str(at))
                 job_id = submitted.stdout.strip()
-                ugro(config, "scheduler", "--until-idle")
+                try:
+                    ugro(config, "scheduler", "--until-idle", timeout=120)
+                except subprocess.TimeoutExpired:
+                    print(ugro(config, "queue").stdout)
+                    raise
                 doc = json.loads(ugro(config, "show", job_id, "--json").stdout)
                 second = ugro(config, "logs", job_id, "--attempt", "2", "--rank", "0").stdout
                 found = re.search(r"at step (\d+)", second)

@@ -137,6 +137,9 @@ class SshLauncher:
             self._metric_saved.pop(job.id, None)
             if not bad:
                 return transition(job, JobState.SUCCEEDED, reason="every node exited 0")
+            # The attempt is over: whatever of it survived its shell (a torchrun agent stuck in its shutdown after
+            # a peer died) is killed, or it would hold its GPU and the retry could not be placed.
+            await self._stop(job, signal.SIGKILL)
             found = await asyncio.to_thread(self._diagnose, job)
             return self._failed(job, _exits(bad), found)
         return job
