@@ -58,11 +58,13 @@ def test_eight_random_trials_two_at_a_time_median_prunes_the_bad_ones(lab: Loopb
     trials = {t["id"]: t for t in board["trials"]}
     pruned = {i for i, t in trials.items() if t["state"] == "pruned"}
     assert {6, 7, 8} <= pruned, board  # clearly worse than the trials before them
-    assert trials[2]["state"] == "succeeded" and board["trials"][0]["id"] == 2  # the best finishes, first
-    for i in pruned:
-        assert trials[i]["last_step"] < STEPS - 1, trials[i]  # stopped before the end
+    assert trials[2]["state"] == "succeeded", trials[2]  # the best finishes, first
+    assert board["trials"][0]["id"] == 2
+    for i in pruned:  # a borderline trial may be judged as late as its last step; the clearly bad ones never are
         assert trials[i]["reason"].startswith("pruned (median) at step"), trials[i]
-    assert all(t["state"] == "succeeded" for i, t in trials.items() if i not in pruned), board
+        assert i not in (6, 7, 8) or trials[i]["last_step"] < STEPS - 1, trials[i]  # stopped before the end
+    others = [(i, t["state"], t["reason"]) for i, t in trials.items() if i not in pruned]
+    assert all(state == "succeeded" for _, state, _ in others), others
     assert board["pruned_steps_saved"] > 0
 
     # The leaderboard's order is the order of each trial's lowest loss in its own rank log.
@@ -79,5 +81,8 @@ def test_eight_random_trials_two_at_a_time_median_prunes_the_bad_ones(lab: Loopb
     spans = [(j["started_at"], j["finished_at"]) for j in jobs]
     for start, _ in spans:
         assert sum(1 for s, e in spans if s <= start < e) <= 2
+    from ugro_tui.sim.loopback import job_processes
+
+    assert not [p for i in trials for p in job_processes(i)], "a trial left processes behind"
     listed = ugro(config, "sweeps").stdout
     assert sweep_id in listed and "loss (min)" in listed

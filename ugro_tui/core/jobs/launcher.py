@@ -250,8 +250,9 @@ class SshLauncher:
             if not any(a is True for a in answers):
                 break
             await asyncio.sleep(0.25)
-        else:
-            await self._stop(job, signal.SIGKILL)
+        # KILL whatever is left, found by its env: a torchrun agent can outlive its shell's TERM and would keep
+        # its GPU and its rendezvous port (the next job given that port would fail to bind it).
+        await self._stop(job, signal.SIGKILL)
         await self.sync_logs(job)
         job = dataclasses.replace(job, metric=await self._metric(job))
         self.metrics.forget(job.id)
