@@ -88,7 +88,8 @@ def test_retention_keeps_the_last_two_and_the_best_and_a_pull_matches_every_node
     best = [c for c in listed if c["step"] == 20]
     assert all(c["complete"] and abs(c["metric"] - 1.0) < 1e-9 for c in best)
     shown = ugro(config, "show", "1").stdout
-    assert "deleted checkpoint step-000010 (step 10) on node1" in shown
+    deleted = re.findall(r"deleted checkpoints (.*): keep_last 2, keep_best 1", shown)
+    assert deleted and any(re.search(r"step-000010 \([^)]*node1", line) for line in deleted), shown
 
     to = tmp_path / "pulled"
     pulled = ugro(config, "checkpoints", "1", "--pull", "latest", "--to", str(to))

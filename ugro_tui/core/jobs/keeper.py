@@ -89,13 +89,20 @@ class CheckpointKeeper:
                           protected=protected)
         if dry_run or not doomed:
             return doomed
+        rule = ", ".join(f"{k} {v}" for k, v in (("keep_last", spec.keep_last), ("keep_best", spec.keep_best))
+                         if v is not None)
+        gone: list[Checkpoint] = []
         for node in sorted({c.node for c in doomed}):
             mine = [c for c in doomed if c.node == node]
             done = await self.pool.get(node).run(remove_script(c.path for c in mine), timeout=self.timeout)
             if done.ok:
-                for c in mine:
-                    events.add(job.id, f"deleted checkpoint {c.name} (step {c.step}) on {node}: keep_last "
-                                       f"{spec.keep_last}, keep_best {spec.keep_best}")
+                gone += mine
+        if gone:  # one event a pass: every deletion, grouped by checkpoint
+            where: dict[str, list[str]] = {}
+            for c in sorted(gone, key=lambda c: (c.step or 0, c.node)):
+                where.setdefault(c.name, []).append(c.node)
+            events.add(job.id, "deleted checkpoints " + ", ".join(f"{name} ({', '.join(nodes)})"
+                                                                  for name, nodes in where.items()) + f": {rule}")
         return doomed
 
     async def prepare_resume(self, job: Job) -> Job:
