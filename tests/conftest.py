@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import subprocess
 import sys
 import tomllib
@@ -11,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ugro_tui.config import Cluster, parse_cluster
-from ugro_tui.sim.loopback import LoopbackCluster
+from ugro_tui.sim.loopback import LoopbackCluster, free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # node0: NVML path, node1: nvidia-smi path, node2: no driver at all.
@@ -58,3 +62,56 @@ def solo_lab(tmp_path: Path) -> Iterator[LoopbackCluster]:
 
 def run_ugro(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ugro_tui", *args], capture_output=True, text=True, timeout=timeout)
+
+
+SIM3 = [(["RTX 5070 Ti"], "nvml"), (["RTX 4070"], "nvml"), (["RTX 3070 Ti"], "nvml")]  # one GPU per node
+
+
+def free_ports(count: int, hosts: tuple[str, ...] = ("127.0.0.2", "127.0.0.3", "127.0.0.4")) -> int:
+    """The first of `count` consecutive ports free on every host (jobs that run at once use one each)."""
+    for _ in range(50):
+        port = free_port(hosts[0])
+        try:
+            for offset in range(count):
+                for host in hosts:
+                    with socket.socket() as s:
+                        s.bind((host, port + offset))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no run of free ports")
+
+
+@contextlib.contextmanager
+def private_lab(lab: LoopbackCluster, tmp_path: Path, ports: int = 1) -> Iterator[Path]:
+    """A cluster.toml of the shared lab for one test: workdirs and rendezvous ports of its own (each test's store
+    counts job ids from 1); whatever the test left running is killed afterwards, so it never meets the next one."""
+    path = tmp_path / "cluster.toml"
+    port = free_ports(ports)
+    text = lab.cluster_toml(sim=SIM3, poll_interval=0.5).replace(
+        "rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port + ports - 1}]")
+    path.write_text(text.replace(str(lab.root / "work"), str(tmp_path / "lab-work")))
+    try:
+        yield path
+    finally:
+        subprocess.run(["pkill", "-9", "-f", f"ugro_tui scheduler --config {path}"], check=False)
+        for pid in processes_in(tmp_path / "lab-work"):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def processes_in(folder: Path) -> list[int]:
+    """Live processes whose working dir is inside `folder` (a job's processes run in its node's workdir)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+        except OSError:
+            continue
+        if cwd == folder or folder in cwd.parents:
+            out.append(int(entry.name))
+    return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -13,41 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from ugro_tui.sim.loopback import LoopbackCluster, free_port
+from ugro_tui.sim.loopback import LoopbackCluster
 
-from ..conftest import FIXTURES, run_ugro
+from ..conftest import FIXTURES, private_lab, run_ugro
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(300)
 SCRIPT = str(FIXTURES / "jobs" / "ckpt_job.py")
-SIM3 = [(["RTX 5070 Ti"], "nvml"), (["RTX 4070"], "nvml"), (["RTX 3070 Ti"], "nvml")]
-
-
-def free_ports(count: int) -> int:
-    for _ in range(50):
-        port = free_port("127.0.0.2")
-        try:
-            for offset in range(count):
-                for host in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
-                    with socket.socket() as s:
-                        s.bind((host, port + offset))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no run of free ports")
 
 
 @pytest.fixture
 def config(lab: LoopbackCluster, tmp_path: Path):
-    path = tmp_path / "cluster.toml"
-    port = free_ports(3)
-    text = lab.cluster_toml(sim=SIM3, poll_interval=0.5).replace(
-        "rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port + 2}]")
-    path.write_text(text.replace(str(lab.root / "work"), str(tmp_path / "lab-work")))
-    yield path
-    subprocess.run(["pkill", "-9", "-f", f"ugro_tui scheduler --config {path}"], check=False)
-    for run in (tmp_path / "lab-work").glob("*"):
-        subprocess.run(["pkill", "-9", "-f", str(run)], check=False)
+    with private_lab(lab, tmp_path, ports=3) as path:
+        yield path
 
 
 def ugro(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -157,6 +134,9 @@ def test_a_retry_on_a_node_without_the_checkpoint_gets_it_copied_first(config: P
             assert time.monotonic() < deadline + 90, job(config, 1)
             time.sleep(0.25)
         ugro(config, "cancel", "2")
+        while job(config, 2)["state"] != "cancelled":  # by this scheduler, before it is stopped
+            assert time.monotonic() < deadline + 120, job(config, 2)
+            time.sleep(0.25)
     finally:
         sched.kill()
         sched.wait()

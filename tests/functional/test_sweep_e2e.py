@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from pathlib import Path
 
 import pytest
 
-from ugro_tui.sim.loopback import LoopbackCluster, free_port
+from ugro_tui.sim.loopback import LoopbackCluster
 
-from ..conftest import FIXTURES, run_ugro
+from ..conftest import FIXTURES, private_lab, processes_in, run_ugro
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(400)
 SCRIPT = str(FIXTURES / "jobs" / "lr_loss.py")
-SIM3 = [(["RTX 5070 Ti"], "nvml"), (["RTX 4070"], "nvml"), (["RTX 3070 Ti"], "nvml")]
 STEPS = 40
 
 
@@ -24,26 +22,13 @@ def ugro(config: Path, *args: str, timeout: float = 60):
     return run_ugro(args[0], "--config", str(config), *args[1:], timeout=timeout)
 
 
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive ports free on every node's address (two trials run at once)."""
-    for _ in range(50):
-        port = free_port("127.0.0.2")
-        try:
-            for offset in range(count):
-                for host in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
-                    with socket.socket() as s:
-                        s.bind((host, port + offset))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no run of free ports")
+@pytest.fixture
+def config(lab: LoopbackCluster, tmp_path: Path):
+    with private_lab(lab, tmp_path, ports=4) as path:
+        yield path
 
 
-def test_eight_random_trials_two_at_a_time_median_prunes_the_bad_ones(lab: LoopbackCluster, tmp_path: Path) -> None:
-    port = free_ports(4)
-    config = tmp_path / "cluster.toml"
-    text = lab.cluster_toml(sim=SIM3, poll_interval=0.5)
-    config.write_text(text.replace("rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port + 3}]"))
+def test_eight_random_trials_two_at_a_time_median_prunes_the_bad_ones(config: Path) -> None:
     # Seed 3 draws lr whose base losses are 1.1, 0.03, 0.27, 0.17, 0.25, 3.02, 3.79, 1.82 (trials 1-8).
     submitted = ugro(config, "submit", "--name", "lr", "--sweep", "lr=loguniform:1e-5:1e-1", "--trials", "8",
                      "--seed", "3", "--max-concurrent", "2", "--early-stop", "median", "--min-trials", "2",
@@ -81,8 +66,6 @@ def test_eight_random_trials_two_at_a_time_median_prunes_the_bad_ones(lab: Loopb
     spans = [(j["started_at"], j["finished_at"]) for j in jobs]
     for start, _ in spans:
         assert sum(1 for s, e in spans if s <= start < e) <= 2
-    from ugro_tui.sim.loopback import job_processes
-
-    assert not [p for i in trials for p in job_processes(i)], "a trial left processes behind"
+    assert not processes_in(config.parent / "lab-work"), "a trial left processes behind"
     listed = ugro(config, "sweeps").stdout
     assert sweep_id in listed and "loss (min)" in listed

@@ -14,32 +14,17 @@ import pytest
 
 from ugro_tui.sim.loopback import LoopbackCluster
 
-from ..conftest import run_ugro
+from ..conftest import SIM3, private_lab, run_ugro
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(300)
 TINY = str(Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py")
-SIM3 = [(["RTX 5070 Ti"], "nvml"), (["RTX 4070"], "nvml"), (["RTX 3070 Ti"], "nvml")]
-
-
-def private_ports() -> str:
-    """Each test's store counts job ids from 1, so give each its own rendezvous ports as well."""
-    from ugro_tui.sim.loopback import free_port
-
-    port = free_port("127.0.0.2")
-    return f"rendezvous_ports = [{port}, {port}]"
 
 
 @pytest.fixture
 def config(lab: LoopbackCluster, tmp_path: Path):
-    path = tmp_path / "cluster.toml"
-    text = lab.cluster_toml(sim=SIM3, poll_interval=0.5).replace("rendezvous_ports = [29500, 29599]", private_ports())
-    path.write_text(text.replace(str(lab.root / "work"), str(tmp_path / "lab-work")))
-    yield path
-    # Whatever a failed test left running must not meet the next test's jobs.
-    subprocess.run(["pkill", "-9", "-f", f"ugro_tui scheduler --config {path}"], check=False)
-    for run in (tmp_path / "lab-work").glob("*"):
-        subprocess.run(["pkill", "-9", "-f", str(run)], check=False)
+    with private_lab(lab, tmp_path) as path:
+        yield path
 
 
 def ugro(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
