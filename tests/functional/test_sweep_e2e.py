@@ -29,10 +29,12 @@ def config(lab: LoopbackCluster, tmp_path: Path):
 
 
 def test_eight_random_trials_two_at_a_time_median_prunes_the_bad_ones(config: Path) -> None:
+    # --max-retries 1: under load torchrun can exit 1 after its workers all succeeded (a RendezvousConnectionError
+    # in its own rendezvous shutdown, seen once in six full runs); that is torch's flake, not what this test is about.
     # Seed 3 draws lr whose base losses are 1.1, 0.03, 0.27, 0.17, 0.25, 3.02, 3.79, 1.82 (trials 1-8).
     submitted = ugro(config, "submit", "--name", "lr", "--sweep", "lr=loguniform:1e-5:1e-1", "--trials", "8",
                      "--seed", "3", "--max-concurrent", "2", "--early-stop", "median", "--min-trials", "2",
-                     "--warmup-steps", "3", "--", SCRIPT, "--lr", "{lr}", "--steps", str(STEPS))
+                     "--warmup-steps", "3", "--max-retries", "1", "--", SCRIPT, "--lr", "{lr}", "--steps", str(STEPS))
     assert submitted.returncode == 0, submitted.stderr
     assert submitted.stdout.split() == [str(i) for i in range(1, 9)]
     sweep_id = re.search(r"sweep (\w+): 8 trials \(seed 3\)", submitted.stderr).group(1)
