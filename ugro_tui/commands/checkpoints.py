@@ -14,7 +14,7 @@ from ugro_tui.commands.jobs import parse_ids
 from ugro_tui.commands.table import DASH, render
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs import events
-from ugro_tui.core.jobs.checkpoints import Checkpoint
+from ugro_tui.core.jobs.checkpoints import Checkpoint, size_text
 from ugro_tui.core.jobs.keeper import CheckpointError, CheckpointKeeper
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.jobs.store import JobStore
@@ -28,13 +28,6 @@ def _step(text: str, what: str) -> int | None:
     if not (text.isascii() and text.isdecimal()):
         raise UsageError(f"ugro {what}: expected a step number or `latest`, got {text!r}")
     return int(text)
-
-
-def _size(n: int) -> str:
-    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 async def _with_keeper(cluster: Cluster, work):
@@ -67,7 +60,7 @@ def run(args: Namespace, cluster: Cluster) -> int:
         gone = asyncio.run(_with_keeper(cluster, lambda k: k.retain(job, dry_run=args.dry_run)))
         verb = "would delete" if args.dry_run else "deleted"
         for c in gone:
-            print(f"{verb} {c.node}:{c.path} (step {c.step}, {_size(c.bytes)})")
+            print(f"{verb} {c.node}:{c.path} (step {c.step}, {size_text(c.bytes)})")
         if not gone:
             print("nothing to delete")
         return 0
@@ -78,7 +71,7 @@ def run(args: Namespace, cluster: Cluster) -> int:
     if not found:
         print(f"no checkpoints yet in {job.spec.checkpoint_dir} on {', '.join(job.ran_on) or 'its nodes'}")
         return 0
-    rows = [(c.node, c.name, DASH if c.step is None else str(c.step), _size(c.bytes),
+    rows = [(c.node, c.name, DASH if c.step is None else str(c.step), size_text(c.bytes),
              time.strftime("%H:%M:%S", time.localtime(c.mtime)), "yes" if c.complete else "no (being written?)",
              DASH if c.metric is None else f"{c.metric:.4g}") for c in found]
     print(render(("NODE", "CHECKPOINT", "STEP", "SIZE", "WRITTEN", "COMPLETE", job.spec.metric.upper()), rows))
@@ -103,7 +96,7 @@ def _pull(args: Namespace, cluster: Cluster, job: Job) -> int:
         if now - last[0] < (0.2 if tty else 2.0) and done < total:
             return
         last[0] = now
-        line = f"{what}: {_size(done)} of {_size(total)}"
+        line = f"{what}: {size_text(done)} of {size_text(total)}"
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     files = asyncio.run(_with_keeper(cluster, lambda k: k.pull(job, step, to, progress)))

@@ -16,7 +16,7 @@ from ugro_tui.commands.table import DASH, render
 from ugro_tui.config import ENV_KEY_RE, Cluster
 from ugro_tui.core.jobs import templates
 from ugro_tui.core.jobs.actions import ACTIONS
-from ugro_tui.core.jobs.describe import age, detail, placement_text, runtime, shape
+from ugro_tui.core.jobs.describe import age, detail, event_lines, placement_text, runtime, shape
 from ugro_tui.core.jobs.model import USER_KEYS, JobSpec, JobState
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id, parse_axis, parse_search
@@ -206,12 +206,7 @@ def show(args: Namespace, cluster: Cluster) -> int:
         return 0
     from ugro_tui.core.jobs import events
 
-    lines = detail(job)
-    happened = events.read(job.id)
-    if happened:
-        lines.append("  events     :")
-        lines += [f"    {time.strftime('%H:%M:%S', time.localtime(t))}  {text}" for t, text in happened[-20:]]
-    print("\n".join(lines))
+    print("\n".join(detail(job) + event_lines(events.read(job.id))))
     return 0
 
 

@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+from ugro_tui.core.jobs.early_stop import value_at
 from ugro_tui.core.transport import path_word
 
 _STEP_RE = re.compile(r"(\d+)(?!.*\d)")
@@ -34,6 +35,13 @@ class Checkpoint:
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
+
+
+def size_text(n: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def step_of(name: str) -> int | None:
@@ -78,8 +86,6 @@ def parse_listing(node: str, text: str) -> list[Checkpoint]:
 
 def with_metric(checkpoints: Iterable[Checkpoint], history: Sequence[tuple[int, float, float]]) -> list[Checkpoint]:
     """Each checkpoint with the job's metric at its step (the value reported at that step, or the last before)."""
-    from ugro_tui.core.jobs.early_stop import value_at
-
     out = []
     for c in checkpoints:
         value = value_at(history, c.step) if c.step is not None and history else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from ugro_tui.core.jobs.metric import best
 from ugro_tui.core.jobs.model import Job
 
@@ -57,3 +59,11 @@ def detail(job: Job) -> list[str]:
         code = DASH if run.exit_code is None else run.exit_code
         lines.append(f"  {node:10s} : pid {run.pid or DASH}  exit {code}  {run.run_dir or ''}")
     return lines
+
+
+def event_lines(happened: list[tuple[float, str]], last: int = 20) -> list[str]:
+    """A job's events as the detail shows them (the last `last`)."""
+    if not happened:
+        return []
+    return ["  events     :"] + [f"    {time.strftime('%H:%M:%S', time.localtime(t))}  {text}"
+                                for t, text in happened[-last:]]

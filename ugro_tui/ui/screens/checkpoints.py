@@ -13,19 +13,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from ugro_tui.core.jobs.checkpoints import Checkpoint
+from ugro_tui.core.jobs.checkpoints import Checkpoint, size_text
 from ugro_tui.core.jobs.keeper import CheckpointKeeper
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.ui.workers import ReportsWorkerFailures
 
 SCRATCH = -1  # the picker's answer for "from the start"
-
-
-def size_text(n: int) -> str:
-    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 def checkpoint_lines(job: Job, found: list[Checkpoint]) -> Text:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from rich.text import Text
 from textual import work
@@ -14,7 +13,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from ugro_tui.core.jobs import actions
-from ugro_tui.core.jobs.describe import age, detail, placement_text, runtime, shape
+from ugro_tui.core.jobs.describe import age, detail, event_lines, placement_text, runtime, shape
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.widgets.dialogs import ConfirmScreen
@@ -43,11 +42,7 @@ class JobDetailScreen(ReportsWorkerFailures, ModalScreen[None]):
         self.happened = happened or []  # the job's events, read by the caller in a thread
 
     def compose(self) -> ComposeResult:
-        lines = detail(self.job)
-        happened = self.happened
-        if happened:
-            lines += ["  events     :"] + [f"    {time.strftime('%H:%M:%S', time.localtime(t))}  {text}"
-                                           for t, text in happened[-20:]]
+        lines = detail(self.job) + event_lines(self.happened)
         with VerticalScroll():
             yield Static(Text("\n".join(lines)))
             if self.job.spec.checkpoint_dir:
