@@ -53,8 +53,36 @@ def online(cluster: Cluster = LAB) -> ClusterState:
     return state
 
 
+HOSTS = {  # a data loader starving gpu-master's GPU; gpu1 in a container with a 16 GB limit; gpu2 loopback-only
+    "gpu-master": {"cpu_pct": 97.5, "cores": 16, "load1": 15.8, "load5": 14.9, "load15": 12.0, "mem_used_mib": 22700,
+                   "mem_total_mib": 31900, "swap_used_mib": 512, "disk_free_gib": 412.5, "net_rx_bps": 118e6,
+                   "net_tx_bps": 2.4e6, "uptime_s": 864000},
+    "gpu1": {"cpu_pct": 41.0, "cores": 8, "load1": 3.3, "load5": 3.0, "load15": 2.8, "mem_used_mib": 9300,
+             "mem_total_mib": 16384, "swap_used_mib": 0, "disk_free_gib": 88.0, "net_rx_bps": 950.0,
+             "net_tx_bps": 31e3, "uptime_s": 3600, "mem_limited": True},
+    "gpu2": {"cpu_pct": 2.0, "cores": 12, "load1": 0.1, "load5": 0.2, "load15": 0.2, "mem_used_mib": 2100,
+             "mem_total_mib": 15900, "swap_used_mib": None, "disk_free_gib": 3.1, "net_rx_bps": 0.0,
+             "net_tx_bps": 0.0, "uptime_s": 120, "net_loopback_only": True},
+}
+
+
+def with_host(state: ClusterState) -> ClusterState:
+    """The same nodes with host metrics and a CPU history, as an agent with host metrics sends them."""
+    from collections import deque
+
+    from ugro_tui.core.telemetry.model import HostSample
+
+    for name, node in state.nodes.items():
+        raw = HOSTS[name]
+        node.host = HostSample.from_agent(raw)
+        node.cpu_history = deque(((raw["cpu_pct"] or 0) * ((t % 8) / 8) for t in range(40)), maxlen=60)
+    return state
+
+
 def with_state(kind: str) -> ClusterState:
     state = online()
+    if kind == "host":
+        return with_host(state)
     node = state.nodes["gpu1"]
     if kind == "offline":
         node.state, node.error, node.next_retry_at = NodeState.OFFLINE, "connection refused on port 22", NOW + 8

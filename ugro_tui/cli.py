@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument("--watch", action="store_true", help="refresh in place every poll interval")
     status.add_argument("--count", type=_positive_int, metavar="N", help="with --watch: stop after N refreshes")
+    status.add_argument("--by-user", action="store_true",
+                        help="GPUs and GPU memory per user across the cluster, and ugro jobs per user")
 
     submit = sub.add_parser("submit", parents=[common], help="queue a job; prints its id once it is stored",
                             usage="ugro submit [options] -- SCRIPT_OR_CMD [ARGS...]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import time
 from pathlib import Path
@@ -40,6 +41,20 @@ async def test_both_data_paths_and_no_driver(lab_config: tuple[Cluster, Path]) -
         assert not none.healthy
         h = monitor.state.health()
         assert (h.nodes_total, h.nodes_healthy, h.gpus_total) == (3, 2, 3)
+        # Host metrics come from every node, the one without a GPU driver too; these "nodes" are this machine.
+        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        mem_total_mib = int(meminfo["MemTotal"].split()[0]) // 1024
+        await until(lambda: all(n.host is not None and n.host.cpu_pct is not None for n in nodes.values()), 10,
+                    "host metrics with a CPU rate")
+        for node in nodes.values():
+            host = node.host
+            assert host is not None and abs(host.mem_total_mib - mem_total_mib) <= mem_total_mib * 0.01
+            assert host.cores == os.cpu_count() and 0 <= host.cpu_pct <= 100
+            assert host.disk_free_gib > 0 and host.uptime_s > 0 and host.load1 is not None
+            assert host.net_rx_bps is not None and host.net_tx_bps is not None
+        doc = monitor.state.to_json()["nodes"][0]["host"]
+        assert set(doc) >= {"cpu_pct", "cores", "load1", "load5", "load15", "mem_used_mib", "mem_total_mib",
+                            "swap_used_mib", "disk_free_gib", "net_rx_bps", "net_tx_bps", "uptime_s"}
 
 
 async def test_processes_on_a_gpu_raise_its_load(lab_config: tuple[Cluster, Path]) -> None:

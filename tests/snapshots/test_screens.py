@@ -34,6 +34,11 @@ def test_large_250x70(snap_compare) -> None:
     assert snap_compare(app_for(), terminal_size=(250, 70))
 
 
+@pytest.mark.parametrize("size", [(80, 24), (250, 70)])
+def test_node_cards_with_host_metrics(snap_compare, size) -> None:
+    assert snap_compare(app_for("host"), terminal_size=size)
+
+
 @pytest.mark.parametrize("theme", ["ugro-dark", "ugro-light", "ugro-high-contrast"])
 def test_themes(snap_compare, theme: str) -> None:
     async def pick(pilot) -> None:

@@ -10,8 +10,9 @@ from argparse import Namespace
 
 from ugro_tui.commands.table import DASH, fmt, render
 from ugro_tui.config import Cluster
-from ugro_tui.core.telemetry.model import ClusterState, NodeState, short_model
+from ugro_tui.core.telemetry.model import ClusterState, NodeState, byte_rate, short_model
 from ugro_tui.core.telemetry.monitor import Monitor
+from ugro_tui.core.telemetry.users import UserUsage, by_user, job_users
 
 
 def format_state(state: ClusterState, cluster_name: str, now: float) -> str:
@@ -34,18 +35,64 @@ def format_state(state: ClusterState, cluster_name: str, now: float) -> str:
             rows.append((node.name, label, str(gpu.index), short_model(gpu.name), fmt(gpu.utilization_pct, "%"),
                          mem, fmt(gpu.temperature_c, "°C"), power, procs or (node.error or "")))
     table = render(("NODE", "STATE", "GPU", "MODEL", "UTIL", "MEMORY", "TEMP", "POWER", "PROCESSES / NOTE"), rows)
-    return head + "\n" + table
+    return head + "\n" + table + host_table(state)
+
+
+def host_table(state: ClusterState) -> str:
+    """Each online node as a machine, under the GPU table (empty when no agent sent host metrics)."""
+    rows = []
+    for node in state.nodes.values():
+        h = node.host
+        if h is None or node.state is not NodeState.ONLINE:
+            continue
+        mem = f"{fmt(_gb(h.mem_used_mib), '', 1)}/{fmt(_gb(h.mem_total_mib), '', 1)} GB"
+        mem += " (limit)" if h.mem_limited else ""
+        net = f"↓{byte_rate(h.net_rx_bps)}/s ↑{byte_rate(h.net_tx_bps)}/s"
+        net += " (loopback)" if h.net_loopback_only else ""
+        load = "/".join(fmt(v, "", 1) for v in (h.load1, h.load5, h.load15))
+        rows.append((node.name, fmt(h.cpu_pct, "%"), fmt(h.cores), load, mem, fmt(_gb(h.swap_used_mib), " GB", 1),
+                     fmt(h.disk_free_gib, " GB", 1), net, _uptime(h.uptime_s)))
+    if not rows:
+        return ""
+    return "\n\n" + render(("NODE", "CPU", "CORES", "LOAD 1/5/15", "RAM", "SWAP", "DISK FREE", "NET", "UP"), rows)
+
+
+def _uptime(seconds: int | None) -> str:
+    if seconds is None:
+        return DASH
+    days, rest = divmod(seconds, 86400)
+    return f"{days}d {rest // 3600}h" if days else f"{rest // 3600}h {rest % 3600 // 60}m"
+
+
+def users_of(state: ClusterState, cluster: Cluster) -> list[UserUsage]:
+    import getpass
+
+    from ugro_tui.core.jobs.store import JobStore
+
+    me = getpass.getuser()
+    node_users = {n.name: n.user or me for n in cluster.nodes}
+    return by_user(state, job_users(JobStore().active(), node_users))
+
+
+def format_users(users: list[UserUsage]) -> str:
+    rows = [(u.user, str(len(u.gpus)), f"{u.gpu_memory_mib / 1024:.1f} GB", str(u.processes), str(u.jobs),
+             ", ".join(u.nodes) or DASH) for u in users]
+    return render(("USER", "GPUS", "GPU MEMORY", "PROCESSES", "UGRO JOBS", "NODES"), rows) if rows else "no GPU users"
 
 
 def _gb(mib: int | None) -> float | None:
     return None if mib is None else mib / 1024
 
 
-async def _once(cluster: Cluster, as_json: bool) -> int:
+async def _once(cluster: Cluster, as_json: bool, users: bool = False) -> int:
     async with Monitor(cluster) as monitor:
         await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
         out = monitor.state
-        print(json.dumps(out.to_json(), indent=2) if as_json else format_state(out, cluster.name, time.time()))
+        if users:
+            found = users_of(out, cluster)
+            print(json.dumps({"users": [u.to_json() for u in found]}, indent=2) if as_json else format_users(found))
+        else:
+            print(json.dumps(out.to_json(), indent=2) if as_json else format_state(out, cluster.name, time.time()))
     return 0 if all(n.healthy for n in out.nodes.values()) else 1
 
 
@@ -69,4 +116,4 @@ async def _watch(cluster: Cluster, as_json: bool, count: int | None) -> int:
 def run(args: Namespace, cluster: Cluster) -> int:
     if args.watch:
         return asyncio.run(_watch(cluster, args.json, args.count))
-    return asyncio.run(_once(cluster, args.json))
+    return asyncio.run(_once(cluster, args.json, getattr(args, "by_user", False)))

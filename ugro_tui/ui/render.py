@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rich.style import Style
 from rich.text import Text
 
-from ugro_tui.core.telemetry.model import GpuSample, NodeState, NodeStatus, short_model
+from ugro_tui.core.telemetry.model import GpuSample, HostSample, NodeState, NodeStatus, byte_rate, short_model
 
 DASH = "–"
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -90,6 +90,42 @@ def gpu_line(gpu: GpuSample, history: Iterable[float | None], width: int, styles
         styles.get("warm") if (gpu.temperature_c or 0) >= WARM_C else None)
     out.append(f"{num(gpu.temperature_c, '°C'):>5}", temp_style or Style())
     out.append(f" {num(gpu.power_w):>3}/{num(gpu.power_limit_w, 'W'):<4}")
+    spark_w = width - out.cell_len - 1
+    if spark_w >= 4:
+        out.append(" ")
+        out.append(sparkline(history, spark_w), accent)
+    out.truncate(width, overflow="ellipsis")
+    return out
+
+
+CPU_BUSY = 90.0
+
+
+def host_line(host: HostSample, history: Iterable[float | None], width: int, styles: Mapping[str, Style]) -> Text:
+    """The node as a machine, under its GPUs and in the same columns: CPU bar, RAM bar, network, CPU sparkline."""
+    accent = styles.get("warn" if (host.cpu_pct or 0) >= CPU_BUSY else "busy", Style())
+    empty = styles.get("empty", Style())
+    muted = styles.get("muted", Style())
+    model_w = 12 if width >= 70 else 9
+    util_w = 10 if width >= 90 else 6
+    out = Text(no_wrap=True, overflow="ellipsis")
+    cores = f" ×{host.cores}" if host.cores else ""
+    out.append(f"   {fit('CPU' + cores, 2 + model_w):<{2 + model_w}} ", muted)
+    full, rest = bar(None if host.cpu_pct is None else host.cpu_pct / 100, util_w)
+    out.append(full, accent)
+    out.append(rest, empty)
+    out.append(f" {num(host.cpu_pct, '%'):>4} ")
+    full, rest = bar(None if host.mem_pct is None else host.mem_pct / 100, util_w)
+    out.append(full, styles.get("memory", accent))
+    out.append(rest, empty)
+    used = None if host.mem_used_mib is None else host.mem_used_mib / 1024
+    total = None if host.mem_total_mib is None else host.mem_total_mib / 1024
+    out.append(f" {num(used, '', 1):>4}/{num(total, 'G', 0):<3} ")
+    out.append(f"↓{byte_rate(host.net_rx_bps):>4} ↑{byte_rate(host.net_tx_bps):>4}")
+    if host.net_loopback_only:
+        out.append(" lo", muted)
+    if width - out.cell_len >= 10 and host.load1 is not None:
+        out.append(f" load {host.load1:.1f}", muted)
     spark_w = width - out.cell_len - 1
     if spark_w >= 4:
         out.append(" ")

@@ -1,6 +1,7 @@
 """ugro's GPU sampler. It runs ON the node: stdlib only (plus pynvml when the node has it), Python 3.8+.
 
-It prints one JSON line per interval: {"v", "t", "source", "driver", "error", "gpus": [...]}. Sources in order:
+It prints one JSON line per interval: {"v", "t", "source", "driver", "error", "gpus": [...], "host": {...}}.
+Host metrics come from hostinfo.py, whose code ugro sends ahead of this file as one script. GPU sources in order:
 NVML through pynvml, then `nvidia-smi --query-*` CSV, then "none" with the reason. It exits when its stdin
 closes (the SSH channel went away), so agents never pile up on a node.
 """
@@ -14,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from ugro_tui.core.telemetry.hostinfo import HostSampler  # package only: on a node, hostinfo.py's code is above
 
 SCHEMA = 1
 MISSING = ("", "n/a", "[n/a]", "[not supported]", "[unknown error]", "not supported", "unknown error")
@@ -247,13 +250,25 @@ def _exit_when_stdin_closes():
     os._exit(0)
 
 
+def _host_sampler(workdir):
+    try:
+        return HostSampler(workdir)
+    except Exception:
+        return None
+
+
 def main(argv=None):
     args = list(sys.argv[1:] if argv is None else argv)
     interval = float(args[args.index("--interval") + 1]) if "--interval" in args else 1.0
+    workdir = args[args.index("--workdir") + 1] if "--workdir" in args else "~"
     once = "--once" in args  # one sample, then exit: "test connection" in the node editor
     if not once:
         threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
+    host = None if "--no-host" in args else _host_sampler(workdir)
+    started = time.time()
     source, error = open_source()
+    if host is not None and time.time() - started < 0.2:  # CPU % of the first sample needs a span to measure
+        time.sleep(0.2 - (time.time() - started))
     retry_at = time.time() + 10
     while True:
         now = time.time()
@@ -269,6 +284,12 @@ def main(argv=None):
                 error = "%s: %s" % (source.name, exc)
         line = {"v": SCHEMA, "t": round(now, 3), "source": source.name if source else "none",
                 "driver": getattr(source, "driver", None), "error": error, "gpus": gpus}
+        if host is not None:
+            try:
+                line["host"] = host.sample()
+            except Exception as exc:  # host numbers are extra: their failure never costs the GPU sample
+                line["host"] = None
+                line["host_error"] = str(exc)
         try:
             sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
             sys.stdout.flush()

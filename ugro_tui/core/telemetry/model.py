@@ -17,6 +17,17 @@ def short_model(name: str | None, missing: str = "–") -> str:
     return name
 
 
+def byte_rate(bps: float | None, missing: str = "–") -> str:
+    """Bytes per second in four cells or fewer: 0, 950, 12K, 1.2M, 3.4G."""
+    if bps is None:
+        return missing
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if bps >= size:
+            value = bps / size
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    return f"{bps:.0f}"
+
+
 class NodeState(StrEnum):
     CONNECTING = "connecting"
     ONLINE = "online"
@@ -96,6 +107,58 @@ class GpuSample:
         }
 
 
+HOST_NUMBERS = ("cpu_pct", "cores", "load1", "load5", "load15", "mem_used_mib", "mem_total_mib", "swap_used_mib",
+                "disk_free_gib", "net_rx_bps", "net_tx_bps", "uptime_s")
+
+
+def _number(value: Any) -> float | int | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class HostSample:
+    """The node as a machine: CPU, load, memory, disk and network (None where the node did not say)."""
+
+    cpu_pct: float | None = None
+    cores: int | None = None
+    load1: float | None = None
+    load5: float | None = None
+    load15: float | None = None
+    mem_used_mib: int | None = None
+    mem_total_mib: int | None = None
+    swap_used_mib: int | None = None
+    disk_free_gib: float | None = None
+    net_rx_bps: float | None = None
+    net_tx_bps: float | None = None
+    uptime_s: int | None = None
+    net_loopback_only: bool = False  # a machine without other interfaces: its loopback traffic is what counts
+    mem_limited: bool = False        # memory is a container's cgroup limit, not the machine's
+
+    @classmethod
+    def from_agent(cls, raw: Any) -> HostSample | None:
+        if not isinstance(raw, dict):
+            return None
+        return cls(**{k: _number(raw.get(k)) for k in HOST_NUMBERS},
+                   net_loopback_only=raw.get("net_loopback_only") is True, mem_limited=raw.get("mem_limited") is True)
+
+    @property
+    def mem_pct(self) -> float | None:
+        if self.mem_used_mib is None or not self.mem_total_mib:
+            return None
+        return 100.0 * self.mem_used_mib / self.mem_total_mib
+
+    @property
+    def net_bps(self) -> float | None:
+        parts = [v for v in (self.net_rx_bps, self.net_tx_bps) if v is not None]
+        return sum(parts) if parts else None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k in HOST_NUMBERS}
+        out["net_loopback_only"] = self.net_loopback_only
+        out["mem_limited"] = self.mem_limited
+        return out
+
+
 @dataclass
 class NodeStatus:
     name: str
@@ -110,6 +173,8 @@ class NodeStatus:
     next_retry_at: float | None = None
     history_len: int = 120
     history: dict[int, deque[float | None]] = field(default_factory=dict)
+    host: HostSample | None = None
+    cpu_history: deque[float | None] = field(default_factory=deque)
 
     @property
     def healthy(self) -> bool:
@@ -126,6 +191,11 @@ class NodeStatus:
         self.received_at = received_at
         self.state = NodeState.ONLINE
         self.next_retry_at = None
+        self.host = HostSample.from_agent(raw.get("host"))
+        if self.host is not None:
+            if self.cpu_history.maxlen != self.history_len:
+                self.cpu_history = deque(self.cpu_history, maxlen=self.history_len)
+            self.cpu_history.append(self.host.cpu_pct)
         for gpu in gpus:
             ring = self.history.get(gpu.index)
             if ring is None:
@@ -135,7 +205,8 @@ class NodeStatus:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address, "state": str(self.state), "error": self.error,
                 "source": self.source, "driver": self.driver, "sampled_at": self.sampled_at,
-                "next_retry_at": self.next_retry_at, "gpus": [g.to_json() for g in self.gpus]}
+                "next_retry_at": self.next_retry_at, "gpus": [g.to_json() for g in self.gpus],
+                "host": self.host.to_json() if self.host is not None else None}
 
 
 @dataclass(frozen=True)

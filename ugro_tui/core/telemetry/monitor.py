@@ -24,7 +24,17 @@ from ugro_tui.core.transport import (
     python_command,
 )
 
-AGENT_SOURCE = (Path(__file__).resolve().parent / "agent.py").read_bytes()
+HERE = Path(__file__).resolve().parent
+PACKAGE_ONLY = "# package only"
+
+
+def _node_script() -> bytes:
+    """hostinfo.py then agent.py as one file: a node needs no package, and one copy keeps one hash."""
+    agent = [line for line in (HERE / "agent.py").read_text().splitlines(keepends=True) if PACKAGE_ONLY not in line]
+    return ((HERE / "hostinfo.py").read_text() + "\n\n" + "".join(agent)).encode()
+
+
+AGENT_SOURCE = _node_script()
 AGENT_PATH = f"~/.cache/ugro/agent-{hashlib.sha256(AGENT_SOURCE).hexdigest()[:12]}.py"
 STALE_AFTER = 3          # intervals without a sample
 RECONNECT_AFTER = 10     # intervals without a sample: the stream is dead even if TCP says otherwise
@@ -37,7 +47,8 @@ TransportFactory = Callable[[Node, Cluster], Transport]
 
 def agent_command(node: Node, interval: float) -> str:
     return (f"{node.prelude}{export_env(node.env)}"
-            f"exec {python_command(node)} -u {path_word(AGENT_PATH)} --interval {interval:g}")
+            f"exec {python_command(node)} -u {path_word(AGENT_PATH)} --interval {interval:g} "
+            f"--workdir {path_word(node.workdir)}")
 
 
 def backoff_delay(attempt: int, base: float, rng: random.Random) -> float:

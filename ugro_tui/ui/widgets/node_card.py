@@ -56,7 +56,8 @@ class NodeCard(Widget):
         self._lines = lines
 
     def _line_count(self) -> int:
-        return max(1, len(self.status.gpus) + (1 if self.status.error else 0))
+        host = 1 if self.status.host is not None else 0
+        return max(1, len(self.status.gpus) + host + (1 if self.status.error else 0))
 
     def on_mount(self) -> None:
         # After the new theme's CSS is applied, so the badge takes its colours.
@@ -72,6 +73,11 @@ class NodeCard(Widget):
             history = self.status.history.get(gpu.index, ())
             line = render.gpu_line(gpu, history, width, styles, selected=gpu.index == self.selected_gpu)
             if not live:  # last known numbers, not live ones
+                line.stylize("dim")
+            lines.append(line)
+        if self.status.host is not None:
+            line = render.host_line(self.status.host, self.status.cpu_history, width, styles)
+            if not live:
                 line.stylize("dim")
             lines.append(line)
         if self.status.error:
