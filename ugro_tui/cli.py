@@ -25,6 +25,8 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="cluster.toml to use")
+    common.add_argument("--read-only", action="store_true", default=argparse.SUPPRESS,
+                        help="look, never change: submit, cancel, kill and node edits are refused")
     p = _Parser(
         prog="ugro", parents=[common], epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Unified GPU Resource Orchestrator: watch and run a small cluster of NVIDIA machines over SSH.")
@@ -145,6 +147,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep_show.add_argument("--json", action="store_true")
     sweep_cancel = sweep_sub.add_parser("cancel", parents=[common], help="cancel every trial not finished")
     sweep_cancel.add_argument("id", metavar="ID")
+    kill = sub.add_parser("kill", parents=[common], help="signal a GPU process on a node (TERM by default)")
+    kill.add_argument("node", metavar="NODE")
+    kill.add_argument("pid", metavar="PID")
+    kill.add_argument("--signal", "-s", default="TERM", metavar="S", help="TERM (default), INT, KILL, HUP, ...")
     sched = sub.add_parser("scheduler", parents=[common], help="run the dispatcher headless")
     sched.add_argument("--until-idle", action="store_true", help="exit when nothing is queued, starting or running")
 
@@ -183,9 +189,35 @@ _gigabytes = _number(float, 0, "a number of GB")
 
 
 def _load(args: argparse.Namespace):
+    import dataclasses
+
     from ugro_tui.config import load_cluster, resolve_config_path
 
-    return load_cluster(resolve_config_path(getattr(args, "config", None)))
+    cluster = load_cluster(resolve_config_path(getattr(args, "config", None)))
+    if getattr(args, "read_only", False):
+        cluster = dataclasses.replace(cluster, read_only=True)
+    change = _change_asked(args)
+    if change and cluster.read_only:
+        from ugro_tui.errors import ReadOnlyError
+
+        raise ReadOnlyError(change)
+    return cluster
+
+
+def _change_asked(args: argparse.Namespace) -> str | None:
+    """What the command would change, in the user's words; None for one that only looks."""
+    verb = args.verb
+    if verb in ("submit", "cancel", "hold", "release", "retry", "kill"):
+        return f"ugro {verb}"
+    if verb == "nodes" and getattr(args, "nodes_verb", None):
+        return f"ugro nodes {args.nodes_verb}"
+    if verb == "sweep" and args.sweep_verb == "cancel":
+        return "ugro sweep cancel"
+    if verb == "checkpoints" and args.prune and not args.dry_run:
+        return "ugro checkpoints --prune"
+    if verb == "doctor" and args.smoke:
+        return "ugro doctor --smoke (it submits a job)"
+    return None
 
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -224,6 +256,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import logs
 
         return logs.run(args, _load(args))
+    if args.verb == "kill":
+        from ugro_tui.commands import kill
+
+        return kill.run(args, _load(args))
     if args.verb == "scheduler":
         from ugro_tui.commands import scheduler
 

@@ -89,6 +89,7 @@ class Cluster:
     connect_timeout: float = 5.0
     node_lost_after: float = 30.0  # seconds unreachable before a node's jobs fail their attempt
     history: int = 120
+    read_only: bool = False  # refuse every change (submit, cancel, kill, node edits): a shared machine's viewer
     nodes: tuple[Node, ...] = ()
     keys: tuple[tuple[str, str], ...] = ()
     source: str = "cluster.toml"
@@ -182,6 +183,12 @@ def _seconds(lo_exclusive: float, hi: float) -> Callable[..., float]:
     return check
 
 
+def _boolean(c: _Checker, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        c.fail(key, f"expected true or false, got {_show(value)}")
+    return value
+
+
 def _port_range(c: _Checker, key: str, value: Any) -> tuple[int, int]:
     ok = (isinstance(value, list) and len(value) == 2
           and all(isinstance(v, int) and not isinstance(v, bool) and 1024 <= v <= 65535 for v in value))
@@ -261,7 +268,7 @@ def _keys(c: _Checker, key: str, value: Any) -> tuple[tuple[str, str], ...]:
 NODE_KEYS = ("name", "host", "port", "user", "identity_file", "python", "workdir", "labels",
              "socket_ifname", "env", "transport", "sim")
 CLUSTER_KEYS = ("name", "poll_interval", "rendezvous_ports", "known_hosts", "ssh_config",
-                "connect_timeout", "history", "node_lost_after")
+                "connect_timeout", "history", "node_lost_after", "read_only")
 
 
 def parse_node(source: str, index: int, table: Any) -> Node:
@@ -312,6 +319,7 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         connect_timeout=c.get("connect_timeout", _seconds(0.0, 300.0), default=5.0),
         history=c.get("history", _integer(2, 100_000), default=120),
         node_lost_after=c.get("node_lost_after", _seconds(0.0, 86400.0), default=30.0),
+        read_only=c.get("read_only", _boolean, default=False),
         nodes=tuple(nodes),
         keys=top.get("keys", _keys, default=()),
         source=source,

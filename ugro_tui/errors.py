@@ -24,3 +24,12 @@ class UsageError(UgroError):
     """Bad command-line arguments."""
 
     exit_code = 2
+
+
+class ReadOnlyError(UgroError):
+    """A change asked of a read-only ugro (`--read-only`, or `read_only = true` in cluster.toml)."""
+
+    exit_code = 2
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"read-only: {what} is refused (--read-only, or read_only = true in [cluster])")

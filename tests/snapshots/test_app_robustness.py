@@ -34,6 +34,27 @@ def test_every_screen_routes_its_workers_failures() -> None:
     assert [c.__name__ for c in screens if not issubclass(c, ReportsWorkerFailures)] == []
 
 
+def test_every_screen_with_a_key_that_changes_something_obeys_read_only() -> None:
+    from textual.binding import Binding
+
+    from ugro_tui.ui.read_only import CHANGES, ReadOnlyAware
+
+    def changes(cls: type) -> bool:
+        for binding in getattr(cls, "BINDINGS", ()):
+            action = binding.action if isinstance(binding, Binding) else binding[1]
+            if action.split("(")[0] in CHANGES or action == "run(True)":
+                return True
+        return False
+
+    screens = []
+    for info in pkgutil.walk_packages(ugro_tui.ui.__path__, "ugro_tui.ui."):
+        module = importlib.import_module(info.name)
+        screens += [c for _, c in inspect.getmembers(module, inspect.isclass)
+                    if issubclass(c, Screen) and c.__module__ == module.__name__ and changes(c)]
+    assert len(screens) >= 6
+    assert [c.__name__ for c in screens if not issubclass(c, ReadOnlyAware)] == []
+
+
 class BrokenStore(JobStore):
     """Reads fine once (the app's preload), then every read fails the way a damaged store does."""
 

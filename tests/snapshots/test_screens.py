@@ -47,6 +47,22 @@ def test_themes(snap_compare, theme: str) -> None:
     assert snap_compare(app_for(), terminal_size=(100, 24), run_before=pick)
 
 
+def test_signal_dialog(snap_compare) -> None:
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=press_then(["K", "x"]))
+
+
+def test_signal_confirm(snap_compare) -> None:
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=press_then(["K", "enter"]))
+
+
+def test_read_only_hides_every_change(snap_compare, tmp_path) -> None:
+    import dataclasses
+
+    app = make_app(dataclasses.replace(LAB, read_only=True), monitor=False, clock=lambda: NOW,
+                   state=with_state("online"), store=job_store(tmp_path))
+    assert snap_compare(app, terminal_size=(100, 24), press=["2"])
+
+
 def test_help_screen(snap_compare) -> None:
     assert snap_compare(app_for(), terminal_size=(80, 24), press=["question_mark"])
 

@@ -17,6 +17,7 @@ from ugro_tui.core.telemetry.model import ClusterState, NodeStatus
 from ugro_tui.core.telemetry.monitor import Monitor
 from ugro_tui.ui import themes
 from ugro_tui.ui.messages import NodeUpdated
+from ugro_tui.ui.read_only import ReadOnlyAware
 from ugro_tui.ui.screens.doctor import DoctorScreen
 from ugro_tui.ui.screens.help import HelpScreen
 from ugro_tui.ui.screens.jobs import JobsScreen
@@ -29,7 +30,7 @@ THEME_VARIABLE_DEFAULTS = {"gpu-idle": "#5FB760", "gpu-busy": "#4EA8DE", "gpu-ho
                            "bar-empty": "#3A3F45"}
 
 
-class UgroApp(App[None]):
+class UgroApp(ReadOnlyAware, App[None]):
     CSS_PATH = "ugro.tcss"
     TITLE = "ugro"
     MODES = {"nodes": NodesScreen, "jobs": JobsScreen, "logs": LogsScreen, "doctor": DoctorScreen}

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Static
 from ugro_tui.core.doctor.checks import Check, Status
 from ugro_tui.core.doctor.run import Report
 from ugro_tui.ui.messages import DoctorCheckDone, DoctorFinished
+from ugro_tui.ui.read_only import ReadOnlyAware
 from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.workers import ReportsWorkerFailures
 
@@ -22,7 +23,7 @@ STATUS_COLOUR = {Status.OK: "success", Status.WARN: "warning", Status.FAIL: "err
 STATUS_MARK = {Status.OK: "✓ ok", Status.WARN: "▲ warn", Status.FAIL: "✗ fail", Status.SKIP: "– skip"}
 
 
-class DoctorScreen(ReportsWorkerFailures, Screen[None]):
+class DoctorScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     DEFAULT_CSS = """
     DoctorScreen #doctor-summary { height: 1; padding: 0 1; }
     DoctorScreen #checks { height: 1fr; }

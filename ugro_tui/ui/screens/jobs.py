@@ -16,6 +16,7 @@ from ugro_tui.core.jobs import actions
 from ugro_tui.core.jobs.describe import age, detail, event_lines, placement_text, runtime, shape
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.errors import UgroError
+from ugro_tui.ui.read_only import ReadOnlyAware
 from ugro_tui.ui.widgets.dialogs import ConfirmScreen
 from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.workers import ReportsWorkerFailures
@@ -51,7 +52,7 @@ class JobDetailScreen(ReportsWorkerFailures, ModalScreen[None]):
                 yield CheckpointList(self.job)
 
 
-class JobsScreen(ReportsWorkerFailures, Screen[None]):
+class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     DEFAULT_CSS = """
     JobsScreen #jobs { height: 1fr; }
     JobsScreen #why { height: 1; padding: 0 1; background: $panel; color: $foreground; }

@@ -22,6 +22,7 @@ from ugro_tui.core.jobs.form import KINDS, FormResult, FormValues, check, from_s
 from ugro_tui.core.jobs.model import JobSpec
 from ugro_tui.core.jobs.sweep import expand
 from ugro_tui.errors import UgroError
+from ugro_tui.ui.read_only import ReadOnlyAware
 from ugro_tui.ui.widgets.dialogs import Field, leave_asking
 from ugro_tui.ui.workers import ReportsWorkerFailures
 
@@ -94,7 +95,7 @@ class PickTemplateScreen(ReportsWorkerFailures, ModalScreen[str | None]):
         self.dismiss(str(event.option.prompt))
 
 
-class LaunchScreen(ReportsWorkerFailures, Screen[None]):
+class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     AUTO_FOCUS = "#f-script"
     DEFAULT_CSS = """
     LaunchScreen #title { height: 1; padding: 0 1; background: $panel; }

@@ -18,6 +18,7 @@ from textual.widgets import Footer, Input, Label, Static
 
 from ugro_tui.config import Node, parse_node
 from ugro_tui.errors import ConfigError, UgroError
+from ugro_tui.ui.read_only import ReadOnlyAware
 from ugro_tui.ui.widgets.dialogs import Field, leave_asking
 from ugro_tui.ui.workers import ReportsWorkerFailures
 
@@ -34,7 +35,7 @@ FIELDS = (  # (key, label, placeholder)
 )
 
 
-class NodeEditScreen(ReportsWorkerFailures, Screen[None]):
+class NodeEditScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     AUTO_FOCUS = "#n-name"
     DEFAULT_CSS = """
     NodeEditScreen #title { height: 1; padding: 0 1; background: $panel; }

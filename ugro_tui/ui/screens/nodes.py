@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from ugro_tui.core.telemetry.model import GpuSample, NodeStatus
+from ugro_tui.ui.read_only import ReadOnlyAware
 from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.widgets.node_card import NodeCard
 from ugro_tui.ui.widgets.process_table import ProcessTable
@@ -21,7 +22,7 @@ from ugro_tui.ui.workers import ReportsWorkerFailures
 CARD_WIDTH = 84  # a card is good from here on; narrower screens get one column
 
 
-class NodesScreen(ReportsWorkerFailures, Screen[None]):
+class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     BINDINGS = [
         Binding("j,down", "move(1)", "Next GPU", id="nodes.down", show=False),
         Binding("k,up", "move(-1)", "Prev GPU", id="nodes.up", show=False),
@@ -30,6 +31,7 @@ class NodesScreen(ReportsWorkerFailures, Screen[None]):
         Binding("escape", "back", "Back", id="nodes.back", show=False),
         Binding("r", "retry", "Retry", id="nodes.retry"),
         Binding("a", "trust", "Trust key", id="nodes.trust", show=False),
+        Binding("K", "signal", "Signal", id="nodes.signal"),
         Binding("N", "add_node", "Add node", id="nodes.add"),
         Binding("E", "edit_node", "Edit node", id="nodes.edit", show=False),
         Binding("D", "remove_node", "Remove node", id="nodes.remove", show=False),
@@ -260,6 +262,53 @@ class NodesScreen(ReportsWorkerFailures, Screen[None]):
         self.notify(f"{name}: host key trusted and saved to known_hosts", timeout=4)
         if self.app.monitor is not None:
             self.app.monitor.retry_now(name)
+
+    def action_signal(self) -> None:
+        """Pick GPU processes of the selected node and a signal, confirm, then send (as the node's SSH user)."""
+        from ugro_tui.core.signals import gpu_processes
+        from ugro_tui.ui.screens.signal import SignalScreen
+        from ugro_tui.ui.widgets.dialogs import ConfirmScreen
+
+        if self.cursor is None:
+            self.notify("select a GPU first (j/k)", timeout=3)
+            return
+        name, index = self.cursor
+        status = self.cards[name].status
+        targets = gpu_processes(status)
+        if not targets:
+            self.notify(f"no GPU processes on {name}", timeout=3)
+            return
+        on_gpu = tuple(t.pid for t in targets if index in t.gpus)[:1]
+
+        def picked(answer) -> None:
+            if not answer:
+                return
+            chosen, signal = answer
+            lines = "\n".join(t.describe() for t in chosen)
+
+            def confirmed(yes: bool | None) -> None:
+                if yes:
+                    self.send_signals(chosen, signal)
+
+            self.app.push_screen(ConfirmScreen(f"Send {signal} to {len(chosen)} process(es)?\n\n{lines}"), confirmed)
+
+        self.app.push_screen(SignalScreen(name, targets, on_gpu), picked)
+
+    @work(group="signal", exit_on_error=False, description="signal GPU processes")
+    async def send_signals(self, targets, signal: str) -> None:
+        from ugro_tui.core.signals import owning_job, send_signal
+
+        jobs = await asyncio.to_thread(self.app.store.active)
+        for target in targets:
+            job = owning_job(target, jobs)
+            if job is not None:
+                self.notify(f"pid {target.pid} on {target.node} runs on job {job}'s GPUs: cancel the job instead "
+                            "(2, then ctrl+d)", severity="error", timeout=8)
+                continue
+            node = self.app.cluster.node(target.node)
+            result = await send_signal(self.app.pool.get(target.node), target, signal, node.user)
+            self.notify(result.message, severity="information" if result.ok else "error", timeout=6 if result.ok
+                        else 10)
 
     def action_retry(self) -> None:
         if self.cursor is not None and self.app.monitor is not None:

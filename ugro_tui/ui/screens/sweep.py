@@ -16,6 +16,7 @@ from ugro_tui.core.jobs import actions
 from ugro_tui.core.jobs.leaderboard import Sweep, find
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.errors import UgroError
+from ugro_tui.ui.read_only import ReadOnlyAware
 from ugro_tui.ui.widgets.dialogs import ConfirmScreen
 from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.widgets.metric_plot import Curve, MetricPlot, colours
@@ -29,7 +30,7 @@ def value_text(value: float | None) -> str:
     return "–" if value is None else f"{value:.4g}"
 
 
-class SweepScreen(ReportsWorkerFailures, Screen[None]):
+class SweepScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     DEFAULT_CSS = """
     SweepScreen #sweep-header { height: 1; padding: 0 1; background: $panel; }
     SweepScreen #sweep-body { layout: vertical; height: 1fr; }

@@ -20,6 +20,8 @@ class HealthBar(Static):
         note = app.session.dispatch_note  # type: ignore[attr-defined]
         if app.session.store_recovered:  # type: ignore[attr-defined]
             note = f"{note}  STORE RECOVERED (ugro queue --ack-recovery)"
+        if app.cluster.read_only:  # type: ignore[attr-defined]
+            note = f"READ-ONLY  {note}"
         self.show(app.cluster.name, app.monitor_state.health(), note)  # type: ignore[attr-defined]
 
     def show(self, cluster: str, health: Health, dispatcher: str = "") -> None:
