@@ -147,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep_show.add_argument("--json", action="store_true")
     sweep_cancel = sweep_sub.add_parser("cancel", parents=[common], help="cancel every trial not finished")
     sweep_cancel.add_argument("id", metavar="ID")
+    events = sub.add_parser("events", parents=[common], help="job, node and GPU events (the last 1,000)")
+    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events until Ctrl-C")
+    events.add_argument("--json", action="store_true", help='print {"events": [...]} (with --follow: a line each)')
     kill = sub.add_parser("kill", parents=[common], help="signal a GPU process on a node (TERM by default)")
     kill.add_argument("node", metavar="NODE")
     kill.add_argument("pid", metavar="PID")
@@ -256,6 +259,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import logs
 
         return logs.run(args, _load(args))
+    if args.verb == "events":
+        from ugro_tui.commands import events
+
+        return events.run(args)
     if args.verb == "kill":
         from ugro_tui.commands import kill
 

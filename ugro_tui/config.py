@@ -80,6 +80,16 @@ class Node:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """[alerts]: thresholds of the GPU alerts, the bell, and a command run once per event."""
+
+    gpu_hot_c: float = 85.0
+    idle_minutes: float = 10.0
+    notify_command: str | None = None
+    bell: bool = True
+
+
+@dataclass(frozen=True)
 class Cluster:
     name: str = "ugro"
     poll_interval: float = 1.0
@@ -90,6 +100,7 @@ class Cluster:
     node_lost_after: float = 30.0  # seconds unreachable before a node's jobs fail their attempt
     history: int = 120
     read_only: bool = False  # refuse every change (submit, cancel, kill, node edits): a shared machine's viewer
+    alerts: AlertsConfig = AlertsConfig()
     nodes: tuple[Node, ...] = ()
     keys: tuple[tuple[str, str], ...] = ()
     source: str = "cluster.toml"
@@ -252,6 +263,46 @@ def _sim(c: _Checker, key: str, value: Any) -> SimSpec:
     return SimSpec(tuple(gpus), sim.get("source", _choice(SIM_SOURCES), default="nvml"))
 
 
+def _number_in(lo: float, hi: float, what: str) -> Callable[..., float]:
+    def check(c: _Checker, key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            c.fail(key, f"expected {what} from {lo:g} to {hi:g}, got {_show(value)}")
+        return float(value)
+
+    return check
+
+
+def _alerts(c: _Checker, key: str, value: Any) -> AlertsConfig:
+    a = _Checker(c.source, c.where(key), value)
+    a.only(("gpu_hot_c", "idle_minutes", "notify_command", "bell"))
+    return AlertsConfig(
+        gpu_hot_c=a.get("gpu_hot_c", _number_in(40, 120, "degrees Celsius"), default=85.0),
+        idle_minutes=a.get("idle_minutes", _number_in(0.1, 1440, "minutes"), default=10.0),
+        notify_command=a.get("notify_command", _string(what="a command line (a string)")),
+        bell=a.get("bell", _boolean, default=True),
+    )
+
+
+def _number_in(lo: float, hi: float, what: str) -> Callable[..., float]:
+    def check(c: _Checker, key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            c.fail(key, f"expected {what} from {lo:g} to {hi:g}, got {_show(value)}")
+        return float(value)
+
+    return check
+
+
+def _alerts(c: _Checker, key: str, value: Any) -> AlertsConfig:
+    a = _Checker(c.source, c.where(key), value)
+    a.only(("gpu_hot_c", "idle_minutes", "notify_command", "bell"))
+    return AlertsConfig(
+        gpu_hot_c=a.get("gpu_hot_c", _number_in(40, 120, "degrees Celsius"), default=85.0),
+        idle_minutes=a.get("idle_minutes", _number_in(0.1, 1440, "minutes"), default=10.0),
+        notify_command=a.get("notify_command", _string(what="a command line (a string)")),
+        bell=a.get("bell", _boolean, default=True),
+    )
+
+
 KEY_RE = re.compile(r"^[a-z0-9_+-]+(,[a-z0-9_+-]+)*$")
 
 
@@ -295,7 +346,7 @@ def parse_node(source: str, index: int, table: Any) -> Node:
 def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster:
     """Validate a decoded cluster.toml; raises ConfigError naming the first bad field."""
     top = _Checker(source, "", data)
-    top.only(("cluster", "nodes", "keys"))
+    top.only(("cluster", "nodes", "keys", "alerts"))
     c = _Checker(source, "cluster", data.get("cluster", {}))
     c.only(CLUSTER_KEYS)
     raw_nodes = data.get("nodes", [])
@@ -322,6 +373,7 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         read_only=c.get("read_only", _boolean, default=False),
         nodes=tuple(nodes),
         keys=top.get("keys", _keys, default=()),
+        alerts=top.get("alerts", _alerts, default=AlertsConfig()),
         source=source,
     )
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from ugro_tui import paths
 from ugro_tui.config import Cluster
+from ugro_tui.core.alerts.service import AlertService
 from ugro_tui.core.jobs.dispatcher import Dispatcher, DispatcherLock
 from ugro_tui.core.jobs.launcher import SshLauncher
 from ugro_tui.core.jobs.model import Job
@@ -26,6 +27,7 @@ class Runtime:
         self.lock = DispatcherLock(paths.state_dir())
         self.launcher = SshLauncher(cluster, store, pool)
         self.dispatcher = Dispatcher(cluster, store, state, self.launcher)
+        self.alerts = AlertService(cluster.alerts, store, state)
         self.mine = False
 
     def acquire(self) -> bool:
@@ -57,6 +59,7 @@ class Runtime:
             if self.mine and self.settled():
                 try:
                     left = await self.tick()
+                    await self.alerts.observe()  # after the round, so its starts and ends are seen at once
                 except Exception as exc:
                     if on_error is None:
                         raise
@@ -64,9 +67,11 @@ class Runtime:
                 else:
                     if until_idle and not left:
                         await self.dispatcher.drain()
+                        await self.alerts.drain()
                         return
             await asyncio.sleep(interval)
         await self.dispatcher.drain()
+        await self.alerts.drain()
 
     def release(self) -> None:
         self.lock.release()
