@@ -63,6 +63,42 @@ def test_read_only_hides_every_change(snap_compare, tmp_path) -> None:
     assert snap_compare(app, terminal_size=(100, 24), press=["2"])
 
 
+def test_users_summary(snap_compare) -> None:
+    assert snap_compare(app_for(), terminal_size=(80, 24), press=["u"])
+
+
+def test_filter_by_user(snap_compare) -> None:
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=press_then(["slash", *"user:ob", "enter"]))
+
+
+def test_events_list(snap_compare, monkeypatch) -> None:
+    import time
+
+    from ugro_tui.core.alerts.journal import Journal
+    from ugro_tui.core.alerts.rules import Event
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    Journal().add([
+        Event("job-started:6:1", "job-started", NOW - 1800, "job 6 (sweep-lr5) started on gpu-master, gpu1, gpu2", 6,
+              "sweep-lr5"),
+        Event("node-offline:gpu2:1", "node-offline", NOW - 900, "gpu2 is offline: connection refused", node="gpu2"),
+        Event("job-failed:2:1", "job-failed", NOW - 900, "job 2 (sweep-lr1) failed: gpu1 exited 1", 2, "sweep-lr1"),
+        Event("gpu-hot:gpu-master:0:1", "gpu-hot", NOW - 60, "gpu-master GPU 0 at 86 °C for 30s (alert at 85 °C)",
+              node="gpu-master"),
+    ])
+
+    async def open_events(pilot) -> None:
+        pilot.app.action_events()
+        await wait_for(pilot, lambda: len(getattr(pilot.app.screen, "events", ())) == 4, what="the events")
+
+    try:
+        assert snap_compare(app_for(), terminal_size=(100, 24), run_before=open_events)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_help_screen(snap_compare) -> None:
     assert snap_compare(app_for(), terminal_size=(80, 24), press=["question_mark"])
 

@@ -63,6 +63,7 @@ class UgroApp(ReadOnlyAware, App[None]):
         self._keymap = keymap or {}
         self.failures: list[str] = []  # every worker failure, in order (the notifications fade; tests read these)
         self._theme_names: list[str] = []
+        self._events_offset: int | None = None
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return THEME_VARIABLE_DEFAULTS
@@ -81,6 +82,9 @@ class UgroApp(ReadOnlyAware, App[None]):
         if self.dispatch:
             self.run_dispatcher()
         self.preload_jobs()
+        if self.use_monitor:
+            self.watch_events()
+            self.set_interval(1.0, self.watch_events)
 
     def watch_theme(self, theme: str) -> None:
         if self.is_mounted:
@@ -172,6 +176,31 @@ class UgroApp(ReadOnlyAware, App[None]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Sweep view", "The latest sweep: its leaderboard and the trials' curves",
                             self.action_latest_sweep)
+        yield SystemCommand("Events", "Jobs started and ended, nodes offline, GPUs hot or idle (ugro events)",
+                            self.action_events)
+
+    def action_events(self) -> None:
+        from ugro_tui.ui.screens.events import EventsScreen
+
+        self.push_screen(EventsScreen())
+
+    @work(group="alerts", exclusive=True, exit_on_error=False, description="read new events")
+    async def watch_events(self) -> None:
+        """Toast (and ring for) failures and alerts as the dispatcher writes them, wherever it runs."""
+        import asyncio
+
+        from ugro_tui.core.alerts.journal import journal_path, read_events
+
+        first = self._events_offset is None
+        new, self._events_offset = await asyncio.to_thread(read_events, journal_path(), self._events_offset or 0)
+        if first:
+            return  # what happened before the app started is in the Events list, not a toast
+        for event in new:
+            if event.bad:
+                self.notify(event.message, title=event.kind, severity="error" if event.kind == "job-failed"
+                            else "warning", timeout=10)
+                if self.cluster.alerts.bell:
+                    self.bell()
 
     @work(group="sweep-open", exclusive=True, exit_on_error=False, description="find the latest sweep")
     async def action_latest_sweep(self) -> None:

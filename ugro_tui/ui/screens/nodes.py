@@ -32,6 +32,7 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         Binding("r", "retry", "Retry", id="nodes.retry"),
         Binding("a", "trust", "Trust key", id="nodes.trust", show=False),
         Binding("K", "signal", "Signal", id="nodes.signal"),
+        Binding("u", "users", "Users", id="nodes.users"),
         Binding("N", "add_node", "Add node", id="nodes.add"),
         Binding("E", "edit_node", "Edit node", id="nodes.edit", show=False),
         Binding("D", "remove_node", "Remove node", id="nodes.remove", show=False),
@@ -48,7 +49,7 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield HealthBar(id="health")
-        yield Input(placeholder="filter: node, label or GPU model (esc to clear)", id="filter")
+        yield Input(placeholder="filter: node, label, GPU model or user:NAME (esc to clear)", id="filter")
         with VerticalScroll(id="cards"):
             for status in self.app.monitor_state.nodes.values():
                 card = NodeCard(status, clock=self.app.clock)
@@ -208,11 +209,15 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         self.query_one("#cards").focus()
 
     def apply_filter(self, text: str) -> None:
-        words = text.lower().split()
+        from ugro_tui.core.telemetry.users import matches_user
+
+        words = [w for w in text.lower().split() if not w.startswith("user:")]
+        users = [w[5:] for w in text.split() if w.lower().startswith("user:") and w[5:]]
         for name, card in self.cards.items():
             node = self.app.cluster.node(name)
             hay = " ".join([name, node.address, *node.labels, *(g.name or "" for g in card.status.gpus)]).lower()
             shown = all(w in hay for w in words) and (self.drilled is None or self.drilled == name)
+            shown = shown and all(matches_user(card.status, u) for u in users)
             card.display = shown
         self.action_move(0)
 
@@ -262,6 +267,11 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         self.notify(f"{name}: host key trusted and saved to known_hosts", timeout=4)
         if self.app.monitor is not None:
             self.app.monitor.retry_now(name)
+
+    def action_users(self) -> None:
+        from ugro_tui.ui.screens.users import UsersScreen
+
+        self.app.push_screen(UsersScreen())
 
     def action_signal(self) -> None:
         """Pick GPU processes of the selected node and a signal, confirm, then send (as the node's SSH user)."""
