@@ -59,7 +59,7 @@ async def test_both_data_paths_and_no_driver(lab_config: tuple[Cluster, Path]) -
 
 async def test_processes_on_a_gpu_raise_its_load(lab_config: tuple[Cluster, Path]) -> None:
     """A process whose CUDA_VISIBLE_DEVICES names a GPU shows on it, through NVML and through nvidia-smi."""
-    cluster, _ = lab_config
+    cluster, config = lab_config
     transports = [make_transport(cluster.node(n), cluster) for n in ("node0", "node1")]
     pids = []
     for t, (node, gpu) in zip(transports, (("node0", 0), ("node1", 1)), strict=True):
@@ -79,6 +79,15 @@ async def test_processes_on_a_gpu_raise_its_load(lab_config: tuple[Cluster, Path
             proc = n0.gpus[0].processes[0]
             assert proc.used_mib == 3000 and proc.command and "sleep" in proc.command and proc.user
             assert monitor.state.health().gpus_busy == 2
+        # Who uses what: both processes belong to the nodes' SSH user, 3000 MiB each, on two nodes.
+        done = await asyncio.to_thread(run_ugro, "status", "--by-user", "--json", "--config", str(config))
+        [me] = json.loads(done.stdout)["users"]
+        assert (me["user"], me["gpus"], me["gpu_memory_mib"], me["processes"]) == (proc.user, 2, 6000, 2)
+        assert me["nodes"] == ["node0", "node1"] and me["gpu_list"] == ["node0:0", "node1:1"]
+        table = await asyncio.to_thread(run_ugro, "status", "--by-user", "--config", str(config))
+        assert table.stdout.splitlines()[0].split() == ["USER", "GPUS", "GPU", "MEMORY", "PROCESSES", "UGRO", "JOBS",
+                                                         "NODES"]
+        assert table.stdout.splitlines()[1].split()[:4] == [proc.user, "2", "5.9", "GB"]
     finally:
         for t, pid in zip(transports, pids, strict=True):
             await t.signal_group(pid)
@@ -160,6 +169,10 @@ def test_status_json_over_ssh(lab_config: tuple[Cluster, Path]) -> None:
     assert by_name["node2"]["error"].startswith("no GPU driver")
     table = run_ugro("status", "--config", str(config))
     assert "RTX 5070 Ti" in table.stdout and "2/3 nodes healthy" in table.stdout
+    # The host table under the GPUs: every node that answered, the one without a GPU driver too.
+    host_rows = table.stdout.split("LOAD 1/5/15", 1)[1].splitlines()[1:]
+    assert [r.split()[0] for r in host_rows] == ["node0", "node1", "node2"]
+    assert all(by_name[n]["host"]["mem_total_mib"] > 0 for n in by_name)
 
 
 def test_status_watch_refreshes(lab_config: tuple[Cluster, Path]) -> None:

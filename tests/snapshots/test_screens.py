@@ -128,6 +128,11 @@ def test_job_detail(snap_compare, tmp_path) -> None:
     assert snap_compare(app_for(store=job_store(tmp_path)), terminal_size=(100, 30), press=["2", "down", "enter"])
 
 
+def test_running_job_detail_shows_its_nodes_cpu(snap_compare, tmp_path) -> None:
+    assert snap_compare(app_for("host", store=job_store(tmp_path)), terminal_size=(110, 30),
+                        press=["2", "down", "down", "enter"])
+
+
 def test_cancel_confirm(snap_compare, tmp_path) -> None:
     assert snap_compare(app_for(store=job_store(tmp_path)), terminal_size=(100, 30), press=["2", "ctrl+d"])
 

@@ -85,3 +85,29 @@ def test_a_python_that_does_not_start_names_the_setting() -> None:
     f = NodeFacts("gpu1", "gpu1", probe_error="the node's python failed: sh: 1: /opt/nope/python: not found")
     [check] = node_checks(f, node("gpu-master"), "/opt/nope/python")
     assert check.status is Status.FAIL and '/opt/nope/python' in check.hint
+
+
+def test_a_saturated_cpu_beside_idle_gpus_of_a_running_job_warns() -> None:
+    from collections import deque
+
+    from ugro_tui.core.doctor.starving import starving_checks
+    from ugro_tui.core.jobs.model import Job, JobSpec, JobState
+    from ugro_tui.core.telemetry.model import ClusterState
+
+    state = ClusterState([("gpu1", "gpu1"), ("gpu2", "gpu2")])
+    for name, cpu, util in (("gpu1", 97.0, 12.0), ("gpu2", 97.0, 95.0)):
+        node = state.nodes[name]
+        for t in range(12):
+            node.apply_sample({"t": t, "gpus": [{"index": 0, "utilization_pct": util}],
+                               "host": {"cpu_pct": cpu, "cores": 8}}, float(t))
+    job = Job(4, JobSpec("train", ("t.py",), nnodes=2), JobState.RUNNING, placement=(("gpu1", (0,)), ("gpu2", (0,))))
+    [warn] = starving_checks(state, [job])
+    assert (warn.node, warn.name, str(warn.status)) == ("gpu1", "cpu", "warn")
+    assert "CPU 97% of 8 cores while job 4 (train)'s GPUs here average 12%" in warn.detail
+    assert "num_workers" in warn.hint
+    # Not while the job is queued, nor with a busy GPU, nor with one busy second among idle ones.
+    import dataclasses
+
+    assert starving_checks(state, [dataclasses.replace(job, state=JobState.QUEUED)]) == []
+    state.nodes["gpu1"].cpu_history = deque([20.0] * 9 + [100.0])
+    assert starving_checks(state, [job]) == []

@@ -21,7 +21,12 @@ def rows(checks: list[Check]) -> list[tuple[str, ...]]:
 
 
 async def _run(cluster: Cluster, smoke: bool) -> Report:
-    report = await run_doctor(cluster)
+    from ugro_tui.core.pool import Pool
+    from ugro_tui.core.telemetry.monitor import Monitor
+
+    # Telemetry gathers samples while the checks run, for the starving-GPU check (a few seconds of history).
+    async with Pool(cluster) as pool, Monitor(cluster, pool=pool) as monitor:
+        report = await run_doctor(cluster, pool=pool, telemetry=monitor.state)
     if smoke:
         from ugro_tui.core.doctor.smoke import run_smoke
 

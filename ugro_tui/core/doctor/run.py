@@ -17,7 +17,10 @@ from ugro_tui.config import Cluster, Node
 from ugro_tui.core.check import check_node
 from ugro_tui.core.doctor.checks import Check, NodeFacts, Status, cluster_checks, node_checks
 from ugro_tui.core.doctor.shared_dirs import checkpoint_checks
+from ugro_tui.core.doctor.starving import starving_checks
+from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
+from ugro_tui.core.telemetry.model import ClusterState
 from ugro_tui.core.telemetry.monitor import AGENT_SOURCE
 from ugro_tui.core.transport import (
     ConnectError,
@@ -34,7 +37,7 @@ PROBE_SOURCE = (HERE / "probe.py").read_text().replace("AGENT = None", f"AGENT =
 PROBE_PATH = f"~/.cache/ugro/doctor-{hashlib.sha256(PROBE_SOURCE).hexdigest()[:12]}.py"
 LISTEN_SECONDS = 30.0
 CHECK_ORDER = ("ssh", "host key", "python", "torch", "cuda", "nccl", "torchrun", "driver", "disk", "clock",
-               "interface", "rendezvous", "checkpoints")
+               "interface", "rendezvous", "checkpoints", "cpu")
 PROBE_TIMEOUT = 60.0  # importing torch on a cold disk is slow
 
 
@@ -129,9 +132,11 @@ async def _listen(cluster: Cluster, master: Node, transport: Transport) -> tuple
 
 
 async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | None = None,
-                     pool: Pool | None = None) -> Report:
+                     pool: Pool | None = None, telemetry: ClusterState | None = None,
+                     store: JobStore | None = None) -> Report:
     """Every check; `on_check` sees each as it is known (the app shows them live). The first node is the master.
-    Over the caller's pool when given (the app's connections), else over connections of its own."""
+    Over the caller's pool when given (the app's connections), else over connections of its own. With telemetry
+    (the app's, or what `ugro doctor` gathered meanwhile), a node whose CPU starves a running job's GPUs warns."""
     transports = {node.name: pool.get(node.name) if pool is not None else make_transport(node, cluster)
                   for node in cluster.nodes}
     master = cluster.nodes[0]
@@ -189,6 +194,10 @@ async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | No
         for check in await checkpoint_checks(cluster, transports, [n.name for n, ok in zip(cluster.nodes, up,
                                                                                        strict=True) if ok]):
             emit(check)
+        if telemetry is not None:
+            jobs = await asyncio.to_thread((store or JobStore()).active)
+            for check in starving_checks(telemetry, jobs):
+                emit(check)
         report.clock_offsets = {n: f.clock_offset_s for n, f in facts.items() if f.clock_offset_s is not None}
         report.gpu_counts = {n: f.facts["driver"].get("gpus", 0) for n, f in facts.items() if f.facts is not None}
         order = {n.name: i for i, n in enumerate(cluster.nodes)}

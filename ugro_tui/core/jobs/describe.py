@@ -6,6 +6,7 @@ import time
 
 from ugro_tui.core.jobs.metric import best
 from ugro_tui.core.jobs.model import Job
+from ugro_tui.core.telemetry.model import ClusterState, byte_rate
 
 DASH = "–"
 
@@ -67,3 +68,33 @@ def event_lines(happened: list[tuple[float, str]], last: int = 20) -> list[str]:
         return []
     return ["  events     :"] + [f"    {time.strftime('%H:%M:%S', time.localtime(t))}  {text}"
                                 for t, text in happened[-last:]]
+
+
+def node_lines(job: Job, state: ClusterState) -> list[str]:
+    """A running job's nodes now: each node's CPU beside the job's GPUs there (a starved GPU shows at a glance)."""
+    if not job.state.active or not job.placement:
+        return []
+    out = ["  nodes now  :"]
+    for name, gpus in job.placement:
+        node = state.nodes.get(name)
+        if node is None:
+            continue
+        h = node.host
+        cpu = (f"CPU {_n(h.cpu_pct)}% ×{h.cores or '?'}  load {_n(h.load1, 1)}  RAM {_n(_gib(h.mem_used_mib), 1)}/"
+               f"{_n(_gib(h.mem_total_mib), 0)}G  net ↓{byte_rate(h.net_rx_bps)} ↑{byte_rate(h.net_tx_bps)}"
+               if h is not None else "CPU –")
+        by_index = {g.index: g for g in node.gpus}
+        shown = []
+        for index in gpus:
+            gpu = by_index.get(index)
+            shown.append(f"GPU {index} {_n(gpu.utilization_pct)}%" if gpu is not None else f"GPU {index} –")
+        out.append(f"    {name:10s} {cpu}  |  {'  '.join(shown)}  ({node.state})")
+    return out
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def _gib(mib: int | None) -> float | None:
+    return None if mib is None else mib / 1024

@@ -78,7 +78,7 @@ class DoctorScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
         try:
             report = await run_doctor(self.app.cluster, on_check=lambda c: self.post_message(DoctorCheckDone(c)),
-                                      pool=self.app.pool)
+                                      pool=self.app.pool, telemetry=self.app.monitor_state, store=self.app.store)
             if smoke:
                 from ugro_tui.core.doctor.smoke import run_smoke
 

@@ -13,7 +13,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from ugro_tui.core.jobs import actions
-from ugro_tui.core.jobs.describe import age, detail, event_lines, placement_text, runtime, shape
+from ugro_tui.core.jobs.describe import age, detail, event_lines, node_lines, placement_text, runtime, shape
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.read_only import ReadOnlyAware
@@ -42,14 +42,21 @@ class JobDetailScreen(ReportsWorkerFailures, ModalScreen[None]):
         self.job = job
         self.happened = happened or []  # the job's events, read by the caller in a thread
 
+    def text(self) -> Text:
+        return Text("\n".join(detail(self.job) + node_lines(self.job, self.app.monitor_state)  # type: ignore
+                              + event_lines(self.happened)))
+
     def compose(self) -> ComposeResult:
-        lines = detail(self.job) + event_lines(self.happened)
         with VerticalScroll():
-            yield Static(Text("\n".join(lines)))
+            yield Static(self.text(), id="detail-text")
             if self.job.spec.checkpoint_dir:
                 from ugro_tui.ui.screens.checkpoints import CheckpointList
 
                 yield CheckpointList(self.job)
+
+    def on_mount(self) -> None:
+        if self.job.state.active:  # its nodes' CPU and GPUs, live
+            self.set_interval(1.0, lambda: self.query_one("#detail-text", Static).update(self.text()))
 
 
 class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):

@@ -32,7 +32,7 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         Binding("r", "retry", "Retry", id="nodes.retry"),
         Binding("a", "trust", "Trust key", id="nodes.trust", show=False),
         Binding("K", "signal", "Signal", id="nodes.signal"),
-        Binding("u", "users", "Users", id="nodes.users"),
+        Binding("u", "users", "Users", id="nodes.users", show=False),
         Binding("N", "add_node", "Add node", id="nodes.add"),
         Binding("E", "edit_node", "Edit node", id="nodes.edit", show=False),
         Binding("D", "remove_node", "Remove node", id="nodes.remove", show=False),
