@@ -102,3 +102,27 @@ def test_a_damaged_active_file_is_recovered_and_said_until_acknowledged(config: 
     assert ugro(config, "queue", "--ack-recovery").returncode == 0
     done = ugro(config, "queue")
     assert "first" in done.stdout and done.stderr == ""
+
+
+def test_read_only_refuses_every_change_with_one_line_and_changes_nothing(config: Path) -> None:
+    assert ugro(config, "submit", "--", "x.py").stdout == "1\n"
+    for args in (["submit", "--", "y.py"], ["cancel", "1"], ["hold", "1"], ["retry", "1"], ["kill", "gpu1", "42"],
+                 ["nodes", "remove", "gpu1"], ["nodes", "add", "gpu9", "--host", "127.0.0.9"],
+                 ["sweep", "cancel", "abc"], ["checkpoints", "1", "--prune"], ["doctor", "--smoke"]):
+        done = ugro(config, args[0], "--read-only", *args[1:])
+        verb = " ".join(a for a in args[:2] if not a.isdigit() and not a.startswith("-") and a != "gpu1")
+        assert done.returncode == 2 and done.stderr.startswith(f"read-only: ugro {verb.split()[0]}"), (args,
+                                                                                                       done.stderr)
+        assert done.stderr.count("\n") == 1 and done.stdout == ""
+    before = config.read_text()
+    config.write_text("[cluster]\nread_only = true\n" + before)
+    done = ugro(config, "cancel", "1")
+    assert done.returncode == 2 and "read-only: ugro cancel is refused" in done.stderr
+    # Looking still works, and nothing changed: one job, still queued; the node list as it was.
+    queued = json.loads(ugro(config, "queue", "--json").stdout)["jobs"]
+    assert [(j["id"], j["state"]) for j in queued] == [(1, "queued")]
+    assert "read-only" not in ugro(config, "checkpoints", "1", "--prune", "--dry-run").stderr  # a dry run only looks
+    assert config.read_text().endswith(before)
+    config.write_text('[cluster]\nread_only = "yes"\n' + before)
+    done = ugro(config, "queue")
+    assert done.returncode == 2 and "cluster.read_only: expected true or false" in done.stderr
