@@ -26,11 +26,11 @@ def gone(pid: int) -> bool:
         return True
 
 
-async def gpu_sleeper(cluster: Cluster, node: str = "node0", gpu: int = 0) -> int:
+async def gpu_sleeper(cluster: Cluster, node: str = "node0", gpu: int = 0, env: str = "") -> int:
     """A process the simulated GPU lists (its environment names the node and the GPU), as the node's user."""
     transport = make_transport(cluster.node(node), cluster)
     try:
-        return await transport.spawn_detached(f"exec env UGRO_NODE={node} CUDA_VISIBLE_DEVICES={gpu} sleep 120")
+        return await transport.spawn_detached(f"exec env UGRO_NODE={node} CUDA_VISIBLE_DEVICES={gpu} {env} sleep 120")
     finally:
         await transport.close()
 
@@ -56,10 +56,11 @@ async def test_ugro_kill_signals_a_listed_gpu_process_and_refuses_others(lab_con
         out = run_ugro("kill", "node0", str(pid), "--config", str(path))  # no longer on a GPU: refused, not sent
         assert out.returncode == 2 and "not a GPU process" in out.stderr
     finally:
-        if not gone(pid):
-            import os
+        for p in (pid,):
+            if not gone(p):
+                import os
 
-            os.kill(pid, 9)
+                os.kill(p, 9)
 
 
 async def test_k_in_the_nodes_view_terminates_the_selected_process_after_a_confirm(lab_config, tmp_path) -> None:
@@ -95,22 +96,26 @@ async def test_k_in_the_nodes_view_terminates_the_selected_process_after_a_confi
 
 
 async def test_a_jobs_rank_and_read_only_mode_are_refused_in_the_app(lab_config, tmp_path) -> None:
-    cluster, _ = lab_config
-    pid = await gpu_sleeper(cluster)
+    cluster, config = lab_config
     store = JobStore(tmp_path / "state")
     [job] = store.submit([JobSpec("train", ("train.py",))])
     store.move(job.id, JobState.STARTING, placement=(("node0", (0,)),))
     store.move(job.id, JobState.RUNNING)
+    pid = await gpu_sleeper(cluster, env=f"UGRO_JOB_ID={job.id}")  # a rank of the job, as the launcher starts them
+    stray = await gpu_sleeper(cluster)  # someone's notebook on the same GPU: not the job's
     try:
         app = make_app(cluster, dispatch=False, store=store)
         async with app.run_test(size=(120, 40)) as pilot:
             node0 = app.monitor_state.nodes["node0"]
-            await wait_for(pilot, lambda: any(p.pid == pid for g in node0.gpus for p in g.processes), 15,
-                           "the process on node0's GPU")
-            await pilot.press("K", "enter", "y")
-            await wait_for(pilot, lambda: any(f"runs on job {job.id}'s GPUs" in n.message
+            await wait_for(pilot, lambda: {pid, stray} <= {p.pid for g in node0.gpus for p in g.processes}, 15,
+                           "both processes on node0's GPU")
+            await pilot.press("K", "down", "space", "enter", "y")  # the first is preselected; both now
+            await wait_for(pilot, lambda: gone(stray), 10, "the stray process to end")
+            await wait_for(pilot, lambda: any(f"pid {pid} on node0 is a rank of job {job.id}" in n.message
                                               for n in app._notifications), what="the refusal")
             assert not gone(pid)
+        out = run_ugro("kill", "node0", str(pid), "--config", str(config))
+        assert out.returncode == 2 and f"ugro cancel {job.id}" in out.stderr and not gone(pid)
         viewer = make_app(dataclasses.replace(cluster, read_only=True), dispatch=False, store=store)
         async with viewer.run_test(size=(120, 40)) as pilot:
             node0 = viewer.monitor_state.nodes["node0"]
@@ -121,7 +126,8 @@ async def test_a_jobs_rank_and_read_only_mode_are_refused_in_the_app(lab_config,
             assert not viewer.screen.check_action("signal", ()) and viewer.screen.check_action("filter", ())
             assert not gone(pid)
     finally:
-        if not gone(pid):
-            import os
+        for p in (pid, stray):
+            if not gone(p):
+                import os
 
-            os.kill(pid, 9)
+                os.kill(p, 9)

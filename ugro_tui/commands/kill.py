@@ -8,7 +8,6 @@ import sys
 from argparse import Namespace
 
 from ugro_tui.config import Cluster
-from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.signals import find_target, owning_job, parse_pid, parse_signal, send_signal
 from ugro_tui.core.telemetry.model import NodeState
 from ugro_tui.core.telemetry.monitor import Monitor
@@ -24,9 +23,9 @@ async def _kill(cluster: Cluster, name: str, pid: int, signal: str) -> int:
         if status.state is not NodeState.ONLINE:
             raise UgroError(f"{name} is {status.state}: {status.error or 'no sample yet'}; nothing was sent")
         target = find_target(status, pid)
-        job = owning_job(target, await asyncio.to_thread(JobStore().active))
+        job = owning_job(target)
         if job is not None:
-            raise UsageError(f"pid {pid} on {name} runs on the GPUs of ugro job {job}; stop the job with "
+            raise UsageError(f"pid {pid} on {name} is a rank of ugro job {job}; stop the job with "
                              f"`ugro cancel {job}` (a job's ranks are never signalled one by one)")
         result = await send_signal(monitor.transports[name], target, signal, node.user)
     print(result.message, file=sys.stdout if result.ok else sys.stderr)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ugro_tui.core.telemetry.model import GpuProcess, NodeStatus
@@ -42,6 +41,7 @@ class Target:
     user: str | None
     command: str | None
     gpus: tuple[int, ...]
+    ugro_job: int | None = None
 
     def describe(self) -> str:
         gpus = ",".join(map(str, self.gpus))
@@ -54,7 +54,7 @@ def gpu_processes(status: NodeStatus) -> list[Target]:
     for gpu in status.gpus:
         for proc in gpu.processes:
             found.setdefault(proc.pid, (proc, []))[1].append(gpu.index)
-    return [Target(status.name, pid, p.user, p.command, tuple(g)) for pid, (p, g) in sorted(found.items())]
+    return [Target(status.name, pid, p.user, p.command, tuple(g), p.ugro_job) for pid, (p, g) in sorted(found.items())]
 
 
 def find_target(status: NodeStatus, pid: int) -> Target:
@@ -68,16 +68,10 @@ def find_target(status: NodeStatus, pid: int) -> Target:
                      "only those can be signalled")
 
 
-def owning_job(target: Target, jobs: Iterable[object]) -> int | None:
-    """The running ugro job whose placement holds this process's GPUs on its node, if any: its ranks are stopped
-    through the job (cancel), never one by one."""
-    for job in jobs:
-        if getattr(getattr(job, "state", None), "value", None) not in ("starting", "running"):
-            continue
-        for node, gpus in getattr(job, "placement", ()) or ():
-            if node == target.node and set(target.gpus) & set(gpus):
-                return int(job.id)
-    return None
+def owning_job(target: Target) -> int | None:
+    """The ugro job this process is a rank of ($UGRO_JOB_ID in its environment, which the agent reads: ranks run
+    as the node's SSH user, as the agent does). A job's ranks are stopped through the job, never one by one."""
+    return target.ugro_job
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ def gpus_from_smi(gpu_rows, app_rows, describe_pid):
             continue
         user, command = describe_pid(pid)
         gpu["processes"].append({"pid": pid, "user": user, "command": command or app.get("process_name"),
-                                 "used_mib": app.get("used_memory")})
+                                 "used_mib": app.get("used_memory"), "ugro_job": ugro_job_of(pid)})
     return gpus
 
 
@@ -121,6 +121,18 @@ def describe_pid(pid):
     except (OSError, ValueError):
         pass
     return user, command
+
+
+def ugro_job_of(pid):
+    """The ugro job a process belongs to ($UGRO_JOB_ID in its environment, readable for our own processes)."""
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"UGRO_JOB_ID="):
+                    return int(item[12:])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 class SmiSource:
@@ -189,7 +201,8 @@ class NvmlSource:
                     user, command = describe_pid(p.pid)
                     used = getattr(p, "usedGpuMemory", None)
                     procs.append({"pid": p.pid, "user": user, "command": command,
-                                  "used_mib": used // (1024 * 1024) if isinstance(used, int) else None})
+                                  "used_mib": used // (1024 * 1024) if isinstance(used, int) else None,
+                                  "ugro_job": ugro_job_of(p.pid)})
             gpus.append({
                 "index": i,
                 "uuid": _text(self._get(nv.nvmlDeviceGetUUID, h)),

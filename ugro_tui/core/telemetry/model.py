@@ -49,6 +49,7 @@ class GpuProcess:
     user: str | None
     command: str | None
     used_mib: int | None
+    ugro_job: int | None = None  # the ugro job whose rank this is (its environment says), when the agent can read it
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,8 @@ class GpuSample:
 
         procs = tuple(
             GpuProcess(int(p["pid"]), p.get("user"), p.get("command"),
-                       p.get("used_mib") if isinstance(p.get("used_mib"), int) else None)
+                       p.get("used_mib") if isinstance(p.get("used_mib"), int) else None,
+                       p.get("ugro_job") if isinstance(p.get("ugro_job"), int) else None)
             for p in raw.get("processes") or () if isinstance(p, dict) and isinstance(p.get("pid"), int)
         )
         index = raw.get("index")
@@ -102,8 +104,8 @@ class GpuSample:
             "memory_used_mib": self.memory_used_mib, "memory_total_mib": self.memory_total_mib,
             "temperature_c": self.temperature_c, "power_w": self.power_w, "power_limit_w": self.power_limit_w,
             "fan_pct": self.fan_pct,
-            "processes": [{"pid": p.pid, "user": p.user, "command": p.command, "used_mib": p.used_mib}
-                          for p in self.processes],
+            "processes": [{"pid": p.pid, "user": p.user, "command": p.command, "used_mib": p.used_mib,
+                           "ugro_job": p.ugro_job} for p in self.processes],
         }
 
 

@@ -308,11 +308,10 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     async def send_signals(self, targets, signal: str) -> None:
         from ugro_tui.core.signals import owning_job, send_signal
 
-        jobs = await asyncio.to_thread(self.app.store.active)
         for target in targets:
-            job = owning_job(target, jobs)
+            job = owning_job(target)
             if job is not None:
-                self.notify(f"pid {target.pid} on {target.node} runs on job {job}'s GPUs: cancel the job instead "
+                self.notify(f"pid {target.pid} on {target.node} is a rank of job {job}: cancel the job instead "
                             "(2, then ctrl+d)", severity="error", timeout=8)
                 continue
             node = self.app.cluster.node(target.node)
