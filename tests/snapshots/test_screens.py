@@ -51,6 +51,20 @@ def test_signal_dialog(snap_compare) -> None:
     assert snap_compare(app_for(), terminal_size=(80, 24), run_before=press_then(["K", "x"]))
 
 
+def test_signal_dialog_offers_no_job_rank(snap_compare) -> None:
+    """A job's rank is listed, greyed and not selectable; the stray notebook beside it is preselected."""
+    from ..ui_states import gpu
+
+    state = with_state("online")
+    procs = [(3101, "ugro", "python -u train_tiny.py --steps 400", 1500),
+             (3377, "ugro", "jupyter-lab --no-browser", 900)]
+    sample = gpu(0, "NVIDIA GeForce RTX 5070 Ti", 97, 2700, 12227, 74, 251.0, 300.0, 70, procs=procs)
+    sample["processes"][0]["ugro_job"] = 12
+    state.nodes["gpu-master"].apply_sample({"t": NOW - 1, "source": "nvml", "gpus": [sample]}, NOW - 1)
+    app = make_app(LAB, monitor=False, clock=lambda: NOW, state=state)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=press_then(["K"]))
+
+
 def test_signal_confirm(snap_compare) -> None:
     assert snap_compare(app_for(), terminal_size=(80, 24), run_before=press_then(["K", "enter"]))
 

@@ -32,6 +32,8 @@ def demo_cluster(poll_interval: float = 1.0) -> Iterator[tuple[Cluster, Path]]:
                                 sim=[([model], "nvml") for _, model, _ in REFERENCE_LAB],
                                 poll_interval=poll_interval)
         text = text.replace('name = "loopback"', 'name = "demo-lab"')
+        text += (f'\n[alerts]\nnotify_command = "{sys.executable} -m ugro_tui.sim.notify_log '
+                 f'{root / "notifications.log"}"\n')
         config = root / "cluster.toml"
         config.write_text(text)
         yield parse_cluster(tomllib.loads(text), str(config)), config
@@ -87,6 +89,41 @@ def submit_demo_job(cluster: Cluster) -> str:
     return f"queued job {job.id}: a {len(cluster.nodes)}-node torchrun of examples/train_tiny.py (press 2, then l)"
 
 
+def start_stray_notebook(cluster: Cluster, root: Path) -> None:
+    """Once the demo job runs, someone's forgotten notebook shows up on gpu2's GPU (for 5 minutes): `K` in the Nodes
+    view can terminate it, while the job's own rank there is refused."""
+    import subprocess
+    import threading
+    import time
+
+    from ugro_tui.core.jobs.store import JobStore
+
+    node = cluster.nodes[-1].name
+
+    def wait_then_start() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and root.exists():
+            if any(str(j.state) == "running" for j in JobStore().active()):
+                env = {**os.environ, "UGRO_NODE": node, "CUDA_VISIBLE_DEVICES": "0", "UGRO_SIM_MEM_MIB": "900"}
+                notebook = subprocess.Popen(["bash", "-c", 'exec -a "jupyter-lab --no-browser" sleep 300'], cwd=root,
+                                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL, start_new_session=True)
+                notebook.wait()  # reaped here, so a terminated notebook leaves no zombie on the GPU's list
+                return
+            time.sleep(1)
+
+    threading.Thread(target=wait_then_start, daemon=True, name="demo-notebook").start()
+
+
+def notifications(root: Path) -> str:
+    try:
+        lines = (root / "notifications.log").read_text().splitlines()
+    except OSError:
+        return "ugro demo: the notify command ran 0 times (no job started or ended)"
+    return f"ugro demo: the notify command ran {len(lines)} time(s), once per event:\n" + "\n".join(
+        f"  {line}" for line in lines)
+
+
 def run(args: Namespace) -> int:
     from ugro_tui.commands import status
 
@@ -99,10 +136,12 @@ def run(args: Namespace) -> int:
             print(f"ugro demo: {submit_demo_job(cluster)}", flush=True)
             from ugro_tui.ui.app import make_app
 
+            start_stray_notebook(cluster, config.parent)
             app = make_app(cluster)
             if args.duration is not None:
                 app.call_later(lambda: app.set_timer(args.duration, app.exit))
             app.run()
+            print(notifications(config.parent))
             print("ugro demo: stopped, and every node process cleaned up.")
             return 0
         args.watch, args.json = True, False

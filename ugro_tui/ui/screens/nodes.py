@@ -288,7 +288,11 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         if not targets:
             self.notify(f"no GPU processes on {name}", timeout=3)
             return
-        on_gpu = tuple(t.pid for t in targets if index in t.gpus)[:1]
+        if all(t.ugro_job is not None for t in targets):
+            self.notify(f"every GPU process on {name} is a rank of a ugro job: cancel the job instead (2, then "
+                        "ctrl+d)", timeout=6)
+            return
+        on_gpu = tuple(t.pid for t in targets if index in t.gpus and t.ugro_job is None)[:1]
 
         def picked(answer) -> None:
             if not answer:

@@ -40,15 +40,19 @@ class SignalScreen(ReportsWorkerFailures, ModalScreen[tuple[list[Target], str] |
         super().__init__()
         self.node = node
         self.targets = targets
-        self.preselect = set(preselect) or ({targets[0].pid} if targets else set())
+        free = [t.pid for t in targets if t.ugro_job is None]  # a job's ranks are stopped through the job
+        self.preselect = (set(preselect) & set(free)) or set(free[:1])
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = f"signal GPU processes on {self.node}"
             yield Label("space: select · t/i/x: TERM/INT/KILL · enter: confirm")
+            job_w = 8 if any(t.ugro_job is not None for t in self.targets) else 0
             yield SelectionList[int](*(
                 Selection(Text(fit(f"{t.pid:>7}  {t.user or '?':<10} GPU {','.join(map(str, t.gpus)):<4} "
-                                   f"{t.command or '?'}", 100)), t.pid, t.pid in self.preselect)
+                                   f"{f'job {t.ugro_job}' if t.ugro_job is not None else '':<{job_w}}"
+                                   f"{t.command or '?'}", 100)),
+                          t.pid, t.pid in self.preselect, disabled=t.ugro_job is not None)
                 for t in self.targets), id="targets")
             with RadioSet(id="signal"):
                 for name in CHOICES:
