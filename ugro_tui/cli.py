@@ -103,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="the job's checkpoints (relative: to the node's workdir); $UGRO_CHECKPOINT_DIR")
     submit.add_argument("--keep-last", type=_count, metavar="N", help="keep the newest N complete checkpoints")
     submit.add_argument("--keep-best", type=_count, metavar="K", help="and the best K by the metric")
+    submit.add_argument("--sync", nargs="?", const=".", metavar="DIR",
+                        help="copy DIR (default: here) to the job's nodes first and run there (.ugroignore)")
+    submit.add_argument("--sync-git", action="store_true", help="with --sync: send .git/ too")
+    submit.add_argument("--data", action="append", metavar="PATH",
+                        help="a dataset every placed node must have (checked before launch)")
     submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- SCRIPT_OR_CMD [ARGS...]")
 
     tmpl = sub.add_parser("templates", parents=[common], help="list job templates, or show one")
@@ -147,6 +152,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep_show.add_argument("--json", action="store_true")
     sweep_cancel = sweep_sub.add_parser("cancel", parents=[common], help="cancel every trial not finished")
     sweep_cancel.add_argument("id", metavar="ID")
+    sync = sub.add_parser("sync", parents=[common], help="copy a folder to nodes as --sync would, without a job")
+    sync.add_argument("dir", metavar="DIR")
+    sync.add_argument("--nodes", metavar="A,B", help="node names or labels (default: every node)")
+    sync.add_argument("--git", action="store_true", help="send .git/ too")
     events = sub.add_parser("events", parents=[common], help="job, node and GPU events (the last 1,000)")
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events until Ctrl-C")
     events.add_argument("--json", action="store_true", help='print {"events": [...]} (with --follow: a line each)')
@@ -210,7 +219,7 @@ def _load(args: argparse.Namespace):
 def _change_asked(args: argparse.Namespace) -> str | None:
     """What the command would change, in the user's words; None for one that only looks."""
     verb = args.verb
-    if verb in ("submit", "cancel", "hold", "release", "retry", "kill"):
+    if verb in ("submit", "cancel", "hold", "release", "retry", "kill", "sync"):
         return f"ugro {verb}"
     if verb == "nodes" and getattr(args, "nodes_verb", None):
         return f"ugro nodes {args.nodes_verb}"
@@ -259,6 +268,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import logs
 
         return logs.run(args, _load(args))
+    if args.verb == "sync":
+        from ugro_tui.commands import sync
+
+        return sync.run(args, _load(args))
     if args.verb == "events":
         from ugro_tui.commands import events
 

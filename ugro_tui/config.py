@@ -53,6 +53,8 @@ class Node:
     env: tuple[tuple[str, str], ...] = ()
     transport: str = "auto"
     sim: SimSpec | None = None
+    data: tuple[tuple[str, float, str], ...] = ()  # datasets every job placed here needs (path, min GB, sha256)
+    code_dir: str = "~/.cache/ugro/code"  # where `--sync` trees live on the node
 
     @property
     def prelude(self) -> str:
@@ -100,6 +102,7 @@ class Cluster:
     node_lost_after: float = 30.0  # seconds unreachable before a node's jobs fail their attempt
     history: int = 120
     read_only: bool = False  # refuse every change (submit, cancel, kill, node edits): a shared machine's viewer
+    sync_limit_mb: int = 200  # the most a `--sync` tree may hold
     alerts: AlertsConfig = AlertsConfig()
     nodes: tuple[Node, ...] = ()
     keys: tuple[tuple[str, str], ...] = ()
@@ -198,6 +201,16 @@ def _boolean(c: _Checker, key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         c.fail(key, f"expected true or false, got {_show(value)}")
     return value
+
+
+def _data(c: _Checker, key: str, value: Any) -> tuple[tuple[str, float, str], ...]:
+    from ugro_tui.core.jobs.model import BadSpec, parse_data
+
+    try:
+        return parse_data(value)
+    except BadSpec as exc:
+        c.fail(key, str(exc).removeprefix("data: "))
+        raise
 
 
 def _port_range(c: _Checker, key: str, value: Any) -> tuple[int, int]:
@@ -317,9 +330,9 @@ def _keys(c: _Checker, key: str, value: Any) -> tuple[tuple[str, str], ...]:
 
 
 NODE_KEYS = ("name", "host", "port", "user", "identity_file", "python", "workdir", "labels",
-             "socket_ifname", "env", "transport", "sim")
+             "socket_ifname", "env", "transport", "sim", "data", "code_dir")
 CLUSTER_KEYS = ("name", "poll_interval", "rendezvous_ports", "known_hosts", "ssh_config",
-                "connect_timeout", "history", "node_lost_after", "read_only")
+                "connect_timeout", "history", "node_lost_after", "read_only", "sync_limit_mb")
 
 
 def parse_node(source: str, index: int, table: Any) -> Node:
@@ -340,6 +353,8 @@ def parse_node(source: str, index: int, table: Any) -> Node:
         env=c.get("env", _env, default=()),
         transport=c.get("transport", _choice(("auto", "ssh", "local")), default="auto"),
         sim=c.get("sim", _sim),
+        data=c.get("data", _data, default=()),
+        code_dir=c.get("code_dir", _string(what="a path"), default="~/.cache/ugro/code"),
     )
 
 
@@ -371,6 +386,7 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         history=c.get("history", _integer(2, 100_000), default=120),
         node_lost_after=c.get("node_lost_after", _seconds(0.0, 86400.0), default=30.0),
         read_only=c.get("read_only", _boolean, default=False),
+        sync_limit_mb=c.get("sync_limit_mb", _integer(1, 1_000_000), default=200),
         nodes=tuple(nodes),
         keys=top.get("keys", _keys, default=()),
         alerts=top.get("alerts", _alerts, default=AlertsConfig()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -17,7 +18,7 @@ from ugro_tui.config import ENV_KEY_RE, Cluster
 from ugro_tui.core.jobs import templates
 from ugro_tui.core.jobs.actions import ACTIONS
 from ugro_tui.core.jobs.describe import age, detail, event_lines, placement_text, runtime, shape
-from ugro_tui.core.jobs.model import USER_KEYS, JobSpec, JobState
+from ugro_tui.core.jobs.model import USER_KEYS, Job, JobSpec, JobState
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id, parse_axis, parse_search
 from ugro_tui.core.jobs.validate import spec_problem
@@ -104,6 +105,9 @@ def spec_from_args(args: Namespace, cluster: Cluster) -> tuple[JobSpec, Search]:
         max_retries=_pick(args.max_retries, base, "max_retries", 0),
         checkpoint_dir=_pick(args.checkpoint_dir, base, "checkpoint_dir", None),
         template=args.template,
+        sync=_pick(getattr(args, "sync", None), base, "sync", None),
+        sync_git=bool(getattr(args, "sync_git", False) or base.get("sync_git", False)),
+        data=_data(base, getattr(args, "data", None) or []),
         **{key: _pick(getattr(args, key, None), base, key, JobSpec.__dataclass_fields__[key].default)
            for key in SEARCH_FLAGS},
     )
@@ -118,6 +122,16 @@ def _words(base: dict[str, Any], key: str) -> tuple[Any, ...]:
     if not isinstance(value, list):
         raise UsageError(f"ugro submit: {key}: expected a list, got {value!r}")
     return tuple(value)
+
+
+def _data(base: dict[str, Any], flags: list[str]) -> tuple[tuple[str, float, str], ...]:
+    from ugro_tui.core.jobs.model import BadSpec, parse_data
+
+    try:
+        return parse_data(list(base.get("data", [])) if isinstance(base.get("data", []), list) else base["data"]) + \
+            parse_data(flags)
+    except BadSpec as exc:
+        raise UsageError(f"ugro submit: {exc}") from None
 
 
 def _pick(flag: Any, base: dict[str, Any], key: str, default: Any) -> Any:
@@ -136,8 +150,15 @@ def submit(args: Namespace, cluster: Cluster) -> int:
     if search and search.trials is not None and search.seed is None:  # reproducible: the seed is said
         search = Search(search.axes, search.trials, int.from_bytes(os.urandom(4), "big") >> 1)
     sweep_id = new_sweep_id() if search else None
+    sent = {}
+    if spec.sync:
+        spec, sent = _sync(spec, cluster)
     # A sweep changes only names, args and env, so the spec validated above stands for every job of it.
-    jobs = JobStore().submit(expand(spec, search, sweep_id), hold=args.hold)
+    store = JobStore()
+    jobs = store.submit(expand(spec, search, sweep_id), hold=args.hold)
+    if sent:
+        record = tuple((n, s.files_sent, s.bytes_sent) for n, s in sorted(sent.items()))
+        store.update_active({j.id: (lambda j: dataclasses.replace(j, sync_sent=record)) for j in jobs})
     for job in jobs:
         print(job.id)
     if search:
@@ -145,6 +166,21 @@ def submit(args: Namespace, cluster: Cluster) -> int:
         print(f"sweep {sweep_id}: {len(jobs)} trial{'s' if len(jobs) != 1 else ''}{seed}; "
               f"`ugro sweep show {sweep_id}` ranks them", file=sys.stderr)
     return 0
+
+
+def _sync(spec: JobSpec, cluster: Cluster):
+    """Keep the tree as submitted, then copy it to the nodes the job may run on (a node that cannot be reached now
+    gets it at launch). Returns the spec that runs in the tree's folder, and what travelled per node."""
+    import asyncio
+
+    from ugro_tui.commands.sync import copy
+    from ugro_tui.core.jobs.placement import NodeCapacity, allowed
+    from ugro_tui.core.sync.service import synced_spec
+
+    spec, tree, manifest = synced_spec(spec, cluster)
+    print(f"sync: {tree.summary()}", file=sys.stderr)
+    nodes = [n for n in cluster.nodes if allowed(Job(0, spec), NodeCapacity(n.name, n.labels))]
+    return spec, asyncio.run(copy(cluster, nodes, manifest, strict=False))
 
 
 def list_templates(args: Namespace) -> int:

@@ -19,11 +19,14 @@ from typing import IO, Protocol
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.early_stop import judge
-from ugro_tui.core.jobs.model import Job, JobState
+from ugro_tui.core.jobs.model import Job, JobState, transition
 from ugro_tui.core.jobs.placement import Decision, FreeGpu, NodeCapacity, job_order, place
 from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.sync.service import NotReady
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
 from ugro_tui.errors import UgroError
+
+NOT_READY_WAIT = 30.0  # seconds before a job whose nodes lacked its data or code is placed again
 
 
 class Launcher(Protocol):
@@ -140,6 +143,7 @@ class Dispatcher:
         self._recovered = store.recovered_ids()  # jobs whose last change a store recovery may have lost
         self._sweeps = SweepTrials(self.store)
         self._limit_reasons: dict[int, str] = {}
+        self._not_before: dict[int, float] = {}  # jobs whose placed nodes were not ready: when to try again
 
     async def tick(self) -> list[Job]:
         """One round; returns the jobs still queued, starting or running afterwards."""
@@ -156,7 +160,9 @@ class Dispatcher:
                 await sweep(online)
         jobs = {j.id: j for j in await self.store.active()}
         await self._early_stop(jobs)
-        waiting = self._sweep_limits(await self._settle_dependencies(jobs), jobs)
+        now = self.clock()
+        waiting = [j for j in self._sweep_limits(await self._settle_dependencies(jobs), jobs)
+                   if self._not_before.get(j.id, 0.0) <= now]
         decisions = place(waiting, capacity(self.cluster, self.state, list(jobs.values())), now=self.clock(),
                           starve_after=self.starve_after)
         await self._apply(decisions, jobs)
@@ -331,6 +337,13 @@ class Dispatcher:
                 return
         try:
             started = await self.launcher.start(job)
+        except NotReady as exc:  # a placed node lacks its data or code: queued again, no attempt spent
+            self._not_before[job.id] = self.clock() + NOT_READY_WAIT
+            why = f"{exc} (checked again in {NOT_READY_WAIT:.0f}s)"
+            await self.store.update(job.id, lambda j: transition(
+                j, JobState.QUEUED, reason=why,
+                attempt=max(0, j.attempt - 1)) if j.state is JobState.STARTING else j)
+            return
         except Exception as exc:  # a failed start is the job's failure, never the dispatcher's
             await self.store.move(job.id, JobState.FAILED, reason=f"could not start: {exc}")
             return

@@ -59,7 +59,33 @@ class SshLauncher:
                 return port
         raise RuntimeError(f"every rendezvous port {lo}-{hi} is in use by a running job")
 
+    async def prepare_nodes(self, job: Job) -> Job:
+        """Before anything starts: every placed node has the job's datasets and its code tree, or NotReady says
+        why (the job stays queued). Records what code had to travel."""
+        from ugro_tui.core.sync import service
+
+        placed = [self.cluster.node(n) for n, _ in job.placement]
+        problems = await service.check_data(self.pool, placed, job.spec)
+        if problems:
+            raise service.NotReady("; ".join(problems))
+        if not job.spec.sync_hash:
+            return job
+        manifest = await asyncio.to_thread(service.CodeStore().manifest, job.spec.sync_hash)
+        results = await service.push_to(self.pool, placed, manifest)
+        failed = [f"{n}: {r}" if not str(r).startswith(n) else str(r) for n, r in results.items()
+                  if isinstance(r, BaseException)]
+        if failed:
+            raise service.NotReady(f"code copy failed on {'; '.join(failed)}")
+        sent = dict(((n, (f, b)) for n, f, b in job.sync_sent))
+        for name, result in results.items():
+            f, b = sent.get(name, (0, 0))
+            sent[name] = (f + result.files_sent, b + result.bytes_sent)  # type: ignore[union-attr]
+        keep = {j.spec.sync_hash for j in await asyncio.to_thread(self.store.active) if j.spec.sync_hash}
+        await service.collect_old(self.pool, placed, keep | {job.spec.sync_hash})
+        return dataclasses.replace(job, sync_sent=tuple((n, f, b) for n, (f, b) in sorted(sent.items())))
+
     async def start(self, job: Job) -> Job:
+        job = await self.prepare_nodes(job)
         port = await self.free_port(job)
         if job.spec.checkpoint_dir:
             job = await self.keeper.prepare_resume(job)

@@ -58,7 +58,8 @@ class BadSpec(UgroError):
 MAX_NAME = 200
 INT_FIELDS = ("nnodes", "nproc_per_node", "gpus_per_node", "priority", "max_retries", "max_concurrent",
               "warmup_steps", "min_trials", "grace", "reduction_factor", "max_t")
-OPTIONAL_TEXT = ("workdir", "checkpoint_dir", "template", "sweep_id", "metric_regex", "early_stop")
+OPTIONAL_TEXT = ("workdir", "checkpoint_dir", "template", "sweep_id", "metric_regex", "early_stop", "sync",
+                 "sync_hash")
 EARLY_STOP_RULES = ("median", "asha")
 METRIC_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 LEAST = {"max_concurrent": 0, "warmup_steps": 0, "min_trials": 1, "grace": 1, "reduction_factor": 2, "max_t": 0}
@@ -104,6 +105,10 @@ def spec_type_problem(spec: JobSpec) -> str | None:
     for dep in spec.after:
         if isinstance(dep, bool) or not isinstance(dep, int):
             return f"after: expected job ids, got {dep!r}"
+    if not isinstance(spec.sync_git, bool):
+        return f"sync_git: expected true or false, got {spec.sync_git!r}"
+    if not isinstance(spec.data, tuple):
+        return f"data: expected a list, got {spec.data!r}"
     return _search_problem(spec)
 
 
@@ -172,9 +177,16 @@ class JobSpec:
     # Checkpoint retention (None: keep everything): the newest N complete ones, and the best K by the metric.
     keep_last: int | None = None
     keep_best: int | None = None
+    # Code and data: the tree sent to the nodes before launch (its hash names the folder it runs in there), and the
+    # datasets each placed node must have: (path, at least GB, sha256), 0 and "" when not asked.
+    sync: str | None = None
+    sync_git: bool = False
+    sync_hash: str | None = None
+    data: tuple[tuple[str, float, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
+        out["data"] = [{"path": p, "min_gb": g, "sha256": h} for p, g, h in self.data]
         out["command"] = list(self.command)
         out["nodes"] = list(self.nodes)
         out["env"] = dict(self.env)
@@ -197,6 +209,7 @@ class JobSpec:
         data["env"] = tuple(dict(data.get("env", {})).items())
         data["params"] = tuple(dict(data.get("params", {})).items())
         data["after"] = tuple(data.get("after", ()))
+        data["data"] = parse_data(data.get("data", []))
         known = {f for f in cls.__dataclass_fields__}
         spec = cls(**{k: v for k, v in data.items() if k in known})
         problem = spec_type_problem(spec)
@@ -205,7 +218,28 @@ class JobSpec:
         return spec
 
 
-INTERNAL_KEYS = ("template", "sweep_id", "params")  # set by ugro, never by a job file or template
+def parse_data(value: Any) -> tuple[tuple[str, float, str], ...]:
+    """`data = ["~/datasets/x", { path = "...", min_gb = 2, sha256 = "..." }]` as (path, min GB, sha256) triples."""
+    if not isinstance(value, list):
+        raise BadSpec(f"data: expected a list of paths or {{ path, min_gb, sha256 }} tables, got {value!r}")
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            item = {"path": item}
+        if not isinstance(item, dict) or set(item) - {"path", "min_gb", "sha256"}:
+            raise BadSpec(f"data: expected a path or a {{ path, min_gb, sha256 }} table, got {item!r}")
+        path, gb, digest = item.get("path"), item.get("min_gb", 0.0), item.get("sha256", "")
+        if not isinstance(path, str) or not path.strip() or "\0" in path:
+            raise BadSpec(f"data: path: expected a path, got {path!r}")
+        if isinstance(gb, bool) or not isinstance(gb, int | float) or gb < 0:
+            raise BadSpec(f"data: min_gb: expected a number of GB of 0 or more, got {gb!r}")
+        if not isinstance(digest, str) or (digest and not re.fullmatch(r"[0-9a-fA-F]{64}", digest)):
+            raise BadSpec(f"data: sha256: expected 64 hex digits, got {digest!r}")
+        out.append((path, float(gb), digest.lower()))
+    return tuple(out)
+
+
+INTERNAL_KEYS = ("template", "sweep_id", "params", "sync_hash")  # set by ugro, never by a job file or template
 USER_KEYS = tuple(f for f in JobSpec.__dataclass_fields__ if f not in INTERNAL_KEYS)
 Point = tuple[int, float, float]  # (step, metric value, when it was first seen)
 
@@ -239,6 +273,7 @@ class Job:
     resume_step: int | None = None   # `ugro retry --from STEP`: the next attempt resumes from this checkpoint
     resume_from: str | None = None   # the checkpoint this attempt resumed from (never pruned while it runs)
     ran_on: tuple[str, ...] = ()     # the nodes of the latest attempt: where its checkpoints are
+    sync_sent: tuple[tuple[str, int, int], ...] = ()  # per node: files and bytes of code that had to travel
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -251,6 +286,9 @@ class Job:
             "reason": self.reason, "diagnosis": self.diagnosis, "cancel_requested": self.cancel_requested,
             "prune": self.prune, "resume_step": self.resume_step, "resume_from": self.resume_from,
             "ran_on": list(self.ran_on),
+            "sync": {"hash": self.spec.sync_hash, "nodes": {n: {"files_sent": f, "bytes_sent": b}
+                                                            for n, f, b in self.sync_sent}}
+            if self.spec.sync_hash else None,
             "metric": [[s, v if math.isfinite(v) else None, round(t, 3)] for s, v, t in self.metric],
         }
 
@@ -269,6 +307,8 @@ class Job:
             resume_from=data.get("resume_from"), ran_on=tuple(str(n) for n in data.get("ran_on") or ()),
             metric=tuple((int(s), math.nan if v is None else float(v), float(t))
                          for s, v, t in data.get("metric") or ()),
+            sync_sent=tuple((str(n), int(v["files_sent"]), int(v["bytes_sent"]))
+                            for n, v in ((data.get("sync") or {}).get("nodes") or {}).items()),
         )
 
 

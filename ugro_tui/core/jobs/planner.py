@@ -42,7 +42,8 @@ def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
         env += list(node.env) + list(spec.env)
         paths = []  # exported as path words: a leading ~ is the node's home
         if spec.checkpoint_dir:
-            paths = [("UGRO_CHECKPOINT_DIR", spec.checkpoint_dir), ("UGRO_RESUME_FROM", job.resume_from or "")]
+            paths = [("UGRO_CHECKPOINT_DIR", _home(spec, node, spec.checkpoint_dir)),
+                     ("UGRO_RESUME_FROM", _home(spec, node, job.resume_from or ""))]
         if spec.kind == "torchrun":
             argv = [python_command(node), "-m", "torch.distributed.run",
                     "--nnodes", str(spec.nnodes), "--nproc-per-node", str(spec.nproc_per_node),
@@ -53,7 +54,7 @@ def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
             command = " ".join(argv)
         else:
             command = " ".join(map(_word, spec.command))
-        workdir = spec.workdir or node.workdir
+        workdir = workdir_of(spec, node)
         rdw = path_word(rd)
         script = "\n".join([
             "#!/bin/sh",
@@ -69,6 +70,23 @@ def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
         ])
         plans.append(NodePlan(name, rd, script))
     return plans
+
+
+def _home(spec, node: Node, folder: str) -> str:
+    """A relative checkpoint path of a job that runs in its synced tree: under the node's workdir, as for any
+    other job, never inside the tree (collecting an old tree must not take checkpoints along)."""
+    if folder and spec.sync_hash and not spec.workdir and not folder.startswith(("/", "~")):
+        return f"{node.workdir.rstrip('/')}/{folder}"
+    return folder
+
+
+def workdir_of(spec, node: Node) -> str:
+    """Where the job runs on the node: its workdir, else its synced tree, else the node's workdir."""
+    if spec.workdir:
+        return spec.workdir
+    if spec.sync_hash:
+        return f"{node.code_dir.rstrip('/')}/{spec.sync_hash}"
+    return node.workdir
 
 
 def export_paths(items: list[tuple[str, str]]) -> str:

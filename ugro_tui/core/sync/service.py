@@ -1,0 +1,93 @@
+"""What `--sync` and `data` do around a launch: snapshot the tree at submit, copy it to nodes, check datasets."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+
+from ugro_tui import paths
+from ugro_tui.config import Cluster, Node
+from ugro_tui.core.jobs.model import JobSpec
+from ugro_tui.core.pool import Pool
+from ugro_tui.core.sync.push import CodeStore, Progress, Sent, collect, push
+from ugro_tui.core.sync.tree import HashCache, SyncError, Tree, human, scan
+from ugro_tui.core.transport import python_command
+
+DATA_SCRIPT = (Path(__file__).resolve().parent / "data_check.py").read_text()
+DATA_TIMEOUT = 600.0  # hashing a large dataset file takes a while
+
+
+class NotReady(Exception):
+    """A placed node cannot run the job yet (data missing, the code copy failed): it stays queued, saying why."""
+
+
+def snapshot(folder: str, cluster: Cluster, *, include_git: bool = False, name: str = "") -> tuple[Tree, dict]:
+    """Scan the tree, refuse it over the size limit (with its summary), keep it here. Call it in a thread."""
+    tree = scan(folder, include_git=include_git, cache=HashCache(paths.state_dir() / "code" / "hashes.json"))
+    limit = cluster.sync_limit_mb * 1_000_000
+    if tree.size > limit:
+        raise SyncError(f"--sync {folder}: {human(tree.size)} is over the {cluster.sync_limit_mb} MB limit "
+                        f"([cluster] sync_limit_mb): {tree.summary()}. Leave large files out with a line in "
+                        f"{tree.root / '.ugroignore'} (gitignore syntax), e.g. `data/` or `*.pt`")
+    if not tree.files:
+        raise SyncError(f"--sync {folder}: nothing to send ({tree.summary()})")
+    return tree, CodeStore().save(tree, name)
+
+
+def synced_spec(spec: JobSpec, cluster: Cluster) -> tuple[JobSpec, Tree, dict]:
+    """The spec with its tree kept and named (the job runs in the tree's folder on each node unless it sets a
+    workdir). Call it in a thread."""
+    assert spec.sync is not None
+    tree, manifest = snapshot(spec.sync, cluster, include_git=spec.sync_git, name=spec.name)
+    return dataclasses.replace(spec, sync=str(tree.root), sync_hash=tree.hash), tree, manifest
+
+
+async def push_to(pool: Pool, nodes: Iterable[Node], manifest: dict, *, progress: Progress | None = None,
+                  ) -> dict[str, Sent | BaseException]:
+    """Copy the tree to every node at once; per node, what travelled or why it could not."""
+    nodes = list(nodes)
+    store = CodeStore()
+
+    async def one(node: Node) -> Sent:
+        return await push(pool.get(node.name), node, manifest, store, progress)
+
+    results = await asyncio.gather(*(one(n) for n in nodes), return_exceptions=True)
+    return {n.name: r for n, r in zip(nodes, results, strict=True)}
+
+
+async def collect_old(pool: Pool, nodes: Iterable[Node], keep: set[str]) -> None:
+    """Old trees go from the nodes (the newest 5 per job name and those of unfinished jobs stay); best effort."""
+    await asyncio.gather(*(collect(pool.get(n.name), n, keep) for n in nodes), return_exceptions=True)
+
+
+def wanted_data(spec: JobSpec, node: Node) -> list[tuple[str, float, str]]:
+    return list(node.data) + [d for d in spec.data if d not in node.data]
+
+
+async def check_data(pool: Pool, nodes: Iterable[Node], spec: JobSpec) -> list[str]:
+    """Problems with the datasets the job (or the node) declares, one line each, e.g.
+    `data missing on gpu2: ~/datasets/wikitext`; empty when every placed node has them."""
+    nodes = [n for n in nodes if wanted_data(spec, n)]
+
+    async def one(node: Node) -> list[str]:
+        wants = wanted_data(spec, node)
+        command = f"{python_command(node)} -c {shlex.quote(DATA_SCRIPT)} {shlex.quote(json.dumps(wants))}"
+        try:
+            done = await pool.get(node.name).run(command, timeout=DATA_TIMEOUT)
+        except Exception as exc:  # an unreachable node is a reason to wait, named
+            return [f"data not checked on {node.name}: {exc or type(exc).__name__}"]
+        if not done.ok:
+            last = (done.stderr.strip().splitlines() or [f"exit {done.exit_code}"])[-1]
+            return [f"data not checked on {node.name}: {last}"]
+        try:
+            rows = json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return [f"data not checked on {node.name}: the check printed {done.stdout[:80]!r}"]
+        return [f"data {problem} on {node.name}: {path}" for path, problem, _ in rows if problem]
+
+    found = await asyncio.gather(*(one(n) for n in nodes))
+    return [line for lines in found for line in lines]
