@@ -1,0 +1,252 @@
+"""`--sync` and `data` end to end on a loopback cluster of its own (127.0.5.2-4), each node with its own workdir
+and code store: the exact tree arrives, only what changed travels, a cut-off copy is never used, jobs run the
+edited code, and a node without the job's data keeps it queued, named."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ugro_tui.config import Cluster, parse_cluster
+from ugro_tui.core.pool import Pool
+from ugro_tui.core.sync.push import CodeStore, push
+from ugro_tui.core.sync.service import snapshot
+from ugro_tui.core.sync.tree import SyncError
+from ugro_tui.sim.loopback import LoopbackCluster
+
+from ..conftest import run_ugro
+
+pytestmark = pytest.mark.timeout(240)
+HOSTS = ["127.0.5.2", "127.0.5.3", "127.0.5.4"]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackCluster]:
+    cluster = LoopbackCluster(tmp_path_factory.mktemp("sync-lab"), hosts=HOSTS).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def config(lab: LoopbackCluster, tmp_path: Path) -> Path:
+    """Each node's workdir and code store in this test's folder (they are one machine, so they must not share)."""
+    lines = []
+    for line in lab.cluster_toml(poll_interval=0.5, sim=[(["RTX 4070"], "nvml")] * 3).splitlines():
+        lines.append(line)
+        if line.startswith("workdir = "):
+            name = Path(line.split('"')[1]).name
+            lines[-1] = f'workdir = "{tmp_path / "nodes" / name / "work"}"'
+            lines.append(f'code_dir = "{tmp_path / "nodes" / name / "code"}"')
+    path = tmp_path / "cluster.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def cluster_of(path: Path) -> Cluster:
+    return parse_cluster(tomllib.loads(path.read_text()), str(path))
+
+
+def project(root: Path) -> Path:
+    """A training project as users have them: code, a .git with many small files, data and checkpoints inside."""
+    (root / "lib").mkdir(parents=True)
+    (root / "train.py").write_text("import os, lib.model as m\nprint('trained', m.VERSION, os.environ['UGRO_NODE'])\n")
+    (root / "lib" / "__init__.py").write_text("")
+    (root / "lib" / "model.py").write_text("VERSION = 1\n")
+    (root / "run.sh").write_text("#!/bin/sh\nexec python3 train.py\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "current.py").symlink_to("train.py")
+    for i in range(200):
+        (root / ".git" / "objects" / f"{i:02x}").mkdir(parents=True, exist_ok=True)
+        (root / ".git" / "objects" / f"{i:02x}" / "obj").write_bytes(os.urandom(64))
+    (root / "checkpoints").mkdir()
+    (root / "checkpoints" / "step-1.pt").write_bytes(b"w" * 4096)
+    (root / "data").mkdir()
+    (root / "data" / "tokens.bin").write_bytes(b"t" * 2048)
+    (root / ".gitignore").write_text("checkpoints/\n*.pyc\n")
+    return root
+
+
+def manifest_of(folder: Path) -> dict[str, tuple[str, str]]:
+    """Every file and link under `folder`: sha256 and mode, or the link's target."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        rel = str(path.relative_to(folder))
+        if path.is_symlink():
+            out[rel] = ("link", os.readlink(path))
+        elif path.is_file():
+            out[rel] = (hashlib.sha256(path.read_bytes()).hexdigest(), oct(path.stat().st_mode & 0o111))
+    return out
+
+
+def sent(stdout: str) -> dict[str, tuple[int, int]]:
+    """`node0: 7 files, 123 bytes sent -> ...` per node."""
+    out = {}
+    for line in stdout.splitlines():
+        name, _, rest = line.partition(": ")
+        words = rest.split()
+        out[name] = (int(words[0]), int(words[2]))
+    return out
+
+
+def test_the_exact_tree_arrives_and_only_changes_travel(config: Path, tmp_path: Path) -> None:
+    src = project(tmp_path / "src")
+    first = run_ugro("sync", str(src), "--nodes", "node0,node1,node2", "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    assert "left out: " in first.stderr and ".git/" in first.stderr and "checkpoints/" in first.stderr
+    moved = sent(first.stdout)
+    assert set(moved) == {"node0", "node1", "node2"} and all(f == 6 for f, _ in moved.values()), moved
+    tree = first.stdout.split("-> ")[1].split()[0]
+    expected = {k: v for k, v in manifest_of(src).items()
+                if not k.startswith((".git", "checkpoints")) or k == ".gitignore"}
+    for name in ("node0", "node1", "node2"):
+        folder = tmp_path / "nodes" / name / "code" / Path(tree).name
+        assert manifest_of(folder) == expected  # data/ is sent: only .gitignore's rules and .git/ leave things out
+        assert os.readlink(folder / "current.py") == "train.py" and os.access(folder / "run.sh", os.X_OK)
+    again = run_ugro("sync", str(src), "--config", str(config))
+    assert sent(again.stdout) == {n: (0, 0) for n in ("node0", "node1", "node2")}  # nothing changed: 0 bytes
+    (src / "lib" / "model.py").write_text("VERSION = 2\n")
+    edited = run_ugro("sync", str(src), "--config", str(config))
+    assert sent(edited.stdout) == {n: (1, 12) for n in ("node0", "node1", "node2")}  # one file, 12 bytes
+    # With .ugroignore the user decides: .git/ now travels too, checkpoints still do not.
+    (src / ".ugroignore").write_text("checkpoints/\n")
+    with_git = run_ugro("sync", str(src), "--nodes", "node1", "--config", str(config))
+    assert sent(with_git.stdout)["node1"][0] >= 200
+
+
+def test_over_the_limit_nothing_is_copied_and_the_summary_says_why(config: Path, tmp_path: Path) -> None:
+    src = project(tmp_path / "src")
+    (src / "data" / "huge.bin").write_bytes(b"h" * 2_000_000)
+    config.write_text(config.read_text().replace("[cluster]\n", "[cluster]\nsync_limit_mb = 1\n"))
+    out = run_ugro("submit", "--sync", str(src), "--config", str(config), "--", "train.py")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "over the 1 MB limit" in out.stderr and "data/huge.bin (2.0 MB)" in out.stderr
+    assert ".ugroignore" in out.stderr
+    assert not (tmp_path / "nodes").exists() or not any((tmp_path / "nodes").rglob(".done"))
+    assert json.loads(run_ugro("queue", "--json", "--config", str(config)).stdout)["jobs"] == []
+
+
+async def test_a_copy_cut_off_midway_is_never_used_and_the_next_one_completes(lab: LoopbackCluster, config: Path,
+                                                                                tmp_path: Path) -> None:
+    src = project(tmp_path / "src")
+    (src / "data" / "a.bin").write_bytes(os.urandom(9 << 20))  # three round trips of content
+    (src / "data" / "b.bin").write_bytes(os.urandom(9 << 20))
+    cluster = dataclasses.replace(cluster_of(config), sync_limit_mb=100)
+    tree, manifest = snapshot(str(src), cluster, name="cut")
+    node = cluster.node("node2")
+    code = tmp_path / "nodes" / "node2" / "code"
+    calls = []
+
+    def kill_after_first_batch(name: str, files: int, done: int, total_files: int, total: int) -> None:
+        calls.append(done)
+        if done and len(calls) == 2:
+            lab.kill_node(2)  # the node vanishes midway: its sshd and the session copying
+
+    try:
+        async with Pool(cluster) as pool:
+            with pytest.raises((SyncError, OSError, Exception)) as err:
+                await push(pool.get("node2"), node, manifest, CodeStore(), kill_after_first_batch)
+            assert "node2" in str(err.value) or err.type is not SyncError
+        assert not (code / ".done" / tree.hash).exists() and not (code / tree.hash).exists()
+        assert not [p for p in (code / ".objects").iterdir() if p.name.startswith(".tmp-")]
+    finally:
+        lab.restart_node(2)
+    async with Pool(cluster) as pool:
+        result = await push(pool.get("node2"), node, manifest, CodeStore())
+    assert 0 < result.files_sent < len(tree.files)  # what arrived before the cut was kept, checked, and reused
+    assert manifest_of(code / tree.hash)["data/a.bin"][0] == hashlib.sha256((src / "data/a.bin").read_bytes()
+                                                                            ).hexdigest()
+
+
+def scheduler(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "ugro_tui", "scheduler", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def queue(config: Path) -> dict[int, dict]:
+    return {j["id"]: j for j in json.loads(run_ugro("queue", "--json", "--config", str(config)).stdout)["jobs"]}
+
+
+def until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def test_three_nodes_run_the_edited_file_and_the_job_records_what_moved(config: Path, tmp_path: Path) -> None:
+    src = project(tmp_path / "src")
+    args = ["--kind", "command", "--nnodes", "3", "--checkpoint-dir", "ckpt", "--", sys.executable, "train.py"]
+    out = run_ugro("submit", "--sync", str(src), "--config", str(config), *args)
+    assert out.returncode == 0, out.stderr
+    done = run_ugro("scheduler", "--until-idle", "--config", str(config), timeout=120)
+    assert done.returncode == 0, done.stderr
+    (src / "lib" / "model.py").write_text("VERSION = 2\n")  # the user edits on the master...
+    out = run_ugro("submit", "--sync", str(src), "--config", str(config), *args)
+    (src / "lib" / "model.py").write_text("VERSION = 3\n")  # ...and edits again while job 2 waits: it keeps 2
+    done = run_ugro("scheduler", "--until-idle", "--config", str(config), timeout=120)
+    assert done.returncode == 0, done.stderr
+    for job_id, version in ((1, 1), (2, 2)):
+        shown = json.loads(run_ugro("show", str(job_id), "--json", "--config", str(config)).stdout)
+        assert shown["state"] == "succeeded", shown
+        logs = run_ugro("logs", str(job_id), "--config", str(config)).stdout
+        assert sorted(line.split(maxsplit=1)[1] for line in logs.splitlines() if "trained" in line) == [
+            f"trained {version} node{i}" for i in range(3)], logs
+        record = shown["sync"]
+        assert record["hash"] == shown["spec"]["sync_hash"] and set(record["nodes"]) == {"node0", "node1", "node2"}
+        files = {n: v["files_sent"] for n, v in record["nodes"].items()}
+        assert files == ({n: 6 for n in files} if job_id == 1 else {n: 1 for n in files}), files
+    # Checkpoints of a synced job live under the node's workdir, never in the code tree.
+    assert not any((tmp_path / "nodes").rglob("code/*/ckpt"))
+
+
+def test_data_missing_on_one_node_keeps_the_job_queued_naming_it(config: Path, tmp_path: Path) -> None:
+    dataset = tmp_path / "datasets" / "wikitext.txt"
+    dataset.parent.mkdir()
+    dataset.write_text("hello\n")
+    absent = tmp_path / "only-on-node0-and-1"
+    text = config.read_text().replace('code_dir = "' + str(tmp_path / "nodes" / "node2" / "code") + '"',
+                                      'code_dir = "' + str(tmp_path / "nodes" / "node2" / "code") + '"\n'
+                                      f'data = ["{absent}"]')
+    config.write_text(text)
+    good = run_ugro("submit", "--config", str(config), "--kind", "command", "--nnodes", "3",
+                    "--data", str(dataset), "--", "true")
+    wrong = tmp_path / "job.toml"
+    wrong.write_text(f'command = ["true"]\nkind = "command"\nnodes = ["node0"]\n'
+                     f'data = [{{ path = "{dataset}", sha256 = "{"0" * 64}" }}]\n')
+    bad_hash = run_ugro("submit", "--config", str(config), "--file", str(wrong))
+    assert (good.stdout, bad_hash.stdout) == ("1\n", "2\n"), good.stderr + bad_hash.stderr
+    proc = scheduler(config)
+    try:
+        until(lambda: "data missing on node2" in queue(config).get(1, {}).get("reason", ""), 60, "job 1's reason")
+        until(lambda: "data sha256 differs on node0" in queue(config).get(2, {}).get("reason", ""), 60,
+              "job 2's reason")
+        jobs = queue(config)
+        assert jobs[1]["state"] == "queued" and f"data missing on node2: {absent}" in jobs[1]["reason"]
+        assert jobs[1]["attempt"] == 0  # waiting for data spends no retry
+        assert jobs[2]["state"] == "queued" and str(dataset) in jobs[2]["reason"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+
+
+def test_bad_sync_input_is_one_line(config: Path, tmp_path: Path) -> None:
+    src = project(tmp_path / "src")
+    (src / "escape").symlink_to("/etc")
+    cases = [(["submit", "--sync", str(tmp_path / "nope"), "--", "t.py"], "nope: no such directory"),
+             (["submit", "--sync", str(src), "--", "t.py"], "a symlink pointing outside the tree (/etc)"),
+             (["submit", "--data", "", "--", "t.py"], "data: path: expected a path"),
+             (["sync", str(src), "--nodes", "nodeX"], "no node or label 'nodeX'")]
+    for args, words in cases:
+        out = run_ugro(*args, "--config", str(config))
+        assert out.returncode == 2 and words in out.stderr and out.stderr.count("\n") == 1, (args, out.stderr)
