@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ugro_tui.config import Cluster, Node
 
@@ -82,10 +82,30 @@ class _Reader(Protocol):
 class LineStream:
     """Lines of a long-running command's stdout. Closing it closes the channel, which ends the command."""
 
-    def __init__(self, reader: _Reader, closer: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, reader: _Reader, closer: Callable[[], Awaitable[None]], writer: Any = None,
+                 waiter: Callable[[], Awaitable[int]] | None = None) -> None:
         self._reader = reader
         self._closer = closer
+        self._writer = writer  # the command's stdin, for a conversation (`Transport.session`)
+        self._waiter = waiter
         self.closed = False
+
+    async def send(self, data: bytes) -> None:
+        """Write to the command's stdin, waiting while the channel is full (so memory stays flat)."""
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def reply(self) -> str:
+        """The next line the command prints ("" once it has ended)."""
+        line = await self._reader.readline()
+        return line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+
+    async def exit_code(self) -> int:
+        """After its output ended: how the command exited."""
+        if self._writer is not None:
+            with suppress(Exception):
+                self._writer.write_eof()
+        return await self._waiter() if self._waiter is not None else 0
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._lines()
@@ -142,6 +162,11 @@ class Transport(ABC):
 
     async def stream(self, cmd: Command) -> LineStream:
         """Start a command and follow its stdout line by line; `close()` the stream to stop it."""
+        return await self._stream_shell(to_shell(cmd))
+
+    async def session(self, cmd: Command) -> LineStream:
+        """Start a command to talk with: `send` to its stdin, `reply` reads its lines. One SSH session for a whole
+        exchange, where each `run` would open one (about 0.1 s apiece on OpenSSH)."""
         return await self._stream_shell(to_shell(cmd))
 
     async def spawn_detached(self, cmd: Command, *, workdir: str | None = None, log: str = "/dev/null") -> int:
@@ -221,8 +246,12 @@ class LocalTransport(Transport):
                     os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
 
+        async def waiter() -> int:
+            code = await proc.wait()
+            return code if code >= 0 else 128 - code
+
         assert proc.stdout is not None
-        return LineStream(proc.stdout, closer)
+        return LineStream(proc.stdout, closer, proc.stdin, waiter)
 
 
 class SshTransport(Transport):
@@ -290,7 +319,12 @@ class SshTransport(Transport):
             proc.close()  # closing the channel closes the agent's stdin: it exits
             await proc.wait_closed()
 
-        return LineStream(proc.stdout, closer)
+        async def waiter() -> int:
+            await proc.wait_closed()
+            code = proc.exit_status
+            return code if code is not None and code >= 0 else 128 + _signal_number(proc.exit_signal)
+
+        return LineStream(proc.stdout, closer, proc.stdin, waiter)
 
 
 def _signal_number(exit_signal: tuple | None) -> int:
@@ -326,6 +360,10 @@ async def ssh_connect(node: Node, cluster: Cluster, *, accept_new: bool = False)
             return False
 
     options: dict = {
+        # AES-GCM first: OpenSSL with AES instructions on both ends, several times chacha20's speed in asyncssh,
+        # which matters for code sync and log copies; chacha20 stays for nodes without it.
+        "encryption_algs": ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+                            "aes256-ctr", "aes192-ctr", "aes128-ctr"],
         "known_hosts": known,
         "connect_timeout": cluster.connect_timeout,
         "keepalive_interval": 5,

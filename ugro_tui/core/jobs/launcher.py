@@ -71,7 +71,8 @@ class SshLauncher:
         if not job.spec.sync_hash:
             return job
         manifest = await asyncio.to_thread(service.CodeStore().manifest, job.spec.sync_hash)
-        results = await service.push_to(self.pool, placed, manifest)
+        keep = {j.spec.sync_hash for j in await asyncio.to_thread(self.store.active) if j.spec.sync_hash}
+        results = await service.push_to(self.pool, placed, manifest, keep=keep | {job.spec.sync_hash})
         failed = [f"{n}: {r}" if not str(r).startswith(n) else str(r) for n, r in results.items()
                   if isinstance(r, BaseException)]
         if failed:
@@ -80,8 +81,6 @@ class SshLauncher:
         for name, result in results.items():
             f, b = sent.get(name, (0, 0))
             sent[name] = (f + result.files_sent, b + result.bytes_sent)  # type: ignore[union-attr]
-        keep = {j.spec.sync_hash for j in await asyncio.to_thread(self.store.active) if j.spec.sync_hash}
-        await service.collect_old(self.pool, placed, keep | {job.spec.sync_hash})
         return dataclasses.replace(job, sync_sent=tuple((n, f, b) for n, (f, b) in sorted(sent.items())))
 
     async def start(self, job: Job) -> Job:

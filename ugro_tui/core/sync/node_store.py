@@ -10,8 +10,11 @@ off midway leaves nothing that is used.
   put    stdin: "KEY SIZE\\n" + bytes, repeated -> {"stored": N, "bytes": B}
   build  stdin: manifest JSON   -> {"built": HASH, "linked": N}
   gc     stdin: {"keep": [HASH...], "per_name": 5} -> {"removed": [HASH...], "objects": N}
+  serve  the same as a conversation on one channel: lines "have JSON", "put" (frames, then "END 0"),
+         "build JSON", "gc JSON"; one JSON line answers each ({"error": ...} on failure, then it exits).
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -46,7 +49,10 @@ def _key(row):
 
 
 def have(manifest):
-    done = os.path.exists(os.path.join(DONE, manifest["hash"]))
+    """Without entries, only whether the tree is complete (a warm launch asks just that)."""
+    done = os.path.exists(os.path.join(DONE, manifest["hash"])) and os.path.isdir(os.path.join(ROOT, manifest["hash"]))
+    if "entries" not in manifest:
+        return {"complete": done, "missing": None}
     missing = sorted({_key(r) for r in manifest["entries"] if r[1] == "f"
                       and not os.path.exists(os.path.join(OBJECTS, _key(r)))})
     return {"complete": done and not missing, "missing": missing}
@@ -63,12 +69,41 @@ def _read_exact(stream, size):
     return chunks
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    try:  # a killed writer nobody reaped yet is a zombie: gone for our purpose
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _clear_dead_temps():
+    """Temp files of a copy that was cut off (its writer is gone) are removed; a live writer's are left alone."""
+    for name in os.listdir(OBJECTS):
+        if not name.startswith(".tmp-"):
+            continue
+        try:
+            pid = int(name.rsplit("-", 1)[1])
+        except (ValueError, IndexError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(OBJECTS, name))
+
+
 def put(stream):
     os.makedirs(OBJECTS, exist_ok=True)
+    _clear_dead_temps()
     stored = total = 0
     while True:
         header = stream.readline()
-        if not header:
+        if not header or header == b"END 0\n":
             break
         key, size = header.decode().split()
         size = int(size)
@@ -171,9 +206,37 @@ def gc(request):
     return {"removed": removed, "objects": objects}
 
 
+VERBS = {"have": have, "build": build, "gc": gc}
+
+
+def serve(stdin, stdout, tree_hash=None):
+    """Answer requests until stdin closes; a failure is answered, then the conversation ends. Given a tree's
+    hash, it first says (unasked) whether that tree is complete, as the shell does when it is."""
+    if tree_hash:
+        stdout.write((json.dumps(have({"hash": tree_hash})) + "\n").encode())
+        stdout.flush()
+    while True:
+        line = stdin.readline()
+        if not line:
+            return 0
+        verb, _, rest = line.decode("utf-8").rstrip("\n").partition(" ")
+        try:
+            out = put(stdin) if verb == "put" else VERBS[verb](json.loads(rest))
+        except (Failure, OSError, KeyError, ValueError) as exc:
+            if isinstance(exc, OSError):
+                exc = "%s: %s" % (exc.strerror or exc, getattr(exc, "filename", "") or ROOT)
+            stdout.write((json.dumps({"error": str(exc)}) + "\n").encode())
+            stdout.flush()
+            return 1
+        stdout.write((json.dumps(out) + "\n").encode())
+        stdout.flush()
+
+
 def main(argv):
     stdin = sys.stdin.buffer
     use_root(argv[1] if len(argv) > 1 else "~/.cache/ugro/code")
+    if argv[0] == "serve":
+        return serve(stdin, sys.stdout.buffer, argv[2] if len(argv) > 2 else None)
     try:
         if argv[0] == "put":
             out = put(stdin)

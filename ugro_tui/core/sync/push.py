@@ -58,6 +58,10 @@ class CodeStore:
         """Copy what this store lacks; returns the manifest. Call it in a thread."""
         (self.root / "objects").mkdir(parents=True, exist_ok=True)
         (self.root / "trees").mkdir(parents=True, exist_ok=True)
+        path = self.root / "trees" / f"{tree.hash}.json"
+        manifest = tree.manifest(name)
+        if path.exists():  # kept before: its objects were written before its manifest
+            return manifest
         for entry in tree.files:
             target = self.object_path(entry.key)
             if target.exists():
@@ -65,20 +69,19 @@ class CodeStore:
             tmp = target.with_name(f".tmp-{entry.key}-{os.getpid()}")
             source = tree.root / entry.path
             try:
-                shutil.copyfile(source, tmp)
-                if hashlib.sha256(tmp.read_bytes()).hexdigest() != entry.sha256:
-                    raise SyncError(f"{source}: changed while it was being copied; submit again")
-                os.replace(tmp, target)
+                before = os.stat(source)
+                shutil.copyfile(source, tmp)  # the kernel copies; a file that changed meanwhile is caught here
+                if (before.st_size, before.st_mtime_ns) != (os.stat(source).st_size, os.stat(source).st_mtime_ns) \
+                        or before.st_size != entry.size:
+                    raise SyncError(f"{source}: changed while it was being kept; submit again")
+                os.replace(tmp, target)  # (and the node checks every object's hash as it arrives)
             except OSError as exc:
                 raise SyncError(f"{source}: cannot copy it: {exc.strerror or exc}") from None
             finally:
                 tmp.unlink(missing_ok=True)
-        manifest = tree.manifest(name)
-        path = self.root / "trees" / f"{tree.hash}.json"
-        if not path.exists():
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(manifest))
-            os.replace(tmp, path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(manifest))
+        os.replace(tmp, path)
         return manifest
 
     def manifest(self, tree_hash: str) -> dict[str, Any]:
@@ -108,53 +111,124 @@ class CodeStore:
 NO_SCRIPT = 99
 
 
-async def _call(transport: Transport, node: Node, verb: str, payload: bytes, timeout: float = 120.0) -> dict[str, Any]:
-    script = path_word(SCRIPT_PATH)
-    command = (f"test -f {script} || exit {NO_SCRIPT}; "
-               f"{python_command(node)} {script} {verb} {path_word(node.code_dir)}")
-    done = await transport.run(command, stdin=payload, timeout=timeout)
-    if done.exit_code == NO_SCRIPT:  # first use on this node (or a cleaned cache): send it, once
-        await transport.copy_file(NODE_SCRIPT, SCRIPT_PATH)
-        done = await transport.run(command, stdin=payload, timeout=timeout)
-    if not done.ok:
-        last = (done.stderr.strip().splitlines() or [f"exit {done.exit_code}"])[-1]
-        raise SyncError(f"{node.name}: {last}")
+class StoreSession:
+    """One conversation with the node's code store (one SSH session for a whole copy: each new one costs ~0.1 s)."""
+
+    def __init__(self, transport: Transport, node: Node, complete_hash: str | None = None) -> None:
+        self.transport = transport
+        self.node = node
+        self.complete_hash = complete_hash
+        self.stream: Any = None
+
+    async def __aenter__(self) -> StoreSession:
+        script = path_word(SCRIPT_PATH)
+        root = self.node.code_dir.rstrip("/")
+        quick = ""
+        if self.complete_hash:  # the warm case answered by the shell alone: no Python starts on the node
+            tree, done = path_word(f"{root}/{self.complete_hash}"), path_word(f"{root}/.done/{self.complete_hash}")
+            quick = f"test -f {done} && test -d {tree} && {{ echo '{{\"complete\": true}}'; exit 0; }}; "
+        command = (f"{quick}test -f {script} || exit {NO_SCRIPT}; "
+                   f"exec {python_command(self.node)} -S -u {script} serve {path_word(self.node.code_dir)}"
+                   + (f" {self.complete_hash}" if self.complete_hash else ""))
+        self.stream = await self.transport.session(command)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.stream is not None:
+            await self.stream.close()
+
+    async def ask(self, line: bytes, body: bytes = b"") -> dict[str, Any]:
+        await self.stream.send(line + b"\n" + body)
+        return await self.answer()
+
+    async def answer(self) -> dict[str, Any]:
+        answer = await self.stream.reply()
+        if not answer:
+            code = await self.stream.exit_code()
+            if code == NO_SCRIPT:
+                raise FileNotFoundError(SCRIPT_PATH)
+            raise SyncError(f"{self.node.name}: the code store ended (exit {code})")
+        try:
+            doc = json.loads(answer)
+        except ValueError:
+            raise SyncError(f"{self.node.name}: the code store answered {answer[:120]!r}") from None
+        if "error" in doc:
+            raise SyncError(f"{self.node.name}: {doc['error']}")
+        return doc
+
+
+async def _session(transport: Transport, node: Node, work, complete_hash: str | None = None):
+    """Run `work(session)`; on first use of a node (no store script there yet) send the script, then again."""
     try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise SyncError(f"{node.name}: the code store answered {done.stdout[:120]!r}") from None
+        async with StoreSession(transport, node, complete_hash) as session:
+            return await work(session)
+    except FileNotFoundError:
+        await transport.copy_file(NODE_SCRIPT, SCRIPT_PATH)
+        async with StoreSession(transport, node, complete_hash) as session:
+            return await work(session)
 
 
 async def push(transport: Transport, node: Node, manifest: dict[str, Any], store: CodeStore,
-               progress: Progress | None = None) -> Sent:
-    """Make the tree complete on the node; returns what had to travel (nothing, when the node has it all)."""
-    doc = json.dumps(manifest).encode()
-    have = await _call(transport, node, "have", doc)
-    sent = Sent()
-    if have["complete"]:
-        if progress is not None:
+               progress: Progress | None = None, keep: set[str] | None = None) -> Sent:
+    """Make the tree complete on the node; returns what had to travel (nothing, when the node has it all).
+    With `keep`, old trees are collected afterwards in the same session (those in `keep` stay)."""
+
+    async def work(session: StoreSession) -> Sent:
+        sent = Sent()
+        if session.complete_hash:  # the shell or the store says it first, unasked
+            quick = await session.answer()
+        else:
+            quick = await session.ask(b"have " + json.dumps({"hash": manifest["hash"]}).encode())
+        if not quick["complete"]:
+            await _fill(session, manifest, store, progress, sent)
+        elif progress is not None:
             progress(node.name, 0, 0, 0, 0)
+        if keep is not None:
+            await session.ask(b"gc " + json.dumps({"keep": sorted(keep), "per_name": KEEP_PER_NAME}).encode())
         return sent
+
+    # Collecting needs the store itself; otherwise a complete tree is answered by the shell.
+    return await _session(transport, node, work, None if keep is not None else manifest["hash"])
+
+
+async def _fill(session: StoreSession, manifest: dict[str, Any], store: CodeStore, progress: Progress | None,
+                sent: Sent) -> None:
+    doc = json.dumps(manifest).encode()
+    have = await session.ask(b"have " + doc)
     sizes = {Entry.from_json(r).key: int(r[2]) for r in manifest["entries"] if r[1] == "f"}
     missing = [k for k in have["missing"] if k in sizes]
     total_files, total_bytes = len(missing), sum(sizes[k] for k in missing)
+    name = session.node.name
     if progress is not None:
-        progress(node.name, 0, 0, total_files, total_bytes)
-    batch: list[str] = []
+        progress(name, 0, 0, total_files, total_bytes)
+    batches: list[list[str]] = [[]]
     size = 0
-    for i, key in enumerate(missing):
-        batch.append(key)
+    for key in missing:
+        if size >= BATCH:
+            batches.append([])
+            size = 0
+        batches[-1].append(key)
         size += sizes[key]
-        if size >= BATCH or i == len(missing) - 1:
-            payload = await asyncio.to_thread(_frames, store, batch)
-            await _call(transport, node, "put", payload)
-            sent.files_sent += len(batch)
-            sent.bytes_sent += size
-            if progress is not None:
-                progress(node.name, sent.files_sent, sent.bytes_sent, total_files, total_bytes)
-            batch, size = [], 0
-    await _call(transport, node, "build", doc)
-    return sent
+    # Pipelined: the next batch is read and sent while the node stores the one before (one answer outstanding).
+    waiting: list[list[str]] = []
+    for batch in (b for b in batches if b):
+        payload = await asyncio.to_thread(_frames, store, batch)
+        await session.stream.send(b"put\n" + payload + b"END 0\n")
+        waiting.append(batch)
+        if len(waiting) > 1:
+            await _stored(session, waiting.pop(0), sizes, sent, progress, total_files, total_bytes)
+    while waiting:
+        await _stored(session, waiting.pop(0), sizes, sent, progress, total_files, total_bytes)
+    await session.ask(b"build " + doc)
+
+
+async def _stored(session: StoreSession, batch: list[str], sizes: dict[str, int], sent: Sent,
+                  progress: Progress | None, total_files: int, total_bytes: int) -> None:
+    await session.answer()
+    sent.files_sent += len(batch)
+    sent.bytes_sent += sum(sizes[k] for k in batch)
+    if progress is not None:
+        progress(session.node.name, sent.files_sent, sent.bytes_sent, total_files, total_bytes)
 
 
 def _frames(store: CodeStore, keys: list[str]) -> bytes:
@@ -163,8 +237,3 @@ def _frames(store: CodeStore, keys: list[str]) -> bytes:
         data = store.object_path(key).read_bytes()
         parts += [f"{key} {len(data)}\n".encode(), data]
     return b"".join(parts)
-
-
-async def collect(transport: Transport, node: Node, keep: set[str]) -> dict[str, Any]:
-    """Garbage-collect old trees on the node (the newest KEEP_PER_NAME per job name and `keep` stay)."""
-    return await _call(transport, node, "gc", json.dumps({"keep": sorted(keep), "per_name": KEEP_PER_NAME}).encode())

@@ -13,7 +13,7 @@ from ugro_tui import paths
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.jobs.model import JobSpec
 from ugro_tui.core.pool import Pool
-from ugro_tui.core.sync.push import CodeStore, Progress, Sent, collect, push
+from ugro_tui.core.sync.push import CodeStore, Progress, Sent, push
 from ugro_tui.core.sync.tree import HashCache, SyncError, Tree, human, scan
 from ugro_tui.core.transport import python_command
 
@@ -47,21 +47,17 @@ def synced_spec(spec: JobSpec, cluster: Cluster) -> tuple[JobSpec, Tree, dict]:
 
 
 async def push_to(pool: Pool, nodes: Iterable[Node], manifest: dict, *, progress: Progress | None = None,
-                  ) -> dict[str, Sent | BaseException]:
-    """Copy the tree to every node at once; per node, what travelled or why it could not."""
+                  keep: set[str] | None = None) -> dict[str, Sent | BaseException]:
+    """Copy the tree to every node at once; per node, what travelled or why it could not. With `keep`, old trees
+    are collected on each node in the same session (the newest 5 per job name and those in `keep` stay)."""
     nodes = list(nodes)
     store = CodeStore()
 
     async def one(node: Node) -> Sent:
-        return await push(pool.get(node.name), node, manifest, store, progress)
+        return await push(pool.get(node.name), node, manifest, store, progress, keep)
 
     results = await asyncio.gather(*(one(n) for n in nodes), return_exceptions=True)
     return {n.name: r for n, r in zip(nodes, results, strict=True)}
-
-
-async def collect_old(pool: Pool, nodes: Iterable[Node], keep: set[str]) -> None:
-    """Old trees go from the nodes (the newest 5 per job name and those of unfinished jobs stay); best effort."""
-    await asyncio.gather(*(collect(pool.get(n.name), n, keep) for n in nodes), return_exceptions=True)
 
 
 def wanted_data(spec: JobSpec, node: Node) -> list[tuple[str, float, str]]:

@@ -127,6 +127,7 @@ class HashCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.known: dict[str, list[Any]] = {}
+        self.changed = False
         if path is not None:
             try:
                 self.known = json.loads(path.read_text())
@@ -147,10 +148,11 @@ class HashCache:
         except OSError as exc:
             raise SyncError(f"{full}: cannot read it: {exc.strerror or exc}") from None
         self.known[key] = [*stamp, digest.hexdigest()]
+        self.changed = True
         return digest.hexdigest()
 
     def save(self) -> None:
-        if self.path is None:
+        if self.path is None or not self.changed:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
