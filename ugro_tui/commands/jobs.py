@@ -177,10 +177,14 @@ def _sync(spec: JobSpec, cluster: Cluster):
     from ugro_tui.core.jobs.placement import NodeCapacity, allowed
     from ugro_tui.core.sync.service import synced_spec
 
-    spec, tree, manifest = synced_spec(spec, cluster)
-    print(f"sync: {tree.summary()}", file=sys.stderr)
+    def prepare():
+        synced, tree, manifest = synced_spec(spec, cluster)
+        print(f"sync: {tree.summary()}", file=sys.stderr)
+        return synced, manifest
+
     nodes = [n for n in cluster.nodes if allowed(Job(0, spec), NodeCapacity(n.name, n.labels))]
-    return spec, asyncio.run(copy(cluster, nodes, manifest, strict=False))
+    (synced, _), sent = asyncio.run(copy(cluster, nodes, prepare, strict=False))
+    return synced, sent
 
 
 def list_templates(args: Namespace) -> int:

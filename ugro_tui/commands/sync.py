@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import sys
 from argparse import Namespace
-from typing import TextIO
+from collections.abc import Callable
+from typing import TextIO, TypeVar
 
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.pool import Pool
@@ -14,6 +15,8 @@ from ugro_tui.core.sync.push import Sent, tree_dir
 from ugro_tui.core.sync.service import push_to, snapshot
 from ugro_tui.core.sync.tree import SyncError, human
 from ugro_tui.errors import UsageError
+
+T = TypeVar("T", bound=tuple)
 
 
 class ProgressLine:
@@ -41,12 +44,19 @@ class ProgressLine:
             self.out.write("\n")
 
 
-async def copy(cluster: Cluster, nodes: list[Node], manifest: dict, *, strict: bool) -> dict[str, Sent]:
-    """Copy to every node at once; a node that fails is an error when `strict`, else said and skipped (the
+async def copy(cluster: Cluster, nodes: list[Node], prepare: Callable[[], T], *, strict: bool
+               ) -> tuple[T, dict[str, Sent]]:
+    """`prepare()` (in a thread: scan and keep the tree; returns (..., manifest)) while the nodes are connected,
+    then copy to every node at once. A node that fails is an error when `strict`, else said and skipped (the
     launch copies again, to the nodes it places the job on)."""
     progress = ProgressLine()
     async with Pool(cluster) as pool:
-        results = await push_to(pool, nodes, manifest, progress=progress)
+        connecting = asyncio.gather(*(pool.get(n.name).connect() for n in nodes), return_exceptions=True)
+        try:
+            prepared = await asyncio.to_thread(prepare)
+        finally:
+            await connecting  # a node that did not connect says why in its copy's result below
+        results = await push_to(pool, nodes, prepared[-1], progress=progress)  # type: ignore[index]
     progress.end()
     sent: dict[str, Sent] = {}
     for name, result in results.items():
@@ -57,7 +67,7 @@ async def copy(cluster: Cluster, nodes: list[Node], manifest: dict, *, strict: b
             print(f"sync: {why}; it gets the code when a job is placed there", file=sys.stderr)
         else:
             sent[name] = result
-    return sent
+    return prepared, sent
 
 
 def nodes_named(cluster: Cluster, names: str | None) -> list[Node]:
@@ -75,9 +85,13 @@ def nodes_named(cluster: Cluster, names: str | None) -> list[Node]:
 
 def run(args: Namespace, cluster: Cluster) -> int:
     nodes = nodes_named(cluster, args.nodes)
-    tree, manifest = snapshot(args.dir, cluster, include_git=args.git, name="ugro-sync")
-    print(f"sync: {tree.summary()}", file=sys.stderr)
-    sent = asyncio.run(copy(cluster, nodes, manifest, strict=True))
+
+    def prepare():
+        tree, manifest = snapshot(args.dir, cluster, include_git=args.git, name="ugro-sync")
+        print(f"sync: {tree.summary()}", file=sys.stderr)
+        return tree, manifest
+
+    (tree, _), sent = asyncio.run(copy(cluster, nodes, prepare, strict=True))
     for node in nodes:
         result = sent[node.name]
         print(f"{node.name}: {result.files_sent} files, {result.bytes_sent} bytes sent -> "

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ SCRIPT_PATH = f"~/.cache/ugro/sync-{hashlib.sha256(NODE_SCRIPT).hexdigest()[:12]
 BATCH = 8 << 20  # bytes of content per round trip: progress moves, and memory stays small
 KEEP_PER_NAME = 5
 KEEP_LOCAL = 20
+RECENT_BATCHES = 4  # 32 MiB at most
 
 Progress = Callable[[str, int, int, int, int], None]  # node, files sent, bytes sent, files to send, bytes to send
 
@@ -50,9 +52,21 @@ class CodeStore:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or paths.state_dir() / "code"
+        self.recent: dict[tuple[str, ...], bytes] = {}  # batches just read, for the other nodes of one copy
+        self.lock = threading.Lock()
 
     def object_path(self, key: str) -> Path:
         return self.root / "objects" / key
+
+    def put(self, key: str, content: bytes) -> None:
+        """Keep one object (as the scan read it), unless kept already."""
+        target = self.object_path(key)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".tmp-{key}-{os.getpid()}-{threading.get_ident()}")
+        tmp.write_bytes(content)
+        os.replace(tmp, target)
 
     def save(self, tree: Tree, name: str) -> dict[str, Any]:
         """Copy what this store lacks; returns the manifest. Call it in a thread."""
@@ -93,6 +107,8 @@ class CodeStore:
     def prune(self, in_use: set[str]) -> None:
         """Keep the newest KEEP_LOCAL trees and those in use; objects no kept tree names go."""
         trees = sorted((self.root / "trees").glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        if len(trees) <= KEEP_LOCAL:
+            return  # nothing to drop: skip reading the manifests
         kept = [p for i, p in enumerate(trees) if i < KEEP_LOCAL or p.stem in in_use]
         for path in trees:
             if path not in kept:
@@ -232,8 +248,19 @@ async def _stored(session: StoreSession, batch: list[str], sizes: dict[str, int]
 
 
 def _frames(store: CodeStore, keys: list[str]) -> bytes:
+    """A batch as sent; the last few are remembered, since nodes copied at once ask for the same batches."""
+    batch = tuple(keys)
+    with store.lock:
+        cached = store.recent.get(batch)
+    if cached is not None:
+        return cached
     parts = []
     for key in keys:
         data = store.object_path(key).read_bytes()
         parts += [f"{key} {len(data)}\n".encode(), data]
-    return b"".join(parts)
+    payload = b"".join(parts)
+    with store.lock:
+        store.recent[batch] = payload
+        while len(store.recent) > RECENT_BATCHES:
+            store.recent.pop(next(iter(store.recent)))
+    return payload

@@ -27,15 +27,28 @@ class NotReady(Exception):
 
 def snapshot(folder: str, cluster: Cluster, *, include_git: bool = False, name: str = "") -> tuple[Tree, dict]:
     """Scan the tree, refuse it over the size limit (with its summary), keep it here. Call it in a thread."""
-    tree = scan(folder, include_git=include_git, cache=HashCache(paths.state_dir() / "code" / "hashes.json"))
+    store = CodeStore()
     limit = cluster.sync_limit_mb * 1_000_000
+    kept = [0]
+
+    def keep(key: str, content: bytes) -> None:  # what the scan reads is kept at once: no second read
+        kept[0] += len(content)
+        if kept[0] <= limit:  # a tree over the limit is refused: nothing more of it is kept
+            store.put(key, content)
+
+    tree = scan(folder, include_git=include_git, cache=HashCache(paths.state_dir() / "code" / "hashes.json"),
+                seen=keep)
     if tree.size > limit:
         raise SyncError(f"--sync {folder}: {human(tree.size)} is over the {cluster.sync_limit_mb} MB limit "
                         f"([cluster] sync_limit_mb): {tree.summary()}. Leave large files out with a line in "
                         f"{tree.root / '.ugroignore'} (gitignore syntax), e.g. `data/` or `*.pt`")
     if not tree.files:
         raise SyncError(f"--sync {folder}: nothing to send ({tree.summary()})")
-    return tree, CodeStore().save(tree, name)
+    manifest = store.save(tree, name)
+    from ugro_tui.core.jobs.store import JobStore
+
+    store.prune({j.spec.sync_hash for j in JobStore().active() if j.spec.sync_hash} | {tree.hash})
+    return tree, manifest
 
 
 def synced_spec(spec: JobSpec, cluster: Cluster) -> tuple[JobSpec, Tree, dict]:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,6 @@ from typing import Any
 import pathspec
 
 from ugro_tui.errors import UgroError
-
-CHUNK = 1 << 20
 
 
 class SyncError(UgroError):
@@ -134,22 +133,27 @@ class HashCache:
             except (OSError, ValueError):
                 self.known = {}
 
-    def get(self, full: Path, st: os.stat_result) -> str:
+    def get(self, full: Path, st: os.stat_result, seen: Callable[[str, bytes], None] | None = None) -> str:
+        """The file's sha256; on a miss the file is read once, and `seen(digest, content)` gets what was read
+        (so keeping the tree costs no second read)."""
         key = str(full)
         stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
         hit = self.known.get(key)
         if hit is not None and hit[:3] == stamp:
             return str(hit[3])
-        digest = hashlib.sha256()
         try:
             with open(full, "rb") as f:
-                while chunk := f.read(CHUNK):
-                    digest.update(chunk)
+                content = f.read()
         except OSError as exc:
             raise SyncError(f"{full}: cannot read it: {exc.strerror or exc}") from None
-        self.known[key] = [*stamp, digest.hexdigest()]
+        digest = hashlib.sha256(content).hexdigest()
+        if len(content) != st.st_size:
+            raise SyncError(f"{full}: changed while it was being read; try again")
+        self.known[key] = [*stamp, digest]
         self.changed = True
-        return digest.hexdigest()
+        if seen is not None:
+            seen(digest + ("x" if st.st_mode & 0o111 else ""), content)
+        return digest
 
     def save(self) -> None:
         if self.path is None or not self.changed:
@@ -160,8 +164,9 @@ class HashCache:
         os.replace(tmp, self.path)
 
 
-def scan(root: str | os.PathLike[str], *, include_git: bool = False, cache: HashCache | None = None) -> Tree:
-    """The tree under `root` as it would be sent."""
+def scan(root: str | os.PathLike[str], *, include_git: bool = False, cache: HashCache | None = None,
+         seen: Callable[[str, bytes], None] | None = None) -> Tree:
+    """The tree under `root` as it would be sent; `seen(key, content)` gets each file the scan had to read."""
     base = Path(root).expanduser()
     if not base.is_dir():
         raise SyncError(f"{root}: no such directory" if not base.exists() else f"{root}: not a directory")
@@ -197,7 +202,7 @@ def scan(root: str | os.PathLike[str], *, include_git: bool = False, cache: Hash
                 entries.append(_link(base, full, rel))
             elif stat.S_ISREG(st.st_mode):
                 mode = 0o755 if st.st_mode & 0o111 else 0o644
-                entries.append(Entry(rel, "f", st.st_size, mode, cache.get(full, st)))
+                entries.append(Entry(rel, "f", st.st_size, mode, cache.get(full, st, seen)))
             # sockets, fifos and devices are not code: left out
     cache.save()
     entries.sort(key=lambda e: e.path)
