@@ -250,3 +250,67 @@ def test_bad_sync_input_is_one_line(config: Path, tmp_path: Path) -> None:
     for args, words in cases:
         out = run_ugro(*args, "--config", str(config))
         assert out.returncode == 2 and words in out.stderr and out.stderr.count("\n") == 1, (args, out.stderr)
+
+
+async def test_the_form_copies_the_folder_with_progress_then_queues(config: Path, tmp_path: Path) -> None:
+    from textual.widgets import Input, Static
+
+    from ugro_tui.core.jobs.store import JobStore
+    from ugro_tui.ui.app import make_app
+    from ugro_tui.ui.screens.launch import LaunchScreen
+
+    from ..ui_states import wait_for
+
+    src = project(tmp_path / "src")
+    store = JobStore(tmp_path / "state")
+    app = make_app(cluster_of(config), monitor=False, dispatch=False, store=store)
+    shown: list[str] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the form")
+        for field, text in (("script", "train.py"), ("sync", str(tmp_path / "nope")), ("data", "'a b' ~/c")):
+            box = app.screen.query_one(f"#f-{field}", Input)
+            box.focus()
+            await pilot.press(*text)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert not store.all() and "sync: no folder" in str(app.screen.query_one("#err-sync", Static).render())
+        box = app.screen.query_one("#f-sync", Input)
+        box.value = str(src)
+        preview = app.screen.query_one("#preview", Static)
+        original = preview.update
+
+        def spy(content="", **kwargs):
+            shown.append(str(content))
+            return original(content, **kwargs)
+
+        preview.update = spy  # type: ignore[method-assign]
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: bool(store.all()), 30, "the job")
+    [job] = store.all()
+    assert job.spec.sync == str(src) and job.spec.sync_hash and job.spec.data == (("a b", 0.0, ""), ("~/c", 0.0, ""))
+    assert {n: f for n, f, _ in job.sync_sent} == {"node0": 6, "node1": 6, "node2": 6}
+    assert any("node2: 6/6 files" in text for text in shown), shown  # the copy's progress, in the preview
+    assert (tmp_path / "nodes" / "node1" / "code" / job.spec.sync_hash / "train.py").exists()
+
+
+async def test_the_doctor_looks_for_the_data_templates_declare(config: Path, tmp_path: Path) -> None:
+    from ugro_tui import paths
+    from ugro_tui.core.doctor.data_checks import data_checks
+
+    dataset = tmp_path / "wikitext"
+    dataset.mkdir()
+    (dataset / "train.txt").write_bytes(b"w" * 5000)
+    folder = paths.config_home() / "templates"
+    folder.mkdir(parents=True)
+    (folder / "lm.toml").write_text(f'command = ["train.py"]\ndata = ["{dataset}", "{tmp_path / "absent"}"]\n')
+    cluster = cluster_of(config)
+    async with Pool(cluster) as pool:
+        checks = await data_checks(cluster, {n.name: pool.get(n.name) for n in cluster.nodes}, ["node0", "node1"])
+    assert [(c.node, c.name, str(c.status)) for c in checks] == [("node0", "data", "warn"), ("node1", "data", "warn")]
+    assert f"{tmp_path / 'absent'} missing (needed by lm)" in checks[0].detail
+    assert "wikitext" not in checks[0].detail  # only what is wrong is listed when something is
+    (folder / "lm.toml").write_text(f'command = ["train.py"]\ndata = ["{dataset}"]\n')
+    async with Pool(cluster) as pool:
+        [ok] = await data_checks(cluster, {n.name: pool.get(n.name) for n in cluster.nodes}, ["node2"])
+    assert (str(ok.status), ok.detail) == ("ok", f"{dataset} 5.0 KB")

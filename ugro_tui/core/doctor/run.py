@@ -16,6 +16,7 @@ from pathlib import Path
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.check import check_node
 from ugro_tui.core.doctor.checks import Check, NodeFacts, Status, cluster_checks, node_checks
+from ugro_tui.core.doctor.data_checks import data_checks
 from ugro_tui.core.doctor.shared_dirs import checkpoint_checks
 from ugro_tui.core.doctor.starving import starving_checks
 from ugro_tui.core.jobs.store import JobStore
@@ -37,7 +38,7 @@ PROBE_SOURCE = (HERE / "probe.py").read_text().replace("AGENT = None", f"AGENT =
 PROBE_PATH = f"~/.cache/ugro/doctor-{hashlib.sha256(PROBE_SOURCE).hexdigest()[:12]}.py"
 LISTEN_SECONDS = 30.0
 CHECK_ORDER = ("ssh", "host key", "python", "torch", "cuda", "nccl", "torchrun", "driver", "disk", "clock",
-               "interface", "rendezvous", "checkpoints", "cpu")
+               "interface", "rendezvous", "checkpoints", "data", "cpu")
 PROBE_TIMEOUT = 60.0  # importing torch on a cold disk is slow
 
 
@@ -191,8 +192,10 @@ async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | No
                     emit(check)
         for check in cluster_checks(list(facts.values())):
             emit(check)
-        for check in await checkpoint_checks(cluster, transports, [n.name for n, ok in zip(cluster.nodes, up,
-                                                                                       strict=True) if ok]):
+        reached = [n.name for n, ok in zip(cluster.nodes, up, strict=True) if ok]
+        for check in await checkpoint_checks(cluster, transports, reached):
+            emit(check)
+        for check in await data_checks(cluster, transports, reached):
             emit(check)
         if telemetry is not None:
             jobs = await asyncio.to_thread((store or JobStore()).active)

@@ -56,6 +56,12 @@ def detail(job: Job) -> list[str]:
         shown = f"best {top[1]:.4g} at step {top[0]}, " if top else ""
         lines.append(f"  {s.metric[:10]:10s} : {shown}last {job.metric[-1][1]:.4g} at step {job.metric[-1][0]}"
                      f" ({len(job.metric)} points)")
+    if s.sync_hash:
+        moved = ", ".join(f"{n} {f} files/{b} B" for n, f, b in job.sync_sent) or "nothing yet"
+        lines.append(f"  code       : {s.sync} as tree {s.sync_hash} (sent: {moved})")
+    if s.data:
+        lines.append("  data       : " + ", ".join(p + (f" ≥{g:g} GB" if g else "") + (" sha256" if h else "")
+                                           for p, g, h in s.data))
     for node, run in job.runs:
         code = DASH if run.exit_code is None else run.exit_code
         lines.append(f"  {node:10s} : pid {run.pid or DASH}  exit {code}  {run.run_dir or ''}")

@@ -5,12 +5,13 @@ jobs. Errors name the field in the user's words and say what would be right."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass, field, fields
 
 from ugro_tui.config import ENV_KEY_RE, Cluster
-from ugro_tui.core.jobs.model import Job, JobSpec
+from ugro_tui.core.jobs.model import BadSpec, Job, JobSpec, parse_data
 from ugro_tui.core.jobs.placement import NodeCapacity
 from ugro_tui.core.jobs.planner import plan
 from ugro_tui.core.jobs.sweep import NO_SEARCH, Search, fill_trial, parse_search
@@ -39,6 +40,8 @@ class FormValues:
     nodes: tuple[str, ...] = ()
     env: str = ""             # KEY=VALUE lines
     workdir: str = ""
+    sync: str = ""            # a folder here to copy to the nodes first (the job runs there); blank: none
+    data: str = ""            # dataset paths each placed node must have, space-separated
     priority: str = "0"
     after: str = ""
     max_retries: str = "0"
@@ -106,7 +109,8 @@ def from_spec(spec: JobSpec) -> FormValues:
         gpus_per_node="" if spec.gpus_per_node == spec.nproc_per_node else str(spec.gpus_per_node),
         min_gpu_mem_gb=f"{spec.min_gpu_mem_gb:g}", nodes=nodes,
         env="\n".join(f"{k}={v}" for k, v in spec.env if not k.startswith("UGRO_SWEEP_")),
-        workdir=spec.workdir or "", priority=str(spec.priority), after=",".join(map(str, spec.after)),
+        workdir=spec.workdir or "", sync=spec.sync or "", data=join_args([p for p, _, _ in spec.data]),
+        priority=str(spec.priority), after=",".join(map(str, spec.after)),
         max_retries=str(spec.max_retries), checkpoint_dir=spec.checkpoint_dir or "", search=search_words(spec),
         keep=" ".join(f"{w}={v}" for w, v in (("last", spec.keep_last), ("best", spec.keep_best)) if v is not None),
         template=spec.template)
@@ -206,6 +210,14 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
             errors["sweep"] = str(exc)
     if options.get("early_stop") and not values.sweep.strip() and "sweep" not in errors:
         errors["sweep"] = "sweep: early stopping compares the trials of a sweep; give one (lr=loguniform:1e-4:1e-1)"
+    sync = values.sync.strip() or None
+    if sync is not None and not os.path.isdir(os.path.expanduser(sync)):
+        errors["sync"] = f"sync: no folder {sync!r} here (the tree to copy to the nodes)"
+    data: tuple[tuple[str, float, str], ...] = ()
+    try:
+        data = parse_data(shlex.split(values.data))
+    except (ValueError, BadSpec) as exc:
+        errors["data"] = f"data: {exc}".replace("data: data: ", "data: ")
     if errors:
         return FormResult(None, search, errors)
     extra = {k: v for k, v in options.items() if k not in ("trials", "seed")}
@@ -214,7 +226,7 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
         nnodes=nnodes, nproc_per_node=nproc, gpus_per_node=gpus, min_gpu_mem_gb=min_mem, nodes=tuple(values.nodes),
         env=tuple(env), workdir=values.workdir.strip() or None, priority=priority, after=tuple(after),
         max_retries=retries, checkpoint_dir=values.checkpoint_dir.strip() or None, template=values.template,
-        **extra, **keep)  # type: ignore[arg-type]
+        sync=sync, data=data, **extra, **keep)  # type: ignore[arg-type]
     problem = spec_problem(spec, cluster)  # the CLI's last word too, so both refuse the same jobs
     if problem:
         key = problem.split(":")[0]

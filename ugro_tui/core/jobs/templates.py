@@ -130,6 +130,12 @@ def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
                 raise UsageError(f"--set {key}={value}: expected a number of GB") from None
         elif key == "command":
             data[key] = shlex.split(value)
+        elif key == "sync_git":
+            if value.lower() not in ("true", "false"):
+                raise UsageError(f"--set sync_git={value}: expected true or false")
+            data[key] = value.lower() == "true"
+        elif key == "data":
+            data[key] = shlex.split(value)
         elif key in ("nodes", "after"):
             items = [v.strip() for v in value.split(",") if v.strip()]
             if key == "after" and not all(v.isdigit() for v in items):

@@ -77,25 +77,30 @@ def wanted_data(spec: JobSpec, node: Node) -> list[tuple[str, float, str]]:
     return list(node.data) + [d for d in spec.data if d not in node.data]
 
 
+async def look_for_data(transport, node: Node, wants: list[tuple[str, float, str]]) -> list[list] | str:
+    """[[path, problem or None, size], ...] from the node, or why it could not look."""
+    command = f"{python_command(node)} -c {shlex.quote(DATA_SCRIPT)} {shlex.quote(json.dumps(wants))}"
+    try:
+        done = await transport.run(command, timeout=DATA_TIMEOUT)
+    except Exception as exc:  # an unreachable node is a reason to wait, named
+        return str(exc) or type(exc).__name__
+    if not done.ok:
+        return (done.stderr.strip().splitlines() or [f"exit {done.exit_code}"])[-1]
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return f"the check printed {done.stdout[:80]!r}"
+
+
 async def check_data(pool: Pool, nodes: Iterable[Node], spec: JobSpec) -> list[str]:
     """Problems with the datasets the job (or the node) declares, one line each, e.g.
     `data missing on gpu2: ~/datasets/wikitext`; empty when every placed node has them."""
     nodes = [n for n in nodes if wanted_data(spec, n)]
 
     async def one(node: Node) -> list[str]:
-        wants = wanted_data(spec, node)
-        command = f"{python_command(node)} -c {shlex.quote(DATA_SCRIPT)} {shlex.quote(json.dumps(wants))}"
-        try:
-            done = await pool.get(node.name).run(command, timeout=DATA_TIMEOUT)
-        except Exception as exc:  # an unreachable node is a reason to wait, named
-            return [f"data not checked on {node.name}: {exc or type(exc).__name__}"]
-        if not done.ok:
-            last = (done.stderr.strip().splitlines() or [f"exit {done.exit_code}"])[-1]
-            return [f"data not checked on {node.name}: {last}"]
-        try:
-            rows = json.loads(done.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            return [f"data not checked on {node.name}: the check printed {done.stdout[:80]!r}"]
+        rows = await look_for_data(pool.get(node.name), node, wanted_data(spec, node))
+        if isinstance(rows, str):
+            return [f"data not checked on {node.name}: {rows}"]
         return [f"data {problem} on {node.name}: {path}" for path, problem, _ in rows if problem]
 
     found = await asyncio.gather(*(one(n) for n in nodes))

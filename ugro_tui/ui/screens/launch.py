@@ -6,6 +6,7 @@ combination; esc leaves, asking first if anything was edited. Templates save and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from rich.text import Text
 from textual import on, work
@@ -19,7 +20,7 @@ from textual.widgets.selection_list import Selection
 from ugro_tui.core.jobs import templates
 from ugro_tui.core.jobs.dispatcher import capacity
 from ugro_tui.core.jobs.form import KINDS, FormResult, FormValues, check, from_spec, preview, search_words
-from ugro_tui.core.jobs.model import JobSpec
+from ugro_tui.core.jobs.model import Job, JobSpec
 from ugro_tui.core.jobs.sweep import expand
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.read_only import ReadOnlyAware
@@ -35,6 +36,8 @@ TEXT_FIELDS = (  # (field, label, placeholder)
     ("gpus_per_node", "GPUs/node", "default: one per proc"),
     ("min_gpu_mem_gb", "min GPU mem GB", "0"),
     ("workdir", "workdir", "default: the node's workdir"),
+    ("sync", "sync folder", ". (copied to the nodes first; .ugroignore)"),
+    ("data", "data", "~/datasets/wikitext (checked on each node)"),
     ("priority", "priority", "0 (higher runs first)"),
     ("after", "after jobs", "3,4 (start when they succeed)"),
     ("max_retries", "max retries", "0"),
@@ -44,7 +47,8 @@ TEXT_FIELDS = (  # (field, label, placeholder)
     ("search", "search", "trials=8 max_concurrent=2 early_stop=median"),
 )
 ORDER = ("name", "kind", "script", "args", "nnodes", "nproc_per_node", "gpus_per_node", "min_gpu_mem_gb", "nodes",
-         "env", "workdir", "priority", "after", "max_retries", "checkpoint_dir", "keep", "sweep", "search")
+         "env", "workdir", "sync", "data", "priority", "after", "max_retries", "checkpoint_dir", "keep", "sweep",
+         "search")
 LABELS = {key: label for key, label, _ in TEXT_FIELDS} | {"kind": "kind", "nodes": "run on", "env": "env"}
 
 
@@ -254,6 +258,29 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             "; the sweep's first values are shown" if self.result.search else ""), style="italic")
         return text
 
+    async def _sync(self, specs: list[JobSpec]) -> tuple[list[JobSpec], tuple[tuple[str, int, int], ...]]:
+        """Keep the tree as it is now and copy it to the nodes the job may run on, with progress in the preview."""
+        from ugro_tui.core.jobs.placement import NodeCapacity, allowed
+        from ugro_tui.core.sync.service import push_to, synced_spec
+        from ugro_tui.core.sync.tree import human
+
+        box = self.query_one("#preview", Static)
+        self.query_one("#preview-box").border_title = "copying the code"
+        synced, tree, manifest = await asyncio.to_thread(synced_spec, specs[0], self.app.cluster)
+        rows: dict[str, str] = {}
+
+        def show(node: str, files: int, done: int, files_total: int, total: int) -> None:
+            rows[node] = (f"{files}/{files_total} files, {human(done)}/{human(total)}" if files_total
+                          else "up to date, nothing sent")
+            box.update(Text(tree.summary() + "\n\n" + "\n".join(f"{n}: {r}" for n, r in rows.items())))
+
+        nodes = [n for n in self.app.cluster.nodes if allowed(Job(0, synced), NodeCapacity(n.name, n.labels))]
+        results = await push_to(self.app.pool, nodes, manifest, progress=show)
+        self.query_one("#preview-box").border_title = "command on each node"
+        specs = [dataclasses.replace(s, sync=synced.sync, sync_hash=synced.sync_hash) for s in specs]
+        return specs, tuple((n, r.files_sent, r.bytes_sent) for n, r in sorted(results.items())
+                            if not isinstance(r, BaseException))
+
     # --- actions --------------------------------------------------------------------------------------------
 
     def action_submit(self) -> None:
@@ -269,10 +296,17 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
     @work(group="submit", exclusive=True, exit_on_error=False, description="queue the job")
     async def _submit(self, specs: list[JobSpec]) -> None:
+        sent: tuple[tuple[str, int, int], ...] = ()
         try:  # in a thread: another process may hold the store's lock for a while
+            if specs[0].sync:
+                specs, sent = await self._sync(specs)
             jobs = await asyncio.to_thread(self.app.store.submit, specs)
+            if sent:
+                await asyncio.to_thread(self.app.store.update_active, {
+                    j.id: (lambda j: dataclasses.replace(j, sync_sent=sent)) for j in jobs})
         except UgroError as exc:
             self.notify(str(exc), severity="error", timeout=8)
+            self.validate()  # the preview shows the command again
             return
         ids = f"job {jobs[0].id}" if len(jobs) == 1 else f"{len(jobs)} jobs ({jobs[0].id}-{jobs[-1].id})"
         self.notify(f"queued {ids}", timeout=4)
