@@ -164,3 +164,22 @@ def test_the_node_store_on_the_oldest_python(tmp_path: Path) -> None:
     out = json.loads(store(python, code, "gc", json.dumps({"keep": [], "per_name": 5}).encode()).stdout)
     assert len(out["removed"]) == 2 and out["objects"] >= 2  # the first tree and the original one
     assert len(list((code / ".done").iterdir())) == 5
+
+
+def test_the_data_check_on_the_oldest_python(tmp_path: Path) -> None:
+    from ugro_tui.core.sync.service import DATA_SCRIPT
+
+    python = oldest_python() if sys.version_info >= (3, 9) else sys.executable
+    data = tmp_path / "tokens.bin"
+    data.write_bytes(b"t" * 3000)
+    folder = tmp_path / "set"
+    (folder / "a").mkdir(parents=True)
+    (folder / "a" / "x").write_bytes(b"x" * 100)
+    wants = [[str(data), 0, hashlib.sha256(b"t" * 3000).hexdigest()], [str(data), 0, "0" * 64],
+             [str(folder), 1e-7, ""], [str(folder), 1.0, ""], [str(tmp_path / "nope"), 0, ""],
+             [str(folder), 0, "0" * 64]]
+    out = subprocess.run([python, "-c", DATA_SCRIPT, json.dumps(wants)], capture_output=True, text=True)
+    rows = json.loads(out.stdout)
+    assert [r[1] for r in rows] == [None, "sha256 differs", None, "too small (0.00 GB, needs 1 GB)", "missing",
+                                    "sha256 given, but it is a directory"]
+    assert rows[2][2] == 100
