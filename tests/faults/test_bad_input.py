@@ -108,7 +108,7 @@ def test_read_only_refuses_every_change_with_one_line_and_changes_nothing(config
     assert ugro(config, "submit", "--", "x.py").stdout == "1\n"
     for args in (["submit", "--", "y.py"], ["cancel", "1"], ["hold", "1"], ["retry", "1"], ["kill", "gpu1", "42"],
                  ["nodes", "remove", "gpu1"], ["nodes", "add", "gpu9", "--host", "127.0.0.9"],
-                 ["sweep", "cancel", "abc"], ["checkpoints", "1", "--prune"], ["doctor", "--smoke"]):
+                 ["sweep", "cancel", "abc"], ["checkpoints", "1", "--prune"], ["doctor", "--smoke"], ["sync", "."]):
         done = ugro(config, args[0], "--read-only", *args[1:])
         verb = " ".join(a for a in args[:2] if not a.isdigit() and not a.startswith("-") and a != "gpu1")
         assert done.returncode == 2 and done.stderr.startswith(f"read-only: ugro {verb.split()[0]}"), (args,
