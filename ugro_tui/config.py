@@ -296,26 +296,6 @@ def _alerts(c: _Checker, key: str, value: Any) -> AlertsConfig:
     )
 
 
-def _number_in(lo: float, hi: float, what: str) -> Callable[..., float]:
-    def check(c: _Checker, key: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-            c.fail(key, f"expected {what} from {lo:g} to {hi:g}, got {_show(value)}")
-        return float(value)
-
-    return check
-
-
-def _alerts(c: _Checker, key: str, value: Any) -> AlertsConfig:
-    a = _Checker(c.source, c.where(key), value)
-    a.only(("gpu_hot_c", "idle_minutes", "notify_command", "bell"))
-    return AlertsConfig(
-        gpu_hot_c=a.get("gpu_hot_c", _number_in(40, 120, "degrees Celsius"), default=85.0),
-        idle_minutes=a.get("idle_minutes", _number_in(0.1, 1440, "minutes"), default=10.0),
-        notify_command=a.get("notify_command", _string(what="a command line (a string)")),
-        bell=a.get("bell", _boolean, default=True),
-    )
-
-
 KEY_RE = re.compile(r"^[a-z0-9_+-]+(,[a-z0-9_+-]+)*$")
 
 

@@ -60,6 +60,16 @@ def num(value: float | None, unit: str = "", digits: int = 0) -> str:
     return DASH if value is None else f"{value:.{digits}f}{unit}"
 
 
+def _with_sparkline(out: Text, history: Iterable[float | None], width: int, accent: Style) -> Text:
+    """The rest of the line is the history, when four cells or more are left."""
+    spark_w = width - out.cell_len - 1
+    if spark_w >= 4:
+        out.append(" ")
+        out.append(sparkline(history, spark_w), accent)
+    out.truncate(width, overflow="ellipsis")
+    return out
+
+
 def gpu_line(gpu: GpuSample, history: Iterable[float | None], width: int, styles: Mapping[str, Style],
              selected: bool = False) -> Text:
     """One GPU in `width` cells: glyph, index, model, utilization bar, memory bar, temperature, power, sparkline."""
@@ -90,12 +100,7 @@ def gpu_line(gpu: GpuSample, history: Iterable[float | None], width: int, styles
         styles.get("warm") if (gpu.temperature_c or 0) >= WARM_C else None)
     out.append(f"{num(gpu.temperature_c, '°C'):>5}", temp_style or Style())
     out.append(f" {num(gpu.power_w):>3}/{num(gpu.power_limit_w, 'W'):<4}")
-    spark_w = width - out.cell_len - 1
-    if spark_w >= 4:
-        out.append(" ")
-        out.append(sparkline(history, spark_w), accent)
-    out.truncate(width, overflow="ellipsis")
-    return out
+    return _with_sparkline(out, history, width, accent)
 
 
 CPU_BUSY = 90.0
@@ -126,12 +131,7 @@ def host_line(host: HostSample, history: Iterable[float | None], width: int, sty
         out.append(" lo", muted)
     if width - out.cell_len >= 10 and host.load1 is not None:
         out.append(f" load {host.load1:.1f}", muted)
-    spark_w = width - out.cell_len - 1
-    if spark_w >= 4:
-        out.append(" ")
-        out.append(sparkline(history, spark_w), accent)
-    out.truncate(width, overflow="ellipsis")
-    return out
+    return _with_sparkline(out, history, width, accent)
 
 
 BADGES = {
