@@ -69,3 +69,21 @@ def test_notify_command_runs_once_per_event_across_a_dispatcher_restart(lab: Loo
     assert [e["id"] for e in listed] == [e["UGRO_EVENT_ID"] for e in seen]
     table = run_ugro("events").stdout
     assert "job-succeeded" in table and "job 2 (sleep) succeeded" in table
+
+
+def test_events_follow_prints_each_new_event_as_a_line() -> None:
+    from ugro_tui.core.alerts.journal import Journal
+    from ugro_tui.core.alerts.rules import Event
+
+    follower = subprocess.Popen([sys.executable, "-m", "ugro_tui", "events", "--follow", "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # it has read the (empty) journal and follows it
+        Journal().add([Event("node-offline:gpu2:1", "node-offline", 1.0, "gpu2 is offline: refused", node="gpu2")])
+        line = follower.stdout.readline()
+        assert json.loads(line) == {"id": "node-offline:gpu2:1", "event": "node-offline", "t": 1.0,
+                                    "message": "gpu2 is offline: refused", "job_id": None, "job_name": None,
+                                    "node": "gpu2"}
+    finally:
+        follower.terminate()
+        follower.wait(10)

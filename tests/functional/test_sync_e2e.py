@@ -247,6 +247,11 @@ def test_bad_sync_input_is_one_line(config: Path, tmp_path: Path) -> None:
              (["submit", "--sync", str(src), "--", "t.py"], "a symlink pointing outside the tree (/etc)"),
              (["submit", "--data", "", "--", "t.py"], "data: path: expected a path"),
              (["sync", str(src), "--nodes", "nodeX"], "no node or label 'nodeX'")]
+    for toml, words in (("sync = 5", "sync: expected text, got 5"), ('sync_git = "yes"', "sync_git: expected true"),
+                        ('data = "x"', "data: expected a list"), ("data = [{ path = 'x', min_gb = -1 }]", "min_gb")):
+        job = tmp_path / f"job{len(cases)}.toml"
+        job.write_text(f'command = ["t.py"]\n{toml}\n')
+        cases.append((["submit", "--file", str(job)], words))
     for args, words in cases:
         out = run_ugro(*args, "--config", str(config))
         assert out.returncode == 2 and words in out.stderr and out.stderr.count("\n") == 1, (args, out.stderr)

@@ -106,7 +106,7 @@ def spec_from_args(args: Namespace, cluster: Cluster) -> tuple[JobSpec, Search]:
         checkpoint_dir=_pick(args.checkpoint_dir, base, "checkpoint_dir", None),
         template=args.template,
         sync=_pick(getattr(args, "sync", None), base, "sync", None),
-        sync_git=bool(getattr(args, "sync_git", False) or base.get("sync_git", False)),
+        sync_git=True if getattr(args, "sync_git", False) else base.get("sync_git", False),
         data=_data(base, getattr(args, "data", None) or []),
         **{key: _pick(getattr(args, key, None), base, key, JobSpec.__dataclass_fields__[key].default)
            for key in SEARCH_FLAGS},
