@@ -319,3 +319,23 @@ async def test_the_doctor_looks_for_the_data_templates_declare(config: Path, tmp
     async with Pool(cluster) as pool:
         [ok] = await data_checks(cluster, {n.name: pool.get(n.name) for n in cluster.nodes}, ["node2"])
     assert (str(ok.status), ok.detail) == ("ok", f"{dataset} 5.0 KB")
+
+
+def test_a_full_disk_on_a_node_is_one_line_naming_the_node_and_the_file(config: Path, tmp_path: Path) -> None:
+    small = tmp_path / "nodes" / "node2" / "code"
+    small.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a 1 MB tmpfs as node2's code store here: {mounted.stderr.decode().strip()}")
+    try:
+        src = project(tmp_path / "src")
+        (src / "data" / "weights.bin").write_bytes(os.urandom(3_000_000))
+        out = run_ugro("sync", str(src), "--nodes", "node2", "--config", str(config))
+        assert out.returncode == 2 and out.stderr.splitlines()[-1].startswith("node2: No space left on device"), \
+            out.stderr
+        assert str(small / ".objects") in out.stderr.splitlines()[-1]
+        assert not any(small.glob(".done/*"))  # nothing usable was left
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+    again = run_ugro("sync", str(src), "--nodes", "node2", "--config", str(config))
+    assert again.returncode == 0 and sent(again.stdout)["node2"][0] == 7, again.stderr
