@@ -32,6 +32,9 @@ def demo_cluster(poll_interval: float = 1.0) -> Iterator[tuple[Cluster, Path]]:
                                 sim=[([model], "nvml") for _, model, _ in REFERENCE_LAB],
                                 poll_interval=poll_interval)
         text = text.replace('name = "loopback"', 'name = "demo-lab"')
+        # Each node its own code store (they are one machine): `--sync` then copies to each, as on a real lab.
+        text = "\n".join(line + (f'\ncode_dir = "{root / "code" / line.split(chr(34))[1].rsplit("/", 1)[-1]}"'
+                                 if line.startswith("workdir = ") else "") for line in text.splitlines())
         text += (f'\n[alerts]\nnotify_command = "{sys.executable} -m ugro_tui.sim.notify_log '
                  f'{root / "notifications.log"}"\n')
         config = root / "cluster.toml"
@@ -90,7 +93,7 @@ def submit_demo_job(cluster: Cluster) -> str:
 
 
 def start_stray_notebook(cluster: Cluster, root: Path) -> None:
-    """Once the demo job runs, someone's forgotten notebook shows up on gpu2's GPU (for 5 minutes): `K` in the Nodes
+    """Once the demo job runs, someone's forgotten notebook shows up on gpu2's GPU (for 2 minutes): `K` in the Nodes
     view can terminate it, while the job's own rank there is refused."""
     import subprocess
     import threading
@@ -105,7 +108,7 @@ def start_stray_notebook(cluster: Cluster, root: Path) -> None:
         while time.monotonic() < deadline and root.exists():
             if any(str(j.state) == "running" for j in JobStore().active()):
                 env = {**os.environ, "UGRO_NODE": node, "CUDA_VISIBLE_DEVICES": "0", "UGRO_SIM_MEM_MIB": "900"}
-                notebook = subprocess.Popen(["bash", "-c", 'exec -a "jupyter-lab --no-browser" sleep 300'], cwd=root,
+                notebook = subprocess.Popen(["bash", "-c", 'exec -a "jupyter-lab --no-browser" sleep 120'], cwd=root,
                                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.DEVNULL, start_new_session=True)
                 notebook.wait()  # reaped here, so a terminated notebook leaves no zombie on the GPU's list
