@@ -170,6 +170,13 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print JSON")
     doctor.add_argument("--smoke", action="store_true", help="also run a tiny all-reduce across all nodes as a job")
 
+    webp = sub.add_parser("web", parents=[common], help="the app in a browser and a JSON API, behind a token")
+    webp.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    webp.add_argument("--port", type=_number(int, 1, "a port number"), default=8420, metavar="P")
+    webp.add_argument("--no-dispatch", action="store_true", help="never run the dispatcher here")
+    webp.add_argument("--tls-cert", metavar="FILE")
+    webp.add_argument("--tls-key", metavar="FILE")
+    webp.add_argument("--rotate-token", action="store_true", help="replace the token (old links stop working)")
     demo = sub.add_parser("demo", help="run a simulated 3-node lab over loopback SSH (no GPU, no root)")
     demo.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this long")
     demo.add_argument("--plain", action="store_true", help="print the live status as text instead of the app")
@@ -288,6 +295,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import doctor
 
         return doctor.run(args, _load(args))
+    if args.verb == "web":
+        from ugro_tui.commands import web
+
+        return web.run(args, _load(args))
     if args.verb == "demo":
         from ugro_tui.commands import demo
 

@@ -39,14 +39,20 @@ def parse_ids(values: list[str]) -> list[int]:
     return ids
 
 
-def spec_from_args(args: Namespace, cluster: Cluster) -> tuple[JobSpec, Search]:
-    """The job the flags describe, and its sweep (empty: one job)."""
+def spec_from_args(args: Namespace, cluster: Cluster, given: dict[str, Any] | None = None) -> tuple[JobSpec, Search]:
+    """The job the flags describe, and its sweep (empty: one job). `given`: job-file keys that came another way
+    (the web API's body), checked as a job file's are; a template named in the flags is their base."""
     base: dict[str, Any] = {}
     search = Search()
     if args.file and args.template:
         raise UsageError("ugro submit: give --file or --template, not both")
     if args.template:
         base, search = templates.load(args.template)
+    if given is not None:
+        unknown = set(given) - SPEC_KEYS
+        if unknown:
+            raise UsageError(f"unknown key {sorted(unknown)[0]!r}; known: {', '.join(sorted(SPEC_KEYS))}")
+        base = {**base, **given}
     elif args.file:
         try:
             base = tomllib.loads(Path(args.file).read_text(encoding="utf-8"))

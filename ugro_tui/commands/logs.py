@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import sys
 from argparse import Namespace
+from collections.abc import AsyncIterator
 
 from ugro_tui.commands.jobs import parse_ids
 from ugro_tui.config import Cluster
@@ -32,6 +33,48 @@ def _render(source: Source, line: bytes, args: Namespace) -> bytes | None:
     return b"[rank%d]:%s" % (rank, line) if rank is not None else source.node.encode() + b"| " + line
 
 
+async def follow_logs(store: JobStore, job_id: int, pool: Pool, *, rank: int | None = None,
+                      node: str | None = None, follow: bool = False) -> AsyncIterator[bytes]:
+    """A job's output as `ugro logs` prints it, chunk by chunk; with `follow`, until the job ends (the web API
+    streams the same)."""
+    args = Namespace(rank=rank, node=node)
+    job = await asyncio.to_thread(store.get, job_id)
+    if not job.runs:
+        raise UgroError(f"job {job_id} is {job.state}: it has not run yet, so it has no logs")
+    nodes = [n for n, _ in job.runs]
+    if node is not None and node not in nodes:
+        raise UsageError(f"ugro logs: job {job_id} did not run on {node!r} (it ran on {', '.join(nodes)})")
+    lines = LineCarry()
+    reader = CopyReader(job)
+    while True:
+        for name, run in job.runs:
+            if name in pool and run.run_dir:
+                try:
+                    await sync_node(pool.get(name), job, name, run.run_dir)
+                except Exception as exc:  # an unreachable node: say so, keep the rest going
+                    yield f"{name}| (cannot read its log now: {exc})\n".encode()
+            # What the copies have beyond what we printed, whoever fetched it (a scheduler follows them too).
+            out = b""
+            for source, chunk in await asyncio.to_thread(reader.read_new, name):
+                for line in lines.feed(source, chunk):
+                    text = _render(source, line, args)
+                    if text is not None:
+                        out += text
+            if out:
+                yield out
+        if not follow:
+            break
+        job = await asyncio.to_thread(store.get, job_id)
+        if job.state.finished:
+            follow = False  # one last sync, then stop
+            continue
+        await asyncio.sleep(0.5)
+    for source, rest in lines.drain():  # a log that ended mid-line: its last bytes still count
+        text = _render(source, rest, args)
+        if text is not None:
+            yield text if rank is not None else text + b"\n"
+
+
 async def _run(args: Namespace, cluster: Cluster) -> int:
     store = JobStore()
     [job_id] = parse_ids([args.job])
@@ -39,49 +82,13 @@ async def _run(args: Namespace, cluster: Cluster) -> int:
     wanted = getattr(args, "attempt", None)
     if (wanted is not None and wanted != job.attempt) or (not job.runs and job.attempt > 0):
         return _print_attempts(job, args, wanted)
-    if not job.runs:
-        raise UgroError(f"job {job_id} is {job.state}: it has not run yet, so it has no logs")
-    nodes = [n for n, _ in job.runs]
-    if args.node is not None and args.node not in nodes:
-        raise UsageError(f"ugro logs: job {job_id} did not run on {args.node!r} (it ran on {', '.join(nodes)})")
-    pool = Pool(cluster)
-    lines = LineCarry()
     out = sys.stdout.buffer
-
-    def emit(source: Source, chunk: bytes) -> None:
-        for line in lines.feed(source, chunk):
-            text = _render(source, line, args)
-            if text is not None:
-                out.write(text)
-        out.flush()
-
-    reader = CopyReader(job)
-    try:
-        while True:
-            for node, run in job.runs:
-                if node in pool and run.run_dir:
-                    try:
-                        await sync_node(pool.get(node), job, node, run.run_dir)
-                    except Exception as exc:  # an unreachable node: say so, keep the rest going
-                        out.write(f"{node}| (cannot read its log now: {exc})\n".encode())
-                # What the copies have beyond what we printed, whoever fetched it (a scheduler follows them too).
-                for source, chunk in await asyncio.to_thread(reader.read_new, node):
-                    emit(source, chunk)
-            if not args.follow:
-                break
-            job = await asyncio.to_thread(store.get, job_id)
-            if job.state.finished:
-                args.follow = False  # one last sync, then stop
-                continue
-            await asyncio.sleep(0.5)
-    finally:
-        await pool.close()
-    for source, rest in lines.drain():  # a log that ended mid-line: its last bytes still count
-        text = _render(source, rest, args)
-        if text is not None:
-            out.write(text if args.rank is not None else text + b"\n")
-    out.flush()
+    async with Pool(cluster) as pool:
+        async for chunk in follow_logs(store, job_id, pool, rank=args.rank, node=args.node, follow=args.follow):
+            out.write(chunk)
+            out.flush()
     return 0
+
 
 def _print_attempts(job: Job, args: Namespace, wanted: int | str | None) -> int:
     """Earlier attempts from their local copies (`--attempt N`, or `all` with a line between attempts)."""
