@@ -8,7 +8,7 @@ from argparse import Namespace
 from pathlib import Path
 
 from ugro_tui.config import Cluster
-from ugro_tui.errors import UsageError
+from ugro_tui.errors import UgroError, UsageError
 
 
 def is_loopback(host: str) -> bool:
@@ -42,5 +42,8 @@ def run(args: Namespace, cluster: Cluster) -> int:
         print(f"ugro web: WARNING: {args.host} is not loopback and there is no TLS: the token travels in clear. "
               f"Prefer the default 127.0.0.1 and `ssh -L {args.port}:127.0.0.1:{args.port} MASTER` from your "
               "laptop, or give --tls-cert and --tls-key", file=sys.stderr, flush=True)
-    server.serve()
+    try:
+        server.serve()
+    except OSError as exc:  # the address is not this machine's, or the port is taken
+        raise UgroError(f"ugro web: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
