@@ -179,7 +179,10 @@ def test_every_endpoint_over_the_loopback_cluster(web: Web) -> None:
     assert json.loads(queue.stdout) == web.json("/api/v1/jobs")[1]  # the same document as `ugro queue --json`
     assert [j["id"] for j in web.json("/api/v1/jobs?state=held")[1]["jobs"]] == [2, 3]
     assert web.json("/api/v1/jobs/2/release", "POST")[1] == {"ok": True, "message": "2: queued"}
+    before = {j["id"]: j["state"] for j in web.json("/api/v1/jobs")[1]["jobs"]}
     assert web.json("/api/v1/jobs/3/cancel", "POST")[1] == {"ok": True, "message": "3: cancelled"}
+    after = {j["id"]: j["state"] for j in web.json("/api/v1/jobs")[1]["jobs"]}  # the shared list follows the store
+    assert (before[3], after[3]) == ("held", "cancelled")
     assert web.json("/api/v1/jobs/3/retry", "POST")[1]["ok"] is True
     status, doc = web.json("/api/v1/openapi.json")
     assert status == 200 and {"/api/v1/jobs", "/api/v1/jobs/{id}/logs", "/api/v1/cluster/health"} <= set(doc["paths"])
