@@ -184,6 +184,9 @@ def test_every_endpoint_over_the_loopback_cluster(web: Web) -> None:
     after = {j["id"]: j["state"] for j in web.json("/api/v1/jobs")[1]["jobs"]}  # the shared list follows the store
     assert (before[3], after[3]) == ("held", "cancelled")
     assert web.json("/api/v1/jobs/3/retry", "POST")[1]["ok"] is True
+    status, ids = web.json("/api/v1/jobs", "POST", {"template": "train-tiny", "set": ["nnodes=2"], "hold": True})
+    status, job = web.json(f"/api/v1/jobs/{ids['ids'][0]}")
+    assert job["spec"]["template"] == "train-tiny" and job["spec"]["nnodes"] == 2 and job["state"] == "held"
     status, doc = web.json("/api/v1/openapi.json")
     assert status == 200 and {"/api/v1/jobs", "/api/v1/jobs/{id}/logs", "/api/v1/cluster/health"} <= set(doc["paths"])
 
@@ -201,6 +204,8 @@ def test_every_endpoint_over_the_loopback_cluster(web: Web) -> None:
     ("GET", "/api/v1/jobs/999", None, 404, "no job 999"),
     ("POST", "/api/v1/jobs/1/explode", None, 404, "no action 'explode'"),
     ("GET", "/api/v1/jobs?state=bogus", None, 400, "state 'bogus'"),
+    ("GET", "/api/v1/jobs/1/logs?rank=x", None, 400, "rank: expected a whole number"),
+    ("POST", "/api/v1/jobs", json.dumps({"template": "train-tiny", "set": "nnodes"}).encode(), 400, "key=value"),
     ("GET", "/api/v1/nothing", None, 404, "Not Found"),
 ])
 def test_bad_requests_are_one_json_error(web: Web, method: str, path: str, body: bytes | None, status: int,
