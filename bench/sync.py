@@ -2,6 +2,7 @@
 one edit, side by side in one run. Both go over OpenSSH's sshd on 127.0.6.2-4, to all three nodes at once, and both
 are timed as a user runs them: `ugro sync DIR` (a new process: start-up, scan, connect, copy) against `rsync -a`
 over `ssh` (a new process per node). Goals: warm <= 1.2x rsync's warm; cold <= 1.5x rsync's cold.
+(The edit case has no goal in the issue; it is shown beside the others.)
 Usage: python bench/sync.py [--rounds N]. Only 127.0.0.0/8 is used.
 """
 
@@ -96,10 +97,10 @@ def main() -> None:
             lab.stop()
     med = {k: statistics.median(v) for k, v in rows.items()}
     print(f"sync benchmark: 2,000 files / 50 MB to 3 nodes at once, median of {args.rounds} rounds")
-    for kind, goal in (("cold", 1.5), ("warm", 1.2), ("edit", 1.2)):
+    for kind, goal in (("cold", "(goal <= 1.5x)"), ("warm", "(goal <= 1.2x)"), ("edit", "(no goal set)")):
         ratio = med[f"ugro {kind}"] / med[f"rsync {kind}"]
         print(f"  {kind:4s}: ugro {med[f'ugro {kind}']:6.2f} s   rsync -a {med[f'rsync {kind}']:6.2f} s   "
-              f"ratio {ratio:5.2f}x   (goal <= {goal}x)")
+              f"ratio {ratio:5.2f}x   {goal}")
 
 
 if __name__ == "__main__":

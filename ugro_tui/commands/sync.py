@@ -11,7 +11,7 @@ from typing import TextIO, TypeVar
 
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.pool import Pool
-from ugro_tui.core.sync.push import Sent, tree_dir
+from ugro_tui.core.sync.push import FolderSource, Sent, tree_dir
 from ugro_tui.core.sync.service import push_to, snapshot
 from ugro_tui.core.sync.tree import SyncError, human
 from ugro_tui.errors import UsageError
@@ -44,8 +44,8 @@ class ProgressLine:
             self.out.write("\n")
 
 
-async def copy(cluster: Cluster, nodes: list[Node], prepare: Callable[[], T], *, strict: bool
-               ) -> tuple[T, dict[str, Sent]]:
+async def copy(cluster: Cluster, nodes: list[Node], prepare: Callable[[], T], *, strict: bool,
+               folder_source: bool = False) -> tuple[T, dict[str, Sent]]:
     """`prepare()` (in a thread: scan and keep the tree; returns (..., manifest)) while the nodes are connected,
     then copy to every node at once. A node that fails is an error when `strict`, else said and skipped (the
     launch copies again, to the nodes it places the job on)."""
@@ -56,7 +56,8 @@ async def copy(cluster: Cluster, nodes: list[Node], prepare: Callable[[], T], *,
             prepared = await asyncio.to_thread(prepare)
         finally:
             await connecting  # a node that did not connect says why in its copy's result below
-        results = await push_to(pool, nodes, prepared[-1], progress=progress)  # type: ignore[index]
+        source = FolderSource(prepared[0]) if folder_source else None  # type: ignore[index]
+        results = await push_to(pool, nodes, prepared[-1], progress=progress, store=source)  # type: ignore[index]
     progress.end()
     sent: dict[str, Sent] = {}
     for name, result in results.items():
@@ -87,11 +88,11 @@ def run(args: Namespace, cluster: Cluster) -> int:
     nodes = nodes_named(cluster, args.nodes)
 
     def prepare():
-        tree, manifest = snapshot(args.dir, cluster, include_git=args.git, name="ugro-sync")
+        tree, manifest = snapshot(args.dir, cluster, include_git=args.git, name="ugro-sync", keep=False)
         print(f"sync: {tree.summary()}", file=sys.stderr)
         return tree, manifest
 
-    (tree, _), sent = asyncio.run(copy(cluster, nodes, prepare, strict=True))
+    (tree, _), sent = asyncio.run(copy(cluster, nodes, prepare, strict=True, folder_source=True))
     for node in nodes:
         result = sent[node.name]
         print(f"{node.name}: {result.files_sent} files, {result.bytes_sent} bytes sent -> "

@@ -173,6 +173,18 @@ class StoreSession:
         return doc
 
 
+class FolderSource(CodeStore):
+    """Objects read straight from the scanned folder (`ugro sync`, which keeps no copy); the node checks each
+    object's hash as it arrives, so a file changed since the scan is refused, not stored."""
+
+    def __init__(self, tree: Tree) -> None:
+        super().__init__()
+        self.paths = {e.key: tree.root / e.path for e in tree.files}
+
+    def object_path(self, key: str) -> Path:
+        return self.paths[key]
+
+
 async def _session(transport: Transport, node: Node, work, complete_hash: str | None = None):
     """Run `work(session)`; on first use of a node (no store script there yet) send the script, then again."""
     try:

@@ -25,25 +25,29 @@ class NotReady(Exception):
     """A placed node cannot run the job yet (data missing, the code copy failed): it stays queued, saying why."""
 
 
-def snapshot(folder: str, cluster: Cluster, *, include_git: bool = False, name: str = "") -> tuple[Tree, dict]:
-    """Scan the tree, refuse it over the size limit (with its summary), keep it here. Call it in a thread."""
+def snapshot(folder: str, cluster: Cluster, *, include_git: bool = False, name: str = "", keep: bool = True
+             ) -> tuple[Tree, dict]:
+    """Scan the tree, refuse it over the size limit (with its summary), keep it here (a job runs what was
+    submitted; `ugro sync` keeps nothing: it copies from the folder itself). Call it in a thread."""
     store = CodeStore()
     limit = cluster.sync_limit_mb * 1_000_000
     kept = [0]
 
-    def keep(key: str, content: bytes) -> None:  # what the scan reads is kept at once: no second read
+    def kept_now(key: str, content: bytes) -> None:  # what the scan reads is kept at once: no second read
         kept[0] += len(content)
         if kept[0] <= limit:  # a tree over the limit is refused: nothing more of it is kept
             store.put(key, content)
 
     tree = scan(folder, include_git=include_git, cache=HashCache(paths.state_dir() / "code" / "hashes.json"),
-                seen=keep)
+                seen=kept_now if keep else None)
     if tree.size > limit:
         raise SyncError(f"--sync {folder}: {human(tree.size)} is over the {cluster.sync_limit_mb} MB limit "
                         f"([cluster] sync_limit_mb): {tree.summary()}. Leave large files out with a line in "
                         f"{tree.root / '.ugroignore'} (gitignore syntax), e.g. `data/` or `*.pt`")
     if not tree.files:
         raise SyncError(f"--sync {folder}: nothing to send ({tree.summary()})")
+    if not keep:
+        return tree, tree.manifest(name)
     manifest = store.save(tree, name)
     from ugro_tui.core.jobs.store import JobStore
 
@@ -60,11 +64,11 @@ def synced_spec(spec: JobSpec, cluster: Cluster) -> tuple[JobSpec, Tree, dict]:
 
 
 async def push_to(pool: Pool, nodes: Iterable[Node], manifest: dict, *, progress: Progress | None = None,
-                  keep: set[str] | None = None) -> dict[str, Sent | BaseException]:
+                  keep: set[str] | None = None, store: CodeStore | None = None) -> dict[str, Sent | BaseException]:
     """Copy the tree to every node at once; per node, what travelled or why it could not. With `keep`, old trees
     are collected on each node in the same session (the newest 5 per job name and those in `keep` stay)."""
     nodes = list(nodes)
-    store = CodeStore()
+    store = store or CodeStore()
 
     async def one(node: Node) -> Sent:
         return await push(pool.get(node.name), node, manifest, store, progress, keep)
