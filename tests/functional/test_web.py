@@ -80,21 +80,21 @@ def web(lab: LoopbackCluster, tmp_path: Path) -> Iterator[Web]:
         port = free_port("127.0.0.1")
         proc = subprocess.Popen([sys.executable, "-m", "ugro_tui", "web", "--port", str(port), "--config",
                                  str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        url = proc.stdout.readline().strip()
-        assert url.startswith(f"http://127.0.0.1:{port}/?token="), proc.stderr.read() if proc.poll() else url
-        server = Web(proc, url, config)
-        deadline = time.monotonic() + 20
+        try:  # stopped whatever happens, a failed start included
+            url = proc.stdout.readline().strip()
+            assert url.startswith(f"http://127.0.0.1:{port}/?token="), proc.stderr.read() if proc.poll() else url
+            server = Web(proc, url, config)
+            deadline = time.monotonic() + 20
 
-        def up() -> bool:
-            try:
-                return server.json("/api/v1/cluster/health")[1]["nodes_healthy"] == 3
-            except urllib.error.URLError:  # not listening yet
-                return False
+            def up() -> bool:
+                try:
+                    return server.json("/api/v1/cluster/health")[1]["nodes_healthy"] == 3
+                except urllib.error.URLError:  # not listening yet
+                    return False
 
-        while not up():
-            assert time.monotonic() < deadline, "ugro web did not come up with 3 nodes"
-            time.sleep(0.2)
-        try:
+            while not up():
+                assert time.monotonic() < deadline, "ugro web did not come up with 3 nodes"
+                time.sleep(0.2)
             yield server
         finally:
             proc.send_signal(signal.SIGTERM)

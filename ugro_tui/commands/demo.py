@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from argparse import Namespace
@@ -26,6 +27,16 @@ def demo_cluster(poll_interval: float = 1.0) -> Iterator[tuple[Cluster, Path]]:
     base.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="demo-", dir=base))
     lab = LoopbackCluster(root)
+
+    def hung_up(signum: int, _frame: object) -> None:
+        """The terminal went away (or a kill): clean up as on Ctrl+C, then go; nothing of the demo stays."""
+        _stop_demo_jobs(root)
+        lab.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        os._exit(128 + signum)
+
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, hung_up)
     try:
         lab.start()
         text = lab.cluster_toml(names=[n for n, _, _ in REFERENCE_LAB],
