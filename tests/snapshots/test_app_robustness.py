@@ -133,3 +133,15 @@ async def test_keys_are_answered_while_another_process_holds_the_store(tmp_path:
         while not held() and time.monotonic() < deadline:
             await pilot.pause(0.1)
         assert len(held()) == 1, app.failures  # the hold went through once the lock was free
+
+
+async def test_a_sample_arriving_as_the_app_closes_is_dropped() -> None:
+    """Telemetry posts samples until its worker is cancelled; one handled after the last screen went (seen once
+    in a full run) must not raise."""
+    from ugro_tui.ui.messages import NodeUpdated
+
+    app = make_app(LAB, monitor=False, clock=lambda: NOW, state=with_state("online"))
+    async with app.run_test(size=(80, 24)):
+        pass
+    assert not app.screen_stack
+    app.on_node_updated(NodeUpdated(app.monitor_state.nodes["gpu1"]))  # nothing to update, nothing raised

@@ -133,6 +133,8 @@ class UgroApp(ReadOnlyAware, App[None]):
         self.post_message(NodeUpdated(status))
 
     def on_node_updated(self, message: NodeUpdated) -> None:
+        if not self.screen_stack:  # closing: a sample that arrives as the last screen goes has nowhere to go
+            return
         screen = self.screen
         if isinstance(screen, NodesScreen):
             screen.node_updated(message.status)
