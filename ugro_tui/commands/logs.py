@@ -54,14 +54,14 @@ async def follow_logs(store: JobStore, job_id: int, pool: Pool, *, rank: int | N
                 except Exception as exc:  # an unreachable node: say so, keep the rest going
                     yield f"{name}| (cannot read its log now: {exc})\n".encode()
             # What the copies have beyond what we printed, whoever fetched it (a scheduler follows them too).
-            out = b""
+            out: list[bytes] = []
             for source, chunk in await asyncio.to_thread(reader.read_new, name):
                 for line in lines.feed(source, chunk):
                     text = _render(source, line, args)
                     if text is not None:
-                        out += text
+                        out.append(text)
             if out:
-                yield out
+                yield b"".join(out)
         if not follow:
             break
         job = await asyncio.to_thread(store.get, job_id)

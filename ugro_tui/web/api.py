@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -127,15 +126,12 @@ class Api:
 
     def _queue(self, body: dict[str, Any]) -> list[int]:
         """Validated as `ugro submit --file` validates (a template by name, with --set and --sweep, too)."""
+        from ugro_tui.cli import _parser
         from ugro_tui.commands.jobs import spec_from_args
 
-        args = argparse.Namespace(
-            file=None, template=body.get("template"), set=_words(body, "set"), sweep=_words(body, "sweep"),
-            trials=_int(body, "trials"), seed=_int(body, "seed"), command=[], env=None, name=None, kind=None,
-            nnodes=None, nproc_per_node=None, gpus_per_node=None, min_gpu_mem=None, nodes=None, priority=None,
-            after=None, workdir=None, max_retries=None, checkpoint_dir=None, sync=None, sync_git=False, data=None,
-            **{k: None for k in ("keep_last", "keep_best", "max_concurrent", "metric", "goal", "metric_regex",
-                                 "early_stop", "warmup_steps", "min_trials", "grace", "reduction_factor", "max_t")})
+        args = _parser().parse_args(["submit"])  # every submit flag at its default, as the CLI has them
+        args.template, args.set, args.sweep = body.get("template"), _words(body, "set"), _words(body, "sweep")
+        args.trials, args.seed = _int(body, "trials"), _int(body, "seed")
         if args.template is not None and not isinstance(args.template, str):
             raise UsageError(f"template: expected a template name, got {args.template!r}")
         if not isinstance(body.get("hold", False), bool):
