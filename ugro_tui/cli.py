@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="asha: one in R trials goes on at each rung (default 3)")
     submit.add_argument("--max-t", type=_count, metavar="T", help="asha: no rung past step T")
     submit.add_argument("--name")
-    submit.add_argument("--kind", choices=("torchrun", "command"))
+    submit.add_argument("--kind", choices=("torchrun", "command", "service"),
+                        help="service: runs until cancelled, with a port, a health probe and restarts")
     submit.add_argument("--nnodes", type=_positive_int, metavar="K")
     submit.add_argument("--nproc-per-node", type=_positive_int, metavar="P")
     submit.add_argument("--gpus-per-node", type=_count, metavar="G", help="default: the procs per node")
@@ -108,6 +109,18 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--sync-git", action="store_true", help="with --sync: send .git/ too")
     submit.add_argument("--data", action="append", metavar="PATH",
                         help="a dataset every placed node must have (checked before launch)")
+    svc = submit.add_argument_group("services (--kind service)")
+    svc.add_argument("--port", type=_port, metavar="P", help="the head's port (default: a free one from service_ports)")
+    svc.add_argument("--health", metavar="PATH", help="GET this path; 2xx is healthy (default: a TCP connect)")
+    svc.add_argument("--health-initial-delay", type=_seconds, metavar="S", help="time to get healthy (default 600)")
+    svc.add_argument("--health-period", type=_seconds, metavar="S", help="between probes (default 10)")
+    svc.add_argument("--health-timeout", type=_seconds, metavar="S", help="per probe (default 5)")
+    svc.add_argument("--health-failures", type=_positive_int, metavar="N",
+                     help="failed probes in a row that make it unhealthy (default 3)")
+    svc.add_argument("--restart", choices=("never", "on-failure", "always"), help="default on-failure")
+    svc.add_argument("--max-restarts", type=_count, metavar="N", help="then it fails (default 5)")
+    svc.add_argument("--worker-command", metavar="CMD",
+                     help="what the other nodes run, started before the head (e.g. rpc-server --port {port})")
     submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- SCRIPT_OR_CMD [ARGS...]")
 
     tmpl = sub.add_parser("templates", parents=[common], help="list job templates, or show one")
@@ -163,6 +176,12 @@ def _parser() -> argparse.ArgumentParser:
     kill.add_argument("node", metavar="NODE")
     kill.add_argument("pid", metavar="PID")
     kill.add_argument("--signal", "-s", default="TERM", metavar="S", help="TERM (default), INT, KILL, HUP, ...")
+    services = sub.add_parser("services", parents=[common], help="running services: health, endpoint, restarts")
+    services.add_argument("--json", action="store_true", help='print {"services": [...]}')
+    fwd = sub.add_parser("forward", parents=[common], help="reach a service from here through SSH until Ctrl-C")
+    fwd.add_argument("job", metavar="JOB")
+    fwd.add_argument("--local-port", type=_number(int, 0, "a port number"), default=0, metavar="L",
+                     help="the port here (default: a free one)")
     sched = sub.add_parser("scheduler", parents=[common], help="run the dispatcher headless")
     sched.add_argument("--until-idle", action="store_true", help="exit when nothing is queued, starting or running")
 
@@ -205,6 +224,13 @@ def _attempt(text: str) -> int | str:
     return text if text == "all" else _count(text)
 _positive_int = _number(int, 1, "a whole number")
 _gigabytes = _number(float, 0, "a number of GB")
+_seconds = _number(float, 0, "a number of seconds")
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdecimal()) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
+    return int(text)
 
 
 def _load(args: argparse.Namespace):
@@ -287,6 +313,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import kill
 
         return kill.run(args, _load(args))
+    if args.verb in ("services", "forward"):
+        from ugro_tui.commands import services
+
+        return (services.list_services if args.verb == "services" else services.forward)(args, _load(args))
     if args.verb == "scheduler":
         from ugro_tui.commands import scheduler
 

@@ -96,6 +96,7 @@ class Cluster:
     name: str = "ugro"
     poll_interval: float = 1.0
     rendezvous_ports: tuple[int, int] = (29500, 29599)
+    service_ports: tuple[int, int] = (8000, 8099)  # where a service without --port gets one
     known_hosts: str | None = None
     ssh_config: str | None = None
     connect_timeout: float = 5.0
@@ -311,7 +312,7 @@ def _keys(c: _Checker, key: str, value: Any) -> tuple[tuple[str, str], ...]:
 
 NODE_KEYS = ("name", "host", "port", "user", "identity_file", "python", "workdir", "labels",
              "socket_ifname", "env", "transport", "sim", "data", "code_dir")
-CLUSTER_KEYS = ("name", "poll_interval", "rendezvous_ports", "known_hosts", "ssh_config",
+CLUSTER_KEYS = ("name", "poll_interval", "rendezvous_ports", "service_ports", "known_hosts", "ssh_config",
                 "connect_timeout", "history", "node_lost_after", "read_only", "sync_limit_mb")
 
 
@@ -360,6 +361,7 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         name=c.get("name", _string(what="a cluster name"), default="ugro"),
         poll_interval=c.get("poll_interval", _seconds(0.0, 3600.0), default=1.0),
         rendezvous_ports=c.get("rendezvous_ports", _port_range, default=(29500, 29599)),
+        service_ports=c.get("service_ports", _port_range, default=(8000, 8099)),
         known_hosts=c.get("known_hosts", _string(what="a path")),
         ssh_config=c.get("ssh_config", _string(what="a path")),
         connect_timeout=c.get("connect_timeout", _seconds(0.0, 300.0), default=5.0),

@@ -11,7 +11,7 @@ import sys
 import ugro_tui
 
 # Not importable as modules of the app: scripts that run on nodes, the demo's training script, the entry point.
-NOT_MODULES = ("ugro_tui.sim.node", "ugro_tui.data.train_tiny", "ugro_tui.__main__")
+NOT_MODULES = ("ugro_tui.sim.node", "ugro_tui.data.train_tiny", "ugro_tui.data.serve_tiny", "ugro_tui.__main__")
 
 
 def modules(prefix: str = "ugro_tui") -> list[str]:

@@ -28,6 +28,8 @@ SPEC_KEYS = set(USER_KEYS)
 SEARCH_FLAGS = ("keep_last", "keep_best", "max_concurrent", "metric", "goal", "metric_regex", "early_stop",
                 "warmup_steps", "min_trials",
                 "grace", "reduction_factor", "max_t")
+SERVICE_FLAGS = ("port", "health", "health_initial_delay", "health_period", "health_timeout", "health_failures",
+                 "restart", "max_restarts")
 
 
 def parse_ids(values: list[str]) -> list[int]:
@@ -114,13 +116,32 @@ def spec_from_args(args: Namespace, cluster: Cluster, given: dict[str, Any] | No
         sync=_pick(getattr(args, "sync", None), base, "sync", None),
         sync_git=True if getattr(args, "sync_git", False) else base.get("sync_git", False),
         data=_data(base, getattr(args, "data", None) or []),
+        worker_command=_worker_command(getattr(args, "worker_command", None), base),
         **{key: _pick(getattr(args, key, None), base, key, JobSpec.__dataclass_fields__[key].default)
-           for key in SEARCH_FLAGS},
+           for key in (*SEARCH_FLAGS, *SERVICE_FLAGS)},
     )
     validate_spec(spec, cluster)
+    if spec.kind == "service" and spec.port is not None:
+        from ugro_tui.core.services.follow import port_problem
+
+        problem = port_problem(spec, JobStore().active(), cluster)
+        if problem:
+            raise UsageError(f"ugro submit: {problem}")
     if spec.early_stop and not search:
         raise UsageError("ugro submit: --early-stop compares the trials of a sweep; give --sweep too")
     return spec, search
+
+
+def _worker_command(flag: str | None, base: dict[str, Any]) -> tuple[str, ...]:
+    value = flag if flag is not None else base.get("worker_command", [])
+    if isinstance(value, str):
+        try:
+            value = shlex.split(value)
+        except ValueError as exc:
+            raise UsageError(f"ugro submit: worker_command: {exc}") from None
+    if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
+        raise UsageError(f"ugro submit: worker_command: expected a list of words or one string, got {value!r}")
+    return tuple(value)
 
 
 def _words(base: dict[str, Any], key: str) -> tuple[Any, ...]:

@@ -187,6 +187,11 @@ class Transport(ABC):
     async def alive(self, pid: int) -> bool:
         return (await self.run(f"kill -0 {int(pid)} 2>/dev/null")).ok
 
+    @abstractmethod
+    async def open_tcp(self, host: str, port: int) -> tuple[Any, Any]:
+        """A TCP stream to host:port as seen from the node (a direct channel on the SSH connection): nothing new
+        is opened on the network, and a server bound to the node's loopback is reachable. Raises OSError."""
+
     async def copy_file(self, data: bytes | Path, dest: str, *, mode: int = 0o644) -> None:
         """Write a file on the node atomically (temp file, then rename)."""
         payload = data.read_bytes() if isinstance(data, Path) else data
@@ -252,6 +257,9 @@ class LocalTransport(Transport):
 
         assert proc.stdout is not None
         return LineStream(proc.stdout, closer, proc.stdin, waiter)
+
+    async def open_tcp(self, host: str, port: int) -> tuple[Any, Any]:
+        return await asyncio.open_connection(host, port)
 
 
 class SshTransport(Transport):
@@ -325,6 +333,16 @@ class SshTransport(Transport):
             return code if code is not None and code >= 0 else 128 + _signal_number(proc.exit_signal)
 
         return LineStream(proc.stdout, closer, proc.stdin, waiter)
+
+
+    async def open_tcp(self, host: str, port: int) -> tuple[Any, Any]:
+        import asyncssh
+
+        conn = await self._connection()
+        try:
+            return await conn.open_connection(host, port)
+        except asyncssh.ChannelOpenError as exc:  # sshd could not connect there: refused, or forwarding is off
+            raise ConnectionRefusedError(f"{self.node.name} cannot reach {host}:{port}: {exc.reason}") from None
 
 
 def _signal_number(exit_signal: tuple | None) -> int:

@@ -15,3 +15,7 @@ def folder(name: str) -> Path:
 
 def train_tiny() -> Path:
     return folder("train_tiny.py")
+
+
+def serve_tiny() -> Path:
+    return folder("serve_tiny.py")

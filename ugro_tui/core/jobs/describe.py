@@ -42,7 +42,7 @@ def detail(job: Job) -> list[str]:
         + (f", ≥ {s.min_gpu_mem_gb:g} GB free" if s.min_gpu_mem_gb else ""),
         f"  priority   : {s.priority}" + (f"   after: {', '.join(map(str, s.after))}" if s.after else ""),
         f"  placement  : {placement_text(job)}" + (f"   rendezvous {job.rendezvous}" if job.rendezvous else ""),
-        f"  attempt    : {job.attempt} of {s.max_retries + 1}",
+        f"  attempt    : {job.attempt}" + ("" if s.kind == "service" else f" of {s.max_retries + 1}"),
         f"  reason     : {job.reason or DASH}",
     ]
     if job.diagnosis:
@@ -62,9 +62,35 @@ def detail(job: Job) -> list[str]:
     if s.data:
         lines.append("  data       : " + ", ".join(p + (f" ≥{g:g} GB" if g else "") + (" sha256" if h else "")
                                            for p, g, h in s.data))
+    lines += service_lines(job)
     for node, run in job.runs:
         code = DASH if run.exit_code is None else run.exit_code
         lines.append(f"  {node:10s} : pid {run.pid or DASH}  exit {code}  {run.run_dir or ''}")
+    return lines
+
+
+def service_lines(job: Job, probes: int = 10) -> list[str]:
+    """A service's health, endpoint, restarts and its last probes."""
+    s, status = job.spec, job.service
+    if s.kind != "service":
+        return []
+    check = f"GET {s.health}" if s.health else "TCP connect"
+    lines = [f"  service    : {job.health}  probe {check} every {s.health_period:g}s (timeout {s.health_timeout:g}s, "
+             f"{s.health_failures} failures in a row; {s.health_initial_delay:g}s to get ready)",
+             f"  restart    : {s.restart}, at most {s.max_restarts}" + (
+                 f"   restarts so far: {status.restarts}" if status else "")]
+    if status is None:
+        return lines
+    workers = "   workers " + ", ".join(f"{n}:{p}" for n, p in status.workers) if status.workers else ""
+    lines.append(f"  endpoint   : {status.endpoint or DASH}{workers}")
+    if status.last_error:
+        lines.append(f"  last error : {status.last_error}")
+    if status.probes:
+        lines.append("  probes     :")
+        for t, ok, ms, err in status.probes[-probes:]:
+            said = f"{ms:.1f} ms" if ms is not None else DASH
+            lines.append(f"    {time.strftime('%H:%M:%S', time.localtime(t))}  {'ok  ' if ok else 'FAIL'}  {said:>9s}"
+                         + (f"  {err}" if err else ""))
     return lines
 
 

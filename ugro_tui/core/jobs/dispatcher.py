@@ -162,7 +162,7 @@ class Dispatcher:
         await self._early_stop(jobs)
         now = self.clock()
         waiting = [j for j in self._sweep_limits(await self._settle_dependencies(jobs), jobs)
-                   if self._not_before.get(j.id, 0.0) <= now]
+                   if max(self._not_before.get(j.id, 0.0), j.service.next_start if j.service else 0.0) <= now]
         decisions = place(waiting, capacity(self.cluster, self.state, list(jobs.values())), now=self.clock(),
                           starve_after=self.starve_after)
         await self._apply(decisions, jobs)
@@ -209,9 +209,11 @@ class Dispatcher:
         return out
 
     async def _save(self, now: Job) -> None:
-        """Store what a follow learned, keeping a cancel (or a prune) asked for in the meantime."""
-        await self.store.update(now.id, lambda cur: now if now.state.finished or now.state is JobState.QUEUED
-                                else dataclasses.replace(now, cancel_requested=cur.cancel_requested, prune=cur.prune))
+        """Store what a follow learned, keeping a cancel (or a prune) asked for in the meantime: a job queued again
+        (a retry, a service's restart) keeps the cancel, and the next round cancels it."""
+        await self.store.update(now.id, lambda cur: now if now.state.finished else dataclasses.replace(
+            now, cancel_requested=cur.cancel_requested) if now.state is JobState.QUEUED else dataclasses.replace(
+            now, cancel_requested=cur.cancel_requested, prune=cur.prune))
 
     async def _early_stop(self, jobs: dict[int, Job]) -> None:
         """Mark the running trials the sweep's rule stops; their follow stops them next."""

@@ -26,6 +26,7 @@ from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.jobs.planner import plan, run_dir
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
+from ugro_tui.core.services.follow import ServiceFollower
 from ugro_tui.core.transport import ConnectError, Transport, path_word
 
 GRACE_SECONDS = 5.0
@@ -45,6 +46,7 @@ class SshLauncher:
         self.keeper = CheckpointKeeper(cluster, pool)
         self._retained_at: dict[int, float] = {}
         self._metric_saved: dict[int, float] = {}
+        self.services = ServiceFollower(self)
 
     def _t(self, node: str) -> Transport:
         return self.pool.get(node)
@@ -89,6 +91,9 @@ class SshLauncher:
         if job.spec.checkpoint_dir:
             job = await self.keeper.prepare_resume(job)
         job = dataclasses.replace(job, ran_on=tuple(n for n, _ in job.placement))  # where its checkpoints are now
+        service = job.spec.kind == "service"
+        if service:
+            job = await self.services.assign_ports(job)
         plans = plan(job, self.cluster, port)
 
         async def start_node(p) -> tuple[str, NodeRun]:
@@ -101,7 +106,10 @@ class SshLauncher:
                 raise RuntimeError(f"{p.node}: could not start the job: {done.stderr.strip() or done.stdout.strip()}")
             return p.node, NodeRun(pid=int(done.stdout.strip()), run_dir=p.run_dir)
 
-        results = await asyncio.gather(*(start_node(p) for p in plans), return_exceptions=True)
+        if service:
+            results = await self.services.start_in_order(job, plans, start_node)
+        else:
+            results = await asyncio.gather(*(start_node(p) for p in plans), return_exceptions=True)
         runs = tuple(r for r in results if not isinstance(r, BaseException))
         failed = [r for r in results if isinstance(r, BaseException)]
         endpoint = f"{self.cluster.node(job.placement[0][0]).host}:{port}"
@@ -109,6 +117,10 @@ class SshLauncher:
         if failed:
             await self._stop(job, signal.SIGKILL)
             raise RuntimeError(str(failed[0]))
+        if service:
+            assert job.service is not None
+            return transition(job, JobState.RUNNING, reason=f"starting on {job.service.endpoint}",
+                              service=dataclasses.replace(job.service, since=time.time()))
         return transition(job, JobState.RUNNING, reason="running")
 
     async def _status(self, job: Job, node: str, run: NodeRun) -> NodeRun:
@@ -146,6 +158,8 @@ class SshLauncher:
         runs = tuple((n, r if isinstance(a, BaseException) else a)
                      for (n, r), a in zip(job.runs, answers, strict=True))
         await self.sync_logs(job, skip=missing)  # a frozen node would hold the follow up for the copy's deadline
+        if job.spec.kind == "service":
+            return await self.services.poll(job, runs, missing)
         ended = all(r.exit_code is not None for _, r in runs)
         metric = await self._metric(job)
         if metric != job.metric and (ended or self._metric_due(job)):
@@ -171,6 +185,8 @@ class SshLauncher:
 
     def _failed(self, job: Job, why: str, diagnosis: str | None) -> Job:
         """The attempt failed: queued again while retries are left, else failed."""
+        if job.spec.kind == "service":  # services restart by their policy, not by max_retries
+            return transition(job, JobState.FAILED, reason=why, diagnosis=diagnosis)
         if job.attempt <= job.spec.max_retries:
             resume = " from its checkpoint dir" if job.spec.checkpoint_dir else ""
             return transition(job, JobState.QUEUED, reason=f"retrying{resume}: {why}", diagnosis=diagnosis)
@@ -184,6 +200,8 @@ class SshLauncher:
         await asyncio.to_thread(leftovers_add, [(job.id, node) for node in lost])
         since = ", ".join(f"node {n} lost (unreachable since {time.strftime('%H:%M:%S', time.localtime(t))})"
                           for n, t in sorted(lost.items()))
+        if job.spec.kind == "service":
+            return await self.services.lost(reachable, since, since)
         return self._failed(job, since, since)
 
     async def reconcile(self, job: Job) -> Job:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from ugro_tui.core.services.status import ServiceStatus, service_problem
 from ugro_tui.errors import UgroError
 
 
@@ -56,6 +57,7 @@ class BadSpec(UgroError):
 
 
 MAX_NAME = 200
+KINDS = ("torchrun", "command", "service")
 INT_FIELDS = ("nnodes", "nproc_per_node", "gpus_per_node", "priority", "max_retries", "max_concurrent",
               "warmup_steps", "min_trials", "grace", "reduction_factor", "max_t")
 OPTIONAL_TEXT = ("workdir", "checkpoint_dir", "template", "sweep_id", "metric_regex", "early_stop", "sync",
@@ -84,8 +86,8 @@ def spec_type_problem(spec: JobSpec) -> str | None:
     for word in spec.command:
         if why := _text_problem(word):
             return f"command: {why}"
-    if spec.kind not in ("torchrun", "command"):
-        return f"kind: expected torchrun or command, got {spec.kind!r}"
+    if spec.kind not in KINDS:
+        return f"kind: expected torchrun, command or service, got {spec.kind!r}"
     for key in INT_FIELDS:
         value = getattr(spec, key)
         if isinstance(value, bool) or not isinstance(value, int):
@@ -109,7 +111,7 @@ def spec_type_problem(spec: JobSpec) -> str | None:
         return f"sync_git: expected true or false, got {spec.sync_git!r}"
     if not isinstance(spec.data, tuple):
         return f"data: expected a list, got {spec.data!r}"
-    return _search_problem(spec)
+    return service_problem(spec) or _search_problem(spec)
 
 
 def _search_problem(spec: JobSpec) -> str | None:
@@ -147,8 +149,8 @@ def _search_problem(spec: JobSpec) -> str | None:
 @dataclass(frozen=True)
 class JobSpec:
     name: str
-    command: tuple[str, ...]            # torchrun: script + args; command: argv
-    kind: str = "torchrun"              # torchrun | command
+    command: tuple[str, ...]            # torchrun: script + args; command, service: argv (a service's head)
+    kind: str = "torchrun"              # torchrun | command | service
     nnodes: int = 1
     nproc_per_node: int = 1
     gpus_per_node: int = 1
@@ -183,11 +185,23 @@ class JobSpec:
     sync_git: bool = False
     sync_hash: str | None = None
     data: tuple[tuple[str, float, str], ...] = ()
+    # Services (kind = "service"): they run until cancelled. `{port}`, `{host}`, `{head}`, `{workers}`, ... in the
+    # commands are filled in per node (see services/roles.py); without `health` a TCP connect is the probe.
+    port: int | None = None
+    health: str | None = None
+    health_initial_delay: float = 600.0
+    health_period: float = 10.0
+    health_timeout: float = 5.0
+    health_failures: int = 3
+    restart: str = "on-failure"                # never | on-failure | always
+    max_restarts: int = 5
+    worker_command: tuple[str, ...] = ()       # run on every node but the first (the head), started first
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["data"] = [{"path": p, "min_gb": g, "sha256": h} for p, g, h in self.data]
         out["command"] = list(self.command)
+        out["worker_command"] = list(self.worker_command)
         out["nodes"] = list(self.nodes)
         out["env"] = dict(self.env)
         out["after"] = list(self.after)
@@ -198,13 +212,14 @@ class JobSpec:
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
         """A stored spec, checked: wrong types raise BadSpec (the store then names the job as damaged)."""
         data = dict(data)
-        for key in ("command", "nodes", "after"):
+        for key in ("command", "nodes", "after", "worker_command"):
             if not isinstance(data.get(key, []), list):
                 raise BadSpec(f"{key}: expected a list, got {data[key]!r}")
         for key in ("env", "params"):
             if not isinstance(data.get(key, {}), dict):
                 raise BadSpec(f"{key}: expected a table, got {data[key]!r}")
         data["command"] = tuple(data.get("command", ()))
+        data["worker_command"] = tuple(data.get("worker_command", ()))
         data["nodes"] = tuple(data.get("nodes", ()))
         data["env"] = tuple(dict(data.get("env", {})).items())
         data["params"] = tuple(dict(data.get("params", {})).items())
@@ -274,6 +289,7 @@ class Job:
     resume_from: str | None = None   # the checkpoint this attempt resumed from (never pruned while it runs)
     ran_on: tuple[str, ...] = ()     # the nodes of the latest attempt: where its checkpoints are
     sync_sent: tuple[tuple[str, int, int], ...] = ()  # per node: files and bytes of code that had to travel
+    service: ServiceStatus | None = None  # a service's health, port and restarts
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -290,7 +306,20 @@ class Job:
                                                             for n, f, b in self.sync_sent}}
             if self.spec.sync_hash else None,
             "metric": [[s, v if math.isfinite(v) else None, round(t, 3)] for s, v, t in self.metric],
+            "service": self.service.to_json() if self.service else None,
+            **({"endpoint": self.service.endpoint if self.service else None,
+                "restarts": self.service.restarts if self.service else 0, "health": self.health}
+               if self.spec.kind == "service" else {}),
         }
+
+    @property
+    def health(self) -> str:
+        """What a service is now in its own words (starting, ready, unhealthy, restarting), else the job's state."""
+        if self.spec.kind != "service" or self.service is None:
+            return str(self.state)
+        if self.state is JobState.RUNNING or (self.state is JobState.QUEUED and self.service.health == "restarting"):
+            return self.service.health
+        return str(self.state)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
@@ -309,6 +338,7 @@ class Job:
                          for s, v, t in data.get("metric") or ()),
             sync_sent=tuple((str(n), int(v["files_sent"]), int(v["bytes_sent"]))
                             for n, v in ((data.get("sync") or {}).get("nodes") or {}).items()),
+            service=ServiceStatus.from_json(data.get("service")),
         )
 
 
@@ -334,4 +364,5 @@ def transition(job: Job, to: JobState, *, reason: str = "", now: float | None = 
         if job.state.finished:
             changes.setdefault("attempt", 0)
             changes.setdefault("diagnosis", None)
+            changes.setdefault("service", None)  # run again from scratch: no restarts counted yet
     return replace(job, state=to, reason=reason, **changes)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.jobs.logs import TEE_PREFIX
 from ugro_tui.core.jobs.model import Job
+from ugro_tui.core.services import roles
 from ugro_tui.core.transport import export_env, path_word, python_command
 
 
@@ -39,6 +40,9 @@ def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
         ]
         if node.socket_ifname:
             env += [("NCCL_SOCKET_IFNAME", node.socket_ifname), ("GLOO_SOCKET_IFNAME", node.socket_ifname)]
+        values = roles.node_values(job, cluster, node_rank, port) if spec.kind == "service" else {}
+        if values:
+            env += roles.env_of(values)
         env += list(node.env) + list(spec.env)
         paths = []  # exported as path words: a leading ~ is the node's home
         if spec.checkpoint_dir:
@@ -52,13 +56,17 @@ def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
                     "--log-dir", path_word(f"{rd}/torchrun"), "--redirects", "3", "--tee", "3",
                     *map(_word, spec.command)]
             command = " ".join(argv)
+        elif values:
+            command = " ".join(python_command(node) if w == "{python}" else _word(roles.fill(w, values))
+                               for w in roles.command_of(spec, node_rank))
         else:
             command = " ".join(map(_word, spec.command))
         workdir = workdir_of(spec, node)
         rdw = path_word(rd)
+        role = ("head" if node_rank == 0 else "worker") if values else f"node rank {node_rank}"
         script = "\n".join([
             "#!/bin/sh",
-            f"# ugro job {job.id} attempt {job.attempt} on {node.name} (node rank {node_rank})",
+            f"# ugro job {job.id} attempt {job.attempt} on {node.name} ({role})",
             f"echo $$ > {rdw}/pid",
             f"mkdir -p {path_word(workdir)} && cd {path_word(workdir)} || {{ echo 97 > {rdw}/exit; exit 97; }}",
             f"{node.prelude}{export_env(env)}{export_paths(paths)}",

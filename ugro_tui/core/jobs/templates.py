@@ -24,7 +24,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 SHIPPED = data.folder("templates")
 SPEC_KEYS = USER_KEYS
 SEARCH_KEYS = ("sweep", "trials", "seed")
-INT_KEYS = (*INT_FIELDS, "keep_last", "keep_best")
+INT_KEYS = (*INT_FIELDS, "keep_last", "keep_best", "port", "health_failures", "max_restarts")
+FLOAT_KEYS = ("min_gpu_mem_gb", "health_initial_delay", "health_period", "health_timeout")
 
 
 def user_dir() -> Path:
@@ -123,12 +124,12 @@ def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
                 data[key] = int(value)
             except ValueError:
                 raise UsageError(f"--set {key}={value}: expected a whole number") from None
-        elif key == "min_gpu_mem_gb":
+        elif key in FLOAT_KEYS:
             try:
                 data[key] = float(value)
             except ValueError:
-                raise UsageError(f"--set {key}={value}: expected a number of GB") from None
-        elif key == "command":
+                raise UsageError(f"--set {key}={value}: expected a number") from None
+        elif key in ("command", "worker_command"):
             data[key] = shlex.split(value)
         elif key == "sync_git":
             if value.lower() not in ("true", "false"):

@@ -12,8 +12,6 @@ def spec_problem(spec: JobSpec, cluster: Cluster) -> str | None:
     problem = spec_type_problem(spec)
     if problem:
         return problem
-    if spec.kind not in ("torchrun", "command"):
-        return f"--kind must be torchrun or command, got {spec.kind!r}"
     for key, lo in (("nnodes", 1), ("nproc_per_node", 1), ("gpus_per_node", 0), ("max_retries", 0)):
         value = getattr(spec, key)
         if not isinstance(value, int) or value < lo:

@@ -1,0 +1,1 @@
+../ugro_tui/data/serve_tiny.py

@@ -1,0 +1,1 @@
+"""Services: jobs that run until cancelled, with a port, a health probe, a restart policy and roles."""
