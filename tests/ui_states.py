@@ -286,3 +286,58 @@ def sweep_store(root):
                 j, state=S.PRUNED, finished_at=NOW - 2900 + j.id * 100,
                 reason=f"pruned (median) at step {n - 1}: loss 3.1 worse than the median 0.31 of 4 other trials"))
     return store
+
+
+def service_store(root):
+    """Services in each of their states, at fixed times: ready after a restart (with its probes), starting,
+    unhealthy, waiting to restart, and one that gave up; a training job beside them."""
+    import dataclasses
+
+    from ugro_tui.core.jobs.model import JobSpec, JobState
+    from ugro_tui.core.jobs.store import JobStore
+    from ugro_tui.core.services.status import ServiceStatus
+
+    S = JobState
+    store = JobStore(root)
+    tiny = ("{python}", "examples/serve_tiny.py", "--port", "{port}")
+    specs = [JobSpec("serve-tiny", tiny, kind="service", health="/health", health_period=5.0),
+             JobSpec("vllm-qwen", ("vllm", "serve", "Qwen/Qwen2.5-1.5B-Instruct", "--port", "{port}"), kind="service",
+                     health="/health"),
+             JobSpec("llama-rpc", ("llama-server", "--rpc", "{workers}", "--port", "{port}"), kind="service",
+                     nnodes=2, worker_command=("rpc-server", "--host", "{host}", "--port", "{port}"), health="/health"),
+             JobSpec("echo-api", ("python3", "-m", "http.server", "{port}"), kind="service"),
+             JobSpec("broken-api", ("./api", "--port", "{port}"), kind="service", health="/healthz", max_restarts=2),
+             JobSpec("train-tiny", ("examples/train_tiny.py",), nnodes=1)]
+    jobs = store.submit(specs, now=NOW - 3600)
+    probes = tuple((NOW - 50 + 5 * i, i not in (2, 3, 4), None if i in (2, 3) else 1.2 + i / 10,
+                    "" if i not in (2, 3, 4) else ("gpu-master cannot reach 127.0.0.1:8000: Connection refused"
+                                                   if i in (2, 3) else "GET /health: HTTP 503 Service Unavailable"))
+                   for i in range(10))
+    statuses = {
+        1: ServiceStatus("ready", 8000, "gpu-master:8000", restarts=1, probes=probes, since=NOW - 20,
+                         ready_at=NOW - 20, last_error="GET /health: HTTP 503 Service Unavailable"),
+        2: ServiceStatus("starting", 8001, "gpu1:8001", probes=((NOW - 4, False, 0.9, "GET /health: HTTP 503 "
+                                                                 "Service Unavailable"),), since=NOW - 120,
+                         last_error="GET /health: HTTP 503 Service Unavailable"),
+        3: ServiceStatus("unhealthy", 8002, "gpu2:8002", workers=(("gpu1", 8003),), failures=3,
+                         probes=((NOW - 2, False, None, "no answer within 5s"),), since=NOW - 10,
+                         last_error="no answer within 5s"),
+    }
+    placements = {1: (("gpu-master", (0,)),), 2: (("gpu1", (0,)),), 3: (("gpu2", (0,)), ("gpu1", (1,))),
+                  6: (("gpu1", (1,)),)}
+    reasons = {1: "ready on gpu-master:8000 (probe 2 ms, 1 restart)",
+               2: "starting: waiting for GET /health to answer (last: GET /health: HTTP 503 Service Unavailable)",
+               3: "unhealthy: 3 failed probe(s) in a row: no answer within 5s", 6: "running"}
+    for job_id, placement in placements.items():
+        store.move(job_id, S.STARTING, placement=placement, started_at=NOW - 1800)
+        store.move(job_id, S.RUNNING, reason=reasons[job_id])
+    store.update_active({jid: (lambda j, s=s: dataclasses.replace(j, service=s)) for jid, s in statuses.items()})
+    store.update_active({4: lambda j: dataclasses.replace(j, reason="restarting in 4s (restart 3 of 5): gpu1 exited "
+                                                             "137", service=ServiceStatus(
+        "restarting", 8004, "gpu1:8004", restarts=3, since=NOW - 1, next_start=NOW + 4))})
+    store.move(5, S.STARTING, placement=(("gpu2", (0,)),), started_at=NOW - 900)
+    store.move(5, S.RUNNING, reason="starting")
+    store.move(5, S.FAILED, reason="gave up after 2 restart(s): gpu2 exited 1", finished_at=NOW - 300,
+               diagnosis="ModuleNotFoundError: No module named 'fastapi'",
+               service=ServiceStatus("starting", 8005, "gpu2:8005", restarts=2, since=NOW - 300))
+    return store

@@ -142,6 +142,8 @@ class UgroApp(ReadOnlyAware, App[None]):
             screen.node_updated()
 
     async def on_unmount(self) -> None:
+        for listener in self.session.forwards.values():
+            listener.close()
         await self.pool.close()
 
     def action_help(self) -> None:
@@ -192,6 +194,7 @@ class UgroApp(ReadOnlyAware, App[None]):
         import asyncio
 
         from ugro_tui.core.alerts.journal import journal_path, read_events
+        from ugro_tui.core.alerts.rules import SERVICE_TOASTS
 
         first = self._events_offset is None
         new, self._events_offset = await asyncio.to_thread(read_events, journal_path(), self._events_offset or 0)
@@ -203,6 +206,8 @@ class UgroApp(ReadOnlyAware, App[None]):
                             else "warning", timeout=10)
                 if self.cluster.alerts.bell:
                     self.bell()
+            elif event.kind in SERVICE_TOASTS:
+                self.notify(event.message, title=event.kind, timeout=6)
 
     @work(group="sweep-open", exclusive=True, exit_on_error=False, description="find the latest sweep")
     async def action_latest_sweep(self) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ugro_tui.core.doctor.run import Report
 from ugro_tui.core.jobs.model import Job
@@ -15,3 +16,4 @@ class Session:
     doctor_report: Report | None = None  # the last doctor run
     store_recovered: bool = False  # the job store was recovered from its previous generation, not yet acknowledged
     jobs_snapshot: list[Job] | None = None  # the store as last read in the background, so the Jobs view opens at once
+    forwards: dict[int, Any] = field(default_factory=dict)  # service job id -> its local port (`f`), until exit

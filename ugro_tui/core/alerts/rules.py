@@ -21,7 +21,8 @@ IDLE_CLEAR_PCT = 10.0
 JOB_EVENTS = {"succeeded": "job-succeeded", "failed": "job-failed", "cancelled": "job-cancelled",
               "pruned": "job-cancelled"}
 KINDS = ("job-started", "job-succeeded", "job-failed", "job-cancelled", "node-offline", "node-online", "gpu-hot",
-         "gpu-idle")
+         "gpu-idle", "service-ready", "service-unhealthy", "service-restarted")
+SERVICE_TOASTS = ("service-ready", "service-unhealthy", "service-restarted")  # shown in the app, not rung for
 DOWN = (NodeState.OFFLINE, NodeState.AUTH_FAILED, NodeState.HOST_KEY_MISMATCH, NodeState.UNKNOWN_HOST_KEY)
 
 
@@ -48,7 +49,25 @@ class Event:
     @property
     def bad(self) -> bool:
         """Worth a bell: a failure or an alert, not a job that started or ended well."""
-        return self.kind in ("job-failed", "node-offline", "gpu-hot", "gpu-idle")
+        return self.kind in ("job-failed", "node-offline", "gpu-hot", "gpu-idle", "service-unhealthy")
+
+
+def service_events(job: Any) -> list[Event]:
+    """A service became ready (once per attempt), unhealthy (each time), or is being restarted (each restart)."""
+    status = getattr(job, "service", None)
+    if status is None or str(job.state) not in ("running", "queued") or status.since is None:
+        return []
+    name, endpoint = job.spec.name, status.endpoint or "?"
+    if status.health == "ready" and status.ready_at is not None and str(job.state) == "running":
+        return [Event(f"service-ready:{job.id}:{job.attempt}", "service-ready", status.ready_at,
+                      f"service {job.id} ({name}) is ready on {endpoint}", job.id, name)]
+    if status.health == "unhealthy" and str(job.state) == "running":
+        return [Event(f"service-unhealthy:{job.id}:{job.attempt}:{int(status.since)}", "service-unhealthy",
+                      status.since, f"service {job.id} ({name}) is unhealthy: {status.last_error}", job.id, name)]
+    if status.health == "restarting" and str(job.state) == "queued":
+        return [Event(f"service-restarted:{job.id}:{status.restarts}", "service-restarted", status.since,
+                      f"service {job.id} ({name}) {job.reason}", job.id, name)]
+    return []
 
 
 def job_events(job: Any, now: float) -> list[Event]:
@@ -60,6 +79,7 @@ def job_events(job: Any, now: float) -> list[Event]:
         nodes = ", ".join(n for n, _ in job.placement) or "?"
         out.append(Event(f"job-started:{job.id}:{job.attempt}", "job-started", job.started_at,
                          f"job {job.id} ({name}) started on {nodes}", job.id, name))
+    out += service_events(job)
     if state in JOB_EVENTS:
         kind = JOB_EVENTS[state]
         reason = f": {job.reason}" if job.reason else ""

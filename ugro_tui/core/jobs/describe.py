@@ -36,7 +36,7 @@ def runtime(job: Job, now: float) -> str:
 def detail(job: Job) -> list[str]:
     s = job.spec
     lines = [
-        f"job {job.id}: {s.name}  [{job.state}]",
+        f"job {job.id}: {s.name}  [{job.health}]",
         f"  command    : {s.kind} {' '.join(s.command)}",
         f"  shape      : {s.nnodes} node(s) × {s.nproc_per_node} proc(s), {s.gpus_per_node} GPU(s)/node"
         + (f", ≥ {s.min_gpu_mem_gb:g} GB free" if s.min_gpu_mem_gb else ""),
@@ -75,14 +75,15 @@ def service_lines(job: Job, probes: int = 10) -> list[str]:
     if s.kind != "service":
         return []
     check = f"GET {s.health}" if s.health else "TCP connect"
-    lines = [f"  service    : {job.health}  probe {check} every {s.health_period:g}s (timeout {s.health_timeout:g}s, "
-             f"{s.health_failures} failures in a row; {s.health_initial_delay:g}s to get ready)",
-             f"  restart    : {s.restart}, at most {s.max_restarts}" + (
-                 f"   restarts so far: {status.restarts}" if status else "")]
+    where = f" on {status.endpoint}" if status and status.endpoint else ""
+    lines = [f"  service    : {job.health}{where}   restarts {status.restarts if status else 0} of at most "
+             f"{s.max_restarts} ({s.restart})",
+             f"  probe      : {check} every {s.health_period:g}s, timeout {s.health_timeout:g}s; unhealthy after "
+             f"{s.health_failures} failures; {s.health_initial_delay:g}s to get ready"]
     if status is None:
         return lines
-    workers = "   workers " + ", ".join(f"{n}:{p}" for n, p in status.workers) if status.workers else ""
-    lines.append(f"  endpoint   : {status.endpoint or DASH}{workers}")
+    if status.workers:
+        lines.append("  workers    : " + ", ".join(f"{n}:{p}" for n, p in status.workers))
     if status.last_error:
         lines.append(f"  last error : {status.last_error}")
     if status.probes:

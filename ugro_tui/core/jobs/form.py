@@ -18,7 +18,7 @@ from ugro_tui.core.jobs.sweep import NO_SEARCH, Search, fill_trial, parse_search
 from ugro_tui.core.jobs.validate import spec_problem
 from ugro_tui.errors import UgroError
 
-KINDS = ("torchrun", "command")
+KINDS = ("torchrun", "command", "service")
 _NEEDS_QUOTES = re.compile(r"[^\w@%+=:,./{}-]")  # braces stay bare: {lr} is a sweep placeholder, not shell
 
 
@@ -49,6 +49,7 @@ class FormValues:
     keep: str = ""            # last=2 best=1: the checkpoints retention keeps
     sweep: str = ""           # lr=1e-4,2e-4 batch=1,2 or lr=loguniform:1e-5:1e-2
     search: str = ""          # trials=8 max_concurrent=2 early_stop=median (KEY=VALUE words)
+    service: str = ""         # port=8000 health=/health restart=on-failure (KEY=VALUE words; kind service)
     template: str | None = field(default=None, compare=False)
 
 
@@ -57,6 +58,10 @@ FIELDS = tuple(f.name for f in fields(FormValues) if f.name != "template")
 
 SEARCH_WORDS = ("trials", "seed", "max_concurrent", "metric", "goal", "metric_regex", "early_stop", "warmup_steps",
                 "min_trials", "grace", "reduction_factor", "max_t")
+SERVICE_WORDS = ("port", "health", "health_initial_delay", "health_period", "health_timeout", "health_failures",
+                 "restart", "max_restarts", "worker_command")
+_SERVICE_NUMBERS = {"port": int, "health_failures": int, "max_restarts": int, "health_initial_delay": float,
+                    "health_period": float, "health_timeout": float}
 _WHOLE_WORDS = ("trials", "seed", "max_concurrent", "warmup_steps", "min_trials", "grace", "reduction_factor", "max_t")
 
 
@@ -99,6 +104,40 @@ def parse_search_words(text: str) -> dict[str, str | int]:
     return out
 
 
+def service_words(spec: JobSpec) -> str:
+    """The service field's text: the service settings that differ from the defaults (port and health always)."""
+    if spec.kind != "service":
+        return ""
+    defaults = JobSpec(name="", command=())
+    words = []
+    for key in SERVICE_WORDS:
+        value = getattr(spec, key)
+        if key == "worker_command":
+            value = join_args(value)
+        if value != getattr(defaults, key) and value not in ("", None):
+            words.append(f"{key}={shlex.quote(value if isinstance(value, str) else f'{value:g}')}")
+    return " ".join(words)
+
+
+def parse_service_words(text: str) -> dict[str, object]:
+    """`port=8000 health=/health` -> {"port": 8000, "health": "/health"}; ValueError says what is wrong."""
+    out: dict[str, object] = {}
+    for word in shlex.split(text):
+        key, sep, value = word.partition("=")
+        if not sep or key not in SERVICE_WORDS:
+            raise ValueError(f"service: {word!r}: expected KEY=VALUE with KEY one of {', '.join(SERVICE_WORDS)}")
+        if key in _SERVICE_NUMBERS:
+            try:
+                out[key] = _SERVICE_NUMBERS[key](value)
+            except ValueError:
+                raise ValueError(f"service: {key}: expected a number, got {value!r}") from None
+        elif key == "worker_command":
+            out[key] = tuple(shlex.split(value))
+        else:
+            out[key] = value
+    return out
+
+
 def from_spec(spec: JobSpec) -> FormValues:
     """A past job's settings as the form shows them (`e` in the Jobs view)."""
     nodes = spec.nodes
@@ -113,7 +152,7 @@ def from_spec(spec: JobSpec) -> FormValues:
         priority=str(spec.priority), after=",".join(map(str, spec.after)),
         max_retries=str(spec.max_retries), checkpoint_dir=spec.checkpoint_dir or "", search=search_words(spec),
         keep=" ".join(f"{w}={v}" for w, v in (("last", spec.keep_last), ("best", spec.keep_best)) if v is not None),
-        template=spec.template)
+        service=service_words(spec), template=spec.template)
 
 
 def _whole(text: str, least: int, errors: dict[str, str], key: str, what: str) -> int:
@@ -131,7 +170,7 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
     """Validate everything; `capacity` (from telemetry) adds the GPU-count checks."""
     errors: dict[str, str] = {}
     if values.kind not in KINDS:
-        errors["kind"] = "kind: torchrun or command"
+        errors["kind"] = "kind: torchrun, command or service"
     script = values.script.strip()
     if not script:
         errors["script"] = "script: required (e.g. train.py, or a program with kind = command)"
@@ -210,6 +249,13 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
             errors["sweep"] = str(exc)
     if options.get("early_stop") and not values.sweep.strip() and "sweep" not in errors:
         errors["sweep"] = "sweep: early stopping compares the trials of a sweep; give one (lr=loguniform:1e-4:1e-1)"
+    service: dict[str, object] = {}
+    try:
+        service = parse_service_words(values.service)
+    except ValueError as exc:
+        errors["service"] = str(exc)
+    if service and values.kind != "service":
+        errors["service"] = "service: these settings are for kind service"
     sync = values.sync.strip() or None
     if sync is not None and not os.path.isdir(os.path.expanduser(sync)):
         errors["sync"] = f"sync: no folder {sync!r} here (the tree to copy to the nodes)"
@@ -226,11 +272,12 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
         nnodes=nnodes, nproc_per_node=nproc, gpus_per_node=gpus, min_gpu_mem_gb=min_mem, nodes=tuple(values.nodes),
         env=tuple(env), workdir=values.workdir.strip() or None, priority=priority, after=tuple(after),
         max_retries=retries, checkpoint_dir=values.checkpoint_dir.strip() or None, template=values.template,
-        sync=sync, data=data, **extra, **keep)  # type: ignore[arg-type]
+        sync=sync, data=data, **extra, **keep, **service)  # type: ignore[arg-type]
     problem = spec_problem(spec, cluster)  # the CLI's last word too, so both refuse the same jobs
     if problem:
         key = problem.split(":")[0]
-        field_ = "search" if key in SEARCH_WORDS else "keep" if key.startswith("keep_") else "form"
+        field_ = "search" if key in SEARCH_WORDS else "keep" if key.startswith("keep_") else \
+            "service" if key in SERVICE_WORDS else "form"
         return FormResult(None, search, {field_: problem})
     return FormResult(spec, search)
 
@@ -243,6 +290,14 @@ def preview(spec: JobSpec, cluster: Cluster, search: Search = NO_SEARCH) -> list
               or any(label in first.nodes for label in n.labels)][: first.nnodes]
     placement = tuple((n.name, tuple(range(first.gpus_per_node))) for n in chosen)
     job = Job(id=0, spec=first, placement=placement, attempt=1)
+    if first.kind == "service":  # the ports as a start would pick them on an idle cluster
+        from ugro_tui.core.services.status import ServiceStatus
+
+        head = first.port or cluster.service_ports[0]
+        workers = tuple((n, cluster.service_ports[0] + i + (0 if first.port else 1)) for i, (n, _) in
+                        enumerate(placement[1:]))
+        job = Job(id=0, spec=first, placement=placement, attempt=1,
+                  service=ServiceStatus(port=head, endpoint=f"{placement[0][0]}:{head}", workers=workers))
     out = []
     for p in plan(job, cluster, cluster.rendezvous_ports[0]):
         lines = p.script.splitlines()

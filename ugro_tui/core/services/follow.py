@@ -197,9 +197,10 @@ class ServiceFollower:
 
 def reason_of(job: Job, status: ServiceStatus) -> str:
     """The reason column of a running service: how it is, in a few words."""
+    restarts = f", {status.restarts} restart{'s' if status.restarts != 1 else ''}" if status.restarts else ""
     if status.health == "ready":
         ms = status.last_latency
-        return f"ready on {status.endpoint}" + (f" (probe {ms:.0f} ms)" if ms is not None else "")
+        return f"ready on {status.endpoint}" + (f" (probe {ms:.0f} ms{restarts})" if ms is not None else "")
     what = f"GET {job.spec.health}" if job.spec.health else f"port {status.port}"
     if status.health == "unhealthy":
         return f"unhealthy: {status.failures} failed probe(s) in a row: {status.last_error}"

@@ -24,6 +24,7 @@ from ugro_tui.ui.workers import ReportsWorkerFailures
 STATE_COLOUR = {JobState.QUEUED: "primary", JobState.HELD: "secondary", JobState.STARTING: "accent",
                 JobState.RUNNING: "success", JobState.SUCCEEDED: "success", JobState.FAILED: "error",
                 JobState.CANCELLED: "warning", JobState.PRUNED: "foreground-muted"}
+HEALTH_COLOUR = {"starting": "accent", "ready": "success", "unhealthy": "error", "restarting": "warning"}
 SORTS = ("id", "priority", "state", "name")
 PAGE = 300  # rows added at a time: the view opens fast at 10,000 jobs, and more load as you scroll down
 COLUMNS = ("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON")
@@ -74,6 +75,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         Binding("l", "logs", "Logs", id="jobs.logs"),
         Binding("e", "edit", "Edit as new", id="jobs.edit"),
         Binding("w", "sweep", "Sweep", id="jobs.sweep"),
+        Binding("f", "forward", "Forward", id="jobs.forward"),
         Binding("escape", "clear_filter", "Back", id="jobs.back", show=False),
     ]
 
@@ -158,7 +160,8 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         start = table.row_count
         table.add_rows(
             # Names and reasons as Text: a str cell is Rich markup, and `lr[lr=3e-4]` would lose its brackets.
-            (str(j.id), Text(j.spec.name), Text(str(j.state), style=theme.get(STATE_COLOUR[j.state], "")),
+            (str(j.id), Text(j.spec.name), Text(j.health, style=theme.get(
+                HEALTH_COLOUR.get(j.health) or STATE_COLOUR[j.state], "")),
              str(j.spec.priority), shape(j), placement_text(j), age(now - j.submitted_at), runtime(j, now),
              Text(j.reason or "–")) for j in self._rows[start:start + count])
         left = len(self._rows) - table.row_count
@@ -185,7 +188,8 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
     @staticmethod
     def _haystack(job: Job) -> str:
-        return " ".join([str(job.id), job.spec.name, str(job.state), placement_text(job), job.reason]).lower()
+        return " ".join([str(job.id), job.spec.name, str(job.state), job.health, job.spec.kind, placement_text(job),
+                         job.reason]).lower()
 
     def selected(self) -> Job | None:
         table = self.query_one(DataTable)
@@ -316,6 +320,25 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             self._requeue(job, why, changes)
 
         self.app.push_screen(ResumePicker(job, found), picked)
+
+    def action_forward(self) -> None:
+        job = self.selected()
+        if job is None or job.spec.kind != "service":
+            self.notify("f forwards a service's port here; select a service (--kind service)", timeout=3)
+            return
+        self._forward(job)
+
+    @work(group="job-actions", exit_on_error=False, description="forward a service's port")
+    async def _forward(self, job: Job) -> None:
+        """A local port carried to the service over its node's SSH connection, for as long as the app runs."""
+        from ugro_tui.core.services.forward import forward_service
+
+        forwards = self.app.session.forwards
+        if job.id not in forwards:
+            forwards[job.id] = await forward_service(self.app.store, self.app.pool, job.id, 0)
+        url = f"http://127.0.0.1:{forwards[job.id].get_port()}/"
+        self.app.copy_to_clipboard(url)
+        self.notify(f"job {job.id} ({job.spec.name}) is at {url} while ugro runs (copied)", timeout=10)
 
     @work(group="job-actions", exit_on_error=False, description="queue a job again")
     async def _requeue(self, job: Job, why: str, changes: dict) -> None:

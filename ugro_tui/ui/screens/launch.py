@@ -19,7 +19,15 @@ from textual.widgets.selection_list import Selection
 
 from ugro_tui.core.jobs import templates
 from ugro_tui.core.jobs.dispatcher import capacity
-from ugro_tui.core.jobs.form import KINDS, FormResult, FormValues, check, from_spec, preview, search_words
+from ugro_tui.core.jobs.form import (
+    KINDS,
+    FormResult,
+    FormValues,
+    check,
+    from_spec,
+    preview,
+    search_words,
+)
 from ugro_tui.core.jobs.model import Job, JobSpec
 from ugro_tui.core.jobs.sweep import expand
 from ugro_tui.errors import UgroError
@@ -45,10 +53,11 @@ TEXT_FIELDS = (  # (field, label, placeholder)
     ("keep", "keep", "last=2 best=1 (checkpoints; default: all)"),
     ("sweep", "sweep", "lr=1e-4,2e-4 or lr=loguniform:1e-5:1e-2"),
     ("search", "search", "trials=8 max_concurrent=2 early_stop=median"),
+    ("service", "service", "port=8000 health=/health restart=on-failure (kind service)"),
 )
 ORDER = ("name", "kind", "script", "args", "nnodes", "nproc_per_node", "gpus_per_node", "min_gpu_mem_gb", "nodes",
          "env", "workdir", "sync", "data", "priority", "after", "max_retries", "checkpoint_dir", "keep", "sweep",
-         "search")
+         "search", "service")
 LABELS = {key: label for key, label, _ in TEXT_FIELDS} | {"kind": "kind", "nodes": "run on", "env": "env"}
 
 
