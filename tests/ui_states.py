@@ -308,7 +308,7 @@ def service_store(root):
              JobSpec("echo-api", ("python3", "-m", "http.server", "{port}"), kind="service"),
              JobSpec("broken-api", ("./api", "--port", "{port}"), kind="service", health="/healthz", max_restarts=2),
              JobSpec("train-tiny", ("examples/train_tiny.py",), nnodes=1)]
-    jobs = store.submit(specs, now=NOW - 3600)
+    store.submit(specs, now=NOW - 3600)
     probes = tuple((NOW - 50 + 5 * i, i not in (2, 3, 4), None if i in (2, 3) else 1.2 + i / 10,
                     "" if i not in (2, 3, 4) else ("gpu-master cannot reach 127.0.0.1:8000: Connection refused"
                                                    if i in (2, 3) else "GET /health: HTTP 503 Service Unavailable"))

@@ -17,10 +17,12 @@ from ugro_tui.config import Cluster, Node
 from ugro_tui.core.check import check_node
 from ugro_tui.core.doctor.checks import Check, NodeFacts, Status, cluster_checks, node_checks
 from ugro_tui.core.doctor.data_checks import data_checks
+from ugro_tui.core.doctor.service_checks import service_checks
 from ugro_tui.core.doctor.shared_dirs import checkpoint_checks
 from ugro_tui.core.doctor.starving import starving_checks
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
+from ugro_tui.core.services.follow import held_ports
 from ugro_tui.core.telemetry.model import ClusterState
 from ugro_tui.core.telemetry.monitor import AGENT_SOURCE
 from ugro_tui.core.transport import (
@@ -196,6 +198,9 @@ async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | No
         for check in await checkpoint_checks(cluster, transports, reached):
             emit(check)
         for check in await data_checks(cluster, transports, reached):
+            emit(check)
+        jobs = await asyncio.to_thread((store or JobStore()).active)
+        for check in await service_checks(cluster, transports, reached, held_ports(jobs, but=-1)):
             emit(check)
         if telemetry is not None:
             jobs = await asyncio.to_thread((store or JobStore()).active)
