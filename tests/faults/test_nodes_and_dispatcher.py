@@ -205,3 +205,33 @@ def test_after_a_store_recovery_a_started_job_is_found_not_started_twice(lab3, t
     finally:
         sched.kill()
         sched.wait()
+
+
+@pytest.mark.parametrize("fault", ["killed", "frozen"])
+def test_a_service_whose_node_dies_is_unhealthy_then_restarts_where_it_fits(lab3, tmp_path: Path, fault) -> None:
+    config = write_config(lab3, tmp_path / "cluster.toml")
+    sched = scheduler(config)
+    try:
+        sid = submit(config, "--kind", "service", "--health-period", "0.5", "--health-timeout", "1",
+                     "--nodes", "node0,node1", "--", "python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1")
+        wait(lambda: job(config, sid).get("health") == "ready", 60, "the service to be ready")
+        first = job(config, sid)
+        node = next(iter(first["placement"]))
+        index = int(node.removeprefix("node"))
+        if fault == "killed":
+            lab3.kill_node(index)  # the machine is gone: its sshd, and what it ran
+            kill_job_processes(sid, node)
+        else:
+            freeze(lab3, index)  # its sshd stops answering; the server there may well be fine
+        wait(lambda: job(config, sid)["restarts"] == 1, 60, "the service to be restarted")
+        wait(lambda: job(config, sid).get("health") == "ready", 60, "the service to be ready again")
+        back = job(config, sid)
+        other = next(iter(back["placement"]))
+        assert other != node and other in ("node0", "node1"), back["placement"]
+        said = [p[3] for p in back["service"]["probes"] if not p[1]]
+        assert any(node in e for e in said), said  # the probe history says the node stopped answering
+        happened = ugro(config, "events", "--json").stdout
+        assert f"service-restarted:{sid}:1" in happened and f"service-ready:{sid}:2" in happened, happened
+    finally:
+        sched.kill()
+        sched.wait()

@@ -20,12 +20,13 @@ from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.early_stop import judge
 from ugro_tui.core.jobs.model import Job, JobState, transition
-from ugro_tui.core.jobs.placement import Decision, FreeGpu, NodeCapacity, job_order, place
+from ugro_tui.core.jobs.placement import Decision, FreeGpu, NodeCapacity, allowed, job_order, place
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.sync.service import NotReady
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
 from ugro_tui.errors import UgroError
 
+AVOID_FOR = 60.0  # seconds a restarting service keeps off the nodes that stopped answering
 NOT_READY_WAIT = 30.0  # seconds before a job whose nodes lacked its data or code is placed again
 
 
@@ -163,10 +164,21 @@ class Dispatcher:
         now = self.clock()
         waiting = [j for j in self._sweep_limits(await self._settle_dependencies(jobs), jobs)
                    if max(self._not_before.get(j.id, 0.0), j.service.next_start if j.service else 0.0) <= now]
+        waiting = [self._elsewhere(j, now) for j in waiting]
         decisions = place(waiting, capacity(self.cluster, self.state, list(jobs.values())), now=self.clock(),
                           starve_after=self.starve_after)
         await self._apply(decisions, jobs)
         return [j for j in await self.store.active() if j.state is not JobState.HELD]
+
+    def _elsewhere(self, job: Job, now: float) -> Job:
+        """A service restarting because its nodes stopped answering is placed on others for a while, if any may
+        take it (telemetry can take some seconds to call a dead node offline)."""
+        status = job.service
+        if status is None or not status.avoid or now - (status.since or 0.0) > AVOID_FOR:
+            return job
+        names = tuple(n.name for n in self.cluster.nodes if n.name not in status.avoid
+                      and allowed(job, NodeCapacity(n.name, n.labels)))
+        return dataclasses.replace(job, spec=dataclasses.replace(job.spec, nodes=names)) if names else job
 
     def _run(self, job_id: int, work) -> asyncio.Task[None]:
         async def guarded() -> None:
@@ -347,6 +359,10 @@ class Dispatcher:
                 attempt=max(0, j.attempt - 1)) if j.state is JobState.STARTING else j)
             return
         except Exception as exc:  # a failed start is the job's failure, never the dispatcher's
+            again = getattr(self.launcher, "start_failed", None)
+            if again is not None and job.spec.kind == "service":  # a service restarts, as its policy allows
+                await self.store.update(job.id, lambda j, e=exc: again(j, e) if j.state is JobState.STARTING else j)
+                return
             await self.store.move(job.id, JobState.FAILED, reason=f"could not start: {exc}")
             return
         await self._save(started)

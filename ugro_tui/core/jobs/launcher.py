@@ -183,6 +183,10 @@ class SshLauncher:
             return self._failed(job, _exits(bad), found)
         return job
 
+    def start_failed(self, job: Job, error: Exception) -> Job:
+        """A failed start (the dispatcher calls this for services, which restart by their policy)."""
+        return self.services.start_failed(job, error)
+
     def _failed(self, job: Job, why: str, diagnosis: str | None) -> Job:
         """The attempt failed: queued again while retries are left, else failed."""
         if job.spec.kind == "service":  # services restart by their policy, not by max_retries

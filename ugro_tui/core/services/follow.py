@@ -13,7 +13,14 @@ from typing import Any
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.services import roles
 from ugro_tui.core.services.probe import NODE_LOOPBACK, probe
-from ugro_tui.core.services.status import ServiceStatus, Verdict, after_exit, after_probe, restart_or_give_up
+from ugro_tui.core.services.status import (
+    ServiceStatus,
+    Verdict,
+    after_exit,
+    after_probe,
+    backoff,
+    restart_or_give_up,
+)
 from ugro_tui.core.sync.service import NotReady
 
 WORKER_WAIT_STEP = 0.5
@@ -88,7 +95,8 @@ class ServiceFollower:
         head = await pick(nodes[0], job.spec.port)
         workers = tuple([(n, await pick(n, None)) for n in nodes[1:]])
         status = dataclasses.replace(old, health="starting", port=head, endpoint=f"{nodes[0]}:{head}",
-                                     workers=workers, failures=0, ready_at=None, since=time.time(), next_start=0.0)
+                                     workers=workers, failures=0, ready_at=None, since=time.time(), next_start=0.0,
+                                     avoid=())
         job = dataclasses.replace(job, service=status)
         await asyncio.to_thread(self.launcher.store.update, job.id,
                                 lambda cur: dataclasses.replace(cur, service=status) if cur.state.active else cur)
@@ -159,14 +167,19 @@ class ServiceFollower:
         status, now = verdict.status, time.time()
         if verdict.action == "keep":
             return dataclasses.replace(job, service=status, reason=reason_of(job, status))
-        await self.stop(job)
+        away = self.launcher.unreachable.get(job.id, set())
+        if away:  # never wait on a node that does not answer: what runs there is swept once it is back
+            from ugro_tui.core.jobs.launcher import leftovers_add
+
+            await asyncio.to_thread(leftovers_add, [(job.id, n) for n in sorted(away)])
+        await self.stop(dataclasses.replace(job, runs=tuple((n, r) for n, r in job.runs if n not in away)))
         if verdict.action == "succeed":
             return transition(job, JobState.SUCCEEDED, reason=verdict.why, service=status)
         if verdict.action == "restart":
             verdict = restart_or_give_up(status, job.spec, verdict.why, now)
         found = await asyncio.to_thread(self.launcher._diagnose, job)
         if verdict.action == "restart":
-            new = verdict.status
+            new = dataclasses.replace(verdict.status, avoid=tuple(sorted(away)))
             wait = max(0.0, new.next_start - now)
             return transition(job, JobState.QUEUED, service=new, diagnosis=found,
                               reason=f"restarting in {wait:.0f}s (restart {new.restarts} of "
@@ -174,9 +187,24 @@ class ServiceFollower:
         return transition(job, JobState.FAILED, reason=verdict.why, diagnosis=found,
                           service=dataclasses.replace(verdict.status, since=now))
 
+    def start_failed(self, job: Job, error: Exception) -> Job:
+        """A start that failed (a node refused, a port was taken) is one more restart, as the policy allows."""
+        status = job.service or ServiceStatus()
+        why = f"could not start: {error}"
+        if job.spec.restart == "never":
+            return transition(job, JobState.FAILED, reason=f"{why} (restart policy never)", service=status)
+        verdict = restart_or_give_up(status, job.spec, why, time.time())
+        if verdict.action == "fail":
+            return transition(job, JobState.FAILED, reason=verdict.why, service=verdict.status)
+        new = dataclasses.replace(verdict.status, avoid=tuple(n for n, _ in job.placement))
+        return transition(job, JobState.QUEUED, service=new, reason=f"restarting in {backoff(new.restarts):.0f}s "
+                          f"(restart {new.restarts} of {job.spec.max_restarts}): {why}")
+
     async def lost(self, job: Job, why: str, diagnosis: str | None) -> Job:
         """Its node was lost (the rest are stopped already): restart where it fits, if the policy allows."""
         status = dataclasses.replace(job.service or ServiceStatus(), health="unhealthy", since=time.time())
+        self.launcher.unreachable.setdefault(job.id, set()).update(n for n, _ in job.placement if n not in
+                                                                    {r for r, _ in job.runs})
         if job.spec.restart == "never":
             return transition(job, JobState.FAILED, reason=f"{why} (restart policy never)", diagnosis=diagnosis,
                               service=status)

@@ -32,6 +32,7 @@ class ServiceStatus:
     ready_at: float | None = None                 # this attempt's first healthy probe
     last_error: str = ""
     next_start: float = 0.0                       # a restart waits (backoff) until then
+    avoid: tuple[str, ...] = ()                   # nodes that stopped answering: a restart goes elsewhere if it can
 
     @property
     def last_latency(self) -> float | None:
@@ -47,7 +48,7 @@ class ServiceStatus:
                 "probes": [[round(t, 3), ok, None if ms is None else round(ms, 2), err]
                            for t, ok, ms, err in self.probes],
                 "since": self.since, "ready_at": self.ready_at, "last_error": self.last_error,
-                "next_start": self.next_start}
+                "next_start": self.next_start, "avoid": list(self.avoid)}
 
     @classmethod
     def from_json(cls, data: Any) -> ServiceStatus | None:
@@ -62,7 +63,7 @@ class ServiceStatus:
             probes=tuple((float(t), bool(ok), None if ms is None else float(ms), str(err))
                          for t, ok, ms, err in (data.get("probes") or ())),
             since=data.get("since"), ready_at=data.get("ready_at"), last_error=str(data.get("last_error") or ""),
-            next_start=float(data.get("next_start") or 0.0))
+            next_start=float(data.get("next_start") or 0.0), avoid=tuple(str(n) for n in data.get("avoid") or ()))
 
 
 def _int_or_none(value: Any) -> int | None:
