@@ -103,6 +103,8 @@ def test_serve_tiny_is_ready_only_once_healthy_answers_through_forward_and_comes
          "the service to come back ready after a restart")
     back = job(config, sid)
     assert back["attempt"] == 2 and back["state"] == "running"
+    # Restarted in place: the same GPU (never given up meanwhile) and the same port, so a forward finds it again.
+    assert (back["placement"], back["endpoint"]) == (ready["placement"], ready["endpoint"])
 
     assert ugro(config, "cancel", str(sid)).returncode == 0
     wait(lambda: job(config, sid)["state"] == "cancelled", 30, "the cancel")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -87,7 +88,8 @@ def _stop_demo_jobs(root: Path) -> None:
 
 
 def submit_demo_job(cluster: Cluster) -> str:
-    """Queue a 3-node train_tiny run so the Jobs and Logs views have something real to show."""
+    """Queue serve-tiny as a service on the last node (from its shipped template) and a train_tiny run on the
+    others, so the Jobs and Logs views have something real to show."""
     import importlib.util
 
     from ugro_tui import data
@@ -97,10 +99,25 @@ def submit_demo_job(cluster: Cluster) -> str:
     script = data.train_tiny()
     if importlib.util.find_spec("torch") is None or not script.exists():
         return "no demo job: install the demo extra (pip install -e '.[demo]') to watch a torchrun job"
-    [job] = JobStore().submit([JobSpec("train-tiny-demo", (str(script), "--steps", "400", "--sleep", "0.25"),
-                                       nnodes=len(cluster.nodes), checkpoint_dir="checkpoints/train-tiny-demo",
-                                       keep_last=2, max_retries=1)])
-    return f"queued job {job.id}: a {len(cluster.nodes)}-node torchrun of examples/train_tiny.py (press 2, then l)"
+    service = demo_service(cluster)
+    trainers = tuple(n.name for n in cluster.nodes[:-1])
+    [serving, job] = JobStore().submit([service, JobSpec(
+        "train-tiny-demo", (str(script), "--steps", "400", "--sleep", "0.25"), nnodes=len(trainers), nodes=trainers,
+        checkpoint_dir="checkpoints/train-tiny-demo", keep_last=2, max_retries=1)])
+    return (f"queued job {serving.id}: serve-tiny as a service on {service.nodes[0]} (press 2; f on it forwards "
+            f"its port here), and job {job.id}: a {len(trainers)}-node torchrun of examples/train_tiny.py (then l)")
+
+
+def demo_service(cluster: Cluster):
+    """The shipped serve-tiny template, run from the installed package's copy of the script."""
+    from ugro_tui import data
+    from ugro_tui.cli import _parser
+    from ugro_tui.commands.jobs import spec_from_args
+
+    args = _parser().parse_args(["submit", "--template", "serve-tiny", "--nodes", cluster.nodes[-1].name])
+    spec, _ = spec_from_args(args, cluster)
+    command = tuple(str(data.serve_tiny()) if w == "examples/serve_tiny.py" else w for w in spec.command)
+    return dataclasses.replace(spec, command=command)
 
 
 def start_stray_notebook(cluster: Cluster, root: Path) -> None:

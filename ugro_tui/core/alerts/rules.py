@@ -64,7 +64,7 @@ def service_events(job: Any) -> list[Event]:
     if status.health == "unhealthy" and str(job.state) == "running":
         return [Event(f"service-unhealthy:{job.id}:{job.attempt}:{int(status.since)}", "service-unhealthy",
                       status.since, f"service {job.id} ({name}) is unhealthy: {status.last_error}", job.id, name)]
-    if status.health == "restarting" and str(job.state) == "queued":
+    if status.health == "restarting":
         return [Event(f"service-restarted:{job.id}:{status.restarts}", "service-restarted", status.since,
                       f"service {job.id} ({name}) {job.reason}", job.id, name)]
     return []

@@ -119,8 +119,10 @@ class SshLauncher:
             raise RuntimeError(str(failed[0]))
         if service:
             assert job.service is not None
-            return transition(job, JobState.RUNNING, reason=f"starting on {job.service.endpoint}",
-                              service=dataclasses.replace(job.service, since=time.time()))
+            status = dataclasses.replace(job.service, since=time.time())
+            if job.state is JobState.RUNNING:  # a restart in place: it never stopped holding its GPUs
+                return dataclasses.replace(job, reason=f"starting on {job.service.endpoint}", service=status)
+            return transition(job, JobState.RUNNING, reason=f"starting on {job.service.endpoint}", service=status)
         return transition(job, JobState.RUNNING, reason="running")
 
     async def _status(self, job: Job, node: str, run: NodeRun) -> NodeRun:

@@ -77,6 +77,9 @@ class ServiceFollower:
         lo, hi = self.cluster.service_ports
         nodes = [n for n, _ in job.placement]
 
+        old = job.service or ServiceStatus()
+        before = {nodes[0]: old.port, **dict(old.workers)} if old.port else dict(old.workers)
+
         async def pick(node: str, fixed: int | None) -> int:
             if fixed is not None:
                 if fixed in others and node in others[fixed]:
@@ -85,13 +88,13 @@ class ServiceFollower:
                     raise NotReady(f"port {fixed} on {node} is in use by another program")
                 taken.add(fixed)
                 return fixed
-            for port in range(lo, hi + 1):
+            last = before.get(node)  # a restart keeps its port where it can: clients and forwards find it again
+            for port in ([last] if last and lo <= last <= hi else []) + list(range(lo, hi + 1)):
                 if port not in taken and not await self._in_use(node, port):
                     taken.add(port)
                     return port
             raise NotReady(f"no free port in service_ports {lo}-{hi} on {node}")
 
-        old = job.service or ServiceStatus()
         head = await pick(nodes[0], job.spec.port)
         workers = tuple([(n, await pick(n, None)) for n in nodes[1:]])
         status = dataclasses.replace(old, health="starting", port=head, endpoint=f"{nodes[0]}:{head}",
@@ -147,6 +150,8 @@ class ServiceFollower:
         job = dataclasses.replace(job, runs=runs)
         codes = {n: r.exit_code for n, r in runs}
         now = time.time()
+        if status.health == "restarting":
+            return await self.relaunch(job, status, now)
         if any(c is not None for c in codes.values()):
             ended = {n: c for n, c in codes.items() if c is not None}
             why = "; ".join(f"{n} exited {c}" for n, c in ended.items())
@@ -181,11 +186,22 @@ class ServiceFollower:
         if verdict.action == "restart":
             new = dataclasses.replace(verdict.status, avoid=tuple(sorted(away)))
             wait = max(0.0, new.next_start - now)
-            return transition(job, JobState.QUEUED, service=new, diagnosis=found,
-                              reason=f"restarting in {wait:.0f}s (restart {new.restarts} of "
-                                     f"{job.spec.max_restarts}): {verdict.why}")
+            why = f"restarting in {wait:.0f}s (restart {new.restarts} of {job.spec.max_restarts}): {verdict.why}"
+            if away:  # a node stopped answering: queued again, to be placed where it fits
+                return transition(job, JobState.QUEUED, service=new, diagnosis=found, reason=why)
+            return dataclasses.replace(job, service=new, diagnosis=found, reason=why)  # in place: it keeps its GPUs
         return transition(job, JobState.FAILED, reason=verdict.why, diagnosis=found,
                           service=dataclasses.replace(verdict.status, since=now))
+
+    async def relaunch(self, job: Job, status: ServiceStatus, now: float) -> Job:
+        """A restart in place, once its backoff is over: a new attempt on the same nodes and GPUs."""
+        if now < status.next_start:
+            return job
+        again = dataclasses.replace(job, attempt=job.attempt + 1, started_at=now, runs=(), rendezvous=None)
+        try:
+            return await self.launcher.start(again)
+        except Exception as exc:  # counted as one more restart; a node that refused is avoided next time
+            return self.start_failed(again, exc)
 
     def start_failed(self, job: Job, error: Exception) -> Job:
         """A start that failed (a node refused, a port was taken) is one more restart, as the policy allows."""
