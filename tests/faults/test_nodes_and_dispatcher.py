@@ -235,3 +235,42 @@ def test_a_service_whose_node_dies_is_unhealthy_then_restarts_where_it_fits(lab3
     finally:
         sched.kill()
         sched.wait()
+
+
+def test_a_two_role_service_survives_the_dispatcher_killed_while_launching_it(lab3, tmp_path: Path) -> None:
+    """SIGKILL the scheduler again and again while it starts workers and head; in the end each role runs once."""
+    config = write_config(lab3, tmp_path / "cluster.toml")
+    head = str(Path(__file__).resolve().parents[1] / "fixtures" / "jobs" / "svc_head.py")
+    sid = submit(config, "--kind", "service", "--nnodes", "2", "--health", "/health", "--health-period", "0.5",
+                 "--worker-command", "python3 -m http.server {port} --bind {host}", "--",
+                 "python3", head, "{port}", "{workers}")
+    rng = random.Random(11)
+    for _ in range(5):
+        sched = scheduler(config)
+        time.sleep(rng.uniform(0.5, 2.5))
+        sched.send_signal(signal.SIGKILL)
+        sched.wait()
+    sched = scheduler(config)
+    try:
+        wait(lambda: job(config, sid).get("health") == "ready", 60, "the service to be ready")
+        time.sleep(2)  # whatever a killed launch left would show up by now
+
+        def roles() -> list[str]:
+            found = []
+            for pid in job_processes(sid):
+                try:
+                    args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                except OSError:
+                    continue
+                if "http.server" in args or "svc_head.py" in args:
+                    found.append("worker" if "http.server" in args else "head")
+            return sorted(found)
+
+        assert roles() == ["head", "worker"], (roles(), job(config, sid)["reason"])
+        assert job(config, sid)["state"] == "running"
+        assert ugro(config, "cancel", str(sid)).returncode == 0
+        wait(lambda: job(config, sid)["state"] == "cancelled", 30, "the cancel")
+        wait(lambda: not job_processes(sid), 10, "every process of the service to end")
+    finally:
+        sched.kill()
+        sched.wait()

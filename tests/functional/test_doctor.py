@@ -140,3 +140,29 @@ def test_an_unreachable_master_fails_once_and_the_others_are_still_checked(lab: 
     assert checks[("gpu1", "torch")]["status"] == "ok"
     assert checks[("gpu1", "rendezvous")]["status"] == "skip" and "not reachable" in checks[("gpu1", "rendezvous")][
         "detail"]
+
+
+def test_a_service_templates_port_in_use_and_a_bind_to_every_interface_are_warned(lab: LoopbackCluster,
+                                                                                   tmp_path: Path) -> None:
+    import os
+
+    holder = socket.socket()  # another program on the port, on the nodes' loopback (where services are probed)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    saved = Path(os.environ["XDG_CONFIG_HOME"]) / "ugro" / "templates"
+    saved.mkdir(parents=True)
+    (saved / "my-api.toml").write_text(f'name = "api"\nkind = "service"\nport = {port}\n'
+                                       'command = ["srv", "--host", "0.0.0.0", "--port", "{port}"]\n')
+    try:
+        code, report = doctor(config(lab, tmp_path))
+    finally:
+        holder.close()
+    checks = by_key(report)
+    for name in NAMES:
+        check = checks[(name, "service")]
+        assert check["status"] == "warn", check
+        assert f"my-api: port {port} is in use by another program" in check["detail"]
+        assert "my-api: binds 0.0.0.0" in check["detail"] and "ugro forward" in check["detail"]
+        assert "serve-tiny" not in check["detail"]  # the shipped templates are fine; only problems are listed
+    assert code == 0  # warnings, not failures

@@ -228,7 +228,7 @@ class SshLauncher:
         if len(runs) == len(placed):
             return transition(job, JobState.RUNNING, reason="running (taken over after the dispatcher restarted)")
         await self._stop(dataclasses.replace(job, runs=tuple((n.name, NodeRun()) for n in placed)), signal.SIGKILL)
-        if not runs:  # nothing ran: the dispatcher's crash is not the job's failure, so no retry is spent
+        if not runs or job.spec.kind == "service":  # the dispatcher's crash is not the job's failure: none spent
             return transition(job, JobState.QUEUED, reason="queued again: its launch was interrupted before it ran")
         return self._failed(job, "its launch was interrupted (the dispatcher stopped while starting it)", None)
 
