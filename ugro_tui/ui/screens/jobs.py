@@ -176,6 +176,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         if table.cursor_row >= table.row_count - 10 and table.row_count < len(self._rows):
             self._add_page()
         job = self.selected()
+        self.refresh_bindings()  # `f` comes and goes with the selected job's kind
         why = self.query_one("#why", Static)
         why.update(Text(f"job {job.id}: {job.reason or job.state}", no_wrap=True, overflow="ellipsis")
                    if job else "")
@@ -320,6 +321,13 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             self._requeue(job, why, changes)
 
         self.app.push_screen(ResumePicker(job, found), picked)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`f` is shown only on a service: the footer stays about what the selected job can do."""
+        if action == "forward":
+            job = self.selected() if self.is_mounted else None
+            return job is not None and job.spec.kind == "service"
+        return super().check_action(action, parameters)
 
     def action_forward(self) -> None:
         job = self.selected()
