@@ -182,3 +182,12 @@ def test_bad_service_input_is_one_line_exit_2_and_nothing_queued(config: Path, a
 def _port(config: Path, offset: int) -> int:
     text = config.read_text()
     return int(text.split("service_ports = [", 1)[1].split(",", 1)[0]) + offset
+
+
+def test_a_worker_that_exits_at_once_fails_the_start_without_waiting_out_the_initial_delay(config: Path) -> None:
+    sid = submit(config, "--nnodes", "2", "--restart", "never", "--health-initial-delay", "300",
+                 "--worker-command", "sh -c 'echo no model here; exit 3' {port}", "--", "sleep", "600")
+    took = wait(lambda: job(config, sid)["state"] == "failed", 60, "the service to fail")
+    failed = job(config, sid)
+    assert "exited before it accepted connections on port" in failed["reason"], failed["reason"]
+    assert took < 30 and not alive(sid)

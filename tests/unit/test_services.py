@@ -220,3 +220,45 @@ def test_a_bind_to_every_interface_is_noticed() -> None:
     assert binds_everywhere({"command": ["srv", "--host", "0.0.0.0"]})
     assert binds_everywhere({"command": ["srv"], "worker_command": ["rpc-server", "-H", "0.0.0.0:50052"]})
     assert not binds_everywhere({"command": ["srv", "--host", "127.0.0.1"]})
+
+
+async def test_the_probe_reads_http_status_lines_and_says_why_it_failed() -> None:
+    import asyncio
+
+    from ugro_tui.config import Node
+    from ugro_tui.core.services.probe import probe as http_probe
+    from ugro_tui.core.transport import LocalTransport
+
+    answers = {"/ok": b"HTTP/1.1 200 OK\r\n\r\n", "/loading": b"HTTP/1.0 503 Service Unavailable\r\n\r\n",
+               "/junk": b"SSH-2.0-OpenSSH\r\n", "/quiet": b""}
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        path = (await reader.readline()).split()[1].decode()
+        if path == "/quiet":
+            await asyncio.sleep(5)
+        writer.write(answers[path])
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    local = LocalTransport(Node(name="here", host="localhost"))
+    try:
+        ok, ms, err = await http_probe(local, "127.0.0.1", port, "/ok", 2)
+        assert ok and ms is not None and err == ""
+        assert (await http_probe(local, "127.0.0.1", port, "/loading", 2))[2] == \
+            "GET /loading: HTTP 503 Service Unavailable"
+        assert "not an HTTP answer" in (await http_probe(local, "127.0.0.1", port, "/junk", 2))[2]
+        assert (await http_probe(local, "127.0.0.1", port, "/quiet", 0.3))[2] == "no answer within 0.3s"
+        assert (await http_probe(local, "127.0.0.1", port, None, 2))[0]  # a TCP connect is enough without a path
+    finally:
+        server.close()
+        await server.wait_closed()
+    refused = await http_probe(local, "127.0.0.1", port, "/ok", 2)
+    assert refused == (False, None, f"connection refused on 127.0.0.1:{port}")
+
+    class NoForwarding:
+        async def open_tcp(self, host: str, port: int):
+            raise ConnectionRefusedError(f"gpu1 cannot reach {host}:{port}: administratively prohibited")
+
+    said = (await http_probe(NoForwarding(), "127.0.0.1", 8000, "/health", 2))[2]
+    assert "AllowTcpForwarding" in said and said.startswith("gpu1 cannot reach 127.0.0.1:8000")

@@ -114,7 +114,7 @@ class ServiceFollower:
             return results
         words = job.spec.worker_command or job.spec.command
         if workers and any(roles.FIELD_RE.search(w) and "{port}" in w for w in words):
-            problem = await self._wait_for_workers(job)
+            problem = await self._wait_for_workers(job, dict(results))
             if problem:
                 return [*results, RuntimeError(problem)]
         try:
@@ -123,7 +123,8 @@ class ServiceFollower:
             results.insert(0, exc)
         return results
 
-    async def _wait_for_workers(self, job: Job) -> str | None:
+    async def _wait_for_workers(self, job: Job, runs: dict[str, NodeRun]) -> str | None:
+        """None once every worker accepts connections; else why not (one exited, the deadline, a cancel)."""
         assert job.service is not None
         deadline = time.monotonic() + job.spec.health_initial_delay
         waiting = dict(job.service.workers)
@@ -133,6 +134,8 @@ class ServiceFollower:
                                        job.spec.health_timeout)
                 if ok:
                     waiting.pop(node)
+                elif runs.get(node) and runs[node].pid and not await self.launcher._t(node).alive(runs[node].pid):
+                    return f"the worker on {node} exited before it accepted connections on port {port} (see its log)"
             if not waiting:
                 return None
             current = await asyncio.to_thread(self.launcher.store.get, job.id)

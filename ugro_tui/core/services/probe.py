@@ -53,4 +53,6 @@ def _said(exc: BaseException, host: str, port: int) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, ConnectionRefusedError) and "cannot reach" not in text:
         return f"connection refused on {host}:{port}"
+    if "prohibited" in text:  # sshd refuses direct TCP channels: ugro probes and forwards through them
+        return f"{text} (the node's sshd has TCP forwarding off: set AllowTcpForwarding yes, or local)"
     return text
