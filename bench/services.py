@@ -3,10 +3,10 @@
 1. serve_tiny as a service (health every 0.5 s): seconds from `ugro submit` to `ready`, beside the server's own
    loading time (its log's "ready after X s"): the ratio is what scheduling and probing add.
 2. Its server killed: seconds until `ready` again (restarted in place), beside the first start.
-3. Probe cost: two labs and two schedulers at once, each running N jobs of the same tiny HTTP server: N services
-   probed every second (TCP) on one, N plain `command` jobs on the other. The difference in CPU of the scheduler and
-   the labs' sshd (their whole process trees) over the same wall time, per service and minute, is the probes' cost.
-Usage: python bench/services.py [--services N] [--seconds S]. Only 127.0.10.x and 127.0.11.x are used.
+3. Probe cost: one probe (an HTTP GET over a direct channel on the node's SSH connection) beside one status check
+   (the `kill -0` command every running job's follow runs each round), interleaved over one connection; CPU here plus
+   in the node's sshd per operation, and so per service per minute.
+Usage: python bench/services.py [--rounds N]. Only 127.0.10.x and 127.0.11.x are used.
 """
 
 from __future__ import annotations
@@ -129,36 +129,63 @@ def ready_and_restart(lab: Lab) -> None:
     lab.ugro("cancel", str(sid))
 
 
-def probe_cost(services: Lab, plain: Lab, count: int, seconds: float) -> None:
-    server = ["--", "{python}", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
-    for _ in range(count):
-        services.ugro("submit", "--kind", "service", "--health-period", "1", "--gpus-per-node", "0", *server)
-        port = free_port("127.0.0.1")
-        plain.ugro("submit", "--kind", "command", "--gpus-per-node", "0", "--", sys.executable, "-m", "http.server",
-                   str(port), "--bind", "127.0.0.1")
-    wait(lambda: json.loads(services.ugro("services", "--json"))["services"] and all(
-        s["health"] == "ready" for s in json.loads(services.ugro("services", "--json"))["services"]),
-        show=lambda: services.ugro("services"))
-    wait(lambda: all(j["state"] == "running" for j in json.loads(plain.ugro("queue", "--json"))["jobs"]),
-         show=lambda: plain.ugro("queue"))
-    time.sleep(3)
-    a0, b0, t0 = services.cpu(), plain.cpu(), time.monotonic()
-    time.sleep(seconds)
-    a, b, wall = services.cpu() - a0, plain.cpu() - b0, time.monotonic() - t0
-    docs = json.loads(services.ugro("services", "--json"))["services"]
-    latencies = sorted(s["last_probe_ms"] for s in docs if s["last_probe_ms"] is not None)
-    per = (a - b) / count / (wall / 60)
-    print(f"{count} services probed every 1 s vs {count} plain jobs, {wall:.0f} s side by side: scheduler + sshd CPU "
-          f"{a:.2f} s vs {b:.2f} s (ratio {a / max(b, 1e-9):.2f}x)")
-    print(f"probe cost: {per * 1000:.0f} ms of CPU per service per minute at one probe a second "
-          f"({per * 1000 / 60:.1f} ms a probe; {per * 1000 / 6:.0f} ms a minute at the default 10 s period); "
-          f"median probe latency {latencies[len(latencies) // 2]:.1f} ms")
+def probe_cost(lab: Lab, rounds: int) -> None:
+    """One probe beside one `kill -0` status check over the same SSH connection (the check every running job gets
+    each round), interleaved in blocks; CPU of this process plus the node's sshd tree per operation."""
+    import asyncio
+    import tomllib
+
+    from ugro_tui.config import parse_cluster
+    from ugro_tui.core.services.probe import probe
+    from ugro_tui.core.transport import SshTransport
+
+    port = free_port("127.0.0.1")
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                              cwd=lab.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cluster = parse_cluster(tomllib.loads(lab.config.read_text()), str(lab.config))
+    sshd = [n.proc.pid for n in lab.lab.nodes if n.proc][:1]
+
+    def cpu() -> float:
+        return time.process_time() + tree_cpu(sshd)
+
+    async def run() -> tuple[float, float, list[float]]:
+        t = SshTransport(cluster.nodes[0], cluster)
+        await t.connect()
+        spent = {"probe": 0.0, "status": 0.0}
+        latencies = []
+        try:
+            for _ in range(rounds // 20):
+                began = cpu()
+                for _ in range(20):
+                    ok, ms, err = await probe(t, "127.0.0.1", port, "/", 5)
+                    if not ok:
+                        raise SystemExit(f"probe failed: {err}")
+                    latencies.append(ms or 0.0)
+                spent["probe"] += cpu() - began
+                began = cpu()
+                for _ in range(20):
+                    await t.run("kill -0 1 2>/dev/null; echo running", timeout=5)
+                spent["status"] += cpu() - began
+        finally:
+            await t.close()
+        return spent["probe"] / rounds, spent["status"] / rounds, sorted(latencies)
+
+    try:
+        time.sleep(1)
+        per_probe, per_status, latencies = asyncio.run(run())
+    finally:
+        server.kill()
+        server.wait()
+    print(f"{rounds} probes (HTTP GET over a direct channel) vs {rounds} status checks (a command over SSH), "
+          f"interleaved: {per_probe * 1000:.2f} ms vs {per_status * 1000:.2f} ms of CPU each (here and in the node's "
+          f"sshd; ratio {per_probe / per_status:.2f}x); median probe latency {latencies[len(latencies) // 2]:.2f} ms")
+    print(f"probe cost per service per minute: {per_probe * 6 * 1000:.0f} ms of CPU at the default 10 s period, "
+          f"{per_probe * 60 * 1000:.0f} ms at one probe a second")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--services", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=400)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ugro-bench-services-") as tmp:
         a = Lab(Path(tmp) / "a", ["127.0.10.2", "127.0.10.3", "127.0.10.4"], ["a0", "a1", "a2"])
@@ -168,7 +195,7 @@ def main() -> None:
             b.start()
             time.sleep(4)  # both schedulers connected and dispatching: the figures are of a warm cluster
             ready_and_restart(a)
-            probe_cost(a, b, args.services, args.seconds)
+            probe_cost(b, args.rounds)
         finally:
             a.stop()
             b.stop()
