@@ -203,7 +203,6 @@ async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | No
         for check in await service_checks(cluster, transports, reached, held_ports(jobs, but=-1)):
             emit(check)
         if telemetry is not None:
-            jobs = await asyncio.to_thread((store or JobStore()).active)
             for check in starving_checks(telemetry, jobs):
                 emit(check)
         report.clock_offsets = {n: f.clock_offset_s for n, f in facts.items() if f.clock_offset_s is not None}

@@ -8,7 +8,7 @@ import asyncio
 from ugro_tui.config import Cluster
 from ugro_tui.core.doctor.checks import Check, Status
 from ugro_tui.core.jobs import templates
-from ugro_tui.core.services.probe import NODE_LOOPBACK, probe
+from ugro_tui.core.services.probe import answers
 from ugro_tui.core.transport import Transport
 from ugro_tui.errors import UgroError
 
@@ -33,13 +33,6 @@ def binds_everywhere(data: dict) -> bool:
     return any(isinstance(w, str) and ("0.0.0.0" in w or w in ("::", "[::]")) for w in words)
 
 
-async def _answers(transport: Transport, host: str, port: int, timeout: float) -> bool:
-    ok, _, _ = await probe(transport, NODE_LOOPBACK, port, None, timeout)
-    if ok or host == NODE_LOOPBACK:
-        return ok
-    return (await probe(transport, host, port, None, timeout))[0]
-
-
 async def service_checks(cluster: Cluster, transports: dict[str, Transport], up: list[str],
                          held: dict[int, set[str]] | None = None) -> list[Check]:
     """One check per reached node when any service template exists. `held`: ports running ugro services hold
@@ -59,7 +52,7 @@ async def service_checks(cluster: Cluster, transports: dict[str, Transport], up:
             if not first_free:
                 found_port = None
                 for candidate in range(lo, min(hi, lo + SCAN - 1) + 1):
-                    if candidate not in held and not await _answers(t, node.host, candidate, cluster.connect_timeout):
+                    if candidate not in held and not await answers(t, node.host, candidate, cluster.connect_timeout):
                         found_port = candidate
                         break
                 first_free.append(found_port)
@@ -70,7 +63,7 @@ async def service_checks(cluster: Cluster, transports: dict[str, Transport], up:
             if isinstance(port, int) and not isinstance(port, bool):
                 if name in held.get(port, set()):
                     fine.append(f"{tname}: port {port} (a running ugro service holds it)")
-                elif await _answers(t, node.host, port, cluster.connect_timeout):
+                elif await answers(t, node.host, port, cluster.connect_timeout):
                     problems.append(f"{tname}: port {port} is in use by another program")
                 else:
                     fine.append(f"{tname}: port {port} free")

@@ -288,10 +288,12 @@ class SshLauncher:
         except OSError:  # the copies could not be read this time; the history stays as it was
             return job.metric
 
-    async def cancel(self, job: Job) -> Job:
+    async def terminate(self, job: Job, grace: float = GRACE_SECONDS) -> set[str]:
+        """TERM every process of the job, wait up to `grace` for them to go, then KILL what is left; returns the
+        nodes that did not answer. The logs' copies are brought up to date last."""
         await self._stop(job, signal.SIGTERM)
         unreachable: set[str] = set()
-        for _ in range(int(GRACE_SECONDS / 0.25)):
+        for _ in range(int(grace / 0.25)):
             answers = await asyncio.gather(*(self._t(n).alive(r.pid) for n, r in job.runs if r.pid),
                                            return_exceptions=True)
             unreachable = {n for (n, r), a in zip([x for x in job.runs if x[1].pid], answers, strict=True)
@@ -303,6 +305,10 @@ class SshLauncher:
         # its GPU and its rendezvous port (the next job given that port would fail to bind it).
         await self._stop(job, signal.SIGKILL)
         await self.sync_logs(job)
+        return unreachable
+
+    async def cancel(self, job: Job) -> Job:
+        unreachable = await self.terminate(job)
         job = dataclasses.replace(job, metric=await self._metric(job))
         self.metrics.forget(job.id)
         if unreachable:  # its processes there are swept when the node is back

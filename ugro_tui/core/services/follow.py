@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.services import roles
-from ugro_tui.core.services.probe import NODE_LOOPBACK, probe
+from ugro_tui.core.services.probe import NODE_LOOPBACK, answers, probe
 from ugro_tui.core.services.status import (
     ServiceStatus,
     Verdict,
@@ -62,12 +61,7 @@ class ServiceFollower:
 
     async def _in_use(self, node: str, port: int) -> bool:
         """Something already answers on the node's port (another program, or a service ugro lost track of)."""
-        t = self.launcher._t(node)
-        for host in dict.fromkeys((NODE_LOOPBACK, self.cluster.node(node).host)):
-            ok, _, _ = await probe(t, host, port, None, self.cluster.connect_timeout)
-            if ok:
-                return True
-        return False
+        return await answers(self.launcher._t(node), self.cluster.node(node).host, port, self.cluster.connect_timeout)
 
     async def assign_ports(self, job: Job) -> Job:
         """The head's port (its --port, else a free one from service_ports) and one per worker; stored before
@@ -170,17 +164,20 @@ class ServiceFollower:
         verdict = after_probe(status, job.spec, job.started_at or now, now, ok, ms, error)
         return await self.apply(job, verdict)
 
-    async def apply(self, job: Job, verdict: Verdict) -> Job:
+    async def apply(self, job: Job, verdict: Verdict, away: set[str] | None = None) -> Job:
         """Carry out a verdict: keep it running (with a reason that says how it is), restart it, or end it."""
         status, now = verdict.status, time.time()
         if verdict.action == "keep":
             return dataclasses.replace(job, service=status, reason=reason_of(job, status))
-        away = self.launcher.unreachable.get(job.id, set())
-        if away:  # never wait on a node that does not answer: what runs there is swept once it is back
+        unanswered = set(self.launcher.unreachable.get(job.id, set())) - set(away or ())
+        if unanswered:  # never wait on a node that does not answer: what runs there is swept once it is back
             from ugro_tui.core.jobs.launcher import leftovers_add
 
-            await asyncio.to_thread(leftovers_add, [(job.id, n) for n in sorted(away)])
-        await self.stop(dataclasses.replace(job, runs=tuple((n, r) for n, r in job.runs if n not in away)))
+            await asyncio.to_thread(leftovers_add, [(job.id, n) for n in sorted(unanswered)])
+        away = unanswered | set(away or ())  # lost nodes (given) are already recorded by the launcher
+        # The service's part everywhere else; a short grace: it is restarting or failing, not asked to stop.
+        await self.launcher.terminate(dataclasses.replace(job, runs=tuple((n, r) for n, r in job.runs
+                                                                          if n not in away)), grace=2.0)
         if verdict.action == "succeed":
             return transition(job, JobState.SUCCEEDED, reason=verdict.why, service=status)
         if verdict.action == "restart":
@@ -222,24 +219,11 @@ class ServiceFollower:
     async def lost(self, job: Job, why: str, diagnosis: str | None) -> Job:
         """Its node was lost (the rest are stopped already): restart where it fits, if the policy allows."""
         status = dataclasses.replace(job.service or ServiceStatus(), health="unhealthy", since=time.time())
-        self.launcher.unreachable.setdefault(job.id, set()).update(n for n, _ in job.placement if n not in
-                                                                    {r for r, _ in job.runs})
+        lost = {n for n, _ in job.placement} - {n for n, _ in job.runs}  # `job` holds only the reachable runs
         if job.spec.restart == "never":
             return transition(job, JobState.FAILED, reason=f"{why} (restart policy never)", diagnosis=diagnosis,
                               service=status)
-        return await self.apply(job, Verdict(status, "restart", why))
-
-    async def stop(self, job: Job) -> None:
-        """TERM every process of the service, then KILL what is left (found by its environment)."""
-        await self.launcher._stop(job, signal.SIGTERM)
-        for _ in range(8):
-            answers = await asyncio.gather(*(self.launcher._t(n).alive(r.pid) for n, r in job.runs if r.pid),
-                                           return_exceptions=True)
-            if not any(a is True for a in answers):
-                break
-            await asyncio.sleep(0.25)
-        await self.launcher._stop(job, signal.SIGKILL)
-        await self.launcher.sync_logs(job)
+        return await self.apply(job, Verdict(status, "restart", why), away=lost)
 
 
 def reason_of(job: Job, status: ServiceStatus) -> str:

@@ -49,6 +49,14 @@ async def _probe(transport: Any, host: str, port: int, path: str | None, began: 
             writer.close()
 
 
+async def answers(transport: Any, host: str, port: int, timeout: float) -> bool:
+    """Something accepts connections on the port as the node sees it, on its loopback or on `host` (its address)."""
+    for where in dict.fromkeys((NODE_LOOPBACK, host)):
+        if (await probe(transport, where, port, None, timeout))[0]:
+            return True
+    return False
+
+
 def _said(exc: BaseException, host: str, port: int) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, ConnectionRefusedError) and "cannot reach" not in text:

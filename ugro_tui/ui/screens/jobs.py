@@ -86,6 +86,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         self._quick: tuple = ()
         self.sort_by = "id"
         self._shown: tuple = ()
+        self._service_selected = False  # read by the footer on every refresh: kept, never searched for
 
     def compose(self) -> ComposeResult:
         yield HealthBar(id="health")
@@ -152,6 +153,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         self.query_one("#empty").display = not jobs
         if shown:
             table.move_cursor(row=min(keep, len(shown) - 1))
+        self._note_selected(self.selected())  # the row under the cursor may be another job now
 
     def _add_page(self, count: int = PAGE) -> None:
         table = self.query_one(DataTable)
@@ -176,10 +178,17 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         if table.cursor_row >= table.row_count - 10 and table.row_count < len(self._rows):
             self._add_page()
         job = self.selected()
-        self.refresh_bindings()  # `f` comes and goes with the selected job's kind
+        self._note_selected(job)
         why = self.query_one("#why", Static)
         why.update(Text(f"job {job.id}: {job.reason or job.state}", no_wrap=True, overflow="ellipsis")
                    if job else "")
+
+    def _note_selected(self, job: Job | None) -> None:
+        """`f` comes and goes with the selected job's kind."""
+        service = job is not None and job.spec.kind == "service"
+        if service != self._service_selected:
+            self._service_selected = service
+            self.refresh_bindings()
 
     def _sorted(self, jobs: list[Job]) -> list[Job]:
         order = list(JobState)
@@ -325,8 +334,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """`f` is shown only on a service: the footer stays about what the selected job can do."""
         if action == "forward":
-            job = self.selected() if self.is_mounted else None
-            return job is not None and job.spec.kind == "service"
+            return self._service_selected
         return super().check_action(action, parameters)
 
     def action_forward(self) -> None:
