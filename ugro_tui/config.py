@@ -9,10 +9,13 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ugro_tui import paths
 from ugro_tui.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ugro_tui.config_slurm import SlurmConfig
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 # Hostnames, IPv4, IPv6 (with optional zone) and ~/.ssh/config aliases; never spaces or shell characters.
@@ -105,6 +108,8 @@ class Cluster:
     read_only: bool = False  # refuse every change (submit, cancel, kill, node edits): a shared machine's viewer
     sync_limit_mb: int = 200  # the most a `--sync` tree may hold
     alerts: AlertsConfig = AlertsConfig()
+    backend: str = "ssh"  # where jobs run: ugro's own dispatcher over SSH, or a Slurm cluster
+    slurm: SlurmConfig | None = None  # the [slurm] table
     nodes: tuple[Node, ...] = ()
     keys: tuple[tuple[str, str], ...] = ()
     source: str = "cluster.toml"
@@ -312,7 +317,7 @@ def _keys(c: _Checker, key: str, value: Any) -> tuple[tuple[str, str], ...]:
 
 NODE_KEYS = ("name", "host", "port", "user", "identity_file", "python", "workdir", "labels",
              "socket_ifname", "env", "transport", "sim", "data", "code_dir")
-CLUSTER_KEYS = ("name", "poll_interval", "rendezvous_ports", "service_ports", "known_hosts", "ssh_config",
+CLUSTER_KEYS = ("name", "backend", "poll_interval", "rendezvous_ports", "service_ports", "known_hosts", "ssh_config",
                 "connect_timeout", "history", "node_lost_after", "read_only", "sync_limit_mb")
 
 
@@ -342,7 +347,7 @@ def parse_node(source: str, index: int, table: Any) -> Node:
 def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster:
     """Validate a decoded cluster.toml; raises ConfigError naming the first bad field."""
     top = _Checker(source, "", data)
-    top.only(("cluster", "nodes", "keys", "alerts"))
+    top.only(("cluster", "nodes", "keys", "alerts", "slurm"))
     c = _Checker(source, "cluster", data.get("cluster", {}))
     c.only(CLUSTER_KEYS)
     raw_nodes = data.get("nodes", [])
@@ -357,7 +362,16 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
             raise ConfigError(source, f"nodes[{i}].name", f'duplicate node name "{node.name}" '
                               f"(also nodes[{seen[node.name]}])")
         seen[node.name] = i
+    backend = c.get("backend", _choice(("ssh", "slurm")), default="ssh")
+    if backend == "slurm" and "slurm" not in data:
+        c.fail("backend", 'is "slurm" but there is no [slurm] table (login = "NODE" at least)')
+    slurm = None
+    if "slurm" in data:
+        from ugro_tui.config_slurm import parse_slurm
+
+        slurm = parse_slurm(source, data["slurm"], set(seen))
     return Cluster(
+        backend=backend, slurm=slurm,
         name=c.get("name", _string(what="a cluster name"), default="ugro"),
         poll_interval=c.get("poll_interval", _seconds(0.0, 3600.0), default=1.0),
         rendezvous_ports=c.get("rendezvous_ports", _port_range, default=(29500, 29599)),

@@ -10,7 +10,15 @@ from collections.abc import AsyncIterator
 
 from ugro_tui.commands.jobs import parse_ids
 from ugro_tui.config import Cluster
-from ugro_tui.core.jobs.logs import CopyReader, LineCarry, Source, classify_console_line, local_dir, sync_node
+from ugro_tui.core.jobs.logs import (
+    CopyReader,
+    LineCarry,
+    Source,
+    classify_console_line,
+    local_dir,
+    read_via,
+    sync_node,
+)
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
@@ -48,9 +56,10 @@ async def follow_logs(store: JobStore, job_id: int, pool: Pool, *, rank: int | N
     reader = CopyReader(job)
     while True:
         for name, run in job.runs:
-            if name in pool and run.run_dir:
+            via = read_via(pool.cluster, job, name)
+            if via in pool and run.run_dir:
                 try:
-                    await sync_node(pool.get(name), job, name, run.run_dir)
+                    await sync_node(pool.get(via), job, name, run.run_dir)
                 except Exception as exc:  # an unreachable node: say so, keep the rest going
                     yield f"{name}| (cannot read its log now: {exc})\n".encode()
             # What the copies have beyond what we printed, whoever fetched it (a scheduler follows them too).

@@ -26,7 +26,7 @@ def format_state(state: ClusterState, cluster_name: str, now: float) -> str:
         if node.state is NodeState.OFFLINE and node.next_retry_at:
             label += f" (retry {max(0.0, node.next_retry_at - now):.0f}s)"
         if node.state is not NodeState.ONLINE or not node.gpus:
-            rows.append((node.name, label, DASH, DASH, DASH, DASH, DASH, DASH, node.error or ""))
+            rows.append((node.name, label, DASH, DASH, DASH, DASH, DASH, DASH, node.error or _slurm_note(node)))
             continue
         for gpu in node.gpus:
             mem = (f"{fmt(_gb(gpu.memory_used_mib), '', 1)}/{fmt(_gb(gpu.memory_total_mib), '', 1)} GB")
@@ -36,6 +36,14 @@ def format_state(state: ClusterState, cluster_name: str, now: float) -> str:
                          mem, fmt(gpu.temperature_c, "°C"), power, procs or (node.error or "")))
     table = render(("NODE", "STATE", "GPU", "MODEL", "UTIL", "MEMORY", "TEMP", "POWER", "PROCESSES / NOTE"), rows)
     return head + "\n" + table + host_table(state)
+
+
+def _slurm_note(node) -> str:
+    a = node.slurm
+    if a is None:
+        return ""
+    return (f"slurm {a.state} · GPUs {a.gpus_used}/{a.gpus} allocated · {','.join(a.partitions)}"
+            + ("" if a.live else " (allocation only)"))
 
 
 def host_table(state: ClusterState) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from ugro_tui import paths
 from ugro_tui.config import Cluster
 from ugro_tui.core.alerts.service import AlertService
+from ugro_tui.core.backends import Backend
 from ugro_tui.core.jobs.dispatcher import Dispatcher, DispatcherLock
 from ugro_tui.core.jobs.launcher import SshLauncher
 from ugro_tui.core.jobs.model import Job
@@ -25,8 +26,13 @@ class Runtime:
         self.owner = owner
         self.state = state
         self.lock = DispatcherLock(paths.state_dir())
-        self.launcher = SshLauncher(cluster, store, pool)
-        self.dispatcher = Dispatcher(cluster, store, state, self.launcher)
+        self.dispatcher: Backend
+        if cluster.backend == "slurm":  # Slurm places and runs; the store, states and logs stay ugro's
+            from ugro_tui.core.backends.slurm.dispatcher import SlurmDispatcher
+
+            self.dispatcher = SlurmDispatcher(cluster, store, pool)
+        else:
+            self.dispatcher = Dispatcher(cluster, store, state, SshLauncher(cluster, store, pool))
         self.alerts = AlertService(cluster.alerts, store, state)
         self.mine = False
 

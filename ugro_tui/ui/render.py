@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from rich.style import Style
 from rich.text import Text
 
-from ugro_tui.core.telemetry.model import GpuSample, HostSample, NodeState, NodeStatus, byte_rate, short_model
+from ugro_tui.core.telemetry.model import (
+    GpuSample,
+    HostSample,
+    NodeState,
+    NodeStatus,
+    SlurmAllocation,
+    byte_rate,
+    short_model,
+)
 
 DASH = "–"
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -143,6 +151,18 @@ BADGES = {
     NodeState.HOST_KEY_MISMATCH: ("⚠", "host key changed"),
     NodeState.UNKNOWN_HOST_KEY: ("⚠", "unknown host key"),
 }
+
+
+def slurm_line(alloc: SlurmAllocation, width: int, styles: dict[str, Style]) -> Text:
+    """A Slurm node's allocation: its state, GPUs held by jobs out of its GPUs, partitions."""
+    used = styles["busy"] if alloc.gpus_used else styles["idle"]
+    line = Text.assemble(("slurm ", styles["muted"]), (f"{alloc.state:<9} ", styles["muted"]),
+                         "GPUs ", (f"{alloc.gpus_used}/{alloc.gpus}", used), " allocated",
+                         (f"  {','.join(alloc.partitions)}" if alloc.partitions else "", styles["muted"]),
+                         ("" if alloc.live else "  (allocation only)", styles["muted"]))
+    line.truncate(width, overflow="ellipsis")
+    line.no_wrap = True
+    return line
 
 
 def badge(node: NodeStatus, now: float) -> tuple[str, str]:

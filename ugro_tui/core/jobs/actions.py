@@ -10,7 +10,7 @@ from ugro_tui.core.jobs.store import JobStore
 
 def cancel(store: JobStore, job_id: int) -> str:
     job = store.get(job_id)
-    if job.state.active:  # the dispatcher stops its processes on every node, then marks it cancelled
+    if job.state.active or job.slurm is not None:  # the dispatcher stops it (or scancels it), then marks it cancelled
         def request(j):
             if j.state.finished:
                 raise IllegalTransition(f"job {job_id} is {j.state}; it cannot become cancelled")

@@ -47,6 +47,10 @@ def detail(job: Job) -> list[str]:
     ]
     if job.diagnosis:
         lines.append(f"  diagnosis  : {job.diagnosis}")
+    if job.slurm is not None:
+        lines.append(f"  slurm      : job {job.slurm.job_id or '(being submitted)'}"
+                     + (f"  partition {job.slurm.partition}" if job.slurm.partition else "")
+                     + (f"  {job.slurm.state}" if job.slurm.state else ""))
     if s.sweep_id:
         params = ", ".join(f"{k}={v}" for k, v in s.params)
         rule = f"   early stop: {s.early_stop}" if s.early_stop else ""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ugro_tui import paths
+from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.transport import Transport, path_word
 
@@ -37,6 +38,16 @@ LOSS_RE = re.compile(r"\bstep[\s:=]+(\d+)\b.*?\bloss[\s:=]+([-+0-9.eE]+|nan|inf)
 FILE_CHUNK = 2 << 20  # bytes fetched per file per sync at most, so a huge backlog never stalls a follower
 STREAMS = ("stdout", "stderr")
 _FRAME_RE = re.compile(rb"(console|\d+\.(?:stdout|stderr)) (\d+)\n", re.ASCII)
+
+
+def read_via(cluster: Cluster, job: Job, node: str) -> str:
+    """Which of [[nodes]] reads this job's files on `node`: the node itself where it is one (the SSH backend,
+    or Slurm with follow = "node"), else the Slurm login node."""
+    if job.slurm is None or cluster.slurm is None:
+        return node
+    if cluster.slurm.follow == "node" and any(n.name == node for n in cluster.nodes):
+        return node
+    return cluster.slurm.login
 
 
 def local_dir(job: Job) -> Path:

@@ -269,6 +269,16 @@ class NodeRun:
 
 
 @dataclass(frozen=True)
+class SlurmRef:
+    """Where a job is on the Slurm backend: its Slurm job id (`123`, or `120_3` for a trial of an array) once
+    submitted; empty while the submit is in flight (a dispatcher that dies then looks for it by name)."""
+
+    job_id: str = ""
+    partition: str = ""
+    state: str = ""  # Slurm's own word for it: PENDING, RUNNING, COMPLETED, ...
+
+
+@dataclass(frozen=True)
 class Job:
     id: int
     spec: JobSpec
@@ -290,6 +300,7 @@ class Job:
     ran_on: tuple[str, ...] = ()     # the nodes of the latest attempt: where its checkpoints are
     sync_sent: tuple[tuple[str, int, int], ...] = ()  # per node: files and bytes of code that had to travel
     service: ServiceStatus | None = None  # a service's health, port and restarts
+    slurm: SlurmRef | None = None         # the Slurm backend's job, once submitted there
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -307,6 +318,7 @@ class Job:
             if self.spec.sync_hash else None,
             "metric": [[s, v if math.isfinite(v) else None, round(t, 3)] for s, v, t in self.metric],
             "service": self.service.to_json() if self.service else None,
+            "slurm": asdict(self.slurm) if self.slurm else None,
             **({"endpoint": self.service.endpoint if self.service else None,
                 "restarts": self.service.restarts if self.service else 0, "health": self.health}
                if self.spec.kind == "service" else {}),
@@ -339,6 +351,8 @@ class Job:
             sync_sent=tuple((str(n), int(v["files_sent"]), int(v["bytes_sent"]))
                             for n, v in ((data.get("sync") or {}).get("nodes") or {}).items()),
             service=ServiceStatus.from_json(data.get("service")),
+            slurm=SlurmRef(**{k: str(v) for k, v in data["slurm"].items() if k in SlurmRef.__dataclass_fields__})
+            if isinstance(data.get("slurm"), dict) else None,
         )
 
 
@@ -361,6 +375,8 @@ def transition(job: Job, to: JobState, *, reason: str = "", now: float | None = 
         changes.setdefault("finished_at", None)
         changes.setdefault("cancel_requested", False)
         changes.setdefault("prune", "")
+        if job.state is not JobState.HELD:  # released: still the same Slurm job; anything else: a new one
+            changes.setdefault("slurm", None)
         if job.state.finished:
             changes.setdefault("attempt", 0)
             changes.setdefault("diagnosis", None)

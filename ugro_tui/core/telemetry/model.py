@@ -161,6 +161,22 @@ class HostSample:
         return out
 
 
+@dataclass(frozen=True)
+class SlurmAllocation:
+    """A Slurm node as sinfo shows it: its state, GPUs and how many of them jobs hold."""
+
+    state: str
+    gpus: int
+    gpus_used: int
+    partitions: tuple[str, ...] = ()
+    reason: str = ""
+    live: bool = False  # the node is one of [[nodes]] too, so its GPU agent gives live numbers beside this
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "gpus": self.gpus, "gpus_allocated": self.gpus_used,
+                "partitions": list(self.partitions), "reason": self.reason, "live_telemetry": self.live}
+
+
 @dataclass
 class NodeStatus:
     name: str
@@ -177,6 +193,7 @@ class NodeStatus:
     history: dict[int, deque[float | None]] = field(default_factory=dict)
     host: HostSample | None = None
     cpu_history: deque[float | None] = field(default_factory=deque)
+    slurm: SlurmAllocation | None = None  # what Slurm says of this node (the Slurm backend)
 
     @property
     def healthy(self) -> bool:
@@ -208,7 +225,8 @@ class NodeStatus:
         return {"name": self.name, "address": self.address, "state": str(self.state), "error": self.error,
                 "source": self.source, "driver": self.driver, "sampled_at": self.sampled_at,
                 "next_retry_at": self.next_retry_at, "gpus": [g.to_json() for g in self.gpus],
-                "host": self.host.to_json() if self.host is not None else None}
+                "host": self.host.to_json() if self.host is not None else None,
+                **({"slurm": self.slurm.to_json()} if self.slurm is not None else {})}
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,11 @@ class Monitor:
             self._wake[node.name] = asyncio.Event()
             self._start_follower(node)
         self._tasks.append(asyncio.create_task(self._watch_staleness(), name="telemetry:staleness"))
+        if self.cluster.slurm is not None and self.cluster.backend == "slurm":
+            from ugro_tui.core.backends.slurm.nodes import follow_slurm_nodes
+
+            follow = follow_slurm_nodes(self.cluster, self.state, self.transports.__getitem__, self._emit, self._clock)
+            self._tasks.append(asyncio.create_task(follow, name="telemetry:slurm"))
 
     def _start_follower(self, node: Node) -> None:
         task = asyncio.create_task(self._follow(node), name=f"telemetry:{node.name}")
@@ -126,7 +131,8 @@ class Monitor:
         """Until every node has a sample or has failed once (for one-shot `ugro status`)."""
         deadline = self._clock() + timeout
         while self._clock() < deadline:
-            if all(n.state is not NodeState.CONNECTING for n in self.state.nodes.values()):
+            slurm = self.cluster.backend != "slurm" or any(n.slurm for n in self.state.nodes.values())
+            if slurm and all(n.state is not NodeState.CONNECTING for n in self.state.nodes.values()):
                 return
             await asyncio.sleep(0.05)
 
@@ -184,7 +190,9 @@ class Monitor:
         while True:
             await asyncio.sleep(self.interval / 2)
             now = self._clock()
-            for name, status in self.state.nodes.items():
+            for name, status in list(self.state.nodes.items()):
+                if name not in self.transports:  # a Slurm node without an agent: sinfo keeps it current
+                    continue
                 if status.state not in (NodeState.ONLINE, NodeState.STALE) or status.received_at is None:
                     continue
                 silent = now - status.received_at

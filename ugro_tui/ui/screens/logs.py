@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Log, Static
 
 from ugro_tui.core.jobs.describe import age, placement_text
-from ugro_tui.core.jobs.logs import CopyReader, RankDemux, Source, local_dir, sync_node
+from ugro_tui.core.jobs.logs import CopyReader, RankDemux, Source, local_dir, read_via, sync_node
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.widgets.metric_plot import Curve, MetricPlot
@@ -202,9 +202,10 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         known = {n.name for n in self.app.cluster.nodes}
         while True:
             for node, run in job.runs:
-                if run.run_dir and node in known:
+                via = read_via(self.app.cluster, job, node)
+                if run.run_dir and via in known:
                     with contextlib.suppress(Exception):  # an unreachable node: its pane stops growing for now
-                        await sync_node(self.app.pool.get(node), job, node, run.run_dir)
+                        await sync_node(self.app.pool.get(via), job, node, run.run_dir)
                 # Whatever the copies gained, whoever fetched it (the dispatcher follows the same copies).
                 for source, chunk in await asyncio.to_thread(reader.read_new, node):
                     self._take(source, chunk)

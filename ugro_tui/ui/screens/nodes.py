@@ -151,6 +151,9 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         card = self.cards.get(status.name)
         if card is not None:
             card.refresh_status()
+        elif status.name in self.app.monitor_state.nodes:  # a node Slurm told of: a card for it
+            self.call_later(self.rebuild)
+            return
         if not self._user_moved:  # until the user moves, the first GPU in config order stays selected
             rows = self.visible_gpus()
             first = (rows[0][0], rows[0][1].index) if rows else None

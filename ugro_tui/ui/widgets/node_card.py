@@ -57,7 +57,8 @@ class NodeCard(Widget):
 
     def _line_count(self) -> int:
         host = 1 if self.status.host is not None else 0
-        return max(1, len(self.status.gpus) + host + (1 if self.status.error else 0))
+        slurm = 1 if self.status.slurm is not None else 0
+        return max(1, len(self.status.gpus) + host + slurm + (1 if self.status.error else 0))
 
     def on_mount(self) -> None:
         # After the new theme's CSS is applied, so the badge takes its colours.
@@ -80,6 +81,8 @@ class NodeCard(Widget):
             if not live:
                 line.stylize("dim")
             lines.append(line)
+        if self.status.slurm is not None:
+            lines.append(render.slurm_line(self.status.slurm, width, styles))
         if self.status.error:
             style = styles["bad"] if not self.status.gpus or not live else styles["warn"]
             lines.append(Text(render.fit(self.status.error, width), style=style, no_wrap=True))

@@ -1,0 +1,1 @@
+"""The Slurm backend: sbatch, squeue, sacct and scontrol over the login node's SSH connection."""

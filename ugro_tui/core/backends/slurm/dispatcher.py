@@ -1,0 +1,297 @@
+"""The Slurm backend's dispatcher: the same job store, states, retries, sweeps and rank logs; Slurm places and runs.
+
+Each tick reads the whole queue once (`squeue --json`), follows every submitted job from it (a job that has left
+the queue is asked of `scontrol`, then `sacct`), carries out cancels, prunes, holds and releases, and submits what
+waits. Each job is handled in a task of its own and its errors are its own: one bad job never stops the others.
+A submit first writes an empty Slurm reference, then sbatch writes the new id into the run root, so a dispatcher
+killed in between finds the job there instead of submitting it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+
+from ugro_tui.config import Cluster
+from ugro_tui.core.backends.slurm.client import SlurmClient, SlurmError
+from ugro_tui.core.backends.slurm.script import node_dir, run_root, submission
+from ugro_tui.core.backends.slurm.states import SlurmJob, hostnames
+from ugro_tui.core.jobs.async_store import AsyncJobStore
+from ugro_tui.core.jobs.diagnose import diagnose
+from ugro_tui.core.jobs.dispatcher import SweepTrials
+from ugro_tui.core.jobs.early_stop import judge
+from ugro_tui.core.jobs.logs import local_copy, read_via, sync_node
+from ugro_tui.core.jobs.metric import MetricFollower
+from ugro_tui.core.jobs.model import Job, JobState, NodeRun, SlurmRef, transition
+from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.pool import Pool
+from ugro_tui.errors import UgroError
+
+
+def step_to(job: Job, to: JobState, **changes) -> Job:
+    """Move a job to `to` through the states it skipped while Slurm ran it between two looks."""
+    if job.state in (JobState.QUEUED, JobState.HELD) and to in (JobState.RUNNING, JobState.SUCCEEDED,
+                                                                  JobState.FAILED, JobState.PRUNED):
+        if job.state is JobState.HELD:
+            job = transition(job, JobState.QUEUED)
+        job = transition(job, JobState.STARTING, attempt=job.attempt, reason="starting")
+    if job.state is JobState.STARTING and to is not JobState.RUNNING and to is not JobState.CANCELLED:
+        job = transition(job, JobState.RUNNING)
+    return transition(job, to, **changes)
+
+
+class SlurmDispatcher:
+    def __init__(self, cluster: Cluster, store: JobStore, pool: Pool) -> None:
+        assert cluster.slurm is not None
+        self.cluster = cluster
+        self.pool = pool
+        self.store = AsyncJobStore(store)
+        self.client = SlurmClient(cluster, pool)
+        self.metrics = MetricFollower()
+        self.errors: dict[int, str] = {}
+        self.problem: str | None = None  # the queue could not be read: why (shown by the app)
+        self._sweeps = SweepTrials(self.store)
+        self._asked: dict[int, str] = {}  # job id -> the scancel/hold/release already sent for its Slurm state
+
+    # --- one round ---------------------------------------------------------------------------------------------
+
+    async def tick(self) -> list[Job]:
+        jobs = {j.id: j for j in await self.store.active()}
+        try:
+            queue = await self.client.queue()
+        except (SlurmError, OSError, TimeoutError) as exc:
+            self.problem = f"Slurm's queue could not be read: {exc}"
+            return [j for j in jobs.values() if j.state is not JobState.HELD]
+        self.problem = None
+        follows = [self._guard(j.id, self._follow(j, queue)) for j in jobs.values() if j.slurm is not None]
+        await asyncio.gather(*follows)
+        jobs = {j.id: j for j in await self.store.active()}
+        await self._early_stop(jobs)
+        await self._submit_waiting(jobs)
+        return [j for j in await self.store.active() if j.state is not JobState.HELD]
+
+    async def _guard(self, job_id: int, work) -> None:
+        try:
+            await work
+            self.errors.pop(job_id, None)
+        except Exception as exc:  # this job's problem, never the dispatcher's
+            said = f"slurm: {exc}" if isinstance(exc, UgroError) else f"slurm: {type(exc).__name__}: {exc}"
+            if self.errors.get(job_id) != said:
+                self.errors[job_id] = said
+                with contextlib.suppress(Exception):
+                    await self.store.update(job_id, lambda j: j if j.state.finished
+                                            else dataclasses.replace(j, reason=said))
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Nothing runs between ticks here: every follow and submit is awaited within its tick."""
+
+    # --- following ---------------------------------------------------------------------------------------------
+
+    async def _follow(self, job: Job, queue: dict[str, SlurmJob]) -> None:
+        assert job.slurm is not None
+        if not job.slurm.job_id:  # a submit a dead dispatcher left in flight: did sbatch get it?
+            found = await self.client.submitted(run_root(self.cluster, job))
+            await self.store.update(job.id, lambda j: dataclasses.replace(
+                j, slurm=dataclasses.replace(j.slurm or SlurmRef(), job_id=found)) if found
+                else dataclasses.replace(j, slurm=None, attempt=max(0, j.attempt - 1)))
+            return
+        sj = queue.get(job.slurm.job_id) or await self.client.remembered(job.slurm.job_id)
+        if sj is None:
+            reason = "Slurm no longer knows its job " + job.slurm.job_id
+            await self._save(job, step_to(job, JobState.CANCELLED if job.cancel_requested else JobState.FAILED,
+                                          reason=reason))
+            return
+        state = sj.ugro_state
+        if (job.cancel_requested or job.prune) and not state.finished:
+            if self._asked.get(job.id) != "cancel":
+                await self.client.control("cancel", [sj.job_id])
+                self._asked[job.id] = "cancel"
+            return
+        if state in (JobState.QUEUED, JobState.HELD):
+            await self._pending(job, sj)
+        elif state is JobState.RUNNING:
+            await self._running(job, sj)
+        else:
+            await self._ended(job, sj)
+
+    async def _pending(self, job: Job, sj: SlurmJob) -> None:
+        want = "hold" if job.state is JobState.HELD else "release"
+        if (want == "hold") != (sj.reason in ("JobHeldUser", "JobHeldAdmin")) and sj.reason != "JobHeldAdmin":
+            if self._asked.get(job.id) != want:
+                await self.client.control(want, [sj.job_id])
+                self._asked[job.id] = want
+            return
+        self._asked.pop(job.id, None)
+        reason = "held by the user" if job.state is JobState.HELD else sj.said
+        slurm = self._ref(job, sj)
+        if job.reason != reason or job.slurm != slurm:
+            await self._save(job, dataclasses.replace(job, reason=reason, slurm=slurm))
+
+    def _ref(self, job: Job, sj: SlurmJob) -> SlurmRef:
+        assert job.slurm is not None
+        return dataclasses.replace(job.slurm, state=sj.state, partition=sj.partition or job.slurm.partition)
+
+    def _runs(self, job: Job, sj: SlurmJob) -> tuple[tuple[str, NodeRun], ...]:
+        root = run_root(self.cluster, job)
+        names = hostnames(sj.nodes) or [n for n, _ in job.runs]
+        return tuple((n, NodeRun(run_dir=node_dir(root, n))) for n in names)
+
+    async def _running(self, job: Job, sj: SlurmJob) -> None:
+        if job.state is not JobState.RUNNING:
+            runs = self._runs(job, sj)
+            job = step_to(job, JobState.RUNNING, reason=f"running on {sj.nodes} (Slurm job {sj.job_id})",
+                          runs=runs, placement=tuple((n, ()) for n, _ in runs), ran_on=tuple(n for n, _ in runs),
+                          slurm=self._ref(job, sj), rendezvous=None)
+            await self._save(job)
+        await self.sync_logs(job)
+        metric = await asyncio.to_thread(self.metrics.update, job, time.time())
+        if metric != job.metric:
+            await self._save(job, dataclasses.replace(job, metric=metric))
+
+    async def _ended(self, job: Job, sj: SlurmJob) -> None:
+        runs = self._runs(job, sj) if sj.nodes else job.runs
+        exits = await self.client.exits(run_root(self.cluster, job), [n for n, _ in runs]) if runs else {}
+        runs = tuple((n, dataclasses.replace(r, exit_code=exits.get(n))) for n, r in runs)
+        job = dataclasses.replace(job, runs=runs, slurm=self._ref(job, sj),
+                                  placement=job.placement or tuple((n, ()) for n, _ in runs))
+        await self.sync_logs(job)
+        with contextlib.suppress(OSError):
+            job = dataclasses.replace(job, metric=await asyncio.to_thread(self.metrics.update, job, time.time()))
+        self.metrics.forget(job.id)
+        self._asked.pop(job.id, None)
+        state = sj.ugro_state
+        if job.prune and not job.cancel_requested and state is JobState.CANCELLED:
+            done = step_to(job, JobState.PRUNED, reason=job.prune)
+        elif state is JobState.CANCELLED:
+            who = "the user" if job.cancel_requested else "Slurm (scancel outside ugro, or an administrator)"
+            done = step_to(job, JobState.CANCELLED, reason=f"cancelled by {who}")
+        elif state is JobState.SUCCEEDED:
+            done = step_to(job, JobState.SUCCEEDED, reason="every node exited 0")
+        else:
+            bad = {n: r.exit_code for n, r in runs if r.exit_code not in (None, 0)}
+            why = "; ".join(f"{n} exited {c}" for n, c in bad.items()) or sj.said
+            if bad and sj.state != "FAILED":
+                why += f" ({sj.said})"
+            text = await asyncio.to_thread(lambda: "\n".join(_tail(local_copy(job, n)) for n, _ in runs))
+            found = diagnose(text, {n: r.exit_code for n, r in runs})
+            done = self._failed(job, why, str(found) if found else None)
+        await self._save(job, done)
+
+    def _failed(self, job: Job, why: str, diagnosis: str | None) -> Job:
+        if job.attempt <= job.spec.max_retries:
+            resume = " from its checkpoint dir" if job.spec.checkpoint_dir else ""
+            return step_to(job, JobState.QUEUED if job.state is not JobState.QUEUED else JobState.FAILED,
+                           reason=f"retrying{resume}: {why}", diagnosis=diagnosis) \
+                if job.state is not JobState.QUEUED else step_to(job, JobState.FAILED, reason=why, diagnosis=diagnosis)
+        return step_to(job, JobState.FAILED, reason=why, diagnosis=diagnosis)
+
+    async def sync_logs(self, job: Job) -> None:
+        """Bring the local copies of every node's logs up to date, read through the login node (or, with
+        `follow = "node"`, on the node itself where it is one of [[nodes]])."""
+        await asyncio.gather(*(sync_node(self.pool.get(read_via(self.cluster, job, n)), job, n, r.run_dir)
+                               for n, r in job.runs if r.run_dir), return_exceptions=True)
+
+    async def _save(self, before: Job, now: Job | None = None) -> None:
+        """Store what a follow learned, keeping a cancel, prune or hold asked for in the meantime."""
+        now = before if now is None else now
+
+        def merge(cur: Job) -> Job:
+            if now.state.finished or cur.state.finished:
+                return now if not cur.state.finished else cur
+            if cur.state is JobState.HELD and now.state is JobState.QUEUED:  # held while we looked
+                return dataclasses.replace(now, state=JobState.HELD, reason="held by the user")
+            return dataclasses.replace(now, cancel_requested=cur.cancel_requested or now.cancel_requested,
+                                       prune=cur.prune or now.prune)
+
+        await self.store.update(before.id, merge)
+
+    # --- early stopping and submitting ------------------------------------------------------------------------
+
+    async def _early_stop(self, jobs: dict[int, Job]) -> None:
+        sweeps = {j.spec.sweep_id for j in jobs.values() if j.spec.sweep_id and j.spec.early_stop
+                  and j.state is JobState.RUNNING and not j.prune}
+        verdicts: dict[int, str] = {}
+        for sweep_id in sorted(s for s in sweeps if s):
+            verdicts |= judge(await self._sweeps.trials(sweep_id, jobs))
+        if verdicts:
+            await self.store.update_active({jid: (lambda j, why=why: dataclasses.replace(j, prune=why)
+                                                  if j.state is JobState.RUNNING and not j.prune else j)
+                                            for jid, why in verdicts.items()})
+
+    async def _submit_waiting(self, jobs: dict[int, Job]) -> None:
+        waiting = [j for j in jobs.values() if j.state is JobState.QUEUED and j.slurm is None]
+        if not waiting:
+            return
+        ready: list[tuple[Job, tuple[str, ...]]] = []
+        for job in waiting:
+            after = await self._after(job, jobs)
+            if after is not None:
+                ready.append((job, after))
+        groups: dict[str, list[Job]] = {}
+        singles = []
+        for job, after in ready:
+            if job.spec.sweep_id and not after and job.attempt == 0:
+                groups.setdefault(job.spec.sweep_id, []).append(job)
+            else:
+                singles.append((job, after))
+        batches = [([j], a) for j, a in singles] + [(sorted(g, key=lambda j: j.id), ()) for g in groups.values()]
+        await asyncio.gather(*(self._guard(b[0].id, self._submit(b, after)) for b, after in batches))
+
+    async def _after(self, job: Job, jobs: dict[int, Job]) -> tuple[str, ...] | None:
+        """The Slurm ids a job runs after, or None while one of them is not submitted yet; a job whose
+        dependency failed fails here, as on the SSH backend."""
+        out = []
+        for dep in job.spec.after:
+            try:
+                other = jobs.get(dep) or await self.store.get(dep)
+            except UgroError:
+                await self.store.move(job.id, JobState.FAILED, reason=f"job {dep} it runs after does not exist")
+                return None
+            if other.state in (JobState.FAILED, JobState.CANCELLED, JobState.PRUNED):
+                await self.store.move(job.id, JobState.FAILED, reason=f"job {dep} it runs after was {other.state}")
+                return None
+            if other.state is JobState.SUCCEEDED:
+                continue
+            if other.slurm is None or not other.slurm.job_id:
+                if job.reason != f"waits for job {dep} to be submitted":
+                    await self.store.update(job.id, lambda j, d=dep: dataclasses.replace(
+                        j, reason=f"waits for job {d} to be submitted"))
+                return None
+            out.append(other.slurm.job_id)
+        return tuple(out)
+
+    async def _submit(self, batch: list[Job], after: tuple[str, ...]) -> None:
+        """Mark each job as being submitted (attempt counted), then sbatch; Slurm's refusal fails the jobs with
+        Slurm's own words."""
+        marked = []
+        for job in batch:
+            marked.append(await self.store.update(job.id, lambda j: dataclasses.replace(
+                j, attempt=j.attempt + 1, slurm=SlurmRef(), reason="submitting to Slurm")))
+        limit = batch[0].spec.max_concurrent if len(batch) > 1 else 0
+        sub = submission(marked, self.cluster, after, limit)
+        try:
+            slurm_id = await self.client.submit(sub)
+        except SlurmError as exc:
+            for job in marked:
+                await self.store.update(job.id, lambda j, e=exc: step_to(dataclasses.replace(j, slurm=None),
+                                                                         JobState.FAILED,
+                                                                         reason=f"Slurm refused it: {e}"))
+            return
+        except Exception:  # not known whether sbatch ran: the next tick looks in the run root
+            raise
+        ids = [slurm_id] if len(marked) == 1 else [f"{slurm_id}_{i}" for i in range(1, len(marked) + 1)]
+        for job, sid in zip(marked, ids, strict=True):
+            await self.store.update(job.id, lambda j, s=sid: dataclasses.replace(
+                j, slurm=SlurmRef(job_id=s, partition=self.cluster.slurm.partition or "", state="PENDING"),
+                reason=f"submitted to Slurm as job {s}"))
+
+
+def _tail(path, size: int = 1 << 16) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
