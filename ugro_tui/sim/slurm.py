@@ -8,6 +8,7 @@ each lab starts from empty (old state would bring old job ids back). The GPUs ar
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -153,7 +154,19 @@ class SlurmLab:
         return subprocess.run([_program(argv[0]), *argv[1:]], env=self.env(), capture_output=True, text=True,
                               timeout=timeout)
 
+    def cancel_all(self, timeout: float = 15.0) -> None:
+        """scancel every job, and wait until the queue is empty (their processes are gone with them)."""
+        self.run("scancel", "--full", "--user", getpass.getuser(), timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            left = self.run("squeue", "-h", "-t", "PD,R,CG,CF,S", "-o", "%i", timeout=timeout).stdout.split()
+            if not left:
+                return
+            time.sleep(0.2)
+
     def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.cancel_all(timeout=10)
         with contextlib.suppress(Exception):
             self.run("scontrol", "shutdown", timeout=10)
         deadline = time.monotonic() + 5

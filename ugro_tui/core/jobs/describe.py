@@ -16,7 +16,8 @@ def shape(job: Job) -> str:
 
 
 def placement_text(job: Job) -> str:
-    return " ".join(f"{node}:{','.join(map(str, gpus))}" for node, gpus in job.placement) or DASH
+    return " ".join(f"{node}:{','.join(map(str, gpus))}" if gpus else node  # Slurm's nodes: it picks the GPUs
+                    for node, gpus in job.placement) or DASH
 
 
 def age(seconds: float) -> str:

@@ -20,6 +20,12 @@ def spec_problem(spec: JobSpec, cluster: Cluster) -> str | None:
         return f"--checkpoint-dir {spec.checkpoint_dir!r}: no `..` (keep it inside the node's home or workdir)"
     if spec.min_gpu_mem_gb < 0:
         return f"--min-gpu-mem must be ≥ 0 GB, got {spec.min_gpu_mem_gb:g}"
+    if cluster.backend == "slurm":  # Slurm knows its nodes, and refuses what can never run in its own words
+        if spec.nodes:
+            return "--nodes: on Slurm, pick nodes with [slurm] partition or extra = [\"--constraint=...\"]"
+        if spec.kind == "service":
+            return "--kind service runs on the SSH backend only (Slurm jobs end at their time limit)"
+        return None
     known = {n.name for n in cluster.nodes} | {label for n in cluster.nodes for label in n.labels}
     for name in spec.nodes:
         if name not in known:

@@ -104,7 +104,8 @@ class SlurmDispatcher:
                                           reason=reason))
             return
         state = sj.ugro_state
-        if (job.cancel_requested or job.prune) and not state.finished:
+        never = sj.reason == "DependencyNeverSatisfied"
+        if (job.cancel_requested or job.prune or never) and not state.finished:
             if self._asked.get(job.id) != "cancel":
                 await self.client.control("cancel", [sj.job_id])
                 self._asked[job.id] = "cancel"
@@ -164,6 +165,9 @@ class SlurmDispatcher:
         state = sj.ugro_state
         if job.prune and not job.cancel_requested and state is JobState.CANCELLED:
             done = step_to(job, JobState.PRUNED, reason=job.prune)
+        elif state is JobState.CANCELLED and sj.reason == "DependencyNeverSatisfied" and not job.cancel_requested:
+            done = step_to(job, JobState.FAILED, reason="a job it runs after did not succeed "
+                           f"(after: {', '.join(map(str, job.spec.after))})")
         elif state is JobState.CANCELLED:
             who = "the user" if job.cancel_requested else "Slurm (scancel outside ugro, or an administrator)"
             done = step_to(job, JobState.CANCELLED, reason=f"cancelled by {who}")

@@ -76,8 +76,13 @@ def node_script(job: Job, cluster: Cluster) -> str:
         'export UGRO_NODE="$SLURMD_NODENAME" UGRO_NODE_RANK="$SLURM_NODEID"',
         f"{export_env(env)}{export_paths(paths)}",
         f'mkdir -p {workdir} && cd {workdir} || {{ echo 97 > "$rd/exit"; exit 97; }}',
-        command,
-        "code=$?",
+        # In the background, and this shell waits: it stays the command's parent until the command is gone, so
+        # Slurm's process tracking (the tree, with proctrack/linuxproc) still finds it when the job is killed.
+        f"{command} &",
+        'child=$!',
+        "trap 'kill -TERM \"$child\" 2>/dev/null' TERM INT HUP",
+        'wait "$child"; code=$?',
+        'while kill -0 "$child" 2>/dev/null; do wait "$child"; code=$?; done',
         'echo "$code" > "$rd/exit.tmp" && mv -f "$rd/exit.tmp" "$rd/exit"',
         "exit $code",
         "",

@@ -31,6 +31,8 @@ REASONS = {  # Slurm's pending reasons in the user's words
     "QOSMaxJobsPerUserLimit": "waits: the QOS's limit of running jobs per user is reached",
     "AssocGrpGRES": "waits: the account's GPU limit is reached",
     "ReqNodeNotAvail": "waits: a node it needs is not available",
+    "JobArrayTaskLimit": "waits: its sweep's max_concurrent trials already run",
+    "NonZeroExitCode": "a node exited with an error",
     "None": "waits for Slurm to schedule it",
 }
 
