@@ -86,8 +86,8 @@ def test_a_sweep_is_one_job_array_and_every_trial_runs(config: Path) -> None:
 
 def test_a_failing_job_is_diagnosed_as_on_the_ssh_backend(config: Path, tmp_path: Path) -> None:
     script = tmp_path / "boom.py"
-    script.write_text("import os\nprint('step 0 loss 1.0', flush=True)\n"
-                      "if os.environ['RANK'] == '1':\n    raise RuntimeError('CUDA out of memory. Tried to allocate 2 GiB')\n")
+    script.write_text("import os\nprint('step 0 loss 1.0', flush=True)\nif os.environ['RANK'] == '1':\n"
+                      "    raise RuntimeError('CUDA out of memory. Tried to allocate 2 GiB')\n")
     ugro(config, "submit", "--nnodes", "2", "--gpus-per-node", "1", "--", str(script))
     assert ugro(config, "scheduler", "--until-idle", timeout=180).returncode == 0
     job = shown(config, 1)
@@ -118,3 +118,17 @@ def test_after_holds_and_the_nodes_slurm_shows(config: Path) -> None:
     second_job = shown(config, 2)
     assert second_job["state"] == "failed" and "runs after" in second_job["reason"], second_job
     assert shown(config, 3)["state"] == "held"
+
+
+def test_doctor_on_slurm_checks_slurm_and_runs_the_smoke_as_a_two_node_slurm_job(config: Path) -> None:
+    done = ugro(config, "doctor", "--smoke", "--json", timeout=200)
+    report = json.loads(done.stdout)
+    checks = {c["name"]: c for c in report["checks"] if c["node"] == "cluster"}
+    assert checks["slurm"]["status"] == "ok" and "2 node(s)" in checks["slurm"]["detail"], checks["slurm"]
+    assert checks["partition"]["status"] == "ok" and "4 GPU(s)" in checks["partition"]["detail"]
+    assert checks["account"]["status"] == "skip"  # the lab's Slurm keeps no accounts
+    assert checks["sbatch"]["status"] == "ok" and "2 node(s) × 1 GPU" in checks["sbatch"]["detail"], checks["sbatch"]
+    smoke = checks["smoke"]
+    assert smoke["status"] == "ok" and "2 ranks (gloo)" in smoke["detail"], smoke
+    job = shown(config, 1)
+    assert job["slurm"]["job_id"] and sorted(job["runs"]) == ["n1", "n2"]

@@ -40,7 +40,7 @@ PROBE_SOURCE = (HERE / "probe.py").read_text().replace("AGENT = None", f"AGENT =
 PROBE_PATH = f"~/.cache/ugro/doctor-{hashlib.sha256(PROBE_SOURCE).hexdigest()[:12]}.py"
 LISTEN_SECONDS = 30.0
 CHECK_ORDER = ("ssh", "host key", "python", "torch", "cuda", "nccl", "torchrun", "driver", "disk", "clock",
-               "interface", "rendezvous", "checkpoints", "data", "cpu")
+               "interface", "rendezvous", "checkpoints", "data", "cpu", "slurm", "partition", "account", "sbatch")
 PROBE_TIMEOUT = 60.0  # importing torch on a cold disk is slow
 
 
@@ -204,6 +204,11 @@ async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | No
             emit(check)
         if telemetry is not None:
             for check in starving_checks(telemetry, jobs):
+                emit(check)
+        if cluster.backend == "slurm" and up[[n.name for n in cluster.nodes].index(cluster.slurm.login)]:
+            from ugro_tui.core.doctor.slurm_checks import slurm_checks
+
+            for check in await slurm_checks(cluster, transports):
                 emit(check)
         report.clock_offsets = {n: f.clock_offset_s for n, f in facts.items() if f.clock_offset_s is not None}
         report.gpu_counts = {n: f.facts["driver"].get("gpus", 0) for n, f in facts.items() if f.facts is not None}

@@ -23,6 +23,11 @@ BLOCKING = ("ssh", "host key", "python", "torch", "torchrun")
 
 
 def smoke_spec(cluster: Cluster, report: Report) -> JobSpec:
+    if cluster.backend == "slurm":  # a real 2-node Slurm job of the shape sbatch --test-only accepted
+        shape = next((c.detail for c in report.checks if c.name == "sbatch"), "")
+        nnodes = 2 if shape.startswith("--test-only of 2") else 1
+        return JobSpec(name="doctor-smoke", command=(f"{SCRIPT_DIR}/allreduce.py",), kind="torchrun", nnodes=nnodes,
+                       gpus_per_node=0 if "× 0 GPU" in shape else 1, priority=PRIORITY)
     counts = report.gpu_counts
     every_node_has_gpus = all(counts.get(n.name, 0) > 0 for n in cluster.nodes)
     return JobSpec(name="doctor-smoke", command=(f"{SCRIPT_DIR}/allreduce.py",), kind="torchrun",

@@ -173,7 +173,7 @@ def gres_count(text: str) -> int:
     """GPUs in a gres string: "gpu:2", "gpu:a100:4(S:0-1)", "gpu:(null):1(IDX:0)", several comma-separated."""
     total = 0
     for part in re.split(r",(?![^(]*\))", text or ""):
-        m = re.match(r"gpu(?::[^:(]+)?:(\d+)", part.strip())
+        m = re.match(r"gpu(?::[^:]+?)?:(\d+)", part.strip())
         if m:
             total += int(m[1])
     return total
