@@ -132,3 +132,50 @@ def test_doctor_on_slurm_checks_slurm_and_runs_the_smoke_as_a_two_node_slurm_job
     assert smoke["status"] == "ok" and "2 ranks (gloo)" in smoke["detail"], smoke
     job = shown(config, 1)
     assert job["slurm"]["job_id"] and sorted(job["runs"]) == ["n1", "n2"]
+
+
+def test_sync_sends_the_tree_to_the_login_node_and_the_job_runs_in_it(config: Path, tmp_path: Path) -> None:
+    src = tmp_path / "project"
+    src.mkdir()
+    (src / "train.py").write_text("import os\nprint('in', os.path.basename(os.getcwd()), 'step 0 loss 1.0')\n")
+    out = ugro(config, "submit", "--sync", str(src), "--nnodes", "2", "--", "train.py")
+    assert out.returncode == 0, out.stderr
+    assert ugro(config, "scheduler", "--until-idle", timeout=120).returncode == 0
+    job = shown(config, 1)
+    assert job["state"] == "succeeded", job
+    assert f"in {job['spec']['sync_hash']}" in ugro(config, "logs", "1").stdout
+
+
+def test_hold_and_release_of_a_job_slurm_already_has(config: Path, slurm: SlurmLab) -> None:
+    big = ugro(config, "submit", "--kind", "command", "--nnodes", "2", "--gpus-per-node", "2", "--", "sleep", "4")
+    waiting = ugro(config, "submit", "--kind", "command", "--gpus-per-node", "1", "--", "echo", "ran")
+    assert big.returncode == waiting.returncode == 0
+    scheduler = subprocess.Popen([sys.executable, "-m", "ugro_tui", "scheduler", "--config", str(config)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+
+        def until(check, what: str) -> dict:
+            while True:
+                job = shown(config, 2)
+                if check(job):
+                    return job
+                assert time.monotonic() < deadline, f"{what}: {job}"
+                time.sleep(0.2)
+
+        pending = until(lambda j: j["slurm"] and j["slurm"]["job_id"] and re.search(r"Slurm: (Resources|Priority)",
+                                                                                     j["reason"]), "pending")
+        assert pending["state"] == "queued" and pending["reason"].startswith("waits: "), pending["reason"]
+        assert ugro(config, "hold", "2").returncode == 0
+        slurm_id = pending["slurm"]["job_id"]
+        while "JobHeldUser" not in slurm.run("squeue", "-h", "-j", slurm_id, "-o", "%r").stdout:
+            assert time.monotonic() < deadline, "scontrol hold was never sent"
+            time.sleep(0.2)
+        time.sleep(5)  # the first job ends meanwhile; a held job must not start
+        assert shown(config, 2)["state"] == "held"
+        assert ugro(config, "release", "2").returncode == 0
+        done = until(lambda j: j["state"] == "succeeded", "released and run")
+        assert done["slurm"]["job_id"] == slurm_id  # the same Slurm job, released, not a second one
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=20)

@@ -9,7 +9,14 @@ import pytest
 
 from ugro_tui.core.backends.slurm.script import node_script, options, submission
 from ugro_tui.core.backends.slurm.states import (
-    gres_count, hostnames, parse_sacct, parse_scontrol_job, parse_sinfo, parse_squeue, task_ids, wait_status,
+    gres_count,
+    hostnames,
+    parse_sacct,
+    parse_scontrol_job,
+    parse_sinfo,
+    parse_squeue,
+    task_ids,
+    wait_status,
 )
 from ugro_tui.core.jobs.model import Job, JobSpec, JobState
 from ugro_tui.errors import ConfigError

@@ -167,6 +167,9 @@ def slurm_line(alloc: SlurmAllocation, width: int, styles: dict[str, Style]) -> 
 
 def badge(node: NodeStatus, now: float) -> tuple[str, str]:
     """(text, style name) of a node's state badge, with retry countdown or sample age."""
+    if node.source == "slurm" and node.slurm is not None:  # a Slurm node known from sinfo only
+        bad = any(w in node.slurm.state for w in ("down", "drain", "fail", "inval", "not_responding"))
+        return f"{'⚠' if bad else '●'} {node.slurm.state}", "bad" if bad else "good"
     if node.state is NodeState.ONLINE and node.error and not node.gpus:
         return "⚠ no driver", "bad"
     glyph, words = BADGES[node.state]

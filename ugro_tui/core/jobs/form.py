@@ -218,9 +218,10 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
         errors["nodes"] = f"nodes: no node or label {unknown[0]!r} (nodes: {', '.join(known)})"
     chosen = [n for n in cluster.nodes if not values.nodes or n.name in values.nodes
               or any(label in values.nodes for label in n.labels)]
-    if "nnodes" not in errors and "nodes" not in errors and nnodes > len(chosen):
+    slurm = cluster.backend == "slurm"  # Slurm knows its nodes and their GPUs, and says what can never run
+    if "nnodes" not in errors and "nodes" not in errors and nnodes > len(chosen) and not slurm:
         errors["nnodes"] = f"nodes: {nnodes} asked, {len(chosen)} chosen"
-    if capacity and gpus and "nproc_per_node" not in errors:
+    if capacity and gpus and "nproc_per_node" not in errors and not slurm:
         counts = {c.name: c.gpu_count for c in capacity if c.gpu_count}
         sized = [(counts[n.name], n.name) for n in chosen if n.name in counts]
         if sized:
@@ -286,6 +287,8 @@ def preview(spec: JobSpec, cluster: Cluster, search: Search = NO_SEARCH) -> list
     """(node, exact command) per node for the first job of the sweep, placed on the first chosen nodes.
     The job id, GPUs and port are chosen at launch; the preview shows the first free ones."""
     first = fill_trial(spec, search.first()) if search else spec
+    if cluster.backend == "slurm":
+        return slurm_preview(first, cluster)
     chosen = [n for n in cluster.nodes if not first.nodes or n.name in first.nodes
               or any(label in first.nodes for label in n.labels)][: first.nnodes]
     placement = tuple((n.name, tuple(range(first.gpus_per_node))) for n in chosen)
@@ -307,3 +310,14 @@ def preview(spec: JobSpec, cluster: Cluster, search: Search = NO_SEARCH) -> list
         out.append((p.node, f"CUDA_VISIBLE_DEVICES={','.join(map(str, gpus))} {user_env + ' ' if user_env else ''}"
                             f"{command}"))
     return out
+
+
+def slurm_preview(spec: JobSpec, cluster: Cluster) -> list[tuple[str, str]]:
+    """On Slurm: the sbatch the login node runs, with its batch script, and the command srun runs on each node."""
+    from ugro_tui.core.backends.slurm.script import node_script, submission
+
+    job = Job(id=0, spec=spec, attempt=1)
+    script = node_script(job, cluster).splitlines()
+    command = next(line for line in script if line.endswith(" &")).removesuffix(" &")
+    return [(f"sbatch on {cluster.slurm.login}", submission([job], cluster).preview().rstrip()),
+            ("srun on each node", command)]

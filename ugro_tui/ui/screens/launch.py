@@ -207,6 +207,9 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         self.query_one("#preview-box").border_title = "command on each node"
         for error in self.query(".error"):
             error.display = False
+        if self.app.cluster.backend == "slurm":  # Slurm picks the nodes ([slurm] partition, extra)
+            self.query_one("#f-nodes").parent.display = False
+            self.query_one("#preview-box").border_title = "sbatch, and the command on each node"
         self.validate()
 
     def on_resize(self) -> None:

@@ -104,7 +104,8 @@ class SlurmClient:
     async def control(self, verb: str, job_ids: list[str]) -> None:
         """scancel, or scontrol hold/release, of these jobs."""
         ids = " ".join(map(shlex.quote, job_ids))
-        command = f"scancel {ids}" if verb == "cancel" else f"scontrol {verb} {ids}"
+        # uhold: a user's hold (JobHeldUser) even when ugro runs as an operator, whose `hold` is an admin's
+        command = f"scancel {ids}" if verb == "cancel" else f"scontrol {'uhold' if verb == 'hold' else verb} {ids}"
         await self.run(command)
 
     async def exits(self, root: str, nodes: list[str]) -> dict[str, int | None]:

@@ -20,11 +20,12 @@ from ugro_tui.core.backends.slurm.script import node_dir, run_root, submission
 from ugro_tui.core.backends.slurm.states import SlurmJob, hostnames
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.diagnose import diagnose
-from ugro_tui.core.jobs.dispatcher import SweepTrials
+from ugro_tui.core.jobs.dispatcher import NOT_READY_WAIT, SweepTrials
 from ugro_tui.core.jobs.early_stop import judge
 from ugro_tui.core.jobs.logs import local_copy, read_via, sync_node
 from ugro_tui.core.jobs.metric import MetricFollower
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, SlurmRef, transition
+from ugro_tui.core.jobs.placement import job_order
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
 from ugro_tui.errors import UgroError
@@ -54,6 +55,7 @@ class SlurmDispatcher:
         self.problem: str | None = None  # the queue could not be read: why (shown by the app)
         self._sweeps = SweepTrials(self.store)
         self._asked: dict[int, str] = {}  # job id -> the scancel/hold/release already sent for its Slurm state
+        self._not_before: dict[int, float] = {}  # jobs whose data or code was not ready: when to try again
 
     # --- one round ---------------------------------------------------------------------------------------------
 
@@ -225,7 +227,9 @@ class SlurmDispatcher:
                                             for jid, why in verdicts.items()})
 
     async def _submit_waiting(self, jobs: dict[int, Job]) -> None:
-        waiting = [j for j in jobs.values() if j.state is JobState.QUEUED and j.slurm is None]
+        now = time.monotonic()
+        waiting = [j for j in jobs.values() if j.state is JobState.QUEUED and j.slurm is None
+                   and self._not_before.get(j.id, 0.0) <= now]
         if not waiting:
             return
         ready: list[tuple[Job, tuple[str, ...]]] = []
@@ -241,7 +245,8 @@ class SlurmDispatcher:
             else:
                 singles.append((job, after))
         batches = [([j], a) for j, a in singles] + [(sorted(g, key=lambda j: j.id), ()) for g in groups.values()]
-        await asyncio.gather(*(self._guard(b[0].id, self._submit(b, after)) for b, after in batches))
+        for batch, after in sorted(batches, key=lambda b: job_order(b[0][0])):  # in ugro's order: Slurm's age too
+            await self._guard(batch[0].id, self._submit(batch, after))
 
     async def _after(self, job: Job, jobs: dict[int, Job]) -> tuple[str, ...] | None:
         """The Slurm ids a job runs after, or None while one of them is not submitted yet; a job whose
@@ -266,9 +271,33 @@ class SlurmDispatcher:
             out.append(other.slurm.job_id)
         return tuple(out)
 
+    async def _prepare(self, batch: list[Job]) -> bool:
+        """The login node has each job's datasets and code tree (the cluster's shared filesystem takes them to
+        the compute nodes); else the jobs stay queued, saying why, and are tried again a little later."""
+        from ugro_tui.core.sync import service
+
+        login = self.cluster.node(self.cluster.slurm.login)
+        problems: list[str] = []
+        for job in batch:
+            problems += await service.check_data(self.pool, [login], job.spec)
+        for sync_hash in sorted({j.spec.sync_hash for j in batch if j.spec.sync_hash}):
+            manifest = await asyncio.to_thread(service.CodeStore().manifest, sync_hash)
+            result = (await service.push_to(self.pool, [login], manifest, keep={sync_hash}))[login.name]
+            if isinstance(result, BaseException):
+                problems.append(f"code copy failed on {login.name}: {result}")
+        if not problems:
+            return True
+        why = f"{'; '.join(problems)} (checked again in {NOT_READY_WAIT:.0f}s)"
+        for job in batch:
+            self._not_before[job.id] = time.monotonic() + NOT_READY_WAIT
+            await self.store.update(job.id, lambda j: dataclasses.replace(j, reason=why))
+        return False
+
     async def _submit(self, batch: list[Job], after: tuple[str, ...]) -> None:
         """Mark each job as being submitted (attempt counted), then sbatch; Slurm's refusal fails the jobs with
         Slurm's own words."""
+        if not await self._prepare(batch):
+            return
         marked = []
         for job in batch:
             marked.append(await self.store.update(job.id, lambda j: dataclasses.replace(

@@ -27,7 +27,7 @@ def apply_nodes(state: ClusterState, nodes, login: str, now: float, live: set[st
         if node.name not in live:  # allocation only: Slurm is the sample
             bad = any(w in node.state for w in ("down", "drain", "fail", "inval", "not_responding"))
             status.state = NodeState.ONLINE
-            status.error = f"Slurm: {node.state}" + (f" ({node.reason})" if node.reason else "") if bad else None
+            status.error = (f"Slurm: {node.reason}" if node.reason else f"Slurm says {node.state}") if bad else None
             status.received_at = status.sampled_at = now
             status.source = "slurm"
         if status.slurm != alloc:
