@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ugro_tui.config import ConfigError, _boolean, _Checker, _choice, _show, _string
+from ugro_tui.config import ConfigError, _Checker, _choice, _show, _string
 
-SLURM_KEYS = ("login", "partition", "account", "qos", "time", "extra", "follow", "conf", "telemetry")
+SLURM_KEYS = ("login", "partition", "account", "qos", "time", "extra", "follow", "conf")
 WORD_RE = re.compile(r"^[A-Za-z0-9_.,:+-]+$")  # partition, account and QOS names (never shell characters)
 TIME_RE = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$|^(UNLIMITED|INFINITE)$")
 OPTION_RE = re.compile(r"^--[a-z][a-z0-9-]*(=.*)?$")
@@ -24,7 +24,6 @@ class SlurmConfig:
     extra: tuple[str, ...] = ()       # more sbatch options, as given: ["--constraint=a100"]
     follow: str = "login"             # read the rank logs through the login node, or on the compute node
     conf: str | None = None           # SLURM_CONF for the commands on the login node, when not the default
-    telemetry: bool = False           # the compute nodes are [[nodes]] too: their GPU agents add live numbers
 
 
 def _options(c: _Checker, key: str, value: Any) -> tuple[str, ...]:
@@ -51,5 +50,4 @@ def parse_slurm(source: str, value: Any, node_names: set[str]) -> SlurmConfig:
         extra=c.get("extra", _options, default=()),
         follow=c.get("follow", _choice(("login", "node")), default="login"),
         conf=c.get("conf", _string(what="a path")),
-        telemetry=c.get("telemetry", _boolean, default=False),
     )

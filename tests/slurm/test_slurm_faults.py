@@ -81,3 +81,49 @@ def test_a_scheduler_sigkilled_while_submitting_loses_nothing(config: Path, slur
     for job in store.all():
         assert job.state.value == "succeeded", job
         assert slurm_jobs_named(slurm, f"ugro-{job.id}-a{job.attempt}", config.parent / "work") == [job.slurm.job_id]
+
+
+def test_a_frozen_login_node_holds_nothing_up_and_loses_nothing(solo_lab, slurm: SlurmLab, tmp_path: Path) -> None:
+    from .conftest import slurm_toml
+
+    path = tmp_path / "solo.toml"
+    path.write_text(slurm_toml(solo_lab, slurm, tmp_path / "work").replace("connect_timeout = 5.0",
+                                                                            "connect_timeout = 1.0"))
+    cluster = load_cluster(path)
+    store = JobStore()
+    store.submit([JobSpec(name="through", command=("sh", "-c", "sleep 4; echo done"), kind="command")])
+
+    async def scenario() -> tuple[float, str | None]:
+        async with Pool(cluster) as pool:
+            backend = SlurmDispatcher(cluster, store, pool)
+            deadline = time.monotonic() + 60
+            while store.get(1).state.value != "running":
+                assert time.monotonic() < deadline, store.get(1)
+                await backend.tick()
+                await asyncio.sleep(0.3)
+            solo_lab.freeze_node(0)
+            try:
+                began = time.monotonic()
+                await backend.tick()  # every Slurm command has a deadline: the round ends, saying why
+                took, problem = time.monotonic() - began, backend.problem
+                assert store.get(1).state.value == "running"  # nothing decided while Slurm cannot be asked
+            finally:
+                solo_lab.thaw_node(0)
+            while store.get(1).state.value == "running":
+                assert time.monotonic() < deadline + 60, store.get(1)
+                await backend.tick()
+                await asyncio.sleep(0.3)
+            return took, problem
+
+    took, problem = asyncio.run(scenario())
+    assert took < backend_deadline(cluster) + 5, took
+    assert problem is not None and "could not be read" in problem, problem
+    job = store.get(1)
+    assert job.state.value == "succeeded", job  # it ran on in Slurm meanwhile, and is followed to its end
+    assert "done" in (tmp_path / "work" / "runs" / "job-1-a1" / "n1" / "console.log").read_text()
+
+
+def backend_deadline(cluster) -> float:
+    from ugro_tui.core.backends.slurm.client import SlurmClient
+
+    return SlurmClient(cluster, lambda _name: None).timeout

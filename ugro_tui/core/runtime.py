@@ -44,7 +44,9 @@ class Runtime:
     @property
     def note(self) -> str:
         """Who dispatches, for a header: "dispatch: here" or "dispatch: scheduler pid 4242"."""
-        return "dispatch: here" if self.mine else f"dispatch: {self.lock.holder() or 'elsewhere'}"
+        note = "dispatch: here" if self.mine else f"dispatch: {self.lock.holder() or 'elsewhere'}"
+        problem = getattr(self.dispatcher, "problem", None)  # Slurm's queue unreadable: the login node is away
+        return f"{note} · {problem}" if problem and self.mine else note
 
     def settled(self) -> bool:
         """Place only once every node has said something (a node still connecting might have free GPUs)."""
