@@ -88,10 +88,10 @@ async def test_copy_file_is_atomic_and_expands_home(transport: Transport, tmp_pa
     await transport.copy_file(data, str(dest), mode=0o600)
     assert dest.read_bytes() == data and (dest.stat().st_mode & 0o777) == 0o600
     await transport.copy_file(b"home", "~/.cache/ugro/test-copy")
-    # ~ is the node's home: the login user's over SSH, this process's (the test's own HOME) when local.
-    import pwd
-
-    home = Path.home() if transport.node.is_local else Path(pwd.getpwuid(os.getuid()).pw_dir)
+    # ~ is the node's home: the lab node's own over SSH (its sshd sets HOME), this process's when local.
+    done = await transport.run("printf %s \"$HOME\"")
+    home = Path.home() if transport.node.is_local else Path(done.stdout)
+    assert transport.node.is_local or home.name == "home" and home != Path.home()
     copied = home / ".cache/ugro/test-copy"
     assert copied.read_bytes() == b"home"
     copied.unlink()

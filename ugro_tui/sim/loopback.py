@@ -117,7 +117,12 @@ class LoopbackCluster:
 
     def _sshd_config(self, node: LoopbackNode) -> Path:
         conf = node.folder / "sshd_config"
+        home = node.folder / "home"
+        home.mkdir(exist_ok=True)
         conf.write_text("\n".join([
+            # Each node its own home, as separate machines have: nothing of this machine's dotfiles (a shell
+            # profile's pyenv rehash, say) runs in the lab's sessions, and no node sees another's ~/.cache.
+            f"SetEnv HOME={home}",
             f"ListenAddress {node.host}:{node.port}",
             f"HostKey {node.folder / 'host_key'}",
             f"AuthorizedKeysFile {self.authorized_keys}",
