@@ -56,6 +56,8 @@ def test_all_pass_and_the_smoke_run_passes_for_real(lab: LoopbackCluster, tmp_pa
     saved = Path(os.environ["XDG_CONFIG_HOME"]) / "ugro" / "templates"  # a 2-node template, per-node checkpoints
     saved.mkdir(parents=True)
     (saved / "per-node.toml").write_text('name = "p"\ncommand = ["t.py"]\nnnodes = 2\ncheckpoint_dir = "ck/p"\n')
+    (saved / "shared.toml").write_text(f'name = "s"\ncommand = ["t.py"]\nnnodes = 2\n'
+                                       f'checkpoint_dir = "{tmp_path / "shared-ck"}"\n')
     code, report = doctor(config(lab, tmp_path), "--smoke")
     checks = by_key(report)
     assert code == 0 and report["ok"] is True
@@ -72,11 +74,12 @@ def test_all_pass_and_the_smoke_run_passes_for_real(lab: LoopbackCluster, tmp_pa
     assert "3 ranks (gloo)" in smoke["detail"] and "GB/s" in smoke["detail"]
     assert {c["status"] for c in report["checks"]} <= {"ok", "warn", "skip"}
     shared = {c["detail"].split(":")[0]: c for c in report["checks"] if c["name"] == "checkpoints"}
-    # Relative to each node's own workdir: not shared. The shipped train-tiny keeps them in ~, which these
-    # loopback nodes share.
+    # Relative to each node's own workdir: not shared; nor is the shipped train-tiny's ~ (each loopback node has a
+    # home of its own). One folder on this machine's disk is one folder for every loopback node: shared.
     assert shared["template per-node"]["status"] == "warn" and "per node" in shared["template per-node"]["detail"]
     assert "cannot resume on other nodes" in shared["template per-node"]["hint"]
-    assert shared["template train-tiny"]["status"] == "ok", shared
+    assert shared["template train-tiny"]["status"] == "warn", shared
+    assert shared["template shared"]["status"] == "ok", shared
     assert not list((tmp_path / "lab").glob("**/.ugro-shared-*"))
     queue = json.loads(run_ugro("queue", "--json").stdout)["jobs"]
     assert [(j["name"], j["state"]) for j in queue] == [("doctor-smoke", "succeeded")]  # an ordinary job

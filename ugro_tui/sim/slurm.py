@@ -117,17 +117,24 @@ class SlurmLab:
         self._pid_from(f / "munge" / "run" / "munged.pid", timeout)
         ctl = subprocess.run([_program("slurmctld"), "-i"], env=env, capture_output=True, text=True, timeout=timeout)
         if ctl.returncode != 0:
-            raise RuntimeError(f"slurmctld did not start: {ctl.stderr.strip()}")
+            raise RuntimeError(f"slurmctld did not start: {ctl.stderr.strip()} {self._log_tail('slurmctld.log')}")
         self._pid_from(f / "run" / "slurmctld.pid", timeout)
         for node in self.nodes:
             (f / "spool" / node).mkdir(parents=True, exist_ok=True)
             done = subprocess.run([_program("slurmd"), "-N", node], env=env, capture_output=True, text=True,
                                   timeout=timeout)
             if done.returncode != 0:
-                raise RuntimeError(f"slurmd -N {node} did not start: {done.stderr.strip()}")
+                raise RuntimeError(f"slurmd -N {node} did not start: {done.stderr.strip()} "
+                                   f"{self._log_tail(f'slurmd-{node}.log')}")
             self._pid_from(f / "run" / f"slurmd-{node}.pid", timeout)
         self.wait_idle(timeout)
         return self
+
+    def _log_tail(self, name: str) -> str:
+        try:
+            return "| " + " | ".join((self.folder / "log" / name).read_text().splitlines()[-5:])
+        except OSError:
+            return ""
 
     def _pid_from(self, path: Path, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -148,7 +155,7 @@ class SlurmLab:
             if done.returncode == 0 and all(states.get(n) == "idle" for n in self.nodes):
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"the Slurm nodes are not idle after {timeout}s: {last}")
+        raise RuntimeError(f"the Slurm nodes are not idle after {timeout}s: {last} {self._log_tail('slurmctld.log')}")
 
     def run(self, *argv: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run([_program(argv[0]), *argv[1:]], env=self.env(), capture_output=True, text=True,
