@@ -102,10 +102,23 @@ class SlurmLab:
     def _range(self) -> str:
         return ",".join(self.nodes)
 
-    def start(self, timeout: float = 30.0) -> SlurmLab:
+    def start(self, timeout: float = 30.0, tries: int = 3) -> SlurmLab:
+        """Start the daemons; a try that fails (a port taken between picking and binding it, say) is stopped and
+        made again in a fresh folder with fresh ports. Raises with every try's reason."""
         why = missing()
         if why:
             raise RuntimeError(why)
+        base, reasons = self.folder, []
+        for attempt in range(tries):
+            self.folder = base / f"try{attempt}" if attempt else base
+            try:
+                return self._start_once(timeout)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                reasons.append(str(exc))
+                self.stop()
+        raise RuntimeError("the Slurm lab did not start: " + " / ".join(reasons))
+
+    def _start_once(self, timeout: float) -> SlurmLab:
         self._write_config()
         f, env = self.folder, self.env()
         munged = subprocess.run([_program("munged"), "--key-file", f"{f}/munge/etc/munge.key", "--socket",
