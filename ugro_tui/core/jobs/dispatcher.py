@@ -87,6 +87,19 @@ class SweepTrials:
         return sorted([*active.values(), *done.values()], key=lambda j: j.id)
 
 
+async def mark_pruned(store: AsyncJobStore, sweeps: SweepTrials, jobs: dict[int, Job]) -> None:
+    """Mark the running trials their sweep's rule stops; the backend stops them next (both backends use it)."""
+    ids = {j.spec.sweep_id for j in jobs.values() if j.spec.sweep_id and j.spec.early_stop
+           and j.state is JobState.RUNNING and not j.prune}
+    verdicts: dict[int, str] = {}
+    for sweep_id in sorted(s for s in ids if s):
+        verdicts |= judge(await sweeps.trials(sweep_id, jobs))
+    if verdicts:
+        await store.update_active({jid: (lambda j, why=why: dataclasses.replace(j, prune=why)
+                                         if j.state is JobState.RUNNING and not j.prune else j)
+                                   for jid, why in verdicts.items()})
+
+
 class DispatcherLock:
     """flock on `dispatcher.lock`; the holder writes who it is, so the TUI can show it."""
 
@@ -228,16 +241,7 @@ class Dispatcher:
             now, cancel_requested=cur.cancel_requested, prune=cur.prune))
 
     async def _early_stop(self, jobs: dict[int, Job]) -> None:
-        """Mark the running trials the sweep's rule stops; their follow stops them next."""
-        sweeps = {j.spec.sweep_id for j in jobs.values() if j.spec.sweep_id and j.spec.early_stop
-                  and j.state is JobState.RUNNING and not j.prune}
-        verdicts: dict[int, str] = {}
-        for sweep_id in sorted(s for s in sweeps if s):
-            verdicts |= judge(await self._sweeps.trials(sweep_id, jobs))
-        if verdicts:
-            await self.store.update_active({jid: (lambda j, why=why: dataclasses.replace(j, prune=why)
-                                                  if j.state is JobState.RUNNING and not j.prune else j)
-                                            for jid, why in verdicts.items()})
+        await mark_pruned(self.store, self._sweeps, jobs)
 
     def _sweep_limits(self, waiting: list[Job], jobs: dict[int, Job]) -> list[Job]:
         """Waiting trials beyond their sweep's max_concurrent sit this round out (the best-ordered ones go)."""

@@ -144,7 +144,7 @@ class SshLauncher:
 
     def _diagnose(self, job: Job) -> str | None:
         """Reads the copies' tails: call it in a thread."""
-        text = "\n".join(_tail(local_copy(job, n)) for n, _ in job.runs)
+        text = "\n".join(tail_text(local_copy(job, n)) for n, _ in job.runs)
         found = diagnose(text, {n: r.exit_code for n, r in job.runs})
         return str(found) if found else None
 
@@ -363,7 +363,8 @@ def sweep_command(job_id: int, node: str) -> str:
             "kill -9 \"${p#/proc/}\" 2>/dev/null; done; true")
 
 
-def _tail(path, size: int = 1 << 16) -> str:
+def tail_text(path, size: int = 1 << 16) -> str:
+    """The end of a local file as text (a log copy's last 64 KiB, for the diagnosis); empty if unreadable."""
     try:
         with open(path, "rb") as f:
             f.seek(max(0, f.seek(0, 2) - size))

@@ -85,6 +85,16 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         self.call_after_refresh(self.action_move, 0)
         self.refresh_health()
 
+    async def add_cards(self) -> None:
+        """Cards for nodes that appeared (Slurm's), after the others; the cards already shown stay as they are."""
+        async with self._rebuilding:
+            new = {name: NodeCard(status, clock=self.app.clock)
+                   for name, status in self.app.monitor_state.nodes.items() if name not in self.cards}
+            if new:
+                self.cards.update(new)
+                await self.query_one("#cards").mount_all(new.values())
+        self.refresh_health()
+
     def stale_cards(self) -> bool:
         nodes = self.app.monitor_state.nodes
         return list(self.cards) != list(nodes) or any(c.status is not nodes[n] for n, c in self.cards.items())
@@ -149,10 +159,10 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
     def node_updated(self, status: NodeStatus) -> None:
         card = self.cards.get(status.name)
-        if card is not None:
+        if card is not None and card.is_attached:
             card.refresh_status()
-        elif status.name in self.app.monitor_state.nodes:  # a node Slurm told of: a card for it
-            self.call_later(self.rebuild)
+        elif card is None and status.name in self.app.monitor_state.nodes:  # a node Slurm told of: a card for it
+            self.call_later(self.add_cards)
             return
         if not self._user_moved:  # until the user moves, the first GPU in config order stays selected
             rows = self.visible_gpus()

@@ -20,8 +20,8 @@ from ugro_tui.core.backends.slurm.script import node_dir, run_root, submission
 from ugro_tui.core.backends.slurm.states import SlurmJob, hostnames
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.diagnose import diagnose
-from ugro_tui.core.jobs.dispatcher import NOT_READY_WAIT, SweepTrials
-from ugro_tui.core.jobs.early_stop import judge
+from ugro_tui.core.jobs.dispatcher import NOT_READY_WAIT, SweepTrials, mark_pruned
+from ugro_tui.core.jobs.launcher import tail_text
 from ugro_tui.core.jobs.logs import local_copy, read_via, sync_node
 from ugro_tui.core.jobs.metric import MetricFollower
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, SlurmRef, transition
@@ -180,7 +180,7 @@ class SlurmDispatcher:
             why = "; ".join(f"{n} exited {c}" for n, c in bad.items()) or sj.said
             if bad and sj.state != "FAILED":
                 why += f" ({sj.said})"
-            text = await asyncio.to_thread(lambda: "\n".join(_tail(local_copy(job, n)) for n, _ in runs))
+            text = await asyncio.to_thread(lambda: "\n".join(tail_text(local_copy(job, n)) for n, _ in runs))
             found = diagnose(text, {n: r.exit_code for n, r in runs})
             done = self._failed(job, why, str(found) if found else None)
         await self._save(job, done)
@@ -216,15 +216,7 @@ class SlurmDispatcher:
     # --- early stopping and submitting ------------------------------------------------------------------------
 
     async def _early_stop(self, jobs: dict[int, Job]) -> None:
-        sweeps = {j.spec.sweep_id for j in jobs.values() if j.spec.sweep_id and j.spec.early_stop
-                  and j.state is JobState.RUNNING and not j.prune}
-        verdicts: dict[int, str] = {}
-        for sweep_id in sorted(s for s in sweeps if s):
-            verdicts |= judge(await self._sweeps.trials(sweep_id, jobs))
-        if verdicts:
-            await self.store.update_active({jid: (lambda j, why=why: dataclasses.replace(j, prune=why)
-                                                  if j.state is JobState.RUNNING and not j.prune else j)
-                                            for jid, why in verdicts.items()})
+        await mark_pruned(self.store, self._sweeps, jobs)
 
     async def _submit_waiting(self, jobs: dict[int, Job]) -> None:
         now = time.monotonic()
@@ -320,11 +312,3 @@ class SlurmDispatcher:
                 j, slurm=SlurmRef(job_id=s, partition=self.cluster.slurm.partition or "", state="PENDING"),
                 reason=f"submitted to Slurm as job {s}"))
 
-
-def _tail(path, size: int = 1 << 16) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - size))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
