@@ -196,6 +196,12 @@ def test_service_events_have_stable_ids() -> None:
                        service=dataclasses.replace(sick.service, health="restarting", restarts=1, since=30))
     [event] = job_events(again, 31)
     assert event.id == "service-restarted:4:1" and again.health == "restarting"
+    # A restart that went by between two looks (queued, placed and started in one round) is still told once, from
+    # its count: the first look after it sees the service ready again with one restart.
+    back = dataclasses.replace(ready, attempt=3, service=dataclasses.replace(ready.service, restarts=1, since=40,
+                                                                            ready_at=41, last_error="unhealthy"))
+    ids = {e.id for e in job_events(back, 42)}
+    assert {"service-restarted:4:1", "service-ready:4:3"} <= ids
 
 
 @pytest.mark.parametrize("name", ["serve-tiny", "vllm", "vllm-multinode", "llamacpp-rpc"])

@@ -55,19 +55,24 @@ class Event:
 def service_events(job: Any) -> list[Event]:
     """A service became ready (once per attempt), unhealthy (each time), or is being restarted (each restart)."""
     status = getattr(job, "service", None)
-    if status is None or str(job.state) not in ("running", "queued") or status.since is None:
+    if status is None or str(job.state) not in ("running", "queued", "starting") or status.since is None:
         return []
     name, endpoint = job.spec.name, status.endpoint or "?"
+    restarted = []
+    if status.restarts and status.health != "restarting":  # a restart can go by between two looks: its count stays
+        restarted = [Event(f"service-restarted:{job.id}:{status.restarts}", "service-restarted", status.since,
+                           f"service {job.id} ({name}) was restarted ({status.restarts}): "
+                           f"{status.last_error or 'it stopped'}", job.id, name)]
     if status.health == "ready" and status.ready_at is not None and str(job.state) == "running":
-        return [Event(f"service-ready:{job.id}:{job.attempt}", "service-ready", status.ready_at,
+        return restarted + [Event(f"service-ready:{job.id}:{job.attempt}", "service-ready", status.ready_at,
                       f"service {job.id} ({name}) is ready on {endpoint}", job.id, name)]
     if status.health == "unhealthy" and str(job.state) == "running":
-        return [Event(f"service-unhealthy:{job.id}:{job.attempt}:{int(status.since)}", "service-unhealthy",
+        return restarted + [Event(f"service-unhealthy:{job.id}:{job.attempt}:{int(status.since)}", "service-unhealthy",
                       status.since, f"service {job.id} ({name}) is unhealthy: {status.last_error}", job.id, name)]
     if status.health == "restarting":
         return [Event(f"service-restarted:{job.id}:{status.restarts}", "service-restarted", status.since,
                       f"service {job.id} ({name}) {job.reason}", job.id, name)]
-    return []
+    return restarted
 
 
 def job_events(job: Any, now: float) -> list[Event]:
