@@ -45,7 +45,6 @@ class SshLauncher:
         self.metrics = MetricFollower()
         self.keeper = CheckpointKeeper(cluster, pool)
         self._retained_at: dict[int, float] = {}
-        self._metric_saved: dict[int, float] = {}
         self.services = ServiceFollower(self)
 
     def _t(self, node: str) -> Transport:
@@ -164,7 +163,7 @@ class SshLauncher:
             return await self.services.poll(job, runs, missing)
         ended = all(r.exit_code is not None for _, r in runs)
         metric = await self._metric(job)
-        if metric != job.metric and (ended or self._metric_due(job)):
+        if metric != job.metric and (ended or self.metrics.due(job, METRIC_EVERY)):
             job = dataclasses.replace(job, metric=metric)
         job = dataclasses.replace(job, runs=runs)
         await self._retain(dataclasses.replace(job, metric=metric), ended=ended)  # keep_best: the freshest values
@@ -175,7 +174,6 @@ class SshLauncher:
             return job
         if all(c is not None for c in codes.values()):
             self.metrics.forget(job.id)
-            self._metric_saved.pop(job.id, None)
             if not bad:
                 return transition(job, JobState.SUCCEEDED, reason="every node exited 0")
             # The attempt is over: whatever of it survived its shell (a torchrun agent stuck in its shutdown after
@@ -193,10 +191,7 @@ class SshLauncher:
         """The attempt failed: queued again while retries are left, else failed."""
         if job.spec.kind == "service":  # services restart by their policy, not by max_retries
             return transition(job, JobState.FAILED, reason=why, diagnosis=diagnosis)
-        if job.attempt <= job.spec.max_retries:
-            resume = " from its checkpoint dir" if job.spec.checkpoint_dir else ""
-            return transition(job, JobState.QUEUED, reason=f"retrying{resume}: {why}", diagnosis=diagnosis)
-        return transition(job, JobState.FAILED, reason=why, diagnosis=diagnosis)
+        return retry_or_fail(job, why, diagnosis)
 
     async def lose(self, job: Job, lost: dict[str, float]) -> Job:
         """Nodes of a running job stayed unreachable too long: end the attempt now, tear down the others, and
@@ -273,15 +268,6 @@ class SshLauncher:
         if ended:
             self._retained_at.pop(job.id, None)
 
-    def _metric_due(self, job: Job) -> bool:
-        """Whether a new metric is worth a store write now: at once for a trial that early stopping judges, else
-        every METRIC_EVERY seconds (the history is kept in memory between)."""
-        now = time.monotonic()
-        if not job.spec.early_stop and now - self._metric_saved.get(job.id, 0.0) < METRIC_EVERY:
-            return False
-        self._metric_saved[job.id] = now
-        return True
-
     async def _metric(self, job: Job) -> tuple:
         try:
             return await asyncio.to_thread(self.metrics.update, job, time.time())
@@ -323,6 +309,14 @@ class SshLauncher:
         if sig is signal.SIGKILL:  # torchrun's workers run in sessions of their own: find them by their env
             await asyncio.gather(*(self._t(n).run(sweep_command(job.id, n), timeout=self.cluster.connect_timeout)
                                    for n, _ in job.runs if n in self.pool), return_exceptions=True)
+
+
+def retry_or_fail(job: Job, why: str, diagnosis: str | None) -> Job:
+    """A running job's attempt failed: queued again while retries are left, else failed (both backends)."""
+    if job.attempt <= job.spec.max_retries:
+        resume = " from its checkpoint dir" if job.spec.checkpoint_dir else ""
+        return transition(job, JobState.QUEUED, reason=f"retrying{resume}: {why}", diagnosis=diagnosis)
+    return transition(job, JobState.FAILED, reason=why, diagnosis=diagnosis)
 
 
 def _leftovers_path() -> Path:

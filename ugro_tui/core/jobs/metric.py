@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass, field
 
 from ugro_tui.core.jobs.logs import CopyReader, LineCarry
@@ -46,6 +47,16 @@ class MetricFollower:
 
     def __init__(self) -> None:
         self._readings: dict[tuple[int, int], _Reading] = {}
+        self._saved: dict[int, float] = {}  # job id -> when its history was last worth a store write
+
+    def due(self, job: Job, every: float) -> bool:
+        """Whether a new history is worth a store write now: at once for a trial that early stopping judges, else
+        every `every` seconds (the history is kept in memory between)."""
+        now = time.monotonic()
+        if not job.spec.early_stop and now - self._saved.get(job.id, 0.0) < every:
+            return False
+        self._saved[job.id] = now
+        return True
 
     def update(self, job: Job, now: float) -> tuple[Point, ...]:
         """The job's history with whatever its copies say now."""
@@ -77,6 +88,7 @@ class MetricFollower:
         return reading.history
 
     def forget(self, job_id: int) -> None:
+        self._saved.pop(job_id, None)
         for key in [k for k in self._readings if k[0] == job_id]:
             del self._readings[key]
 

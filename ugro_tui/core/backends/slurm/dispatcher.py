@@ -21,7 +21,7 @@ from ugro_tui.core.backends.slurm.states import SlurmJob, hostnames
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.diagnose import diagnose
 from ugro_tui.core.jobs.dispatcher import NOT_READY_WAIT, SweepTrials, mark_pruned
-from ugro_tui.core.jobs.launcher import tail_text
+from ugro_tui.core.jobs.launcher import METRIC_EVERY, retry_or_fail, tail_text
 from ugro_tui.core.jobs.logs import local_copy, read_via, sync_node
 from ugro_tui.core.jobs.metric import MetricFollower
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, SlurmRef, transition
@@ -41,6 +41,14 @@ def step_to(job: Job, to: JobState, **changes) -> Job:
     if job.state is JobState.STARTING and to is not JobState.RUNNING and to is not JobState.CANCELLED:
         job = transition(job, JobState.RUNNING)
     return transition(job, to, **changes)
+
+
+def refused(job: Job, why: str) -> Job:
+    """Slurm would not take the job: failed, never started (a hold made meanwhile does not save it)."""
+    if job.state.finished:
+        return job
+    waiting = job if job.state is JobState.QUEUED else transition(job, JobState.QUEUED)
+    return transition(waiting, JobState.FAILED, reason=why, slurm=None)
 
 
 class SlurmDispatcher:
@@ -150,7 +158,7 @@ class SlurmDispatcher:
             await self._save(job)
         await self.sync_logs(job)
         metric = await asyncio.to_thread(self.metrics.update, job, time.time())
-        if metric != job.metric:
+        if metric != job.metric and self.metrics.due(job, METRIC_EVERY):
             await self._save(job, dataclasses.replace(job, metric=metric))
 
     async def _ended(self, job: Job, sj: SlurmJob) -> None:
@@ -186,12 +194,9 @@ class SlurmDispatcher:
         await self._save(job, done)
 
     def _failed(self, job: Job, why: str, diagnosis: str | None) -> Job:
-        if job.attempt <= job.spec.max_retries:
-            resume = " from its checkpoint dir" if job.spec.checkpoint_dir else ""
-            return step_to(job, JobState.QUEUED if job.state is not JobState.QUEUED else JobState.FAILED,
-                           reason=f"retrying{resume}: {why}", diagnosis=diagnosis) \
-                if job.state is not JobState.QUEUED else step_to(job, JobState.FAILED, reason=why, diagnosis=diagnosis)
-        return step_to(job, JobState.FAILED, reason=why, diagnosis=diagnosis)
+        """As on SSH machines, once the job counts as having run (Slurm may have run it between two looks)."""
+        ran = job if job.state is JobState.RUNNING else step_to(job, JobState.RUNNING)
+        return retry_or_fail(ran, why, diagnosis)
 
     async def sync_logs(self, job: Job) -> None:
         """Bring the local copies of every node's logs up to date, read through the login node (or, with
@@ -300,12 +305,9 @@ class SlurmDispatcher:
             slurm_id = await self.client.submit(sub)
         except SlurmError as exc:
             for job in marked:
-                await self.store.update(job.id, lambda j, e=exc: step_to(dataclasses.replace(j, slurm=None),
-                                                                         JobState.FAILED,
-                                                                         reason=f"Slurm refused it: {e}"))
+                await self.store.update(job.id, lambda j, e=exc: refused(j, f"Slurm refused it: {e}"))
             return
-        except Exception:  # not known whether sbatch ran: the next tick looks in the run root
-            raise
+        # Any other error goes up: whether sbatch ran is not known, so the next tick looks in the run root.
         ids = [slurm_id] if len(marked) == 1 else [f"{slurm_id}_{i}" for i in range(1, len(marked) + 1)]
         for job, sid in zip(marked, ids, strict=True):
             await self.store.update(job.id, lambda j, s=sid: dataclasses.replace(
