@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,8 @@ import pytest
 
 from ugro_tui.config import Cluster, parse_cluster
 from ugro_tui.sim.loopback import LoopbackCluster, free_port
+
+from .helpers import run_ugro  # noqa: F401  (the tests import it from here)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # node0: NVML path, node1: nvidia-smi path, node2: no driver at all.
@@ -58,10 +59,6 @@ def solo_lab(tmp_path: Path) -> Iterator[LoopbackCluster]:
     cluster = LoopbackCluster(tmp_path / "solo", hosts=["127.0.0.5"]).start()
     yield cluster
     cluster.stop()
-
-
-def run_ugro(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ugro_tui", *args], capture_output=True, text=True, timeout=timeout)
 
 
 SIM3 = [(["RTX 5070 Ti"], "nvml"), (["RTX 4070"], "nvml"), (["RTX 3070 Ti"], "nvml")]  # one GPU per node

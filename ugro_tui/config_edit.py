@@ -6,7 +6,6 @@ tomlkit keeps the parsed document (comments and whitespace included) and changes
 from __future__ import annotations
 
 import os
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import tomlkit
 from tomlkit.items import AoT, Table, Whitespace
 
+from ugro_tui.atomic import write_atomic
 from ugro_tui.config import NODE_KEYS, Cluster, parse_cluster
 from ugro_tui.errors import ConfigError, UsageError
 
@@ -62,18 +62,7 @@ def _save(path: Path, doc: tomlkit.TOMLDocument) -> Cluster:
     """Validate the edited text as ugro would load it; only then replace the file (atomically)."""
     text = tomlkit.dumps(doc)
     cluster = parse_cluster(tomllib.loads(text), str(path))
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
     return cluster
 
 

@@ -8,13 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ugro_tui.sim.loopback import LoopbackCluster, job_processes
+
+from ..helpers import ugro
 
 NODE_LOST_AFTER = 3.0
 INTERVAL = 0.5
@@ -41,13 +42,6 @@ def write_config(lab: LoopbackCluster, path: Path, *, drop: str | None = None) -
     return path
 
 
-def ugro(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "ugro_tui", args[0], "--config", str(config), *args[1:]],
-                          capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in done.stderr and "unexpected error" not in done.stderr, done.stderr
-    return done
-
-
 def scheduler(config: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "ugro_tui", "scheduler", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -55,14 +49,6 @@ def scheduler(config: Path) -> subprocess.Popen[str]:
 
 def job(config: Path, job_id: int) -> dict:
     return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
-
-
-def wait(predicate, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 def kill_job_processes(job_id: int | None = None, node: str | None = None) -> None:

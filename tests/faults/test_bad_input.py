@@ -10,7 +10,7 @@ import pytest
 from ugro_tui.core.jobs.model import JobSpec
 from ugro_tui.core.jobs.store import JobStore
 
-from ..conftest import run_ugro
+from ..helpers import ugro
 
 pytestmark = pytest.mark.faults
 
@@ -21,12 +21,6 @@ def config(tmp_path: Path) -> Path:
     path.write_text('[[nodes]]\nname = "gpu-master"\nhost = "127.0.0.2"\n'
                     '[[nodes]]\nname = "gpu1"\nhost = "127.0.0.3"\n')
     return path
-
-
-def ugro(config: Path, *args: str):
-    done = run_ugro(args[0], "--config", str(config), *args[1:])
-    assert "Traceback" not in done.stderr and "unexpected error" not in done.stderr, done.stderr
-    return done
 
 
 @pytest.mark.parametrize(("toml", "words"), [

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ..helpers import ugro, wait
 from .conftest import (
     INTERVAL,
     NODE_LOST_AFTER,
@@ -18,8 +19,6 @@ from .conftest import (
     kill_job_processes,
     scheduler,
     thaw,
-    ugro,
-    wait,
     write_config,
 )
 

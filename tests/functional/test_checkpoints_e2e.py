@@ -14,7 +14,8 @@ import pytest
 
 from ugro_tui.sim.loopback import LoopbackCluster
 
-from ..conftest import FIXTURES, private_lab, run_ugro
+from ..conftest import FIXTURES, private_lab
+from ..helpers import ugro
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(300)
@@ -25,10 +26,6 @@ SCRIPT = str(FIXTURES / "jobs" / "ckpt_job.py")
 def config(lab: LoopbackCluster, tmp_path: Path):
     with private_lab(lab, tmp_path, ports=3) as path:
         yield path
-
-
-def ugro(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return run_ugro(args[0], "--config", str(config), *args[1:], timeout=timeout)
 
 
 def job(config: Path, job_id: int) -> dict:

@@ -19,7 +19,7 @@ from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.telemetry.model import ClusterState
 
-from ..conftest import run_ugro
+from ..helpers import ugro
 from ..ui_states import LAB
 
 
@@ -29,12 +29,6 @@ def lab_toml(tmp_path: Path) -> Path:
     path.write_text('[[nodes]]\nname = "gpu-master"\nhost = "127.0.0.2"\nlabels = ["master"]\n'
                     '[[nodes]]\nname = "gpu1"\nhost = "127.0.0.3"\nlabels = ["worker"]\n')
     return path
-
-
-def ugro(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = run_ugro(args[0], "--config", str(config), *args[1:])  # before any `--`
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
 
 
 def test_submit_prints_the_id_alone_and_queue_json_has_the_contract(lab_toml: Path) -> None:

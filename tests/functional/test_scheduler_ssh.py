@@ -11,10 +11,7 @@ from pathlib import Path
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import LAB_SIM, run_ugro
-
-
-def ugro(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_ugro(args[0], "--config", str(config), *args[1:])
+from ..helpers import ugro
 
 
 def jobs(config: Path) -> dict[int, dict]:

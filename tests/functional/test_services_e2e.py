@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import pytest
 
 from ugro_tui.sim.loopback import LoopbackCluster, job_processes
 
-from ..conftest import free_ports, private_lab, processes_in, run_ugro
+from ..conftest import free_ports, private_lab, processes_in
+from ..helpers import ugro, wait
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,12 +37,6 @@ def config(lab: LoopbackCluster, tmp_path: Path):
             sched.wait()
 
 
-def ugro(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    done = run_ugro(args[0], "--config", str(config), *args[1:], timeout=timeout)
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
 def job(config: Path, job_id: int) -> dict:
     return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
 
@@ -51,14 +45,6 @@ def submit(config: Path, *args: str) -> int:
     done = ugro(config, "submit", "--kind", "service", *args)
     assert done.returncode == 0, done.stderr
     return int(done.stdout.split()[0])
-
-
-def wait(predicate, timeout: float, what: str) -> float:
-    began = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - began < timeout, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return time.monotonic() - began
 
 
 def alive(job_id: int) -> list[int]:

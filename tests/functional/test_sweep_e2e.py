@@ -10,16 +10,13 @@ import pytest
 
 from ugro_tui.sim.loopback import LoopbackCluster
 
-from ..conftest import FIXTURES, private_lab, processes_in, run_ugro
+from ..conftest import FIXTURES, private_lab, processes_in
+from ..helpers import ugro
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(400)
 SCRIPT = str(FIXTURES / "jobs" / "lr_loss.py")
 STEPS = 40
-
-
-def ugro(config: Path, *args: str, timeout: float = 60):
-    return run_ugro(args[0], "--config", str(config), *args[1:], timeout=timeout)
 
 
 @pytest.fixture

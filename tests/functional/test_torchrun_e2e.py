@@ -7,14 +7,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ugro_tui.sim.loopback import LoopbackCluster
 
-from ..conftest import SIM3, private_lab, run_ugro
+from ..conftest import SIM3, private_lab
+from ..helpers import ugro, wait
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(300)
@@ -27,19 +27,8 @@ def config(lab: LoopbackCluster, tmp_path: Path):
         yield path
 
 
-def ugro(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return run_ugro(args[0], "--config", str(config), *args[1:], timeout=timeout)
-
-
 def job(config: Path, job_id: int) -> dict:
     return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
-
-
-def wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
 
 
 def scheduler(config: Path) -> subprocess.Popen[str]:

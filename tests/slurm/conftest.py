@@ -12,7 +12,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 from ugro_tui.sim.slurm import SlurmLab, missing
 
-from ..conftest import free_ports, processes_in, run_ugro
+from ..conftest import free_ports, processes_in
 
 
 @pytest.fixture(scope="session")
@@ -46,5 +46,3 @@ def config(lab: LoopbackCluster, slurm: SlurmLab, tmp_path: Path) -> Iterator[Pa
     assert not processes_in(tmp_path / "work"), "a job's process outlived the test"
 
 
-def ugro(config: Path, *args: str, timeout: float = 60):
-    return run_ugro(args[0], "--config", str(config), *args[1:], timeout=timeout)

@@ -15,7 +15,7 @@ import pytest
 from ugro_tui.sim.slurm import SlurmLab
 
 from ..conftest import FIXTURES
-from .conftest import ugro
+from ..helpers import ugro
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(240)

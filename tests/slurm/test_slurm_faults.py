@@ -20,7 +20,7 @@ from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
 from ugro_tui.sim.slurm import SlurmLab
 
-from .conftest import ugro
+from ..helpers import ugro
 
 pytestmark = pytest.mark.timeout(180)
 

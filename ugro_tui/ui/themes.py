@@ -11,6 +11,7 @@ import tomli_w
 from textual.theme import Theme
 
 from ugro_tui import data, paths
+from ugro_tui.atomic import write_atomic
 
 DEFAULT_THEME = "ugro-dark"
 THEME_FIELDS = {"name", "dark", "primary", "secondary", "accent", "foreground", "background", "surface", "panel",
@@ -53,6 +54,4 @@ def save_setting(key: str, value: Any) -> None:
     settings[key] = value
     path = settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(tomli_w.dumps(settings))
-    tmp.replace(path)
+    write_atomic(path, tomli_w.dumps(settings))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from pathlib import Path
 
 from ugro_tui import paths
+from ugro_tui.atomic import write_atomic
 from ugro_tui.errors import UgroError
 
 
@@ -28,11 +28,7 @@ def load_or_create(path: Path | None = None, *, rotate: bool = False) -> str:
             return token
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)  # 32 bytes: 43 characters
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, token + "\n", mode=0o600)
     return token
 
 

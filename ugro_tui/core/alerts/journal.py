@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_tui import paths
+from ugro_tui.atomic import write_atomic
 from ugro_tui.core.alerts.rules import Event
 
 KEEP = 1000
@@ -44,15 +45,6 @@ def read_events(path: Path | None = None, offset: int = 0) -> tuple[list[Event],
     return out, offset + end
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class Journal:
     def __init__(self, root: Path | None = None) -> None:
         root = root or paths.state_dir()
@@ -79,7 +71,7 @@ class Journal:
     def save_state(self) -> None:
         with self._lock:
             self.state["delivered"] = self.state["delivered"][-2 * KEEP:]
-            _atomic_write(self.state_path, json.dumps(self.state))
+            write_atomic(self.state_path, json.dumps(self.state))
 
     @property
     def watching(self) -> set[int] | None:
@@ -115,7 +107,7 @@ class Journal:
             return
         events, _ = read_events(self.path)
         kept = events[-KEEP:]
-        _atomic_write(self.path, "".join(json.dumps(e.to_json()) + "\n" for e in kept))
+        write_atomic(self.path, "".join(json.dumps(e.to_json()) + "\n" for e in kept))
         self.ids = {e.id for e in kept}
 
     def undelivered(self) -> list[Event]:

@@ -10,13 +10,13 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import shlex
 import signal
 import time
 from pathlib import Path
 
 from ugro_tui import paths
+from ugro_tui.atomic import write_atomic
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.diagnose import diagnose
 from ugro_tui.core.jobs.keeper import CheckpointKeeper
@@ -334,9 +334,7 @@ def leftovers_read() -> list[tuple[int, str]]:
 def _leftovers_write(items: list[tuple[int, str]]) -> None:
     path = _leftovers_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".leftovers.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(sorted(set(items))))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(sorted(set(items))))
 
 
 def leftovers_add(items: list[tuple[int, str]]) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ugro_tui import paths
+from ugro_tui.atomic import write_atomic
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.transport import Transport, path_word
@@ -187,9 +188,8 @@ def _update_rank_map(job: Job, node: str, console: BinaryIO) -> None:
     console.seek(0, 2)
     target = _rank_map_path(job, node)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"scanned": end, "ranks": {str(k): v for k, v in sorted(found.items())}}))
-    tmp.replace(target)
+    write_atomic(target, json.dumps({"scanned": end, "ranks": {str(k): v for k, v in sorted(found.items())}}),
+                 durable=False)  # found again by a rescan if lost
 
 
 @contextlib.asynccontextmanager

@@ -27,6 +27,7 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 
 from ugro_tui import paths
+from ugro_tui.atomic import write_atomic
 from ugro_tui.core.jobs.model import Job, JobSpec, JobState, transition
 from ugro_tui.errors import UgroError
 
@@ -73,20 +74,6 @@ class AtomicJSONStorage(Storage):
 
     def close(self) -> None:
         return None
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class JobStore:

@@ -6,7 +6,6 @@ Yours live in $XDG_CONFIG_HOME/ugro/templates/NAME.toml; the examples shipped wi
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import tomllib
@@ -16,6 +15,7 @@ from typing import Any
 import tomli_w
 
 from ugro_tui import data, paths
+from ugro_tui.atomic import write_atomic
 from ugro_tui.core.jobs.model import INT_FIELDS, USER_KEYS, JobSpec
 from ugro_tui.core.jobs.sweep import NO_SEARCH, Search, parse_axis, parse_search
 from ugro_tui.errors import UsageError
@@ -100,10 +100,8 @@ def save(name: str, spec: JobSpec, search: Search = NO_SEARCH) -> Path:
     folder = user_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.toml"
-    tmp = path.with_suffix(f".tmp.{os.getpid()}")
-    tmp.write_text(f"# ugro job template {name!r}: `ugro submit --template {name}`, or load it in the launch "
-                   "form (ctrl+o)\n" + tomli_w.dumps(to_toml(spec, search)))
-    tmp.replace(path)
+    write_atomic(path, f"# ugro job template {name!r}: `ugro submit --template {name}`, or load it in the launch "
+                 "form (ctrl+o)\n" + tomli_w.dumps(to_toml(spec, search)))
     return path
 
 

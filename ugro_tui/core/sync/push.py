@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_tui import paths
+from ugro_tui.atomic import write_atomic
 from ugro_tui.config import Node
 from ugro_tui.core.sync.tree import Entry, SyncError, Tree
 from ugro_tui.core.transport import Transport, path_word, python_command
@@ -64,9 +65,7 @@ class CodeStore:
         if target.exists():
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".tmp-{key}-{os.getpid()}-{threading.get_ident()}")
-        tmp.write_bytes(content)
-        os.replace(tmp, target)
+        write_atomic(target, content, durable=False)  # content-addressed: the node checks its hash on arrival
 
     def save(self, tree: Tree, name: str) -> dict[str, Any]:
         """Copy what this store lacks; returns the manifest. Call it in a thread."""
@@ -93,9 +92,7 @@ class CodeStore:
                 raise SyncError(f"{source}: cannot copy it: {exc.strerror or exc}") from None
             finally:
                 tmp.unlink(missing_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(manifest))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(manifest))
         return manifest
 
     def manifest(self, tree_hash: str) -> dict[str, Any]:

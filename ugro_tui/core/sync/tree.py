@@ -18,6 +18,7 @@ from typing import Any
 
 import pathspec
 
+from ugro_tui.atomic import write_atomic
 from ugro_tui.errors import UgroError
 
 
@@ -159,9 +160,7 @@ class HashCache:
         if self.path is None or not self.changed:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(self.known))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.known), durable=False)  # a cache: losing it costs one rescan
 
 
 def scan(root: str | os.PathLike[str], *, include_git: bool = False, cache: HashCache | None = None,
