@@ -13,16 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from ugro_tui import paths
 from ugro_tui.errors import ConfigError
+from ugro_tui.names import ENV_NAME_RE, NAME_RE
 
 if TYPE_CHECKING:
     from ugro_tui.config_slurm import SlurmConfig
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 # Hostnames, IPv4, IPv6 (with optional zone) and ~/.ssh/config aliases; never spaces or shell characters.
 HOST_RE = re.compile(r"^[A-Za-z0-9_.:%-]{1,253}$")
 USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LOCAL_HOSTS = frozenset({"localhost"})
 SIM_SOURCES = ("nvml", "nvidia-smi", "none", "mismatch")
 
@@ -239,7 +238,7 @@ def _env(c: _Checker, key: str, value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict):
         c.fail(key, f"expected a table of NAME = \"value\", got {_show(value)}")
     for name, val in value.items():
-        if not ENV_KEY_RE.match(name):
+        if not ENV_NAME_RE.match(name):
             c.fail(f"{key}.{name}", "is not a valid environment variable name")
         if not isinstance(val, str):
             c.fail(f"{key}.{name}", f"expected a string, got {_show(val)}")

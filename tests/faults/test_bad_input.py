@@ -120,3 +120,33 @@ def test_read_only_refuses_every_change_with_one_line_and_changes_nothing(config
     config.write_text('[cluster]\nread_only = "yes"\n' + before)
     done = ugro(config, "queue")
     assert done.returncode == 2 and "cluster.read_only: expected true or false" in done.stderr
+
+
+BAD_ENV = "'A-B' is not a variable name"
+
+
+@pytest.mark.parametrize("path", ["flag", "job-file", "set", "template"])
+def test_a_bad_env_name_is_refused_in_one_line_on_every_cli_path(config: Path, tmp_path: Path, path: str) -> None:
+    """`A-B` would make a broken `export` in run.sh on the node: it is refused at submit, whichever way it came."""
+    job = tmp_path / "job.toml"
+    job.write_text('command = ["x.py"]\nenv = {"A-B" = "1"}\n')
+    templates = tmp_path / "xdg-config" / "ugro" / "templates"
+    templates.mkdir(parents=True)
+    (templates / "mine.toml").write_text('command = ["x.py"]\nenv = {"A-B" = "1"}\n')
+    (templates / "fine.toml").write_text('command = ["x.py"]\n')
+    args = {"flag": ["--env", "A-B=1", "--", "x.py"], "job-file": ["--file", str(job)],
+            "set": ["--template", "fine", "--set", "env.A-B=1"], "template": ["--template", "mine"]}[path]
+    done = ugro(config, "submit", *args)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and ("A-B" in lines[0]), done.stderr
+    assert JobStore().active() == []
+
+
+def test_a_stored_job_with_a_bad_env_name_is_named_as_damaged(config: Path) -> None:
+    store = JobStore()
+    store.submit([JobSpec("good", ("x.py",)), JobSpec("bad", ("x.py",))])
+    data = json.loads(store.active_path.read_text())
+    data["jobs"]["2"]["spec"]["env"] = {"A-B": "1"}
+    store.active_path.write_text(json.dumps(data))
+    assert [j.id for j in store.active()] == [1] and store.damaged == [f"job 2: env: {BAD_ENV} (letters, digits and _, "
+                                                                       "not starting with a digit)"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_tui.commands.table import DASH, render
-from ugro_tui.config import ENV_KEY_RE, Cluster
+from ugro_tui.config import Cluster
 from ugro_tui.core.jobs import templates
 from ugro_tui.core.jobs.actions import ACTIONS
 from ugro_tui.core.jobs.describe import age, detail, event_lines, placement_text, runtime, shape
@@ -23,6 +23,7 @@ from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id, parse_axis, parse_search
 from ugro_tui.core.jobs.validate import spec_problem
 from ugro_tui.errors import UsageError
+from ugro_tui.names import ENV_NAME_RE
 
 SPEC_KEYS = set(USER_KEYS)
 SEARCH_FLAGS = ("keep_last", "keep_best", "max_concurrent", "metric", "goal", "metric_regex", "early_stop",
@@ -93,7 +94,7 @@ def spec_from_args(args: Namespace, cluster: Cluster, given: dict[str, Any] | No
     env = dict(base.get("env", {}))
     for item in args.env or []:
         key, sep, value = item.partition("=")
-        if not sep or not ENV_KEY_RE.match(key):
+        if not sep or not ENV_NAME_RE.match(key):
             raise UsageError(f"ugro submit: --env {item!r}: expected NAME=VALUE")
         env[key] = value
     nproc = _pick(args.nproc_per_node, base, "nproc_per_node", 1)

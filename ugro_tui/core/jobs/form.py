@@ -10,13 +10,14 @@ import re
 import shlex
 from dataclasses import dataclass, field, fields
 
-from ugro_tui.config import ENV_KEY_RE, Cluster
+from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.model import BadSpec, Job, JobSpec, parse_data
 from ugro_tui.core.jobs.placement import NodeCapacity
 from ugro_tui.core.jobs.planner import plan
 from ugro_tui.core.jobs.sweep import NO_SEARCH, Search, fill_trial, parse_search
 from ugro_tui.core.jobs.validate import spec_problem
 from ugro_tui.errors import UgroError
+from ugro_tui.names import ENV_NAME_RE
 
 KINDS = ("torchrun", "command", "service")
 _NEEDS_QUOTES = re.compile(r"[^\w@%+=:,./{}-]")  # braces stay bare: {lr} is a sweep placeholder, not shell
@@ -207,7 +208,7 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
         if not line.strip():
             continue
         key, sep, value = line.strip().partition("=")
-        if not sep or not ENV_KEY_RE.match(key):
+        if not sep or not ENV_NAME_RE.match(key):
             errors["env"] = f"env line {number}: expected NAME=VALUE, got {line.strip()!r}"
             break
         env.append((key, value))

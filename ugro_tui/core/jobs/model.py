@@ -11,6 +11,7 @@ from typing import Any
 
 from ugro_tui.core.services.status import ServiceStatus, service_problem
 from ugro_tui.errors import UgroError
+from ugro_tui.names import env_name_problem
 
 
 class JobState(StrEnum):
@@ -100,6 +101,8 @@ def spec_type_problem(spec: JobSpec) -> str | None:
     for pair in spec.env:
         if not (isinstance(pair, tuple) and len(pair) == 2) or any(_text_problem(x) for x in pair):
             return f"env: expected NAME = \"text\" pairs, got {pair!r}"
+        if why := env_name_problem(pair[0]):
+            return f"env: {why}"
     for key in OPTIONAL_TEXT:
         value = getattr(spec, key)
         if value is not None and (why := _text_problem(value)):

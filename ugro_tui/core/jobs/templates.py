@@ -6,7 +6,6 @@ Yours live in $XDG_CONFIG_HOME/ugro/templates/NAME.toml; the examples shipped wi
 
 from __future__ import annotations
 
-import re
 import shlex
 import tomllib
 from pathlib import Path
@@ -19,8 +18,8 @@ from ugro_tui.atomic import write_atomic
 from ugro_tui.core.jobs.model import INT_FIELDS, USER_KEYS, JobSpec
 from ugro_tui.core.jobs.sweep import NO_SEARCH, Search, parse_axis, parse_search
 from ugro_tui.errors import UsageError
+from ugro_tui.names import NAME_RE
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 SHIPPED = data.folder("templates")
 SPEC_KEYS = USER_KEYS
 SEARCH_KEYS = ("sweep", "trials", "seed")
