@@ -54,9 +54,11 @@ async def test_the_kill_sweep_finds_workers_in_their_own_sessions(tmp_path: Path
     from ugro_tui.core.jobs.launcher import sweep_command
 
     t, _, _ = setup(tmp_path)
-    mine = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=here sleep 60")
-    other_node = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=there sleep 60")
-    other_job = await t.spawn_detached("exec env UGRO_JOB_ID=9131 UGRO_NODE=here sleep 60")
+    mine = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=here UGRO_STORE=aaaa sleep 60")
+    from_before_stores = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=here sleep 60")
+    other_node = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=there UGRO_STORE=aaaa sleep 60")
+    other_job = await t.spawn_detached("exec env UGRO_JOB_ID=9131 UGRO_NODE=here UGRO_STORE=aaaa sleep 60")
+    other_store = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=here UGRO_STORE=bbbb sleep 60")
 
     def alive(pid: int) -> bool:
         try:
@@ -70,12 +72,12 @@ async def test_the_kill_sweep_finds_workers_in_their_own_sessions(tmp_path: Path
         except OSError:
             return False
 
-    await until(lambda: all(started(p) for p in (mine, other_node, other_job)), 5)
-    assert (await t.run(sweep_command(913, "here"))).ok
-    await until(lambda: not alive(mine), 5)
+    await until(lambda: all(started(p) for p in (mine, from_before_stores, other_node, other_job, other_store)), 5)
+    assert (await t.run(sweep_command(913, "here", "aaaa"))).ok
+    await until(lambda: not alive(mine) and not alive(from_before_stores), 5)
 
-    assert not alive(mine) and alive(other_node) and alive(other_job)
-    for pid in (other_node, other_job):
+    assert alive(other_node) and alive(other_job) and alive(other_store)  # another installation's job 913 too
+    for pid in (other_node, other_job, other_store):
         os.killpg(pid, signal.SIGKILL)
 
 

@@ -251,9 +251,10 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
-def job_processes(job_id: int | None = None, node: str | None = None) -> list[int]:
-    """Live processes on this machine that belong to a ugro job (of one job, on one node, if given): every node of a
-    loopback lab runs here, and ugro marks what it starts with UGRO_JOB_ID and UGRO_NODE in the environment."""
+def job_processes(job_id: int | None = None, node: str | None = None, store: str | None = None) -> list[int]:
+    """Live processes on this machine that belong to a ugro job (of one job, on one node, of one job store, if given):
+    every node of a loopback lab runs here, and ugro marks what it starts with UGRO_JOB_ID, UGRO_NODE and UGRO_STORE
+    in the environment."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -269,6 +270,8 @@ def job_processes(job_id: int | None = None, node: str | None = None) -> list[in
         if job_id is not None and f"UGRO_JOB_ID={job_id}".encode() not in env:
             continue
         if node is not None and f"UGRO_NODE={node}".encode() not in env:
+            continue
+        if store is not None and f"UGRO_STORE={store}".encode() not in env:
             continue
         out.append(int(entry))
     return out

@@ -93,7 +93,7 @@ class SshLauncher:
         service = job.spec.kind == "service"
         if service:
             job = await self.services.assign_ports(job)
-        plans = plan(job, self.cluster, port)
+        plans = plan(job, self.cluster, port, await asyncio.to_thread(self.store.identity))
 
         async def start_node(p) -> tuple[str, NodeRun]:
             # One round trip per node: a clean run dir, the script from stdin, and the detached start.
@@ -248,7 +248,8 @@ class SshLauncher:
     async def sweep_leftovers(self, online: set[str]) -> None:
         """Kill what a lost or unreachable node still runs of finished attempts, once it is back."""
         due = [(j, n) for j, n in await asyncio.to_thread(leftovers_read) if n in online and n in self.pool]
-        done = await asyncio.gather(*(self._t(n).run(sweep_command(j, n), timeout=self.cluster.connect_timeout)
+        store = await asyncio.to_thread(self.store.identity)
+        done = await asyncio.gather(*(self._t(n).run(sweep_command(j, n, store), timeout=self.cluster.connect_timeout)
                                       for j, n in due), return_exceptions=True)
         swept = [d for d, r in zip(due, done, strict=True) if not isinstance(r, BaseException)]
         if swept:
@@ -307,7 +308,8 @@ class SshLauncher:
         await asyncio.gather(*(self._t(n).signal_group(r.pid, sig) for n, r in job.runs
                                if r.pid and n in self.pool), return_exceptions=True)
         if sig is signal.SIGKILL:  # torchrun's workers run in sessions of their own: find them by their env
-            await asyncio.gather(*(self._t(n).run(sweep_command(job.id, n), timeout=self.cluster.connect_timeout)
+            store = await asyncio.to_thread(self.store.identity)
+            await asyncio.gather(*(self._t(n).run(sweep_command(job.id, n, store), timeout=self.cluster.connect_timeout)
                                    for n, _ in job.runs if n in self.pool), return_exceptions=True)
 
 
@@ -346,12 +348,15 @@ def leftovers_remove(items: list[tuple[int, str]]) -> None:
     _leftovers_write([i for i in leftovers_read() if i not in gone])
 
 
-def sweep_command(job_id: int, node: str) -> str:
-    """KILL every process on the node whose environment says it belongs to this job on this node."""
+def sweep_command(job_id: int, node: str, store: str) -> str:
+    """KILL every process on the node whose environment says it belongs to this job on this node, of this store
+    (UGRO_STORE); a process with no UGRO_STORE was started before stores had one and matches by job and node."""
     want = shlex.quote(f"UGRO_JOB_ID={int(job_id)}")
     here = shlex.quote(f"UGRO_NODE={node}")
+    ours = shlex.quote(f"UGRO_STORE={store}")
     return ("for p in /proc/[0-9]*; do e=$(tr '\\0' '\\n' < \"$p/environ\" 2>/dev/null) || continue; "
             f"printf '%s\\n' \"$e\" | grep -qx {want} && printf '%s\\n' \"$e\" | grep -qx {here} && "
+            f"{{ printf '%s\\n' \"$e\" | grep -qx {ours} || ! printf '%s\\n' \"$e\" | grep -q '^UGRO_STORE='; }} && "
             "kill -9 \"${p#/proc/}\" 2>/dev/null; done; true")
 
 

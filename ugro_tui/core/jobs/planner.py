@@ -23,8 +23,9 @@ def run_dir(node: Node, job: Job) -> str:
     return f"{node.workdir.rstrip('/')}/runs/job-{job.id}-a{job.attempt}"
 
 
-def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
-    """One script per placed node, in rank order; the first node hosts the rendezvous."""
+def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePlan]:
+    """One script per placed node, in rank order; the first node hosts the rendezvous. `store`: the job store's
+    identity (UGRO_STORE), which every sweep of leftover processes matches."""
     spec = job.spec
     first = cluster.node(job.placement[0][0])
     endpoint = f"{first.host}:{port}"
@@ -35,7 +36,7 @@ def plan(job: Job, cluster: Cluster, port: int) -> list[NodePlan]:
         env: list[tuple[str, str]] = [
             ("CUDA_VISIBLE_DEVICES", ",".join(map(str, gpus))),
             ("UGRO_NODE", node.name), ("UGRO_JOB_ID", str(job.id)), ("UGRO_NODE_RANK", str(node_rank)),
-            ("UGRO_NNODES", str(spec.nnodes)),
+            ("UGRO_NNODES", str(spec.nnodes)), *([("UGRO_STORE", store)] if store else []),
             ("TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE", TEE_PREFIX), ("PYTHONUNBUFFERED", "1"),
         ]
         if node.socket_ifname:

@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -83,6 +84,8 @@ class JobStore:
         self.active_path = self.root / "active.json"
         self.lock_path = self.root / "jobs.lock"
         self.counter_path = self.root / "next_id"
+        self.identity_path = self.root / "store-id"
+        self._identity: str | None = None
         self._chunk_cache: dict[Path, tuple[tuple[int, int, int], list[Job]]] = {}
         self._held = threading.local()
         self._id_cache: dict[Path, tuple[tuple[int, int, int], frozenset[int]]] = {}
@@ -292,6 +295,29 @@ class JobStore:
         raise UnknownJob(f"no job {job_id}; `ugro queue` lists the jobs")
 
     # --- writes (under the lock) ---------------------------------------------------------------------------
+
+    def identity(self) -> str:
+        """This store's own random name (`UGRO_STORE` in every job's environment), made once: two installations
+        whose jobs share a node, a login user, job ids and node names never sweep each other's processes."""
+        if self._identity is None:
+            self._identity = self._read_identity()
+            if self._identity is None:
+                with self.locked():
+                    self._identity = self._read_identity()
+                    if self._identity is None:
+                        self._identity = secrets.token_hex(8)
+                        write_atomic(self.identity_path, self._identity + "\n")
+        return self._identity
+
+    def _read_identity(self) -> str | None:
+        try:
+            text = self.identity_path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        if not re.fullmatch(r"[0-9a-f]{16}", text):
+            raise StoreError(f"{self.identity_path}: not a store identity ({text[:40]!r}); restore it from a backup, "
+                             "or remove it if no job of this store runs")
+        return text
 
     def submit(self, specs: list[JobSpec], *, hold: bool = False, now: float | None = None) -> list[Job]:
         """Store new jobs; returns them once they are durable (fsynced)."""

@@ -300,7 +300,7 @@ class SlurmDispatcher:
             marked.append(await self.store.update(job.id, lambda j: dataclasses.replace(
                 j, attempt=j.attempt + 1, slurm=SlurmRef(), reason="submitting to Slurm")))
         limit = batch[0].spec.max_concurrent if len(batch) > 1 else 0
-        sub = submission(marked, self.cluster, after, limit)
+        sub = submission(marked, self.cluster, after, limit, await asyncio.to_thread(self.store.identity))
         try:
             slurm_id = await self.client.submit(sub)
         except SlurmError as exc:

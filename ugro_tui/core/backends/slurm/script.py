@@ -46,11 +46,11 @@ def node_dir(root: str, node: str) -> str:
     return f"{root}/{node}"
 
 
-def node_script(job: Job, cluster: Cluster) -> str:
+def node_script(job: Job, cluster: Cluster, store: str = "") -> str:
     """What srun runs on every node of the allocation (the node rank is Slurm's node id)."""
     spec, login = job.spec, cluster.node(cluster.slurm.login)
     root = run_root(cluster, job)
-    env = [("UGRO_JOB_ID", str(job.id)), ("UGRO_NNODES", str(spec.nnodes)),
+    env = [("UGRO_JOB_ID", str(job.id)), ("UGRO_NNODES", str(spec.nnodes)), *([("UGRO_STORE", store)] if store else []),
            ("TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE", TEE_PREFIX), ("PYTHONUNBUFFERED", "1"),
            *login.env, *spec.env]
     paths = []
@@ -124,8 +124,8 @@ def batch_script(cluster: Cluster, roots: list[tuple[int, str]], array: bool) ->
     return "\n".join(lines)
 
 
-def submission(jobs: list[Job], cluster: Cluster, after: tuple[str, ...] = (), max_concurrent: int = 0
-               ) -> Submission:
+def submission(jobs: list[Job], cluster: Cluster, after: tuple[str, ...] = (), max_concurrent: int = 0,
+               store: str = "") -> Submission:
     """One job, or a sweep's trials as one job array (index i is the i-th trial given)."""
     first = jobs[0]
     opts = options(first, cluster, after)
@@ -136,7 +136,8 @@ def submission(jobs: list[Job], cluster: Cluster, after: tuple[str, ...] = (), m
         opts[0] = f"--job-name=ugro-sweep-{first.spec.sweep_id or first.id}"
     roots = [(j.id, run_root(cluster, j)) for j in jobs]
     return Submission(tuple(opts), batch_script(cluster, roots, len(jobs) > 1),
-                      tuple((jid, root, node_script(j, cluster)) for (jid, root), j in zip(roots, jobs, strict=True)))
+                      tuple((jid, root, node_script(j, cluster, store))
+                            for (jid, root), j in zip(roots, jobs, strict=True)))
 
 
 SLURM_NAME_RE = re.compile(r"^ugro-(\d+)-a(\d+)$")
