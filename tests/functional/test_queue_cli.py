@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ugro_tui.core.jobs.dispatcher import Dispatcher, DispatcherLock
+from ugro_tui.core.jobs.dispatcher import Dispatcher, DispatcherLock, Launcher
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.telemetry.model import ClusterState
@@ -87,10 +87,11 @@ def test_bad_submit_is_one_clear_line_exit_2(lab_toml: Path, args: list[str], wo
     assert done.returncode == 2 and words in done.stderr and done.stdout == ""
 
 
-class FakeLauncher:
+class FakeLauncher(Launcher):
     """The test double of the launcher: records starts, finishes jobs when told."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.started: list[Job] = []
         self.exit: dict[int, int] = {}
 
@@ -130,6 +131,7 @@ async def test_dispatcher_places_follows_and_settles_dependencies(tmp_path: Path
     [a, b, c, big] = store.submit([JobSpec("a", ("x",), nnodes=2), JobSpec("b", ("x",)),
                                    JobSpec("c", ("x",), after=(1,)), JobSpec("big", ("x",), nnodes=3)])
     await d.tick()
+    await d.drain()  # the starts and follows it left in flight (a tick waits for them 0.5 s at most)
     assert [j.id for j in launcher.started] == [a.id, b.id]
     assert store.get(a.id).placement == (("gpu-master", (0,)), ("gpu1", (0,)))
     assert store.get(b.id).placement in ((("gpu-master", (1,)),), (("gpu1", (1,)),))
@@ -137,10 +139,12 @@ async def test_dispatcher_places_follows_and_settles_dependencies(tmp_path: Path
     assert "needs 3 nodes" in store.get(big.id).reason  # gpu2's only GPU is busy with someone else's process
     launcher.exit[a.id] = 1
     await d.tick()
+    await d.drain()  # the starts and follows it left in flight (a tick waits for them 0.5 s at most)
     assert store.get(a.id).state is JobState.FAILED
     assert store.get(c.id).state is JobState.FAILED and "job 1" in store.get(c.id).reason
     store.update(b.id, lambda j: dataclasses.replace(j, cancel_requested=True))
     await d.tick()
+    await d.drain()  # the starts and follows it left in flight (a tick waits for them 0.5 s at most)
     assert store.get(b.id).state is JobState.CANCELLED
 
 

@@ -17,6 +17,9 @@ class AsyncJobStore:
     def __init__(self, store: JobStore) -> None:
         self.sync = store
 
+    async def identity(self) -> str:
+        return await asyncio.to_thread(self.sync.identity)
+
     async def active(self) -> list[Job]:
         return await asyncio.to_thread(self.sync.active)
 

@@ -14,36 +14,62 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.early_stop import judge
-from ugro_tui.core.jobs.model import Job, JobState, transition
+from ugro_tui.core.jobs.model import Job, JobState, NodeRun, reroute, transition
 from ugro_tui.core.jobs.placement import Decision, FreeGpu, NodeCapacity, allowed, job_order, place
 from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.lifecycle import JobGuard, NotReadyBackoff, dependencies, merge
 from ugro_tui.core.sync.service import NotReady
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
+from ugro_tui.core.transport import ConnectError
 from ugro_tui.errors import UgroError
 
 AVOID_FOR = 60.0  # seconds a restarting service keeps off the nodes that stopped answering
-NOT_READY_WAIT = 30.0  # seconds before a job whose nodes lacked its data or code is placed again
 
 
-class Launcher(Protocol):
-    """Starts placed jobs on their nodes and follows them (the launch issue's SSH launcher implements this)."""
+class Launcher:
+    """Everything the dispatcher asks of whatever starts placed jobs on their nodes and follows them (SshLauncher;
+    the tests' doubles). The defaults are what a launcher with no such concern does."""
+
+    unreachable: dict[int, set[str]]  # per job: nodes its last poll could not reach
+
+    def __init__(self) -> None:
+        self.unreachable = {}
 
     async def start(self, job: Job) -> Job:
         """Start `job` (state starting, placement set); return it running, with per-node runs recorded."""
-        ...
+        raise NotImplementedError
 
     async def poll(self, job: Job) -> Job:
         """Return the job as it is now: still running, or finished with exit codes and a reason."""
-        ...
+        raise NotImplementedError
 
     async def cancel(self, job: Job) -> Job:
         """Stop every process of the job on every node; return it cancelled."""
-        ...
+        raise NotImplementedError
+
+    async def lose(self, job: Job, lost: dict[str, float]) -> Job:
+        """Nodes of a running job stayed unreachable too long (name -> since when): end the attempt."""
+        return job
+
+    async def reconcile(self, job: Job) -> Job:
+        """A job left starting by a dispatcher that died while launching it: adopt it, or end the attempt."""
+        return job
+
+    async def started_before(self, job: Job) -> tuple[tuple[str, NodeRun], ...]:
+        """A job whose start a store recovery may have lost: the runs of its attempt found on the nodes, if any."""
+        return ()
+
+    def start_failed(self, job: Job, error: Exception) -> Job:
+        """A start that raised: the job fails (a service restarts by its policy instead)."""
+        return transition(job, JobState.FAILED, reason=f"could not start: {error}")
+
+    async def sweep_leftovers(self, online: set[str]) -> None:
+        """Kill what nodes that are back (`online`) still run of attempts that ended while they were away."""
 
 
 def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job]) -> list[NodeCapacity]:
@@ -151,13 +177,14 @@ class Dispatcher:
         self.starve_after = starve_after
         self.clock = clock
         self.wait = wait  # seconds a tick waits for its follow tasks before placing (the rest finish later)
-        self.errors: dict[int, str] = {}  # job id -> the last error met while handling it
+        self.guard = JobGuard(self.store, "dispatcher")
+        self.errors = self.guard.errors  # job id -> the last error met while handling it
         self._busy: dict[int, asyncio.Task[None]] = {}  # a job being followed, started, cancelled
         self._unreachable_since: dict[str, float] = {}
         self._recovered = store.recovered_ids()  # jobs whose last change a store recovery may have lost
         self._sweeps = SweepTrials(self.store)
         self._limit_reasons: dict[int, str] = {}
-        self._not_before: dict[int, float] = {}  # jobs whose placed nodes were not ready: when to try again
+        self._not_ready = NotReadyBackoff(clock)  # jobs whose placed nodes lacked their data or code
 
     async def tick(self) -> list[Job]:
         """One round; returns the jobs still queued, starting or running afterwards."""
@@ -167,16 +194,14 @@ class Dispatcher:
                  if job.id not in self._busy and (job.state.active or job.cancel_requested or job.prune)]
         if tasks:
             await asyncio.wait(tasks, timeout=self.wait)
-        sweep = getattr(self.launcher, "sweep_leftovers", None)
-        if sweep is not None:
-            online = {n for n, s in self.state.nodes.items() if s.state is NodeState.ONLINE}
-            with contextlib.suppress(Exception):  # best effort; it is tried again next tick
-                await sweep(online)
+        online = {n for n, s in self.state.nodes.items() if s.state is NodeState.ONLINE}
+        with contextlib.suppress(UgroError, OSError, TimeoutError, ConnectError):  # a node gone again: next round
+            await self.launcher.sweep_leftovers(online)
         jobs = {j.id: j for j in await self.store.active()}
         await self._early_stop(jobs)
         now = self.clock()
         waiting = [j for j in self._sweep_limits(await self._settle_dependencies(jobs), jobs)
-                   if max(self._not_before.get(j.id, 0.0), j.service.next_start if j.service else 0.0) <= now]
+                   if self._not_ready.due(j.id) and (j.service.next_start if j.service else 0.0) <= now]
         waiting = [self._elsewhere(j, now) for j in waiting]
         decisions = place(waiting, capacity(self.cluster, self.state, list(jobs.values())), now=self.clock(),
                           starve_after=self.starve_after)
@@ -196,15 +221,7 @@ class Dispatcher:
     def _run(self, job_id: int, work) -> asyncio.Task[None]:
         async def guarded() -> None:
             try:
-                await work
-                self.errors.pop(job_id, None)
-            except Exception as exc:  # this job's problem, never the dispatcher's: the others go on
-                said = f"dispatcher: {type(exc).__name__}: {exc}"
-                if self.errors.get(job_id) != said:  # shown as the job's reason, written once per new error
-                    self.errors[job_id] = said
-                    with contextlib.suppress(Exception):
-                        await self.store.update(job_id, lambda j: j if j.state.finished
-                                                else dataclasses.replace(j, reason=said))
+                await self.guard.run(job_id, work)
             finally:
                 self._busy.pop(job_id, None)
 
@@ -223,7 +240,7 @@ class Dispatcher:
     def lost_nodes(self, job: Job) -> dict[str, float]:
         """Nodes of the job unreachable for longer than node_lost_after: name -> since when."""
         now = self.clock()
-        unreachable = getattr(self.launcher, "unreachable", {}).get(job.id, set())
+        unreachable = self.launcher.unreachable.get(job.id, set())
         out = {}
         for node, _ in job.runs:
             since = self._unreachable_since.get(node)
@@ -234,11 +251,8 @@ class Dispatcher:
         return out
 
     async def _save(self, now: Job) -> None:
-        """Store what a follow learned, keeping a cancel (or a prune) asked for in the meantime: a job queued again
-        (a retry, a service's restart) keeps the cancel, and the next round cancels it."""
-        await self.store.update(now.id, lambda cur: now if now.state.finished else dataclasses.replace(
-            now, cancel_requested=cur.cancel_requested) if now.state is JobState.QUEUED else dataclasses.replace(
-            now, cancel_requested=cur.cancel_requested, prune=cur.prune))
+        """Store what a follow learned, keeping what a user asked for in the meantime (lifecycle.merge)."""
+        await self.store.update(now.id, lambda cur: merge(cur, now))
 
     async def _early_stop(self, jobs: dict[int, Job]) -> None:
         await mark_pruned(self.store, self._sweeps, jobs)
@@ -274,27 +288,24 @@ class Dispatcher:
             if job.state.active:
                 done = await self.launcher.cancel(job)
                 if job.prune and not job.cancel_requested and done.state is JobState.CANCELLED:
-                    done = dataclasses.replace(done, state=JobState.PRUNED, reason=job.prune)
-                await self.store.update(job.id, lambda _j: done)
+                    done = reroute(done, JobState.PRUNED, reason=job.prune)
+                await self._save(done)
             else:
                 await self.store.move(job.id, JobState.CANCELLED, reason="cancelled")
         elif gone and job.state.active:
             reason = f"node {', '.join(gone)} is no longer in {self.cluster.source}; its processes there were left"
             reachable = dataclasses.replace(job, runs=tuple((n, r) for n, r in job.runs if n in known))
-            if reachable.runs:  # the nodes still configured stop their part
-                with contextlib.suppress(Exception):
+            if reachable.runs:  # the nodes still configured stop their part, as far as they answer
+                with contextlib.suppress(UgroError, OSError, TimeoutError, ConnectError):
                     await self.launcher.cancel(reachable)
             await self.store.move(job.id, JobState.FAILED, reason=reason)
         elif job.state is JobState.STARTING:  # left by a dispatcher that died mid-launch
-            reconcile = getattr(self.launcher, "reconcile", None)
-            if reconcile is not None:
-                await self._save(await reconcile(job))
+            await self._save(await self.launcher.reconcile(job))
         elif job.state is JobState.RUNNING:
             now = await self.launcher.poll(job)
             lost = self.lost_nodes(now) if not now.state.finished else {}
-            lose = getattr(self.launcher, "lose", None)
-            if lost and lose is not None:
-                now = await lose(now, lost)
+            if lost:
+                now = await self.launcher.lose(now, lost)
             if now != job:
                 await self._save(now)
 
@@ -304,24 +315,13 @@ class Dispatcher:
         for job in jobs.values():
             if job.state is not JobState.QUEUED:
                 continue
-            blocked = None
-            for dep in job.spec.after:
-                try:
-                    other = jobs.get(dep) or await self.store.get(dep)
-                except UgroError:  # a hand-edited store: the job it runs after is gone
-                    await self.store.move(job.id, JobState.FAILED, reason=f"job {dep} it runs after does not exist")
-                    blocked = "failed"
-                    break
-                if other.state in (JobState.FAILED, JobState.CANCELLED):
-                    await self.store.move(job.id, JobState.FAILED, reason=f"job {dep} it runs after was {other.state}")
-                    blocked = "failed"
-                    break
-                if other.state is not JobState.SUCCEEDED:
-                    blocked = f"waits for job {dep} to succeed"
-            if blocked is None:
+            deps = await dependencies(job, jobs, self.store)
+            if deps.fail:
+                await self.store.move(job.id, JobState.FAILED, reason=deps.fail)
+            elif deps.pending:
+                reasons[job.id] = deps.reason
+            else:
                 waiting.append(job)
-            elif blocked != "failed":
-                reasons[job.id] = blocked
         await self._set_reasons(jobs, reasons)
         return waiting
 
@@ -346,28 +346,25 @@ class Dispatcher:
     async def _start(self, job: Job) -> None:
         if job.id in self._recovered:  # its start may be the write a recovery lost: look on the nodes first
             self._recovered.discard(job.id)
-            found = getattr(self.launcher, "started_before", None)
-            queued = dataclasses.replace(job, state=JobState.QUEUED, attempt=job.attempt - 1, placement=())
-            adopted = await found(queued) if found is not None else None
-            if adopted is not None:
-                await self.store.update(job.id, lambda _j: dataclasses.replace(adopted, placement=tuple(
-                    (n, g) for n, g in job.placement if n in {x for x, _ in adopted.runs}) or adopted.placement))
+            runs = await self.launcher.started_before(job)
+            if runs:
+                placed = tuple((n, g) for n, g in job.placement if n in {x for x, _ in runs}) or \
+                    tuple((n, ()) for n, _ in runs)
+                adopted = transition(dataclasses.replace(job, runs=runs, placement=placed), JobState.RUNNING,
+                                     reason="running (found on its nodes after the job store was recovered)")
+                await self._save(adopted)
                 return
         try:
             started = await self.launcher.start(job)
         except NotReady as exc:  # a placed node lacks its data or code: queued again, no attempt spent
-            self._not_before[job.id] = self.clock() + NOT_READY_WAIT
-            why = f"{exc} (checked again in {NOT_READY_WAIT:.0f}s)"
+            why = f"{exc} {self._not_ready.wait(job.id)}"
             await self.store.update(job.id, lambda j: transition(
                 j, JobState.QUEUED, reason=why,
                 attempt=max(0, j.attempt - 1)) if j.state is JobState.STARTING else j)
             return
         except Exception as exc:  # a failed start is the job's failure, never the dispatcher's
-            again = getattr(self.launcher, "start_failed", None)
-            if again is not None and job.spec.kind == "service":  # a service restarts, as its policy allows
-                await self.store.update(job.id, lambda j, e=exc: again(j, e) if j.state is JobState.STARTING else j)
-                return
-            await self.store.move(job.id, JobState.FAILED, reason=f"could not start: {exc}")
+            await self.store.update(job.id, lambda j, e=exc: self.launcher.start_failed(j, e)
+                                    if j.state is JobState.STARTING else j)
             return
         await self._save(started)
 

@@ -19,12 +19,14 @@ from ugro_tui import paths
 from ugro_tui.atomic import write_atomic
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.diagnose import diagnose
+from ugro_tui.core.jobs.dispatcher import Launcher
 from ugro_tui.core.jobs.keeper import CheckpointKeeper
 from ugro_tui.core.jobs.logs import local_copy, sync_node
 from ugro_tui.core.jobs.metric import MetricFollower
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.jobs.planner import plan, run_dir
 from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.lifecycle import retry_or_fail
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.services.follow import ServiceFollower
 from ugro_tui.core.transport import ConnectError, Transport, path_word
@@ -34,14 +36,14 @@ RETAIN_EVERY = 5.0  # seconds between retention passes while a job runs
 METRIC_EVERY = 5.0  # seconds between stored metric updates of a job that no early stopping reads
 
 
-class SshLauncher:
+class SshLauncher(Launcher):
     """Runs over the owner's pool: one connection per node, shared with telemetry and the log followers."""
 
     def __init__(self, cluster: Cluster, store: JobStore, pool: Pool) -> None:
+        super().__init__()
         self.cluster = cluster
         self.store = store
         self.pool = pool
-        self.unreachable: dict[int, set[str]] = {}  # per job: nodes its last poll could not reach
         self.metrics = MetricFollower()
         self.keeper = CheckpointKeeper(cluster, pool)
         self._retained_at: dict[int, float] = {}
@@ -227,10 +229,10 @@ class SshLauncher:
             return transition(job, JobState.QUEUED, reason="queued again: its launch was interrupted before it ran")
         return self._failed(job, "its launch was interrupted (the dispatcher stopped while starting it)", None)
 
-    async def started_before(self, job: Job) -> Job | None:
-        """A queued job whose next attempt already runs somewhere: the store lost the write that started it (a
-        recovery from the previous generation). Returns it adopted, running on the nodes that run it, or None."""
-        attempt = dataclasses.replace(job, attempt=job.attempt + 1)
+    async def started_before(self, job: Job) -> tuple[tuple[str, NodeRun], ...]:
+        """A starting job whose attempt may already run somewhere: the store lost the write that started it (a
+        recovery from the previous generation). Returns the runs of that attempt found alive on the nodes."""
+        attempt = job
         nodes = [n for n in self.cluster.nodes if n.name in self.pool]
         answers = await asyncio.gather(*(self._t(n.name).run(
             f"rd={path_word(run_dir(n, attempt))}; p=$(cat \"$rd/pid\" 2>/dev/null) && kill -0 \"$p\" 2>/dev/null "
@@ -238,12 +240,7 @@ class SshLauncher:
         runs = tuple((n.name, NodeRun(pid=int(a.stdout.strip()), run_dir=run_dir(n, attempt)))
                      for n, a in zip(nodes, answers, strict=True)
                      if not isinstance(a, BaseException) and a.stdout.strip().isdecimal())
-        if not runs:
-            return None
-        placement = tuple((name, ()) for name, _ in runs)
-        started = transition(job, JobState.STARTING, placement=placement)
-        return transition(dataclasses.replace(started, runs=runs), JobState.RUNNING,
-                          reason="running (found on its nodes after the job store was recovered)")
+        return runs
 
     async def sweep_leftovers(self, online: set[str]) -> None:
         """Kill what a lost or unreachable node still runs of finished attempts, once it is back."""
@@ -313,12 +310,6 @@ class SshLauncher:
                                    for n, _ in job.runs if n in self.pool), return_exceptions=True)
 
 
-def retry_or_fail(job: Job, why: str, diagnosis: str | None) -> Job:
-    """A running job's attempt failed: queued again while retries are left, else failed (both backends)."""
-    if job.attempt <= job.spec.max_retries:
-        resume = " from its checkpoint dir" if job.spec.checkpoint_dir else ""
-        return transition(job, JobState.QUEUED, reason=f"retrying{resume}: {why}", diagnosis=diagnosis)
-    return transition(job, JobState.FAILED, reason=why, diagnosis=diagnosis)
 
 
 def _leftovers_path() -> Path:

@@ -304,6 +304,9 @@ class Job:
     sync_sent: tuple[tuple[str, int, int], ...] = ()  # per node: files and bytes of code that had to travel
     service: ServiceStatus | None = None  # a service's health, port and restarts
     slurm: SlurmRef | None = None         # the Slurm backend's job, once submitted there
+    # The states this copy went through since it was read (transition() adds to it; never stored): the store
+    # refuses a change of state that did not go through transition().
+    trail: tuple[JobState, ...] = field(default=(), compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -384,4 +387,24 @@ def transition(job: Job, to: JobState, *, reason: str = "", now: float | None = 
             changes.setdefault("attempt", 0)
             changes.setdefault("diagnosis", None)
             changes.setdefault("service", None)  # run again from scratch: no restarts counted yet
-    return replace(job, state=to, reason=reason, **changes)
+    return replace(job, state=to, reason=reason, trail=(job.trail or (job.state,)) + (to,), **changes)
+
+
+def reroute(job: Job, to: JobState, *, reason: str) -> Job:
+    """The job's last transition ends in `to` instead (a cancel asked before a failure ends it cancelled); raises
+    IllegalTransition where it went through none, or where the state before it cannot become `to`."""
+    if len(job.trail) < 2 or to not in TRANSITIONS[job.trail[-2]]:
+        raise IllegalTransition(f"job {job.id}: {job.state} cannot be changed to {to} after the fact")
+    changes: dict[str, Any] = {"finished_at": job.finished_at or time.time()} if to.finished else {}
+    return replace(job, state=to, reason=reason, trail=job.trail[:-1] + (to,), **changes)
+
+
+def check_moved(before: Job, after: Job) -> None:
+    """The store's check of a change: a job's state moves only through transition(), one legal step at a time."""
+    if after.state is before.state:
+        return
+    trail = after.trail
+    if not trail or trail[0] is not before.state or trail[-1] is not after.state or any(
+            b not in TRANSITIONS[a] for a, b in zip(trail, trail[1:], strict=False)):
+        went = " → ".join(map(str, trail)) if trail else "without transition()"
+        raise IllegalTransition(f"job {before.id} is {before.state}; it cannot become {after.state} ({went})")

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from tinydb.storages import Storage
 
 from ugro_tui import paths
 from ugro_tui.atomic import write_atomic
-from ugro_tui.core.jobs.model import Job, JobSpec, JobState, transition
+from ugro_tui.core.jobs.model import Job, JobSpec, JobState, check_moved, transition
 from ugro_tui.errors import UgroError
 
 SCHEMA = 1
@@ -373,7 +374,10 @@ class JobStore:
             chunk_path = None
             if doc is None:
                 chunk_path, doc = self._find_in_history(job_id)
-            job = change(Job.from_json(doc))
+            before = Job.from_json(doc)
+            job = change(before)
+            check_moved(before, job)
+            job = replace(job, trail=())  # as stored: the next change starts from here
             if job.state.finished:
                 if chunk_path is None:
                     self._archive(job)
@@ -401,7 +405,10 @@ class JobStore:
                 doc = table.get(str(job_id))
                 if doc is None or job_id in finished:
                     continue
-                job = change(Job.from_json(doc))
+                before = Job.from_json(doc)
+                job = change(before)
+                check_moved(before, job)
+                job = replace(job, trail=())
                 if job.state.finished:
                     raise ValueError("update_active keeps jobs unfinished; use update()")
                 table[str(job_id)] = job.to_json()

@@ -20,15 +20,15 @@ from ugro_tui.core.backends.slurm.script import node_dir, run_root, submission
 from ugro_tui.core.backends.slurm.states import SlurmJob, hostnames
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.diagnose import diagnose
-from ugro_tui.core.jobs.dispatcher import NOT_READY_WAIT, SweepTrials, mark_pruned
-from ugro_tui.core.jobs.launcher import METRIC_EVERY, retry_or_fail, tail_text
+from ugro_tui.core.jobs.dispatcher import SweepTrials, mark_pruned
+from ugro_tui.core.jobs.launcher import METRIC_EVERY, tail_text
 from ugro_tui.core.jobs.logs import local_copy, read_via, sync_node
 from ugro_tui.core.jobs.metric import MetricFollower
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, SlurmRef, transition
 from ugro_tui.core.jobs.placement import job_order
 from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.lifecycle import JobGuard, NotReadyBackoff, dependencies, merge, retry_or_fail
 from ugro_tui.core.pool import Pool
-from ugro_tui.errors import UgroError
 
 
 def step_to(job: Job, to: JobState, **changes) -> Job:
@@ -59,11 +59,12 @@ class SlurmDispatcher:
         self.store = AsyncJobStore(store)
         self.client = SlurmClient(cluster, pool)
         self.metrics = MetricFollower()
-        self.errors: dict[int, str] = {}
+        self.guard = JobGuard(self.store, "slurm")
+        self.errors = self.guard.errors  # job id -> the last error met while handling it
         self.problem: str | None = None  # the queue could not be read: why (shown by the app)
         self._sweeps = SweepTrials(self.store)
         self._asked: dict[int, str] = {}  # job id -> the scancel/hold/release already sent for its Slurm state
-        self._not_before: dict[int, float] = {}  # jobs whose data or code was not ready: when to try again
+        self._not_ready = NotReadyBackoff()  # jobs whose data or code was not on the login node
 
     # --- one round ---------------------------------------------------------------------------------------------
 
@@ -83,16 +84,7 @@ class SlurmDispatcher:
         return [j for j in await self.store.active() if j.state is not JobState.HELD]
 
     async def _guard(self, job_id: int, work) -> None:
-        try:
-            await work
-            self.errors.pop(job_id, None)
-        except Exception as exc:  # this job's problem, never the dispatcher's
-            said = f"slurm: {exc}" if isinstance(exc, UgroError) else f"slurm: {type(exc).__name__}: {exc}"
-            if self.errors.get(job_id) != said:
-                self.errors[job_id] = said
-                with contextlib.suppress(Exception):
-                    await self.store.update(job_id, lambda j: j if j.state.finished
-                                            else dataclasses.replace(j, reason=said))
+        await self.guard.run(job_id, work)
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Nothing runs between ticks here: every follow and submit is awaited within its tick."""
@@ -205,18 +197,9 @@ class SlurmDispatcher:
                                for n, r in job.runs if r.run_dir), return_exceptions=True)
 
     async def _save(self, before: Job, now: Job | None = None) -> None:
-        """Store what a follow learned, keeping a cancel, prune or hold asked for in the meantime."""
+        """Store what a follow learned, keeping what a user asked for in the meantime (lifecycle.merge)."""
         now = before if now is None else now
-
-        def merge(cur: Job) -> Job:
-            if now.state.finished or cur.state.finished:
-                return now if not cur.state.finished else cur
-            if cur.state is JobState.HELD and now.state is JobState.QUEUED:  # held while we looked
-                return dataclasses.replace(now, state=JobState.HELD, reason="held by the user")
-            return dataclasses.replace(now, cancel_requested=cur.cancel_requested or now.cancel_requested,
-                                       prune=cur.prune or now.prune)
-
-        await self.store.update(before.id, merge)
+        await self.store.update(before.id, lambda cur: merge(cur, now))
 
     # --- early stopping and submitting ------------------------------------------------------------------------
 
@@ -224,9 +207,8 @@ class SlurmDispatcher:
         await mark_pruned(self.store, self._sweeps, jobs)
 
     async def _submit_waiting(self, jobs: dict[int, Job]) -> None:
-        now = time.monotonic()
         waiting = [j for j in jobs.values() if j.state is JobState.QUEUED and j.slurm is None
-                   and self._not_before.get(j.id, 0.0) <= now]
+                   and self._not_ready.due(j.id)]
         if not waiting:
             return
         ready: list[tuple[Job, tuple[str, ...]]] = []
@@ -248,22 +230,16 @@ class SlurmDispatcher:
     async def _after(self, job: Job, jobs: dict[int, Job]) -> tuple[str, ...] | None:
         """The Slurm ids a job runs after, or None while one of them is not submitted yet; a job whose
         dependency failed fails here, as on the SSH backend."""
+        deps = await dependencies(job, jobs, self.store)
+        if deps.fail:
+            await self.store.move(job.id, JobState.FAILED, reason=deps.fail)
+            return None
         out = []
-        for dep in job.spec.after:
-            try:
-                other = jobs.get(dep) or await self.store.get(dep)
-            except UgroError:
-                await self.store.move(job.id, JobState.FAILED, reason=f"job {dep} it runs after does not exist")
-                return None
-            if other.state in (JobState.FAILED, JobState.CANCELLED, JobState.PRUNED):
-                await self.store.move(job.id, JobState.FAILED, reason=f"job {dep} it runs after was {other.state}")
-                return None
-            if other.state is JobState.SUCCEEDED:
-                continue
+        for other in deps.pending:  # Slurm waits for them itself (afterok), once they are submitted
             if other.slurm is None or not other.slurm.job_id:
-                if job.reason != f"waits for job {dep} to be submitted":
-                    await self.store.update(job.id, lambda j, d=dep: dataclasses.replace(
-                        j, reason=f"waits for job {d} to be submitted"))
+                said = f"waits for job {other.id} to be submitted"
+                if job.reason != said:
+                    await self.store.update(job.id, lambda j, s=said: dataclasses.replace(j, reason=s))
                 return None
             out.append(other.slurm.job_id)
         return tuple(out)
@@ -284,10 +260,9 @@ class SlurmDispatcher:
                 problems.append(f"code copy failed on {login.name}: {result}")
         if not problems:
             return True
-        why = f"{'; '.join(problems)} (checked again in {NOT_READY_WAIT:.0f}s)"
         for job in batch:
-            self._not_before[job.id] = time.monotonic() + NOT_READY_WAIT
-            await self.store.update(job.id, lambda j: dataclasses.replace(j, reason=why))
+            why = f"{'; '.join(problems)} {self._not_ready.wait(job.id)}"
+            await self.store.update(job.id, lambda j, w=why: dataclasses.replace(j, reason=w))
         return False
 
     async def _submit(self, batch: list[Job], after: tuple[str, ...]) -> None:
@@ -300,7 +275,7 @@ class SlurmDispatcher:
             marked.append(await self.store.update(job.id, lambda j: dataclasses.replace(
                 j, attempt=j.attempt + 1, slurm=SlurmRef(), reason="submitting to Slurm")))
         limit = batch[0].spec.max_concurrent if len(batch) > 1 else 0
-        sub = submission(marked, self.cluster, after, limit, await asyncio.to_thread(self.store.identity))
+        sub = submission(marked, self.cluster, after, limit, await self.store.identity())
         try:
             slurm_id = await self.client.submit(sub)
         except SlurmError as exc:
