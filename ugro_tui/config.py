@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -12,6 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ugro_tui import paths
+from ugro_tui.config_check import Checker as _Checker
+from ugro_tui.config_check import choice as _choice
+from ugro_tui.config_check import show as _show
+from ugro_tui.config_check import string as _string
 from ugro_tui.errors import ConfigError
 from ugro_tui.names import ENV_NAME_RE, NAME_RE
 
@@ -127,63 +130,6 @@ class Cluster:
 # --- validation -----------------------------------------------------------------------------------------------
 
 
-class _Checker:
-    """Validates one table against a field spec and collects the values."""
-
-    def __init__(self, source: str, path: str, table: Any) -> None:
-        self.source = source
-        self.path = path
-        if not isinstance(table, dict):
-            self.fail(None, f"expected a table, got {_show(table)}")
-        self.table: dict[str, Any] = table
-
-    def where(self, key: str | None) -> str:
-        if key is None:
-            return self.path
-        return f"{self.path}.{key}" if self.path else key
-
-    def fail(self, key: str | None, problem: str) -> None:
-        raise ConfigError(self.source, self.where(key) or None, problem)
-
-    def only(self, allowed: tuple[str, ...]) -> None:
-        for key in self.table:
-            if key not in allowed:
-                near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-                hint = f'; did you mean "{near[0]}"?' if near else f"; known keys: {', '.join(allowed)}"
-                self.fail(key, f"unknown key{hint}")
-
-    def get(self, key: str, kind: Callable[[_Checker, str, Any], Any], default: Any = None,
-            required: bool = False) -> Any:
-        if key not in self.table:
-            if required:
-                self.fail(key, "is required")
-            return default
-        return kind(self, key, self.table[key])
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return repr(value)
-
-
-def _string(pattern: re.Pattern[str] | None = None, what: str = "a string") -> Callable[..., str]:
-    def check(c: _Checker, key: str, value: Any) -> str:
-        if not isinstance(value, str) or not value.strip():
-            c.fail(key, f"expected {what}, got {_show(value)}")
-        if pattern is not None and not pattern.match(value):
-            c.fail(key, f"expected {what}, got {_show(value)}")
-        return value
-
-    return check
-
-
 def _integer(lo: int, hi: int) -> Callable[..., int]:
     def check(c: _Checker, key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -243,15 +189,6 @@ def _env(c: _Checker, key: str, value: Any) -> tuple[tuple[str, str], ...]:
         if not isinstance(val, str):
             c.fail(f"{key}.{name}", f"expected a string, got {_show(val)}")
     return tuple(value.items())
-
-
-def _choice(options: tuple[str, ...]) -> Callable[..., str]:
-    def check(c: _Checker, key: str, value: Any) -> str:
-        if value not in options:
-            c.fail(key, f"expected one of {', '.join(options)}, got {_show(value)}")
-        return value
-
-    return check
 
 
 def _sim(c: _Checker, key: str, value: Any) -> SimSpec:

@@ -51,7 +51,7 @@ async def test_the_kill_sweep_finds_workers_in_their_own_sessions(tmp_path: Path
     import os
     import signal
 
-    from ugro_tui.core.jobs.launcher import sweep_command
+    from ugro_tui.core.jobs.leftovers import sweep_command
 
     t, _, _ = setup(tmp_path)
     mine = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=here UGRO_STORE=aaaa sleep 60")

@@ -4,9 +4,11 @@ The modules are found by walking the package, so a new module is covered the day
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import ugro_tui
 
@@ -55,3 +57,60 @@ def test_help_and_version_stay_light() -> None:
                           "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
                           "    main(['--help'])")
     assert not (under(loaded, "textual") | under(loaded, "asyncssh") | under(loaded, "tinydb"))
+
+
+def _imports(path: Path, module: str, package: bool, known: set[str]) -> set[str]:
+    """The ugro modules `module` imports anywhere (in functions too: a lazy import is still a dependency), except
+    under `if TYPE_CHECKING:`, which never runs."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(block.test) for stmt in block.body for n in ast.walk(stmt)}
+    here = module if package else module.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = here.split(".")[: len(here.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([base] if base else [])])
+            names = [base, *(f"{base}.{a.name}" for a in node.names)]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                out.add(name)
+    return out
+
+
+def test_no_import_cycles() -> None:
+    """A cycle is a missing seam: move the shared part down a layer instead of importing it lazily."""
+    root = Path(ugro_tui.__file__).parent
+    files = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if not name.startswith(NOT_MODULES):
+            files[name] = path
+    graph = {m: _imports(p, m, p.name == "__init__.py", set(files)) for m, p in files.items()}
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the path being walked, 2: done
+
+    def walk(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                cycles.append(" → ".join([*path[path.index(dep):], dep]))
+            elif dep not in state:
+                walk(dep, [*path, dep])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            walk(module, [module])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)

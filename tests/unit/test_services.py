@@ -207,10 +207,10 @@ def test_service_events_have_stable_ids() -> None:
 @pytest.mark.parametrize("name", ["serve-tiny", "vllm", "vllm-multinode", "llamacpp-rpc"])
 def test_each_shipped_service_template_is_a_valid_job_with_a_script_per_node(name: str) -> None:
     from ugro_tui.cli import _parser
-    from ugro_tui.commands.jobs import spec_from_args
+    from ugro_tui.core.jobs.request import spec_from_request
 
     args: Namespace = _parser().parse_args(["submit", "--template", name])
-    spec, _ = spec_from_args(args, CLUSTER)
+    spec, _ = spec_from_request(args, CLUSTER)
     assert spec.kind == "service" and spec.health == "/health"
     assert not binds_everywhere({"command": list(spec.command), "worker_command": list(spec.worker_command)})
     job = Job(1, spec, attempt=1, placement=tuple((n.name, (0,)) for n in CLUSTER.nodes[: spec.nnodes]),

@@ -111,11 +111,9 @@ def submit_demo_job(cluster: Cluster) -> str:
 def demo_service(cluster: Cluster):
     """The shipped serve-tiny template, run from the installed package's copy of the script."""
     from ugro_tui import data
-    from ugro_tui.cli import _parser
-    from ugro_tui.commands.jobs import spec_from_args
+    from ugro_tui.core.jobs.request import Request, spec_from_request
 
-    args = _parser().parse_args(["submit", "--template", "serve-tiny", "--nodes", cluster.nodes[-1].name])
-    spec, _ = spec_from_args(args, cluster)
+    spec, _ = spec_from_request(Request(template="serve-tiny", nodes=cluster.nodes[-1].name), cluster)
     command = tuple(str(data.serve_tiny()) if w == "examples/serve_tiny.py" else w for w in spec.command)
     return dataclasses.replace(spec, command=command)
 

@@ -5,32 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
 import sys
 import time
-import tomllib
 from argparse import Namespace
-from pathlib import Path
-from typing import Any
 
 from ugro_tui.commands.table import DASH, render
 from ugro_tui.config import Cluster
-from ugro_tui.core.jobs import templates
 from ugro_tui.core.jobs.actions import ACTIONS
 from ugro_tui.core.jobs.describe import age, detail, event_lines, placement_text, runtime, shape
-from ugro_tui.core.jobs.model import USER_KEYS, Job, JobSpec, JobState
+from ugro_tui.core.jobs.model import Job, JobSpec, JobState
+from ugro_tui.core.jobs.request import spec_from_request
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id, parse_axis, parse_search
-from ugro_tui.core.jobs.validate import spec_problem
+from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id
 from ugro_tui.errors import UsageError
-from ugro_tui.names import ENV_NAME_RE
-
-SPEC_KEYS = set(USER_KEYS)
-SEARCH_FLAGS = ("keep_last", "keep_best", "max_concurrent", "metric", "goal", "metric_regex", "early_stop",
-                "warmup_steps", "min_trials",
-                "grace", "reduction_factor", "max_t")
-SERVICE_FLAGS = ("port", "health", "health_initial_delay", "health_period", "health_timeout", "health_failures",
-                 "restart", "max_restarts")
 
 
 def parse_ids(values: list[str]) -> list[int]:
@@ -42,139 +29,9 @@ def parse_ids(values: list[str]) -> list[int]:
     return ids
 
 
-def spec_from_args(args: Namespace, cluster: Cluster, given: dict[str, Any] | None = None) -> tuple[JobSpec, Search]:
-    """The job the flags describe, and its sweep (empty: one job). `given`: job-file keys that came another way
-    (the web API's body), checked as a job file's are; a template named in the flags is their base."""
-    base: dict[str, Any] = {}
-    search = Search()
-    if args.file and args.template:
-        raise UsageError("ugro submit: give --file or --template, not both")
-    if args.template:
-        base, search = templates.load(args.template)
-    if given is not None:
-        unknown = set(given) - SPEC_KEYS
-        if unknown:
-            raise UsageError(f"unknown key {sorted(unknown)[0]!r}; known: {', '.join(sorted(SPEC_KEYS))}")
-        base = {**base, **given}
-    elif args.file:
-        try:
-            base = tomllib.loads(Path(args.file).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise UsageError(f"{args.file}: cannot read the job file: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"{args.file}: not a text file (a job file is TOML)") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"{args.file}: invalid TOML: {exc}") from None
-        unknown = set(base) - SPEC_KEYS
-        if unknown:
-            raise UsageError(f"{args.file}: unknown key {sorted(unknown)[0]!r}; known: {', '.join(sorted(SPEC_KEYS))}")
-    base = templates.apply_sets(base, args.set)
-    if args.sweep or args.trials is not None or args.seed is not None:
-        given = {a.key: a for a in search.axes} | {a.key: a for a in map(parse_axis, args.sweep)}  # flags win
-        search = parse_search(tuple(given.values()), args.trials if args.trials is not None else search.trials,
-                              args.seed if args.seed is not None else search.seed)
-    raw_command = base.get("command") or []
-    if isinstance(raw_command, str):  # `command = "train.py --lr 3"`: shell words, as the form's args field
-        try:
-            raw_command = shlex.split(raw_command)
-        except ValueError as exc:
-            raise UsageError(f"ugro submit: command: {exc}") from None
-    if not isinstance(raw_command, list):
-        raise UsageError(f"ugro submit: command: expected a list of words or one string, got {raw_command!r}")
-    command = list(args.command or raw_command)
-    for word in command:
-        if not isinstance(word, str):
-            raise UsageError(f"ugro submit: command: expected text, got {word!r}")
-    if command and command[0] == "--":
-        command = command[1:]
-    if not command:
-        raise UsageError("ugro submit: give the script or command after --, e.g. `ugro submit -- train.py --lr 3e-4`")
-    if not isinstance(base.get("env", {}), dict):
-        raise UsageError(f"ugro submit: env: expected a table of NAME = \"value\", got {base['env']!r}")
-    env = dict(base.get("env", {}))
-    for item in args.env or []:
-        key, sep, value = item.partition("=")
-        if not sep or not ENV_NAME_RE.match(key):
-            raise UsageError(f"ugro submit: --env {item!r}: expected NAME=VALUE")
-        env[key] = value
-    nproc = _pick(args.nproc_per_node, base, "nproc_per_node", 1)
-    spec = JobSpec(
-        name=_pick(args.name, base, "name", Path(command[0]).name),
-        command=tuple(command),
-        kind=_pick(args.kind, base, "kind", "torchrun"),
-        nnodes=_pick(args.nnodes, base, "nnodes", 1),
-        nproc_per_node=nproc,
-        gpus_per_node=_pick(args.gpus_per_node, base, "gpus_per_node", nproc),
-        min_gpu_mem_gb=_pick(args.min_gpu_mem, base, "min_gpu_mem_gb", 0.0),
-        nodes=tuple(args.nodes.split(",")) if args.nodes else _words(base, "nodes"),
-        env=tuple(env.items()),
-        workdir=_pick(args.workdir, base, "workdir", None),
-        priority=_pick(args.priority, base, "priority", 0),
-        after=tuple(args.after or _words(base, "after")),
-        max_retries=_pick(args.max_retries, base, "max_retries", 0),
-        checkpoint_dir=_pick(args.checkpoint_dir, base, "checkpoint_dir", None),
-        template=args.template,
-        sync=_pick(getattr(args, "sync", None), base, "sync", None),
-        sync_git=True if getattr(args, "sync_git", False) else base.get("sync_git", False),
-        data=_data(base, getattr(args, "data", None) or []),
-        worker_command=_worker_command(getattr(args, "worker_command", None), base),
-        **{key: _pick(getattr(args, key, None), base, key, JobSpec.__dataclass_fields__[key].default)
-           for key in (*SEARCH_FLAGS, *SERVICE_FLAGS)},
-    )
-    validate_spec(spec, cluster)
-    if spec.kind == "service" and spec.port is not None:
-        from ugro_tui.core.services.follow import port_problem
-
-        problem = port_problem(spec, JobStore().active(), cluster)
-        if problem:
-            raise UsageError(f"ugro submit: {problem}")
-    if spec.early_stop and not search:
-        raise UsageError("ugro submit: --early-stop compares the trials of a sweep; give --sweep too")
-    return spec, search
-
-
-def _worker_command(flag: str | None, base: dict[str, Any]) -> tuple[str, ...]:
-    value = flag if flag is not None else base.get("worker_command", [])
-    if isinstance(value, str):
-        try:
-            value = shlex.split(value)
-        except ValueError as exc:
-            raise UsageError(f"ugro submit: worker_command: {exc}") from None
-    if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
-        raise UsageError(f"ugro submit: worker_command: expected a list of words or one string, got {value!r}")
-    return tuple(value)
-
-
-def _words(base: dict[str, Any], key: str) -> tuple[Any, ...]:
-    value = base.get(key, [])
-    if not isinstance(value, list):
-        raise UsageError(f"ugro submit: {key}: expected a list, got {value!r}")
-    return tuple(value)
-
-
-def _data(base: dict[str, Any], flags: list[str]) -> tuple[tuple[str, float, str], ...]:
-    from ugro_tui.core.jobs.model import BadSpec, parse_data
-
-    try:
-        return parse_data(list(base.get("data", [])) if isinstance(base.get("data", []), list) else base["data"]) + \
-            parse_data(flags)
-    except BadSpec as exc:
-        raise UsageError(f"ugro submit: {exc}") from None
-
-
-def _pick(flag: Any, base: dict[str, Any], key: str, default: Any) -> Any:
-    return flag if flag is not None else base.get(key, default)
-
-
-def validate_spec(spec: JobSpec, cluster: Cluster) -> None:
-    problem = spec_problem(spec, cluster)
-    if problem:
-        raise UsageError(f"ugro submit: {problem}")
-
-
 def submit(args: Namespace, cluster: Cluster) -> int:
     """Prints each new job's id on a line of its own, once all of them are stored (a sweep is one write)."""
-    spec, search = spec_from_args(args, cluster)
+    spec, search = spec_from_request(args, cluster)
     if search and search.trials is not None and search.seed is None:  # reproducible: the seed is said
         search = Search(search.axes, search.trials, int.from_bytes(os.urandom(4), "big") >> 1)
     sweep_id = new_sweep_id() if search else None

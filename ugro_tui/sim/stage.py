@@ -6,9 +6,12 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ugro_tui import paths
-from ugro_tui.config import Node
+
+if TYPE_CHECKING:  # the config asks the stage for a simulated node's exports: no import back at run time
+    from ugro_tui.config import Node
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 

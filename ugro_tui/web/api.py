@@ -13,6 +13,7 @@ from ugro_tui import __version__
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.actions import ACTIONS
 from ugro_tui.core.jobs.model import IllegalTransition, JobState
+from ugro_tui.core.jobs.request import Request, spec_from_request
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id, parse_axis
 from ugro_tui.core.pool import Pool
@@ -126,18 +127,14 @@ class Api:
 
     def _queue(self, body: dict[str, Any]) -> list[int]:
         """Validated as `ugro submit --file` validates (a template by name, with --set and --sweep, too)."""
-        from ugro_tui.cli import _parser
-        from ugro_tui.commands.jobs import spec_from_args
-
-        args = _parser().parse_args(["submit"])  # every submit flag at its default, as the CLI has them
-        args.template, args.set, args.sweep = body.get("template"), _words(body, "set"), _words(body, "sweep")
-        args.trials, args.seed = _int(body, "trials"), _int(body, "seed")
+        args = Request(template=body.get("template"), set=_words(body, "set"), sweep=_words(body, "sweep"),
+                       trials=_int(body, "trials"), seed=_int(body, "seed"))
         if args.template is not None and not isinstance(args.template, str):
             raise UsageError(f"template: expected a template name, got {args.template!r}")
         if not isinstance(body.get("hold", False), bool):
             raise UsageError(f"hold: expected true or false, got {body['hold']!r}")
         given = {k: v for k, v in body.items() if k not in REQUEST_KEYS}
-        spec, search = spec_from_args(args, self.cluster, given)
+        spec, search = spec_from_request(args, self.cluster, given)
         if search and search.trials is not None and search.seed is None:
             search = Search(search.axes, search.trials, int.from_bytes(os.urandom(4), "big") >> 1)
         jobs = self.store.submit(expand(spec, search, new_sweep_id() if search else None),

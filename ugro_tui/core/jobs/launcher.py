@@ -9,18 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
-import shlex
 import signal
 import time
-from pathlib import Path
 
-from ugro_tui import paths
-from ugro_tui.atomic import write_atomic
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.diagnose import diagnose
 from ugro_tui.core.jobs.dispatcher import Launcher
 from ugro_tui.core.jobs.keeper import CheckpointKeeper
+from ugro_tui.core.jobs.leftovers import leftovers_add, leftovers_read, leftovers_remove, sweep_command
 from ugro_tui.core.jobs.logs import local_copy, sync_node
 from ugro_tui.core.jobs.metric import MetricFollower
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
@@ -49,7 +45,7 @@ class SshLauncher(Launcher):
         self._retained_at: dict[int, float] = {}
         self.services = ServiceFollower(self)
 
-    def _t(self, node: str) -> Transport:
+    def transport(self, node: str) -> Transport:
         return self.pool.get(node)
 
     async def free_port(self, job: Job) -> int:
@@ -102,7 +98,7 @@ class SshLauncher(Launcher):
             rd = path_word(p.run_dir)
             script = (f"rm -rf {rd} && mkdir -p {rd} && cat > {rd}/run.sh && chmod 755 {rd}/run.sh && "
                       f"{{ setsid nohup sh {rd}/run.sh >{rd}/console.log 2>&1 </dev/null & echo $!; }}")
-            done = await self._t(p.node).run(script, stdin=p.script.encode())
+            done = await self.transport(p.node).run(script, stdin=p.script.encode())
             if not done.ok or not done.stdout.strip().isdigit():
                 raise RuntimeError(f"{p.node}: could not start the job: {done.stderr.strip() or done.stdout.strip()}")
             return p.node, NodeRun(pid=int(done.stdout.strip()), run_dir=p.run_dir)
@@ -128,7 +124,7 @@ class SshLauncher(Launcher):
 
     async def _status(self, job: Job, node: str, run: NodeRun) -> NodeRun:
         rd = path_word(run.run_dir or "")
-        t = self._t(node)
+        t = self.transport(node)
         done = await t.run(f"cat {rd}/exit 2>/dev/null || {{ kill -0 {int(run.pid or 0)} 2>/dev/null && echo running"
                            " || echo lost; }", timeout=self.cluster.connect_timeout)
         word = done.stdout.strip()
@@ -140,10 +136,10 @@ class SshLauncher(Launcher):
 
     async def sync_logs(self, job: Job, skip: set[str] = frozenset()) -> None:
         """Bring the local copies of every node's logs up to date (see logs.py); `skip`: nodes not answering now."""
-        await asyncio.gather(*(sync_node(self._t(n), job, n, r.run_dir) for n, r in job.runs
+        await asyncio.gather(*(sync_node(self.transport(n), job, n, r.run_dir) for n, r in job.runs
                                if r.run_dir and n not in skip and n in self.pool), return_exceptions=True)
 
-    def _diagnose(self, job: Job) -> str | None:
+    def diagnose(self, job: Job) -> str | None:
         """Reads the copies' tails: call it in a thread."""
         text = "\n".join(tail_text(local_copy(job, n)) for n, _ in job.runs)
         found = diagnose(text, {n: r.exit_code for n, r in job.runs})
@@ -181,7 +177,7 @@ class SshLauncher(Launcher):
             # The attempt is over: whatever of it survived its shell (a torchrun agent stuck in its shutdown after
             # a peer died) is killed, or it would hold its GPU and the retry could not be placed.
             await self._stop(job, signal.SIGKILL)
-            found = await asyncio.to_thread(self._diagnose, job)
+            found = await asyncio.to_thread(self.diagnose, job)
             return self._failed(job, _exits(bad), found)
         return job
 
@@ -211,7 +207,7 @@ class SshLauncher(Launcher):
         """A job left `starting` by a dispatcher that died while launching it: adopt it if every node runs it,
         else sweep whatever started and fail (or retry) the attempt."""
         placed = [self.cluster.node(n) for n, _ in job.placement]
-        words = await asyncio.gather(*(self._t(n.name).run(
+        words = await asyncio.gather(*(self.transport(n.name).run(
             f"rd={path_word(run_dir(n, job))}; cat \"$rd/pid\" 2>/dev/null || echo none; "
             f"sed -n 's/.*--rdzv-endpoint \\([^ ]*\\).*/\\1/p' \"$rd/run.sh\" 2>/dev/null | head -n 1",
             timeout=self.cluster.connect_timeout) for n in placed), return_exceptions=True)
@@ -234,7 +230,7 @@ class SshLauncher(Launcher):
         recovery from the previous generation). Returns the runs of that attempt found alive on the nodes."""
         attempt = job
         nodes = [n for n in self.cluster.nodes if n.name in self.pool]
-        answers = await asyncio.gather(*(self._t(n.name).run(
+        answers = await asyncio.gather(*(self.transport(n.name).run(
             f"rd={path_word(run_dir(n, attempt))}; p=$(cat \"$rd/pid\" 2>/dev/null) && kill -0 \"$p\" 2>/dev/null "
             "&& echo \"$p\" || true", timeout=self.cluster.connect_timeout) for n in nodes), return_exceptions=True)
         runs = tuple((n.name, NodeRun(pid=int(a.stdout.strip()), run_dir=run_dir(n, attempt)))
@@ -246,7 +242,8 @@ class SshLauncher(Launcher):
         """Kill what a lost or unreachable node still runs of finished attempts, once it is back."""
         due = [(j, n) for j, n in await asyncio.to_thread(leftovers_read) if n in online and n in self.pool]
         store = await asyncio.to_thread(self.store.identity)
-        done = await asyncio.gather(*(self._t(n).run(sweep_command(j, n, store), timeout=self.cluster.connect_timeout)
+        timeout = self.cluster.connect_timeout
+        done = await asyncio.gather(*(self.transport(n).run(sweep_command(j, n, store), timeout=timeout)
                                       for j, n in due), return_exceptions=True)
         swept = [d for d, r in zip(due, done, strict=True) if not isinstance(r, BaseException)]
         if swept:
@@ -278,7 +275,7 @@ class SshLauncher(Launcher):
         await self._stop(job, signal.SIGTERM)
         unreachable: set[str] = set()
         for _ in range(int(grace / 0.25)):
-            answers = await asyncio.gather(*(self._t(n).alive(r.pid) for n, r in job.runs if r.pid),
+            answers = await asyncio.gather(*(self.transport(n).alive(r.pid) for n, r in job.runs if r.pid),
                                            return_exceptions=True)
             unreachable = {n for (n, r), a in zip([x for x in job.runs if x[1].pid], answers, strict=True)
                            if isinstance(a, BaseException)}
@@ -302,53 +299,15 @@ class SshLauncher(Launcher):
         return transition(job, JobState.CANCELLED, reason="cancelled by the user")
 
     async def _stop(self, job: Job, sig: signal.Signals) -> None:
-        await asyncio.gather(*(self._t(n).signal_group(r.pid, sig) for n, r in job.runs
+        await asyncio.gather(*(self.transport(n).signal_group(r.pid, sig) for n, r in job.runs
                                if r.pid and n in self.pool), return_exceptions=True)
         if sig is signal.SIGKILL:  # torchrun's workers run in sessions of their own: find them by their env
             store = await asyncio.to_thread(self.store.identity)
-            await asyncio.gather(*(self._t(n).run(sweep_command(job.id, n, store), timeout=self.cluster.connect_timeout)
+            timeout = self.cluster.connect_timeout
+            await asyncio.gather(*(self.transport(n).run(sweep_command(job.id, n, store), timeout=timeout)
                                    for n, _ in job.runs if n in self.pool), return_exceptions=True)
 
 
-
-
-def _leftovers_path() -> Path:
-    return paths.state_dir() / "leftovers.json"
-
-
-def leftovers_read() -> list[tuple[int, str]]:
-    """(job id, node) pairs whose processes must be swept when the node is reachable again."""
-    try:
-        return [(int(j), str(n)) for j, n in json.loads(_leftovers_path().read_text())]
-    except (OSError, ValueError, TypeError):
-        return []
-
-
-def _leftovers_write(items: list[tuple[int, str]]) -> None:
-    path = _leftovers_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(sorted(set(items))))
-
-
-def leftovers_add(items: list[tuple[int, str]]) -> None:
-    _leftovers_write(leftovers_read() + items)
-
-
-def leftovers_remove(items: list[tuple[int, str]]) -> None:
-    gone = set(items)
-    _leftovers_write([i for i in leftovers_read() if i not in gone])
-
-
-def sweep_command(job_id: int, node: str, store: str) -> str:
-    """KILL every process on the node whose environment says it belongs to this job on this node, of this store
-    (UGRO_STORE); a process with no UGRO_STORE was started before stores had one and matches by job and node."""
-    want = shlex.quote(f"UGRO_JOB_ID={int(job_id)}")
-    here = shlex.quote(f"UGRO_NODE={node}")
-    ours = shlex.quote(f"UGRO_STORE={store}")
-    return ("for p in /proc/[0-9]*; do e=$(tr '\\0' '\\n' < \"$p/environ\" 2>/dev/null) || continue; "
-            f"printf '%s\\n' \"$e\" | grep -qx {want} && printf '%s\\n' \"$e\" | grep -qx {here} && "
-            f"{{ printf '%s\\n' \"$e\" | grep -qx {ours} || ! printf '%s\\n' \"$e\" | grep -q '^UGRO_STORE='; }} && "
-            "kill -9 \"${p#/proc/}\" 2>/dev/null; done; true")
 
 
 def tail_text(path, size: int = 1 << 16) -> str:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ugro_tui.core.jobs.leftovers import leftovers_add
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.services import roles
 from ugro_tui.core.services.probe import NODE_LOOPBACK, answers, probe
@@ -61,7 +62,8 @@ class ServiceFollower:
 
     async def _in_use(self, node: str, port: int) -> bool:
         """Something already answers on the node's port (another program, or a service ugro lost track of)."""
-        return await answers(self.launcher._t(node), self.cluster.node(node).host, port, self.cluster.connect_timeout)
+        return await answers(self.launcher.transport(node), self.cluster.node(node).host, port,
+                             self.cluster.connect_timeout)
 
     async def assign_ports(self, job: Job) -> Job:
         """The head's port (its --port, else a free one from service_ports) and one per worker; stored before
@@ -124,11 +126,12 @@ class ServiceFollower:
         waiting = dict(job.service.workers)
         while waiting:
             for node, port in list(waiting.items()):
-                ok, _, _ = await probe(self.launcher._t(node), self.cluster.node(node).host, port, None,
+                ok, _, _ = await probe(self.launcher.transport(node), self.cluster.node(node).host, port, None,
                                        job.spec.health_timeout)
                 if ok:
                     waiting.pop(node)
-                elif runs.get(node) and runs[node].pid and not await self.launcher._t(node).alive(runs[node].pid):
+                elif runs.get(node) and runs[node].pid and \
+                        not await self.launcher.transport(node).alive(runs[node].pid):
                     return f"the worker on {node} exited before it accepted connections on port {port} (see its log)"
             if not waiting:
                 return None
@@ -159,7 +162,7 @@ class ServiceFollower:
         if head in missing:
             ok, ms, error = False, None, f"{head} does not answer"
         else:
-            ok, ms, error = await probe(self.launcher._t(head), NODE_LOOPBACK, status.port or 0, job.spec.health,
+            ok, ms, error = await probe(self.launcher.transport(head), NODE_LOOPBACK, status.port or 0, job.spec.health,
                                         job.spec.health_timeout)
         verdict = after_probe(status, job.spec, job.started_at or now, now, ok, ms, error)
         return await self.apply(job, verdict)
@@ -171,8 +174,6 @@ class ServiceFollower:
             return dataclasses.replace(job, service=status, reason=reason_of(job, status))
         unanswered = set(self.launcher.unreachable.get(job.id, set())) - set(away or ())
         if unanswered:  # never wait on a node that does not answer: what runs there is swept once it is back
-            from ugro_tui.core.jobs.launcher import leftovers_add
-
             await asyncio.to_thread(leftovers_add, [(job.id, n) for n in sorted(unanswered)])
         away = unanswered | set(away or ())  # lost nodes (given) are already recorded by the launcher
         # The service's part everywhere else; a short grace: it is restarting or failing, not asked to stop.
@@ -182,7 +183,7 @@ class ServiceFollower:
             return transition(job, JobState.SUCCEEDED, reason=verdict.why, service=status)
         if verdict.action == "restart":
             verdict = restart_or_give_up(status, job.spec, verdict.why, now)
-        found = await asyncio.to_thread(self.launcher._diagnose, job)
+        found = await asyncio.to_thread(self.launcher.diagnose, job)
         if verdict.action == "restart":
             new = dataclasses.replace(verdict.status, avoid=tuple(sorted(away)))
             wait = max(0.0, new.next_start - now)

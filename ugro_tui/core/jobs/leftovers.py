@@ -1,0 +1,50 @@
+"""Processes of ended attempts still to be killed on nodes that were unreachable, and the sweep that finds a job's
+processes on a node by their environment (torchrun's workers run in sessions of their own)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from ugro_tui import paths
+from ugro_tui.atomic import write_atomic
+
+
+def _leftovers_path() -> Path:
+    return paths.state_dir() / "leftovers.json"
+
+
+def leftovers_read() -> list[tuple[int, str]]:
+    """(job id, node) pairs whose processes must be swept when the node is reachable again."""
+    try:
+        return [(int(j), str(n)) for j, n in json.loads(_leftovers_path().read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def _leftovers_write(items: list[tuple[int, str]]) -> None:
+    path = _leftovers_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(sorted(set(items))))
+
+
+def leftovers_add(items: list[tuple[int, str]]) -> None:
+    _leftovers_write(leftovers_read() + items)
+
+
+def leftovers_remove(items: list[tuple[int, str]]) -> None:
+    gone = set(items)
+    _leftovers_write([i for i in leftovers_read() if i not in gone])
+
+
+def sweep_command(job_id: int, node: str, store: str) -> str:
+    """KILL every process on the node whose environment says it belongs to this job on this node, of this store
+    (UGRO_STORE); a process with no UGRO_STORE was started before stores had one and matches by job and node."""
+    want = shlex.quote(f"UGRO_JOB_ID={int(job_id)}")
+    here = shlex.quote(f"UGRO_NODE={node}")
+    ours = shlex.quote(f"UGRO_STORE={store}")
+    return ("for p in /proc/[0-9]*; do e=$(tr '\\0' '\\n' < \"$p/environ\" 2>/dev/null) || continue; "
+            f"printf '%s\\n' \"$e\" | grep -qx {want} && printf '%s\\n' \"$e\" | grep -qx {here} && "
+            f"{{ printf '%s\\n' \"$e\" | grep -qx {ours} || ! printf '%s\\n' \"$e\" | grep -q '^UGRO_STORE='; }} && "
+            "kill -9 \"${p#/proc/}\" 2>/dev/null; done; true")
