@@ -147,3 +147,32 @@ def test_a_retry_on_a_node_without_the_checkpoint_gets_it_copied_first(config: P
     assert f"copied checkpoint step-000020 from {first_node} to {second_node}" in shown, shown
     log = ugro(config, "logs", "1", "--rank", "0").stdout
     assert "at step 21" in log and steps_in(log)[0] == 21
+
+
+@pytest.mark.parametrize("folder", ["separate", "shared"])
+def test_keep_last_holds_exactly_after_a_retry_whether_nodes_share_the_folder_or_not(config: Path, tmp_path: Path,
+                                                                                    folder: str) -> None:
+    """A 3-node job whose rank failed once, keep_last 2: afterwards exactly the 2 newest are listed and on disk,
+    each listed once with every node that sees it, where the nodes share one folder (NFS, a shared home)."""
+    shared = tmp_path / "nfs" / "ckpt"  # a folder every node mounts
+    directory = "ckpt" if folder == "separate" else str(shared)
+    done = ugro(config, "submit", "--nnodes", "3", "--checkpoint-dir", directory, "--keep-last", "2",
+                "--max-retries", "1", "--", SCRIPT, "--steps", "50", "--save-every", "10", "--sleep", "0.08",
+                "--fail-once-at", "25")
+    assert done.returncode == 0, done.stderr
+    ran = ugro(config, "scheduler", "--until-idle", timeout=240)
+    assert ran.returncode == 0, ran.stderr
+    final = job(config, 1)
+    assert final["state"] == "succeeded" and final["attempt"] == 2 and final["resume_from"].endswith("step-000020")
+    listed = [c for c in json.loads(ugro(config, "checkpoints", "1", "--json").stdout)["checkpoints"]
+              if c["step"] is not None]
+    nodes = {"node0", "node1", "node2"}
+    if folder == "shared":
+        assert sorted(c["step"] for c in listed) == [40, 49], listed  # once each, not once per node
+        assert all({c["node"], *c["seen_by"]} == nodes for c in listed), listed
+        assert sorted(p.name for p in shared.glob("step-*")) == ["step-000040", "step-000049"]
+    else:
+        assert sorted((c["node"], c["step"]) for c in listed) == sorted((n, s) for n in nodes for s in (40, 49))
+        assert all(c["seen_by"] == [] for c in listed), listed
+        for node in sorted(nodes):
+            assert sorted(p.name for p in on_node(config, node).glob("step-*")) == ["step-000040", "step-000049"]

@@ -109,3 +109,29 @@ def test_checkpoints_of_a_job_without_a_dir_and_bad_from(tmp_path) -> None:
                         (["checkpoints", "2", "--prune"], "keeps every checkpoint")):
         bad = run_ugro(args[0], "--config", str(config), *args[1:])
         assert bad.returncode == 2 and words in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr)
+
+
+def test_nodes_that_read_one_folder_id_see_one_folder(tmp_path) -> None:
+    """Each node proposes an id; the first written wins (O_EXCL) and every node reads that one back."""
+    import subprocess
+
+    from ugro_tui.core.jobs.checkpoints import FOLDER_ID, merge_shared
+
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    for folder in (shared, own):
+        (folder / "step-000010").mkdir(parents=True)
+        (folder / "step-000010" / ".complete").touch()
+
+    def listing(node: str, folder, proposed: str):
+        text = subprocess.run(["sh", "-c", list_script(str(folder), proposed)], capture_output=True, text=True,
+                              check=True).stdout
+        return parse_listing(node, text)
+
+    found = [*listing("a", shared, "1" * 16), *listing("b", shared, "2" * 16), *listing("c", own, "3" * 16)]
+    assert (shared / FOLDER_ID).read_text().strip() == "1" * 16 and [c.folder for c in found] == [
+        "1" * 16, "1" * 16, "3" * 16]
+    merged = merge_shared(found)
+    assert [(c.node, c.seen_by) for c in merged] == [("a", ("b",)), ("c", ())]
+    assert [c.name for c in merged] == ["step-000010", "step-000010"]  # the id file itself is never listed
+    with pytest.raises(ValueError):
+        list_script("ckpt", "x; rm -rf ~")

@@ -143,3 +143,29 @@ async def test_a_cancel_during_a_node_loss_ends_cancelled(tmp_path: Path) -> Non
     done = store.get(job.id)
     assert done.state is S.CANCELLED and done.reason == "cancelled by the user; node gpu1 lost", done.reason
     assert d.errors == {}
+
+
+class NotReadyLauncher(FakeLauncher):
+    """The placed node lacks the job's data; the user's cancel arrives while that is found out."""
+
+    def __init__(self, store: JobStore) -> None:
+        super().__init__()
+        self.store = store
+
+    async def start(self, job: Job) -> Job:
+        from ugro_tui.core.sync.service import NotReady
+
+        self.store.update(job.id, lambda j: dataclasses.replace(j, cancel_requested=True, reason="cancel requested"))
+        raise NotReady("gpu1 lacks ~/datasets/x")
+
+
+async def test_a_cancel_during_a_start_that_was_not_ready_is_kept(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    d = Dispatcher(LAB, store, online_lab(), NotReadyLauncher(store), clock=lambda: 1000.0)
+    [job] = store.submit([JobSpec("a", ("x",))])
+    await d.tick()
+    await d.drain()
+    assert store.get(job.id).cancel_requested  # queued again without losing the cancel
+    await d.tick()
+    await d.drain()
+    assert store.get(job.id).state is S.CANCELLED

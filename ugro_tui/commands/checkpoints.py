@@ -60,7 +60,8 @@ def run(args: Namespace, cluster: Cluster) -> int:
         gone = asyncio.run(_with_keeper(cluster, lambda k: k.retain(job, dry_run=args.dry_run)))
         verb = "would delete" if args.dry_run else "deleted"
         for c in gone:
-            print(f"{verb} {c.node}:{c.path} (step {c.step}, {size_text(c.bytes)})")
+            shared = f", a folder {', '.join(c.seen_by)} share" if c.seen_by else ""
+            print(f"{verb} {c.node}:{c.path} (step {c.step}, {size_text(c.bytes)}{shared})")
         if not gone:
             print("nothing to delete")
         return 0
@@ -71,7 +72,7 @@ def run(args: Namespace, cluster: Cluster) -> int:
     if not found:
         print(f"no checkpoints yet in {job.spec.checkpoint_dir} on {', '.join(job.ran_on) or 'its nodes'}")
         return 0
-    rows = [(c.node, c.name, DASH if c.step is None else str(c.step), size_text(c.bytes),
+    rows = [(",".join(c.nodes), c.name, DASH if c.step is None else str(c.step), size_text(c.bytes),
              time.strftime("%H:%M:%S", time.localtime(c.mtime)), "yes" if c.complete else "no (being written?)",
              DASH if c.metric is None else f"{c.metric:.4g}") for c in found]
     print(render(("NODE", "CHECKPOINT", "STEP", "SIZE", "WRITTEN", "COMPLETE", job.spec.metric.upper()), rows))

@@ -126,10 +126,13 @@ def _say_damaged(store: JobStore) -> None:
 def show(args: Namespace, cluster: Cluster) -> int:
     [job_id] = parse_ids([args.job])
     job = JobStore().get(job_id)
-    if args.json:
-        print(json.dumps(job.to_json(), indent=1))
-        return 0
     from ugro_tui.core.jobs import events
+
+    if args.json:
+        doc = job.to_json()
+        doc["states"] = [{"t": t, "went": went} for t, went in events.states(job.id)]
+        print(json.dumps(doc, indent=1))
+        return 0
 
     print("\n".join(detail(job) + event_lines(events.read(job.id))))
     return 0

@@ -41,6 +41,9 @@ def _render(source: Source, line: bytes, args: Namespace) -> bytes | None:
     return b"[rank%d]:%s" % (rank, line) if rank is not None else source.node.encode() + b"| " + line
 
 
+READ_AT_ONCE = 1 << 20  # bytes of one log file read per step
+
+
 async def follow_logs(store: JobStore, job_id: int, pool: Pool, *, rank: int | None = None,
                       node: str | None = None, follow: bool = False) -> AsyncIterator[bytes]:
     """A job's output as `ugro logs` prints it, chunk by chunk; with `follow`, until the job ends (the web API
@@ -53,7 +56,7 @@ async def follow_logs(store: JobStore, job_id: int, pool: Pool, *, rank: int | N
     if node is not None and node not in nodes:
         raise UsageError(f"ugro logs: job {job_id} did not run on {node!r} (it ran on {', '.join(nodes)})")
     lines = LineCarry()
-    reader = CopyReader(job)
+    reader = CopyReader(job, limit=READ_AT_ONCE)  # a long log is read and sent in pieces, never whole
     while True:
         for name, run in job.runs:
             via = read_via(pool.cluster, job, name)
@@ -63,14 +66,15 @@ async def follow_logs(store: JobStore, job_id: int, pool: Pool, *, rank: int | N
                 except Exception as exc:  # an unreachable node: say so, keep the rest going
                     yield f"{name}| (cannot read its log now: {exc})\n".encode()
             # What the copies have beyond what we printed, whoever fetched it (a scheduler follows them too).
-            out: list[bytes] = []
-            for source, chunk in await asyncio.to_thread(reader.read_new, name):
-                for line in lines.feed(source, chunk):
-                    text = _render(source, line, args)
-                    if text is not None:
-                        out.append(text)
-            if out:
-                yield b"".join(out)
+            while pieces := await asyncio.to_thread(reader.read_new, name):
+                out: list[bytes] = []
+                for source, chunk in pieces:
+                    for line in lines.feed(source, chunk):
+                        text = _render(source, line, args)
+                        if text is not None:
+                            out.append(text)
+                if out:
+                    yield b"".join(out)
         if not follow:
             break
         job = await asyncio.to_thread(store.get, job_id)

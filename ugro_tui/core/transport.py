@@ -103,7 +103,7 @@ class LineStream:
     async def exit_code(self) -> int:
         """After its output ended: how the command exited."""
         if self._writer is not None:
-            with suppress(Exception):
+            with suppress(OSError, RuntimeError):  # the command already closed its end
                 self._writer.write_eof()
         return await self._waiter() if self._waiter is not None else 0
 

@@ -185,9 +185,9 @@ class SlurmLab:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(subprocess.SubprocessError, OSError):  # it goes on to kill the daemons anyway
             self.cancel_all(timeout=10)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
             self.run("scontrol", "shutdown", timeout=10)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and any(_alive(p) for p in self.pids):

@@ -166,10 +166,14 @@ class Api:
                 job = await asyncio.to_thread(self.store.get, job_id)
         chunks = follow_logs(self.store, job_id, self.pool, rank=None if rank is None else int(rank), node=node,
                              follow=follow)
-        if not follow:
-            return web.Response(body=b"".join([c async for c in chunks]), content_type="text/plain",
-                                charset="utf-8")
         first = await anext(chunks, b"")  # a job that never ran is a 4xx, before the stream starts
+        if not follow:  # streamed from the copies on disk as it is read, never built whole in memory
+            plain = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+            await plain.prepare(request)
+            async for chunk in _chain(first, chunks):
+                await plain.write(chunk)
+            await plain.write_eof()
+            return plain
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         async for chunk in _chain(first, chunks):  # one event per line of output

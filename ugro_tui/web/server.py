@@ -5,7 +5,6 @@ accepts any Origin: every route here needs the token, and /ws also an Origin tha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shlex
 import ssl
@@ -122,8 +121,7 @@ class UgroWeb(Server):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.runtime is not None:
             self.runtime.release()
-        with contextlib.suppress(Exception):
-            await self.monitor.stop()
+        await self.monitor.stop()  # it gathers its tasks' ends: it raises none of them
         await self.pool.close()
 
     def serve(self, debug: bool = False) -> None:

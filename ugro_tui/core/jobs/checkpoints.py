@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from ugro_tui.core.jobs.early_stop import value_at
 from ugro_tui.core.transport import path_word
 
 _STEP_RE = re.compile(r"(\d+)(?!.*\d)")
 MARKER = ".complete"
+FOLDER_ID = ".ugro-folder"  # written once into a checkpoint dir: nodes that read the same one share the folder
+_ID_RE = re.compile(r"^[0-9a-f]{16,64}$")
 
 
 @dataclass(frozen=True)
@@ -28,10 +30,17 @@ class Checkpoint:
     mtime: float
     complete: bool
     metric: float | None = None
+    folder: str = ""              # the checkpoint dir's own id (FOLDER_ID): the same on nodes that share it
+    seen_by: tuple[str, ...] = ()  # the other nodes that see this very entry (a folder they share)
 
     @property
     def name(self) -> str:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """Every node that has this checkpoint in its checkpoint dir."""
+        return (self.node, *self.seen_by)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -49,14 +58,20 @@ def step_of(name: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def list_script(directory: str) -> str:
-    """Prints the dir's absolute path, then `complete<TAB>bytes<TAB>mtime<TAB>name` per entry (nothing if absent)."""
+def list_script(directory: str, folder_id: str = "") -> str:
+    """Prints the dir's absolute path and its folder id, then `complete<TAB>bytes<TAB>mtime<TAB>name` per entry
+    (nothing if absent). `folder_id`: written as the dir's id unless it has one (O_EXCL, so of several nodes that
+    share the folder and list it at once, exactly one writes it and all read the same)."""
+    if folder_id and not _ID_RE.match(folder_id):
+        raise ValueError(f"not a folder id: {folder_id!r}")
+    claim = f"( set -C; printf '%s\\n' {folder_id} > {FOLDER_ID} ) 2>/dev/null; " if folder_id else ""
     return "\n".join([
         f"cd {path_word(directory)} 2>/dev/null || exit 0",
         "pwd",
+        f"{claim}printf 'folder\\t%s\\n' \"$(head -c 64 {FOLDER_ID} 2>/dev/null)\"",
         "for e in * .[!.]*; do",
         "  [ -e \"$e\" ] || continue",
-        f"  case $e in {MARKER}) continue;; esac",
+        f"  case $e in {MARKER}|{FOLDER_ID}) continue;; esac",
         "  if [ -d \"$e\" ]; then c=0; [ -f \"$e/" + MARKER + "\" ] && c=1",
         "    b=$(find \"$e\" -type f -printf '%s\\n' | awk '{s+=$1} END {print s+0}')",
         "  else c=1; case $e in *.tmp) c=0;; esac; b=$(stat -c %s \"$e\"); fi",
@@ -70,8 +85,12 @@ def parse_listing(node: str, text: str) -> list[Checkpoint]:
     if not lines:
         return []
     root = lines[0].rstrip("/")
+    folder = ""
     out = []
     for line in lines[1:]:
+        if line.startswith("folder\t"):
+            folder = line.split("\t", 1)[1].strip() if _ID_RE.match(line.split("\t", 1)[1].strip()) else ""
+            continue
         parts = line.split("\t", 3)
         if len(parts) != 4 or not parts[1].isdecimal():
             continue
@@ -81,7 +100,25 @@ def parse_listing(node: str, text: str) -> list[Checkpoint]:
         except ValueError:
             when = 0.0
         out.append(Checkpoint(node, f"{root}/{name}", step_of(name), int(size), when, complete == "1"))
-    return sorted(out, key=lambda c: (c.step is None, c.step or 0, c.name))
+    return sorted((replace(c, folder=folder) for c in out), key=lambda c: (c.step is None, c.step or 0, c.name))
+
+
+def merge_shared(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:
+    """One entry per checkpoint: nodes whose dir has the same folder id see one folder (NFS, a shared home), so
+    the entry listed by the first of them names the others in `seen_by`."""
+    out: list[Checkpoint] = []
+    first: dict[tuple[str, str], int] = {}
+    for c in checkpoints:
+        key = (c.folder, c.name)
+        if not c.folder or key not in first:
+            if c.folder:
+                first[key] = len(out)
+            out.append(c)
+            continue
+        kept = out[first[key]]
+        if c.node not in kept.nodes:
+            out[first[key]] = replace(kept, seen_by=(*kept.seen_by, c.node))
+    return out
 
 
 def with_metric(checkpoints: Iterable[Checkpoint], history: Sequence[tuple[int, float, float]]) -> list[Checkpoint]:
@@ -89,7 +126,7 @@ def with_metric(checkpoints: Iterable[Checkpoint], history: Sequence[tuple[int, 
     out = []
     for c in checkpoints:
         value = value_at(history, c.step) if c.step is not None and history else None
-        out.append(Checkpoint(c.node, c.path, c.step, c.bytes, c.mtime, c.complete, value))
+        out.append(replace(c, metric=value))
     return out
 
 
@@ -107,7 +144,7 @@ def whole(checkpoints: Iterable[Checkpoint], nodes: Iterable[str]) -> list[Check
     complete_on: dict[str, set[str]] = {}
     for c in found:
         if c.complete and c.step is not None:
-            complete_on.setdefault(c.name, set()).add(c.node)
+            complete_on.setdefault(c.name, set()).update(c.nodes)
     out: dict[str, Checkpoint] = {}
     for c in sorted(found, key=lambda c: (c.node != min(wanted, default=c.node), -c.mtime)):
         if c.complete and c.step is not None and wanted <= complete_on[c.name]:
@@ -123,15 +160,16 @@ def newest_everywhere(checkpoints: Iterable[Checkpoint], nodes: Iterable[str], s
 
 def to_prune(checkpoints: Sequence[Checkpoint], *, keep_last: int, keep_best: int, goal: str,
              protected: Iterable[str] = ()) -> list[Checkpoint]:
-    """What retention deletes, per node: complete checkpoints with a step beyond the newest `keep_last` and the best
-    `keep_best` (by the metric at their step). Never the newest complete one, one a running attempt resumed from
-    (`protected` names), an incomplete one (it may be being written) or one whose name has no step."""
+    """What retention deletes, per folder (a node's own, or one that nodes share, listed once): complete
+    checkpoints with a step beyond the newest `keep_last` and the best `keep_best` (by the metric at their step).
+    Never the newest complete one, one a running attempt resumed from (`protected` names), an incomplete one (it
+    may be being written) or one whose name has no step."""
     if keep_last <= 0 and keep_best <= 0:
         return []
     keep_names = set(protected)
     out: list[Checkpoint] = []
-    for node in sorted({c.node for c in checkpoints}):
-        mine = [c for c in checkpoints if c.node == node and c.complete and c.step is not None]
+    for folder in sorted({c.folder or c.node for c in checkpoints}):
+        mine = [c for c in checkpoints if (c.folder or c.node) == folder and c.complete and c.step is not None]
         by_step = sorted(mine, key=lambda c: c.step or 0, reverse=True)
         keep = {c.path for c in by_step[:max(1, keep_last)]}
         scored = [c for c in mine if c.metric is not None and c.metric == c.metric]

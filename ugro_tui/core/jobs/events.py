@@ -11,12 +11,12 @@ from pathlib import Path
 from ugro_tui import paths
 
 
-def _path(job_id: int) -> Path:
-    return paths.state_dir() / "events" / f"job-{int(job_id)}.jsonl"
+def _path(job_id: int, kind: str = "jsonl") -> Path:
+    return paths.state_dir() / "events" / f"job-{int(job_id)}.{kind}"
 
 
-def add(job_id: int, text: str, now: float | None = None) -> None:
-    path = _path(job_id)
+def add(job_id: int, text: str, now: float | None = None, kind: str = "jsonl") -> None:
+    path = _path(job_id, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"t": round(time.time() if now is None else now, 3), "event": text}) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -26,9 +26,19 @@ def add(job_id: int, text: str, now: float | None = None) -> None:
         os.close(fd)
 
 
-def read(job_id: int) -> list[tuple[float, str]]:
+def add_states(job_id: int, trail: tuple[str, ...]) -> None:
+    """The states a stored change went through (`queued → starting → running`), apart from the events the detail
+    shows: `ugro show --json` has them as "states", the job's history of states whichever backend ran it."""
+    add(job_id, " → ".join(trail), kind="states.jsonl")
+
+
+def states(job_id: int) -> list[tuple[float, str]]:
+    return read(job_id, kind="states.jsonl")
+
+
+def read(job_id: int, kind: str = "jsonl") -> list[tuple[float, str]]:
     try:
-        text = _path(job_id).read_text(encoding="utf-8", errors="replace")
+        text = _path(job_id, kind).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
     out = []

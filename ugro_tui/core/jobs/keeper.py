@@ -7,8 +7,8 @@ chunks whose offsets are the local copy's size, so an interrupted pull or copy c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import secrets
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +19,7 @@ from ugro_tui.core.jobs.checkpoints import (
     MARKER,
     Checkpoint,
     list_script,
+    merge_shared,
     newest_complete,
     parse_listing,
     remove_script,
@@ -30,7 +31,9 @@ from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.transport import path_word
 
-CHUNK = 8 << 20  # bytes per round trip
+CHUNK = 8 << 20  # bytes per round trip (a pull to this machine)
+COPY_CHUNK = 4 << 20  # bytes per round trip of a copy between nodes: what it holds in memory at once
+PROGRESS_FROM = 64 << 20  # a copy this large says how far it got in the job's events
 Progress = Callable[[str, int, int], None]  # (what, bytes done, bytes in all)
 
 
@@ -64,9 +67,10 @@ class CheckpointKeeper:
         if not job.spec.checkpoint_dir:
             return []
         nodes = self.nodes_of(job) if nodes is None else nodes
-        script = list_script(job.spec.checkpoint_dir)
-        answers = await asyncio.gather(*(self.pool.get(n).run(self._dir(job, n) + script, timeout=self.timeout)
-                                         for n in nodes), return_exceptions=True)
+        directory = job.spec.checkpoint_dir
+        answers = await asyncio.gather(*(self.pool.get(n).run(
+            self._dir(job, n) + list_script(directory, secrets.token_hex(8)), timeout=self.timeout)
+            for n in nodes), return_exceptions=True)
         found: list[Checkpoint] = []
         failed = []
         for node, answer in zip(nodes, answers, strict=True):
@@ -76,15 +80,17 @@ class CheckpointKeeper:
             found += parse_listing(node, answer.stdout)
         if failed and len(failed) == len(nodes):
             raise CheckpointError("; ".join(failed))
-        return with_metric(found, job.metric)
+        return with_metric(merge_shared(found), job.metric)
 
-    async def retain(self, job: Job, *, dry_run: bool = False) -> list[Checkpoint]:
-        """Delete what the job's keep_last/keep_best let go; returns what was (or, dry, would be) deleted."""
+    async def retain(self, job: Job, *, dry_run: bool = False, ended: bool = False) -> list[Checkpoint]:
+        """Delete what the job's keep_last/keep_best let go; returns what was (or, dry, would be) deleted. The
+        checkpoint a running attempt resumed from is kept while it runs; once it `ended`, the rule holds exactly."""
         spec = job.spec
         if spec.keep_last is None and spec.keep_best is None:
             return []
         found = await self.index(job)
-        protected = [job.resume_from.rstrip("/").rsplit("/", 1)[-1]] if job.resume_from else []
+        running = job.state.active and not ended
+        protected = [job.resume_from.rstrip("/").rsplit("/", 1)[-1]] if job.resume_from and running else []
         doomed = to_prune(found, keep_last=spec.keep_last or 0, keep_best=spec.keep_best or 0, goal=spec.goal,
                           protected=protected)
         if dry_run or not doomed:
@@ -100,7 +106,8 @@ class CheckpointKeeper:
         if gone:  # one event a pass: every deletion, grouped by checkpoint
             where: dict[str, list[str]] = {}
             for c in sorted(gone, key=lambda c: (c.step or 0, c.node)):
-                where.setdefault(c.name, []).append(c.node)
+                where.setdefault(c.name, []).append(f"{c.node}, a folder shared with {', '.join(c.seen_by)}"
+                                                    if c.seen_by else c.node)
             events.add(job.id, "deleted checkpoints " + ", ".join(f"{name} ({', '.join(nodes)})"
                                                                   for name, nodes in where.items()) + f": {rule}")
         return doomed
@@ -119,7 +126,7 @@ class CheckpointKeeper:
             chosen = self.resume_choice(job, found, None)
         if chosen is None:
             return dataclasses.replace(job, resume_from=None, resume_step=None)
-        have = {c.node for c in found if c.name == chosen.name and c.complete}
+        have = {n for c in found if c.name == chosen.name and c.complete for n in c.nodes}
         missing = [n for n in placed if n not in have]
         for node in missing:
             size = await self.copy(job, chosen, node)
@@ -194,30 +201,53 @@ class CheckpointKeeper:
         return out
 
     async def copy(self, job: Job, checkpoint: Checkpoint, node: str) -> int:
-        """A complete checkpoint from its node to the same place in the job's checkpoint dir on `node`; the
-        marker is written last, so a copy cut short is never taken as complete. Returns the bytes copied."""
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="ugro-ckpt-") as tmp:
-            files = await self.files(checkpoint.node, checkpoint.path)
-            total = 0
-            target = f"{job.spec.checkpoint_dir.rstrip('/')}/{checkpoint.name}"  # type: ignore[union-attr]
-            t = self.pool.get(node)
-            prefix = f"mkdir -p {self._workdir(job, node)} && cd {self._workdir(job, node)} && "
-            for rel, size in files:
-                local = Path(tmp) / (rel or "file")
-                remote = f"{checkpoint.path}/{rel}" if rel else checkpoint.path
-                await self._fetch(checkpoint.node, remote, size, local, None, "", 0, 0)
-                dest = f"{target}/{rel}" if rel else target
-                if rel == MARKER:
-                    continue
-                done = await t.run(f"{prefix}mkdir -p -- \"$(dirname -- {path_word(dest)})\" && "
-                                   f"cat > {path_word(dest)}.tmp && mv -f -- {path_word(dest)}.tmp {path_word(dest)}",
-                                   stdin=local.read_bytes(), timeout=self.timeout * 4)
-                if not done.ok:
-                    raise CheckpointError(f"{node}: could not write {dest}: {done.stderr.strip()}")
-                total += size
-            if any(rel == MARKER for rel, _ in files):
-                with contextlib.suppress(Exception):
-                    await t.run(f"{prefix}touch {path_word(target + '/' + MARKER)}", timeout=self.timeout)
-            return total
+        """A complete checkpoint from its node to the same place in the job's checkpoint dir on `node`, streamed in
+        COPY_CHUNK pieces through this machine (never more than one piece in memory, nothing on the local disk).
+        Each file lands in a temp file that a copy cut short resumes, renamed once whole; the marker is written
+        last, so a partial copy is never taken as complete. A marker that cannot be written fails the copy.
+        Returns the bytes copied."""
+        files = await self.files(checkpoint.node, checkpoint.path)
+        target = f"{job.spec.checkpoint_dir.rstrip('/')}/{checkpoint.name}"  # type: ignore[union-attr]
+        t = self.pool.get(node)
+        prefix = f"mkdir -p {self._workdir(job, node)} && cd {self._workdir(job, node)} && "
+        total = sum(size for rel, size in files if rel != MARKER)
+        done = 0
+        for rel, size in files:
+            if rel == MARKER:
+                continue
+            remote = f"{checkpoint.path}/{rel}" if rel else checkpoint.path
+            dest = path_word(f"{target}/{rel}" if rel else target)
+            began = await t.run(f"{prefix}mkdir -p -- \"$(dirname -- {dest})\" && touch {dest}.part && "
+                                f"stat -c %s {dest}.part", timeout=self.timeout)
+            have = int(began.stdout.strip()) if began.ok and began.stdout.strip().isdecimal() else -1
+            if have < 0:
+                raise CheckpointError(f"{node}: could not write {dest}: {began.stderr.strip()}")
+            if have > size:  # not this file any more: start it again
+                await t.run(f"{prefix}: > {dest}.part", timeout=self.timeout)
+                have = 0
+            while have < size:
+                n = min(COPY_CHUNK, size - have)
+                piece = await self.pool.get(checkpoint.node).run(
+                    f"tail -c +{have + 1} {shlex.quote(remote)} | head -c {n}", timeout=self.timeout * 4)
+                if not piece.ok or not piece.raw:
+                    raise CheckpointError(f"{checkpoint.node}: could not read {remote}: "
+                                          f"{piece.stderr.strip() or 'no data'}")
+                wrote = await t.run(f"{prefix}cat >> {dest}.part", stdin=piece.raw, timeout=self.timeout * 4)
+                if not wrote.ok:
+                    raise CheckpointError(f"{node}: could not write {dest}: {wrote.stderr.strip()}")
+                have += len(piece.raw)
+                del piece
+            moved = await t.run(f"{prefix}mv -f -- {dest}.part {dest}", timeout=self.timeout)
+            if not moved.ok:
+                raise CheckpointError(f"{node}: could not write {dest}: {moved.stderr.strip()}")
+            done += size
+            if total >= PROGRESS_FROM:
+                events.add(job.id, f"copying checkpoint {checkpoint.name} to {node}: {done >> 20} of "
+                                   f"{total >> 20} MiB")
+        if any(rel == MARKER for rel, _ in files):
+            marker = path_word(f"{target}/{MARKER}")
+            marked = await t.run(f"{prefix}touch {marker}", timeout=self.timeout)
+            if not marked.ok:  # without it the copy is not complete: the attempt must not resume from it
+                raise CheckpointError(f"{node}: could not write the marker {target}/{MARKER} of the copied "
+                                      f"checkpoint: {marked.stderr.strip() or 'touch failed'}")
+        return done

@@ -15,7 +15,7 @@ import time
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.diagnose import diagnose
 from ugro_tui.core.jobs.dispatcher import Launcher
-from ugro_tui.core.jobs.keeper import CheckpointKeeper
+from ugro_tui.core.jobs.keeper import CheckpointError, CheckpointKeeper
 from ugro_tui.core.jobs.leftovers import leftovers_add, leftovers_read, leftovers_remove, sweep_command
 from ugro_tui.core.jobs.logs import local_copy, sync_node
 from ugro_tui.core.jobs.metric import MetricFollower
@@ -25,7 +25,9 @@ from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.lifecycle import retry_or_fail
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.services.follow import ServiceFollower
+from ugro_tui.core.sync.service import NotReady
 from ugro_tui.core.transport import ConnectError, Transport, path_word
+from ugro_tui.errors import UgroError
 
 GRACE_SECONDS = 5.0
 RETAIN_EVERY = 5.0  # seconds between retention passes while a job runs
@@ -86,7 +88,10 @@ class SshLauncher(Launcher):
         job = await self.prepare_nodes(job)
         port = await self.free_port(job)
         if job.spec.checkpoint_dir:
-            job = await self.keeper.prepare_resume(job)
+            try:
+                job = await self.keeper.prepare_resume(job)
+            except CheckpointError as exc:  # never a start from a half-copied checkpoint: it waits, no attempt spent
+                raise NotReady(f"its checkpoint could not be copied: {exc}") from None
         job = dataclasses.replace(job, ran_on=tuple(n for n, _ in job.placement))  # where its checkpoints are now
         service = job.spec.kind == "service"
         if service:
@@ -182,8 +187,10 @@ class SshLauncher(Launcher):
         return job
 
     def start_failed(self, job: Job, error: Exception) -> Job:
-        """A failed start (the dispatcher calls this for services, which restart by their policy)."""
-        return self.services.start_failed(job, error)
+        """A failed start: the job fails; a service restarts by its policy instead."""
+        if job.spec.kind == "service":
+            return self.services.start_failed(job, error)
+        return super().start_failed(job, error)
 
     def _failed(self, job: Job, why: str, diagnosis: str | None) -> Job:
         """The attempt failed: queued again while retries are left, else failed."""
@@ -258,8 +265,8 @@ class SshLauncher(Launcher):
         if not ended and now - self._retained_at.get(job.id, 0.0) < RETAIN_EVERY:
             return
         self._retained_at[job.id] = now
-        with contextlib.suppress(Exception):
-            await self.keeper.retain(job)
+        with contextlib.suppress(CheckpointError, ConnectError, OSError, TimeoutError, UgroError):
+            await self.keeper.retain(job, ended=ended)
         if ended:
             self._retained_at.pop(job.id, None)
 

@@ -226,8 +226,9 @@ class CopyReader:
     Several followers fill one set of copies (the dispatcher, the Logs view, `ugro logs -f`), and each sync
     returns only the bytes *it* fetched, so a reader takes what the copies have, never what its own sync got."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, limit: int | None = None) -> None:
         self.job = job
+        self.limit = limit  # bytes at most per file and call (None: all there is); call again for the rest
         self._offsets: dict[Path, int] = {}
 
     def read_new(self, node: str) -> list[tuple[Source, bytes]]:
@@ -250,7 +251,7 @@ class CopyReader:
         try:
             with open(path, "rb") as f:
                 f.seek(offset)
-                data = f.read()
+                data = f.read() if self.limit is None else f.read(self.limit)
         except FileNotFoundError:
             return b""
         self._offsets[path] = offset + len(data)

@@ -379,11 +379,11 @@ def transition(job: Job, to: JobState, *, reason: str = "", now: float | None = 
         changes.setdefault("runs", ())
         changes.setdefault("rendezvous", None)
         changes.setdefault("finished_at", None)
-        changes.setdefault("cancel_requested", False)
         changes.setdefault("prune", "")
         if job.state is not JobState.HELD:  # released: still the same Slurm job; anything else: a new one
             changes.setdefault("slurm", None)
-        if job.state.finished:
+        if job.state.finished:  # run again: a cancel of an attempt before is done with (one asked since is kept)
+            changes.setdefault("cancel_requested", False)
             changes.setdefault("attempt", 0)
             changes.setdefault("diagnosis", None)
             changes.setdefault("service", None)  # run again from scratch: no restarts counted yet

@@ -30,6 +30,7 @@ from tinydb.storages import Storage
 
 from ugro_tui import paths
 from ugro_tui.atomic import write_atomic
+from ugro_tui.core.jobs import events
 from ugro_tui.core.jobs.model import Job, JobSpec, JobState, check_moved, transition
 from ugro_tui.errors import UgroError
 
@@ -377,7 +378,7 @@ class JobStore:
             before = Job.from_json(doc)
             job = change(before)
             check_moved(before, job)
-            job = replace(job, trail=())  # as stored: the next change starts from here
+            trail, job = job.trail, replace(job, trail=())  # as stored: the next change starts from here
             if job.state.finished:
                 if chunk_path is None:
                     self._archive(job)
@@ -391,6 +392,8 @@ class JobStore:
                 self._write_active(data)
                 if chunk_path is not None:  # retried: it lives in active.json again
                     self._rewrite_chunk(chunk_path, job_id, None)
+            if job.state is not before.state:  # its history, once stored: `ugro show` lists it among its events
+                events.add_states(job_id, tuple(map(str, trail)))
             return job
 
     def update_active(self, changes: dict[int, Callable[[Job], Job]]) -> list[Job]:
@@ -401,6 +404,7 @@ class JobStore:
             table = data.setdefault("jobs", {})
             finished = self._history_ids()
             out = []
+            moved: list[tuple[int, tuple[JobState, ...]]] = []
             for job_id, change in changes.items():
                 doc = table.get(str(job_id))
                 if doc is None or job_id in finished:
@@ -408,6 +412,8 @@ class JobStore:
                 before = Job.from_json(doc)
                 job = change(before)
                 check_moved(before, job)
+                if job.state is not before.state:
+                    moved.append((job_id, job.trail))
                 job = replace(job, trail=())
                 if job.state.finished:
                     raise ValueError("update_active keeps jobs unfinished; use update()")
@@ -415,6 +421,8 @@ class JobStore:
                 out.append(job)
             if out:
                 self._write_active(data)
+            for job_id, trail in moved:
+                events.add_states(job_id, tuple(map(str, trail)))
             return out
 
     def _find_in_history(self, job_id: int) -> tuple[Path, dict[str, Any]]:

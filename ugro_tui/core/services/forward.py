@@ -35,7 +35,7 @@ async def _pipe(reader: Any, writer: Any) -> None:
     except (OSError, asyncio.IncompleteReadError):
         pass
     finally:
-        with suppress(Exception):
+        with suppress(OSError, RuntimeError):  # the other end went first
             writer.close()
 
 

@@ -28,7 +28,8 @@ def checkpoint_lines(job: Job, found: list[Checkpoint]) -> Text:
     for c in found:
         metric = "" if c.metric is None else f"  {job.spec.metric} {c.metric:.4g}"
         state = "" if c.complete else "  (incomplete)"
-        text.append(f"    {c.node:10s} {c.name:16s} {size_text(c.bytes):>9s}  "
+        where = c.node + (f" +{len(c.seen_by)}" if c.seen_by else "")  # nodes sharing the folder see it too
+        text.append(f"    {where:10s} {c.name:16s} {size_text(c.bytes):>9s}  "
                     f"{time.strftime('%H:%M:%S', time.localtime(c.mtime))}{metric}{state}\n",
                     style="" if c.complete else "dim")
     return text

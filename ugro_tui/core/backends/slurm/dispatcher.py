@@ -168,8 +168,14 @@ class SlurmDispatcher:
         if job.prune and not job.cancel_requested and state is JobState.CANCELLED:
             done = step_to(job, JobState.PRUNED, reason=job.prune)
         elif state is JobState.CANCELLED and sj.reason == "DependencyNeverSatisfied" and not job.cancel_requested:
-            done = step_to(job, JobState.FAILED, reason="a job it runs after did not succeed "
-                           f"(after: {', '.join(map(str, job.spec.after))})")
+            # It never ran: the lifecycle's rule decides, as on SSH machines. A parent that failed (or was
+            # cancelled, pruned) fails it naming the parent; a parent being retried is waited for again.
+            deps = await dependencies(job, {}, self.store)
+            if deps.fail is None:
+                await self._save(job, dataclasses.replace(job, slurm=None, attempt=max(0, job.attempt - 1),
+                                                          reason=deps.reason or "waits for the jobs it runs after"))
+                return
+            done = refused(job, deps.fail)
         elif state is JobState.CANCELLED:
             who = "the user" if job.cancel_requested else "Slurm (scancel outside ugro, or an administrator)"
             done = step_to(job, JobState.CANCELLED, reason=f"cancelled by {who}")
@@ -236,6 +242,11 @@ class SlurmDispatcher:
             return None
         out = []
         for other in deps.pending:  # Slurm waits for them itself (afterok), once they are submitted
+            if other.attempt <= other.spec.max_retries and other.spec.max_retries:
+                # A failed attempt of it would be retried, but Slurm would call the chain broken: wait here.
+                if job.reason != deps.reason:
+                    await self.store.update(job.id, lambda j, s=deps.reason: dataclasses.replace(j, reason=s))
+                return None
             if other.slurm is None or not other.slurm.job_id:
                 said = f"waits for job {other.id} to be submitted"
                 if job.reason != said:
