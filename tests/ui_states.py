@@ -250,7 +250,8 @@ def logs_shown(app) -> bool:
     panes = list(screen.query(Pane))
     if screen.demux.losses and screen._losses_shown != len(screen.demux.losses):
         return False  # the loss plot is drawn on its own timer
-    return bool(panes) and all(p.output.line_count == len(screen._buffer(p.key)) > 0 for p in panes)
+    return bool(panes) and all(p.output.line_count == len(screen._buffer(p.key)) > 0 for p in panes) and all(
+        p.output.scroll_y >= p.output.max_scroll_y for p in panes)  # settled: every pane at its bottom
 
 
 def sweep_store(root):

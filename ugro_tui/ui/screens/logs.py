@@ -62,6 +62,9 @@ class Pane(Vertical):
     def on_mount(self) -> None:
         self.output.write_lines(self._initial)
         self._initial = []
+        # Kept at the bottom as lines arrive and as the pane is resized (the loss plot, a page change), until the
+        # user scrolls up; back at the bottom, it follows again. auto_scroll alone lost the bottom on a resize.
+        self.output.anchor()
 
 
 class LogsScreen(ReportsWorkerFailures, Screen[None]):
@@ -315,6 +318,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
                 i = (start + offset) % max(1, len(lines))
                 if text in lines[i].lower():
                     log.auto_scroll = False
+                    log.release_anchor()  # stay on the match while lines arrive
                     log.scroll_to(y=i, animate=False)
                     self.notify(f"{pane.border_title}: line {i + 1}", timeout=2)
                     return

@@ -46,6 +46,8 @@ class NodeCard(Widget):
         self._lines = -1
 
     def refresh_status(self) -> None:
+        if not self.is_mounted:  # a sample or a key press before the card is mounted: on_mount draws it
+            return
         text, style = render.badge(self.status, self.clock())
         colour = self.get_component_rich_style(f"node-card--{style}", partial=True)
         self.border_title = Text.assemble((self.status.name, "bold"), "  ", (self.status.address, "dim"))
