@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,10 +30,21 @@ def rss(field: str) -> int:
     raise AssertionError(f"no {field} in /proc/self/status")
 
 
-def checkpoint_on(cluster: Cluster, node: str, name: str, size: int) -> Path:
+@pytest.fixture
+def ckpt(lab_config: tuple[Cluster, Path], request: pytest.FixtureRequest) -> Iterator[str]:
+    """A checkpoint dir of the test's own in every node's workdir (the lab is shared), removed afterwards: the
+    copied 2 GB are real bytes on this machine's disk."""
+    cluster, _ = lab_config
+    name = f"ckpt-{request.node.name.split('[')[0][-24:]}"
+    yield name
+    for node in cluster.nodes:
+        shutil.rmtree(Path(node.workdir) / name, ignore_errors=True)
+
+
+def checkpoint_on(cluster: Cluster, node: str, directory: str, name: str, size: int) -> Path:
     """A checkpoint folder on `node` (every loopback node's workdir is on this machine): a sparse file with data at
     both ends, so a piece out of order or missing shows, and the marker written last."""
-    folder = Path(cluster.node(node).workdir) / "ckpt" / name
+    folder = Path(cluster.node(node).workdir) / directory / name
     folder.mkdir(parents=True)
     with open(folder / "model.pt", "wb") as f:
         f.truncate(size)
@@ -51,11 +64,11 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
-async def test_a_2_gb_checkpoint_is_copied_with_flat_memory(lab: LoopbackCluster,
-                                                            lab_config: tuple[Cluster, Path]) -> None:
+async def test_a_2_gb_checkpoint_is_copied_with_flat_memory(lab: LoopbackCluster, lab_config: tuple[Cluster, Path],
+                                                            ckpt: str) -> None:
     cluster, _ = lab_config
-    source = checkpoint_on(cluster, "node0", "step-000010", SIZE)
-    job = Job(1, JobSpec("big", ("x.py",), checkpoint_dir="ckpt"), ran_on=("node0",))
+    source = checkpoint_on(cluster, "node0", ckpt, "step-000010", SIZE)
+    job = Job(1, JobSpec("big", ("x.py",), checkpoint_dir=ckpt), ran_on=("node0",))
     async with Pool(cluster) as pool:
         keeper = CheckpointKeeper(cluster, pool)
         [found] = await keeper.index(job, ["node0"])
@@ -66,7 +79,8 @@ async def test_a_2_gb_checkpoint_is_copied_with_flat_memory(lab: LoopbackCluster
         before = rss("VmRSS")
         copied = await keeper.copy(job, found, "node1")
         grew = rss("VmHWM") - before
-    target = Path(cluster.node("node1").workdir) / "ckpt" / "step-000010"
+        print(f"copying {SIZE >> 20} MiB raised resident memory by {grew >> 20} MiB")
+    target = Path(cluster.node("node1").workdir) / ckpt / "step-000010"
     assert copied == SIZE + (3 << 20)
     assert grew < 64 << 20, f"the copy raised resident memory by {grew >> 20} MiB"
     assert (target / MARKER).exists() and not list(target.glob("*.part"))
@@ -74,11 +88,11 @@ async def test_a_2_gb_checkpoint_is_copied_with_flat_memory(lab: LoopbackCluster
         assert digest(target / name) == digest(source / name)
 
 
-async def test_a_marker_that_cannot_be_written_fails_the_copy(lab: LoopbackCluster,
-                                                             lab_config: tuple[Cluster, Path]) -> None:
+async def test_a_marker_that_cannot_be_written_fails_the_copy(lab: LoopbackCluster, lab_config: tuple[Cluster, Path],
+                                                             ckpt: str) -> None:
     cluster, _ = lab_config
-    checkpoint_on(cluster, "node0", "step-000020", 1 << 20)
-    job = Job(1, JobSpec("small", ("x.py",), checkpoint_dir="ckpt"), ran_on=("node0",))
+    checkpoint_on(cluster, "node0", ckpt, "step-000020", 1 << 20)
+    job = Job(1, JobSpec("small", ("x.py",), checkpoint_dir=ckpt), ran_on=("node0",))
     async with Pool(cluster) as pool:
         keeper = CheckpointKeeper(cluster, pool)
         [found] = await keeper.index(job, ["node0"])
@@ -91,8 +105,8 @@ async def test_a_marker_that_cannot_be_written_fails_the_copy(lab: LoopbackClust
             return await real(cmd, **kw)
 
         node1.run = full_disk  # type: ignore[method-assign]
-        with pytest.raises(CheckpointError, match=r"node1: could not write the marker ckpt/step-000020/\.complete"
+        with pytest.raises(CheckpointError, match=rf"node1: could not write the marker {ckpt}/step-000020/\.complete"
                                                   r".*No space left on device"):
             await keeper.copy(job, found, "node1")
-    target = Path(cluster.node("node1").workdir) / "ckpt" / "step-000020"
+    target = Path(cluster.node("node1").workdir) / ckpt / "step-000020"
     assert not (target / MARKER).exists()  # so nothing takes it for complete

@@ -47,6 +47,7 @@ def script(config: Path, marks: Path) -> None:
 def test_both_backends_give_the_same_histories(lab: LoopbackCluster, config: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     got = {}
+    (tmp_path / "ssh").mkdir()
     with private_lab(lab, tmp_path / "ssh") as ssh:
         for name, cluster in (("slurm", config), ("ssh", ssh)):
             monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / name / "state"))  # a store of its own

@@ -73,7 +73,8 @@ def list_script(directory: str, folder_id: str = "") -> str:
         "  [ -e \"$e\" ] || continue",
         f"  case $e in {MARKER}|{FOLDER_ID}) continue;; esac",
         "  if [ -d \"$e\" ]; then c=0; [ -f \"$e/" + MARKER + "\" ] && c=1",
-        "    b=$(find \"$e\" -type f -printf '%s\\n' | awk '{s+=$1} END {print s+0}')",
+        # printf %.0f: mawk prints sums past 2^31 as 2.1e+09, which hid every checkpoint over 2 GB
+        "    b=$(find \"$e\" -type f -printf '%s\\n' | awk '{s+=$1} END {printf \"%.0f\\n\", s}')",
         "  else c=1; case $e in *.tmp) c=0;; esac; b=$(stat -c %s \"$e\"); fi",
         "  printf '%s\\t%s\\t%s\\t%s\\n' \"$c\" \"$b\" \"$(stat -c %Y \"$e\")\" \"$e\"",
         "done",

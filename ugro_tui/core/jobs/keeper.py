@@ -202,10 +202,10 @@ class CheckpointKeeper:
 
     async def copy(self, job: Job, checkpoint: Checkpoint, node: str) -> int:
         """A complete checkpoint from its node to the same place in the job's checkpoint dir on `node`, streamed in
-        COPY_CHUNK pieces through this machine (never more than one piece in memory, nothing on the local disk).
-        Each file lands in a temp file that a copy cut short resumes, renamed once whole; the marker is written
-        last, so a partial copy is never taken as complete. A marker that cannot be written fails the copy.
-        Returns the bytes copied."""
+        COPY_CHUNK pieces through this machine (two pieces in memory at most, nothing on the local disk). Each file
+        lands in a `.part` file that a copy cut short resumes, renamed once whole; the marker is written last, so a
+        partial copy is never taken as complete. A marker that cannot be written fails the copy. Returns the bytes
+        copied."""
         files = await self.files(checkpoint.node, checkpoint.path)
         target = f"{job.spec.checkpoint_dir.rstrip('/')}/{checkpoint.name}"  # type: ignore[union-attr]
         t = self.pool.get(node)
@@ -216,38 +216,54 @@ class CheckpointKeeper:
             if rel == MARKER:
                 continue
             remote = f"{checkpoint.path}/{rel}" if rel else checkpoint.path
-            dest = path_word(f"{target}/{rel}" if rel else target)
-            began = await t.run(f"{prefix}mkdir -p -- \"$(dirname -- {dest})\" && touch {dest}.part && "
-                                f"stat -c %s {dest}.part", timeout=self.timeout)
-            have = int(began.stdout.strip()) if began.ok and began.stdout.strip().isdecimal() else -1
-            if have < 0:
-                raise CheckpointError(f"{node}: could not write {dest}: {began.stderr.strip()}")
-            if have > size:  # not this file any more: start it again
-                await t.run(f"{prefix}: > {dest}.part", timeout=self.timeout)
-                have = 0
-            while have < size:
-                n = min(COPY_CHUNK, size - have)
-                piece = await self.pool.get(checkpoint.node).run(
-                    f"tail -c +{have + 1} {shlex.quote(remote)} | head -c {n}", timeout=self.timeout * 4)
-                if not piece.ok or not piece.raw:
-                    raise CheckpointError(f"{checkpoint.node}: could not read {remote}: "
-                                          f"{piece.stderr.strip() or 'no data'}")
-                wrote = await t.run(f"{prefix}cat >> {dest}.part", stdin=piece.raw, timeout=self.timeout * 4)
-                if not wrote.ok:
-                    raise CheckpointError(f"{node}: could not write {dest}: {wrote.stderr.strip()}")
-                have += len(piece.raw)
-                del piece
-            moved = await t.run(f"{prefix}mv -f -- {dest}.part {dest}", timeout=self.timeout)
-            if not moved.ok:
-                raise CheckpointError(f"{node}: could not write {dest}: {moved.stderr.strip()}")
+            await self._copy_file(checkpoint.node, remote, size, node, prefix,
+                                  path_word(f"{target}/{rel}" if rel else target))
             done += size
             if total >= PROGRESS_FROM:
                 events.add(job.id, f"copying checkpoint {checkpoint.name} to {node}: {done >> 20} of "
                                    f"{total >> 20} MiB")
         if any(rel == MARKER for rel, _ in files):
-            marker = path_word(f"{target}/{MARKER}")
-            marked = await t.run(f"{prefix}touch {marker}", timeout=self.timeout)
+            marked = await t.run(f"{prefix}touch {path_word(f'{target}/{MARKER}')}", timeout=self.timeout)
             if not marked.ok:  # without it the copy is not complete: the attempt must not resume from it
                 raise CheckpointError(f"{node}: could not write the marker {target}/{MARKER} of the copied "
                                       f"checkpoint: {marked.stderr.strip() or 'touch failed'}")
         return done
+
+    async def _copy_file(self, source: str, remote: str, size: int, node: str, prefix: str, dest: str) -> None:
+        """One file from `source` to `dest` on `node` (a path word, relative to the `prefix`'s folder)."""
+        t = self.pool.get(node)
+        began = await t.run(f"{prefix}mkdir -p -- \"$(dirname -- {dest})\" && touch {dest}.part && "
+                            f"stat -c %s {dest}.part", timeout=self.timeout)
+        if not began.ok or not began.stdout.strip().isdecimal():
+            raise CheckpointError(f"{node}: could not write {dest}: {began.stderr.strip()}")
+        have = int(began.stdout.strip())
+        if have > size:  # not this file any more: start it again
+            await t.run(f"{prefix}: > {dest}.part", timeout=self.timeout)
+            have = 0
+        # The next piece is read while this one is written: two pieces in memory at most.
+        ahead = asyncio.ensure_future(self._piece(source, remote, have, size)) if have < size else None
+        try:
+            while ahead is not None:
+                data = await ahead
+                at = have + len(data)
+                ahead = asyncio.ensure_future(self._piece(source, remote, at, size)) if at < size else None
+                wrote = await t.run(f"{prefix}cat >> {dest}.part", stdin=data, timeout=self.timeout * 4)
+                if not wrote.ok:
+                    raise CheckpointError(f"{node}: could not write {dest}: {wrote.stderr.strip()}")
+                have = at
+                del data
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+        moved = await t.run(f"{prefix}mv -f -- {dest}.part {dest}", timeout=self.timeout)
+        if not moved.ok:
+            raise CheckpointError(f"{node}: could not write {dest}: {moved.stderr.strip()}")
+
+    async def _piece(self, node: str, path: str, at: int, size: int) -> bytes:
+        """Up to COPY_CHUNK bytes of a file on `node` from offset `at`."""
+        n = min(COPY_CHUNK, size - at)
+        piece = await self.pool.get(node).run(f"tail -c +{at + 1} {shlex.quote(path)} | head -c {n}",
+                                              timeout=self.timeout * 4)
+        if not piece.ok or not piece.raw:
+            raise CheckpointError(f"{node}: could not read {path}: {piece.stderr.strip() or 'no data'}")
+        return piece.raw

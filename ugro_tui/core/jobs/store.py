@@ -392,7 +392,7 @@ class JobStore:
                 self._write_active(data)
                 if chunk_path is not None:  # retried: it lives in active.json again
                     self._rewrite_chunk(chunk_path, job_id, None)
-            if job.state is not before.state:  # its history, once stored: `ugro show` lists it among its events
+            if len(trail) > 1:  # its history, once stored (a retry between two looks goes back to where it was)
                 events.add_states(job_id, tuple(map(str, trail)))
             return job
 
@@ -412,7 +412,7 @@ class JobStore:
                 before = Job.from_json(doc)
                 job = change(before)
                 check_moved(before, job)
-                if job.state is not before.state:
+                if len(job.trail) > 1:
                     moved.append((job_id, job.trail))
                 job = replace(job, trail=())
                 if job.state.finished:
