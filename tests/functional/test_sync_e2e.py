@@ -339,3 +339,24 @@ def test_a_full_disk_on_a_node_is_one_line_naming_the_node_and_the_file(config: 
         subprocess.run(["umount", str(small)], check=False)
     again = run_ugro("sync", str(src), "--nodes", "node2", "--config", str(config))
     assert again.returncode == 0 and sent(again.stdout)["node2"][0] == 7, again.stderr
+
+
+async def test_nodes_whose_code_dir_is_one_folder_get_the_tree_once(lab: LoopbackCluster, config: Path,
+                                                                    tmp_path: Path) -> None:
+    """A shared home: node0 and node1 see one code dir (ugro proves it with an id it writes there), node2 its own.
+    The tree travels once to the shared folder and once to node2, and every node has it complete."""
+    from ugro_tui.core.sync.service import push_to
+
+    shared = tmp_path / "nfs-home" / "code"
+    cluster = cluster_of(config)
+    nodes = [dataclasses.replace(n, code_dir=str(shared)) if n.name in ("node0", "node1") else n
+             for n in cluster.nodes]
+    cluster = dataclasses.replace(cluster, nodes=tuple(nodes))
+    tree, manifest = snapshot(str(project(tmp_path / "src")), cluster, name="shared")
+    async with Pool(cluster) as pool:
+        sent = await push_to(pool, cluster.nodes, manifest)
+    assert all(not isinstance(s, BaseException) for s in sent.values()), sent
+    assert sent["node0"] is sent["node1"] and sent["node0"].files_sent == len(tree.files)  # once, for both
+    assert sent["node2"].files_sent == len(tree.files)
+    assert (shared / ".done" / tree.hash).exists()
+    assert (tmp_path / "nodes" / "node2" / "code" / ".done" / tree.hash).exists()

@@ -12,13 +12,12 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 
+from ugro_tui.core.folders import FOLDER_ID, claim_line, parse_id
 from ugro_tui.core.jobs.early_stop import value_at
 from ugro_tui.core.transport import path_word
 
 _STEP_RE = re.compile(r"(\d+)(?!.*\d)")
 MARKER = ".complete"
-FOLDER_ID = ".ugro-folder"  # written once into a checkpoint dir: nodes that read the same one share the folder
-_ID_RE = re.compile(r"^[0-9a-f]{16,64}$")
 
 
 @dataclass(frozen=True)
@@ -62,13 +61,10 @@ def list_script(directory: str, folder_id: str = "") -> str:
     """Prints the dir's absolute path and its folder id, then `complete<TAB>bytes<TAB>mtime<TAB>name` per entry
     (nothing if absent). `folder_id`: written as the dir's id unless it has one (O_EXCL, so of several nodes that
     share the folder and list it at once, exactly one writes it and all read the same)."""
-    if folder_id and not _ID_RE.match(folder_id):
-        raise ValueError(f"not a folder id: {folder_id!r}")
-    claim = f"( set -C; printf '%s\\n' {folder_id} > {FOLDER_ID} ) 2>/dev/null; " if folder_id else ""
     return "\n".join([
         f"cd {path_word(directory)} 2>/dev/null || exit 0",
         "pwd",
-        f"{claim}printf 'folder\\t%s\\n' \"$(head -c 64 {FOLDER_ID} 2>/dev/null)\"",
+        claim_line(folder_id) if folder_id else f"printf 'folder\\t%s\\n' \"$(head -c 64 {FOLDER_ID} 2>/dev/null)\"",
         "for e in * .[!.]*; do",
         "  [ -e \"$e\" ] || continue",
         f"  case $e in {MARKER}|{FOLDER_ID}) continue;; esac",
@@ -89,8 +85,9 @@ def parse_listing(node: str, text: str) -> list[Checkpoint]:
     folder = ""
     out = []
     for line in lines[1:]:
-        if line.startswith("folder\t"):
-            folder = line.split("\t", 1)[1].strip() if _ID_RE.match(line.split("\t", 1)[1].strip()) else ""
+        found = parse_id(line)
+        if found is not None:
+            folder = found
             continue
         parts = line.split("\t", 3)
         if len(parts) != 4 or not parts[1].isdecimal():

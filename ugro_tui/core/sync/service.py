@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ugro_tui import paths
 from ugro_tui.config import Cluster, Node
+from ugro_tui.core.folders import shared
 from ugro_tui.core.jobs.model import JobSpec
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.sync.push import CodeStore, Progress, Sent, push
@@ -65,16 +66,20 @@ def synced_spec(spec: JobSpec, cluster: Cluster) -> tuple[JobSpec, Tree, dict]:
 
 async def push_to(pool: Pool, nodes: Iterable[Node], manifest: dict, *, progress: Progress | None = None,
                   keep: set[str] | None = None, store: CodeStore | None = None) -> dict[str, Sent | BaseException]:
-    """Copy the tree to every node at once; per node, what travelled or why it could not. With `keep`, old trees
-    are collected on each node in the same session (the newest 5 per job name and those in `keep` stay)."""
+    """Copy the tree to every node at once; per node, what travelled or why it could not. Nodes whose code dir is
+    one folder (a shared home) get it once, through the first of them: the others are told what it got, as they
+    see the same tree. With `keep`, old trees are collected in the same session (the newest 5 per job name and
+    those in `keep` stay)."""
     nodes = list(nodes)
     store = store or CodeStore()
+    wait = max(10.0, 2 * pool.cluster.connect_timeout)
+    groups = await shared(pool, nodes, lambda n: n.code_dir, wait) if len(nodes) > 1 else [nodes]
 
     async def one(node: Node) -> Sent:
         return await push(pool.get(node.name), node, manifest, store, progress, keep)
 
-    results = await asyncio.gather(*(one(n) for n in nodes), return_exceptions=True)
-    return {n.name: r for n, r in zip(nodes, results, strict=True)}
+    results = await asyncio.gather(*(one(g[0]) for g in groups), return_exceptions=True)
+    return {n.name: r for g, r in zip(groups, results, strict=True) for n in g}
 
 
 def wanted_data(spec: JobSpec, node: Node) -> list[tuple[str, float, str]]:
