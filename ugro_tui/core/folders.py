@@ -1,7 +1,7 @@
 """Which nodes see one folder (NFS, a shared home): proven, never guessed from paths.
 
-Each node proposes a random id for the folder; the first written is kept (the shell's noclobber is an O_EXCL
-create, so of several nodes that look at once exactly one writes it) and every node reads that one back. Nodes that
+Each node proposes a random id for the folder; the first linked into place is kept (`ln` fails when the name
+exists, so of several nodes that look at once exactly one puts it there) and every node reads that one back. Nodes that
 read the same id see the same folder."""
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ def claim_line(proposed: str) -> str:
     """Shell, run inside the folder: keep `proposed` as its id unless it has one, then print `folder<TAB>ID`."""
     if not ID_RE.match(proposed):
         raise ValueError(f"not a folder id: {proposed!r}")
-    return (f"( set -C; printf '%s\\n' {proposed} > {FOLDER_ID} ) 2>/dev/null; "
+    # Written whole under a name of its own, then linked into place: `ln` fails when the name exists, and a reader
+    # never sees the file half-written (a noclobber create could be read empty before its content arrived).
+    tmp = f"{FOLDER_ID}.{proposed}.tmp"
+    return (f"printf '%s\\n' {proposed} > {tmp} && ln {tmp} {FOLDER_ID} 2>/dev/null; rm -f {tmp}; "
             f"printf 'folder\\t%s\\n' \"$(head -c 64 {FOLDER_ID} 2>/dev/null)\"")
 
 

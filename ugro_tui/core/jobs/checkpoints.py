@@ -59,7 +59,7 @@ def step_of(name: str) -> int | None:
 
 def list_script(directory: str, folder_id: str = "") -> str:
     """Prints the dir's absolute path and its folder id, then `complete<TAB>bytes<TAB>mtime<TAB>name` per entry
-    (nothing if absent). `folder_id`: written as the dir's id unless it has one (O_EXCL, so of several nodes that
+    (nothing if absent). `folder_id`: linked into place as the dir's id unless it has one (so of several nodes that
     share the folder and list it at once, exactly one writes it and all read the same)."""
     return "\n".join([
         f"cd {path_word(directory)} 2>/dev/null || exit 0",
@@ -67,7 +67,7 @@ def list_script(directory: str, folder_id: str = "") -> str:
         claim_line(folder_id) if folder_id else f"printf 'folder\\t%s\\n' \"$(head -c 64 {FOLDER_ID} 2>/dev/null)\"",
         "for e in * .[!.]*; do",
         "  [ -e \"$e\" ] || continue",
-        f"  case $e in {MARKER}|{FOLDER_ID}) continue;; esac",
+        f"  case $e in {MARKER}|{FOLDER_ID}|{FOLDER_ID}.*) continue;; esac",
         "  if [ -d \"$e\" ]; then c=0; [ -f \"$e/" + MARKER + "\" ] && c=1",
         # printf %.0f: mawk prints sums past 2^31 as 2.1e+09, which hid every checkpoint over 2 GB
         "    b=$(find \"$e\" -type f -printf '%s\\n' | awk '{s+=$1} END {printf \"%.0f\\n\", s}')",
