@@ -70,7 +70,8 @@ class Node:
             return ""
         from ugro_tui.sim.stage import shell_prefix
 
-        return shell_prefix(self)
+        return shell_prefix(self.name, self.sim.source,
+                            [(g.name, g.memory_mib, g.power_limit_w) for g in self.sim.gpus])
 
     @property
     def is_local(self) -> bool:

@@ -26,7 +26,8 @@ def claim_line(proposed: str) -> str:
     # Written whole under a name of its own, then linked into place: `ln` fails when the name exists, and a reader
     # never sees the file half-written (a noclobber create could be read empty before its content arrived).
     tmp = f"{FOLDER_ID}.{proposed}.tmp"
-    return (f"printf '%s\\n' {proposed} > {tmp} && ln {tmp} {FOLDER_ID} 2>/dev/null; rm -f {tmp}; "
+    return (f"[ -s {FOLDER_ID} ] || {{ printf '%s\\n' {proposed} > {tmp} && ln {tmp} {FOLDER_ID} 2>/dev/null; "
+            f"rm -f {tmp}; }}; "  # written once: a listing every few seconds only reads it
             f"printf 'folder\\t%s\\n' \"$(head -c 64 {FOLDER_ID} 2>/dev/null)\"")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.model import IllegalTransition, Job, JobState, reroute, transition
 from ugro_tui.errors import UgroError
 
+log = logging.getLogger("ugro.lifecycle")
 NOT_READY_WAIT = 30.0  # seconds before a job whose nodes lacked its data or code is placed again
 ENDED_BY_PARENT = (JobState.FAILED, JobState.CANCELLED, JobState.PRUNED)
 RETRYING_RE = re.compile(r"^retrying[^:]*: ")  # retry_or_fail's words before the cause
@@ -113,6 +115,8 @@ class JobGuard:
             await work
             self.errors.pop(job_id, None)
         except Exception as exc:  # this job's problem, never the dispatcher's: the others go on
+            if not isinstance(exc, UgroError | OSError | TimeoutError):  # a bug: its traceback goes to the log too
+                log.error("%s: job %s", self.prefix, job_id, exc_info=exc)
             said = f"{self.prefix}: {exc}" if isinstance(exc, UgroError) else \
                 f"{self.prefix}: {type(exc).__name__}: {exc}"
             if self.errors.get(job_id) == said:  # shown as the job's reason, written once per new error

@@ -16,7 +16,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from tinydb.storages import Storage
 from ugro_tui import paths
 from ugro_tui.atomic import write_atomic
 from ugro_tui.core.jobs import events
+from ugro_tui.core.jobs.identity import read_or_make
 from ugro_tui.core.jobs.model import Job, JobSpec, JobState, check_moved, transition
 from ugro_tui.errors import UgroError
 
@@ -299,27 +299,10 @@ class JobStore:
     # --- writes (under the lock) ---------------------------------------------------------------------------
 
     def identity(self) -> str:
-        """This store's own random name (`UGRO_STORE` in every job's environment), made once: two installations
-        whose jobs share a node, a login user, job ids and node names never sweep each other's processes."""
+        """This store's own random name (`UGRO_STORE` in every job's environment), made once (identity.py)."""
         if self._identity is None:
-            self._identity = self._read_identity()
-            if self._identity is None:
-                with self.locked():
-                    self._identity = self._read_identity()
-                    if self._identity is None:
-                        self._identity = secrets.token_hex(8)
-                        write_atomic(self.identity_path, self._identity + "\n")
+            self._identity = read_or_make(self.identity_path, self.locked)
         return self._identity
-
-    def _read_identity(self) -> str | None:
-        try:
-            text = self.identity_path.read_text().strip()
-        except FileNotFoundError:
-            return None
-        if not re.fullmatch(r"[0-9a-f]{16}", text):
-            raise StoreError(f"{self.identity_path}: not a store identity ({text[:40]!r}); restore it from a backup, "
-                             "or remove it if no job of this store runs")
-        return text
 
     def submit(self, specs: list[JobSpec], *, hold: bool = False, now: float | None = None) -> list[Job]:
         """Store new jobs; returns them once they are durable (fsynced)."""
