@@ -64,6 +64,22 @@ def test_retention_is_per_node() -> None:
     assert sorted((c.node, c.step) for c in gone) == [("a", 10), ("a", 20), ("b", 10), ("b", 20)]
 
 
+def test_retention_counts_only_whole_checkpoints_so_a_node_that_ran_ahead_keeps_what_a_retry_needs() -> None:
+    # Node a wrote 10..40 before the job noticed b's rank had failed at 25; b has 10 and 20. keep_last 2 per
+    # folder would leave a with 30, 40 and b with 10, 20: nothing whole to resume from.
+    found = [ck(s, "a") for s in (10, 20, 30, 40)] + [ck(s, "b") for s in (10, 20)]
+    assert to_prune(found, keep_last=2, keep_best=0, goal="min", nodes=["a", "b"]) == []
+    assert newest_everywhere(found, ["a", "b"]).step == 20
+    found += [ck(s, "b") for s in (30, 40)]  # b caught up: 10 and 20 go everywhere
+    gone = to_prune(found, keep_last=2, keep_best=0, goal="min", nodes=["a", "b"])
+    assert sorted((c.node, c.step) for c in gone) == [("a", 10), ("a", 20), ("b", 10), ("b", 20)]
+    # Another node's stale copies (an earlier attempt's) are held to the same rule; nothing whole: nothing goes.
+    stale = found + [ck(s, "c") for s in (20, 30)]
+    assert sorted((c.node, c.step) for c in to_prune(stale, keep_last=2, keep_best=0, goal="min",
+                                                      nodes=["a", "b"]) if c.node == "c") == [("c", 20)]
+    assert to_prune([ck(10, "a"), ck(20, "a")], keep_last=1, keep_best=0, goal="min", nodes=["a", "b"]) == []
+
+
 def test_resume_from_the_newest_complete_on_every_node_of_the_last_attempt() -> None:
     found = [ck(10, "a"), ck(10, "b"), ck(20, "a"), ck(20, "b", complete=False), ck(30, "a")]
     assert newest_everywhere(found, ["a", "b"]).step == 10  # 20 and 30 are not whole on b

@@ -157,24 +157,39 @@ def newest_everywhere(checkpoints: Iterable[Checkpoint], nodes: Iterable[str], s
 
 
 def to_prune(checkpoints: Sequence[Checkpoint], *, keep_last: int, keep_best: int, goal: str,
-             protected: Iterable[str] = ()) -> list[Checkpoint]:
+             protected: Iterable[str] = (), nodes: Iterable[str] = ()) -> list[Checkpoint]:
     """What retention deletes, per folder (a node's own, or one that nodes share, listed once): complete
     checkpoints with a step beyond the newest `keep_last` and the best `keep_best` (by the metric at their step).
     Never the newest complete one, one a running attempt resumed from (`protected` names), an incomplete one (it
-    may be being written) or one whose name has no step."""
+    may be being written) or one whose name has no step.
+
+    With the attempt's `nodes`, only whole checkpoints (complete on every one of them) count and are kept, and
+    none newer than the newest kept whole one is deleted: a node that ran ahead keeps what the others still
+    need, so a retry can always resume."""
     if keep_last <= 0 and keep_best <= 0:
         return []
     keep_names = set(protected)
+    wanted = list(nodes)
+    if wanted:
+        everywhere = whole(checkpoints, wanted)
+        keep_names |= {c.name for c in everywhere[:max(1, keep_last)]}
+        keep_names |= {c.name for c in _best(everywhere, keep_best, goal)}
+        newest = everywhere[0].step or 0 if everywhere else -1
+        keep_names |= {c.name for c in checkpoints if c.step is not None and c.step > newest}
     out: list[Checkpoint] = []
     for folder in sorted({c.folder or c.node for c in checkpoints}):
         mine = [c for c in checkpoints if (c.folder or c.node) == folder and c.complete and c.step is not None]
         by_step = sorted(mine, key=lambda c: c.step or 0, reverse=True)
-        keep = {c.path for c in by_step[:max(1, keep_last)]}
-        scored = [c for c in mine if c.metric is not None and c.metric == c.metric]
-        ranked = sorted(scored, key=lambda c: c.metric if goal == "min" else -(c.metric or 0.0))
-        keep |= {c.path for c in ranked[:keep_best]}
+        keep = set() if wanted else {c.path for c in by_step[:max(1, keep_last)]} | {
+            c.path for c in _best(mine, keep_best, goal)}
         out += [c for c in by_step if c.path not in keep and c.name not in keep_names and c.path not in keep_names]
     return out
+
+
+def _best(checkpoints: Iterable[Checkpoint], count: int, goal: str) -> list[Checkpoint]:
+    """The `count` best by their metric (lowest for goal min); those without one never count."""
+    scored = [c for c in checkpoints if c.metric is not None and c.metric == c.metric]
+    return sorted(scored, key=lambda c: c.metric if goal == "min" else -(c.metric or 0.0))[:count]
 
 
 def remove_script(paths: Iterable[str]) -> str:

@@ -64,15 +64,19 @@ class CheckpointKeeper:
     async def index(self, job: Job, nodes: list[str] | None = None) -> list[Checkpoint]:
         """Every checkpoint on the given nodes (default: the job's), with the job's metric at its step. A node
         that does not answer is left out; `errors` on the raised CheckpointError names it when none answer."""
+        found, failed = await self._listing(job, self.nodes_of(job) if nodes is None else nodes)
+        return found
+
+    async def _listing(self, job: Job, nodes: list[str]) -> tuple[list[Checkpoint], list[str]]:
+        """The checkpoints on `nodes` and the nodes that did not answer (a CheckpointError when none did)."""
         if not job.spec.checkpoint_dir:
-            return []
-        nodes = self.nodes_of(job) if nodes is None else nodes
+            return [], []
         directory = job.spec.checkpoint_dir
         answers = await asyncio.gather(*(self.pool.get(n).run(
             self._dir(job, n) + list_script(directory, secrets.token_hex(8)), timeout=self.timeout)
             for n in nodes), return_exceptions=True)
         found: list[Checkpoint] = []
-        failed = []
+        failed: list[str] = []
         for node, answer in zip(nodes, answers, strict=True):
             if isinstance(answer, BaseException):
                 failed.append(f"{node}: {answer}")
@@ -80,19 +84,24 @@ class CheckpointKeeper:
             found += parse_listing(node, answer.stdout)
         if failed and len(failed) == len(nodes):
             raise CheckpointError("; ".join(failed))
-        return with_metric(merge_shared(found), job.metric)
+        return with_metric(merge_shared(found), job.metric), [f.split(":", 1)[0] for f in failed]
 
     async def retain(self, job: Job, *, dry_run: bool = False, ended: bool = False) -> list[Checkpoint]:
-        """Delete what the job's keep_last/keep_best let go; returns what was (or, dry, would be) deleted. The
-        checkpoint a running attempt resumed from is kept while it runs; once it `ended`, the rule holds exactly."""
+        """Delete what the job's keep_last/keep_best let go; returns what was (or, dry, would be) deleted. Only
+        checkpoints whole on the latest attempt's nodes count, so nothing is deleted while one of them does not
+        answer. The checkpoint a running attempt resumed from is kept while it runs; once it `ended`, the rule
+        holds exactly."""
         spec = job.spec
         if spec.keep_last is None and spec.keep_best is None:
             return []
-        found = await self.index(job)
+        found, silent = await self._listing(job, self.nodes_of(job))
+        attempt = [n for n in job.ran_on if n in self.pool] or [c.node for c in found]
+        if any(n in silent for n in attempt):
+            return []
         running = job.state.active and not ended
         protected = [job.resume_from.rstrip("/").rsplit("/", 1)[-1]] if job.resume_from and running else []
         doomed = to_prune(found, keep_last=spec.keep_last or 0, keep_best=spec.keep_best or 0, goal=spec.goal,
-                          protected=protected)
+                          protected=protected, nodes=attempt)
         if dry_run or not doomed:
             return doomed
         rule = ", ".join(f"{k} {v}" for k, v in (("keep_last", spec.keep_last), ("keep_best", spec.keep_best))
