@@ -32,6 +32,7 @@ def isolated_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
     monkeypatch.delenv("UGRO_CONFIG", raising=False)
+    monkeypatch.setenv("UGRO_AUTOSTART", "0")  # a test that wants the daemon starts it, and stops it
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +92,8 @@ def private_lab(lab: LoopbackCluster, tmp_path: Path, ports: int = 1) -> Iterato
     try:
         yield path
     finally:
-        subprocess.run(["pkill", "-9", "-f", f"ugro_tui scheduler --config {path}"], check=False)
+        for verb in ("scheduler", "daemon run"):
+            subprocess.run(["pkill", "-9", "-f", f"ugro_tui {verb} --config {path}"], check=False)
         for pid in processes_in(tmp_path / "lab-work"):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)

@@ -185,6 +185,14 @@ def _parser() -> argparse.ArgumentParser:
     sched = sub.add_parser("scheduler", parents=[common], help="run the dispatcher headless")
     sched.add_argument("--until-idle", action="store_true", help="exit when nothing is queued, starting or running")
 
+    daemon = sub.add_parser("daemon", parents=[common], help="the background daemon that owns connections and dispatch")
+    daemon_sub = daemon.add_subparsers(dest="daemon_verb", required=True, metavar="start|stop|status|restart|run")
+    for verb, what in (("start", "start it in the background"), ("stop", "stop it (jobs go on)"),
+                       ("restart", "stop and start it (jobs go on)"), ("run", "run it in the foreground")):
+        daemon_sub.add_parser(verb, parents=[common], help=what)
+    daemon_sub.add_parser("status", parents=[common], help="pid, clients, connections, tasks").add_argument(
+        "--json", action="store_true", help="print JSON")
+
     doctor = sub.add_parser("doctor", parents=[common], help="preflight checks of every node and of the cluster")
     doctor.add_argument("--json", action="store_true", help="print JSON")
     doctor.add_argument("--smoke", action="store_true", help="also run a tiny all-reduce across all nodes as a job")
@@ -321,6 +329,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import scheduler
 
         return scheduler.run(args, _load(args))
+    if args.verb == "daemon":
+        from ugro_tui.commands import daemon
+
+        return daemon.run(args, _load(args))
     if args.verb == "doctor":
         from ugro_tui.commands import doctor
 

@@ -98,6 +98,14 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    """[daemon]: when the background daemon (one per master and state dir) starts and stops by itself."""
+
+    idle_exit: float = 600.0  # seconds with no client, no unfinished job and no service; 0: never
+    autostart: bool = True    # clients start one when none answers, as tmux starts its server
+
+
+@dataclass(frozen=True)
 class Cluster:
     name: str = "ugro"
     poll_interval: float = 1.0
@@ -111,6 +119,7 @@ class Cluster:
     read_only: bool = False  # refuse every change (submit, cancel, kill, node edits): a shared machine's viewer
     sync_limit_mb: int = 200  # the most a `--sync` tree may hold
     alerts: AlertsConfig = AlertsConfig()
+    daemon: DaemonConfig = DaemonConfig()
     backend: str = "ssh"  # where jobs run: ugro's own dispatcher over SSH, or a Slurm cluster
     slurm: SlurmConfig | None = None  # the [slurm] table
     nodes: tuple[Node, ...] = ()
@@ -239,6 +248,13 @@ def _alerts(c: _Checker, key: str, value: Any) -> AlertsConfig:
     )
 
 
+def _daemon(c: _Checker, key: str, value: Any) -> DaemonConfig:
+    d = _Checker(c.source, c.where(key), value)
+    d.only(("idle_exit", "autostart"))
+    return DaemonConfig(idle_exit=d.get("idle_exit", _number_in(0, 7 * 86400, "seconds"), default=600.0),
+                        autostart=d.get("autostart", _boolean, default=True))
+
+
 KEY_RE = re.compile(r"^[a-z0-9_+-]+(,[a-z0-9_+-]+)*$")
 
 
@@ -284,7 +300,7 @@ def parse_node(source: str, index: int, table: Any) -> Node:
 def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster:
     """Validate a decoded cluster.toml; raises ConfigError naming the first bad field."""
     top = _Checker(source, "", data)
-    top.only(("cluster", "nodes", "keys", "alerts", "slurm"))
+    top.only(("cluster", "nodes", "keys", "alerts", "slurm", "daemon"))
     c = _Checker(source, "cluster", data.get("cluster", {}))
     c.only(CLUSTER_KEYS)
     raw_nodes = data.get("nodes", [])
@@ -323,6 +339,7 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         nodes=tuple(nodes),
         keys=top.get("keys", _keys, default=()),
         alerts=top.get("alerts", _alerts, default=AlertsConfig()),
+        daemon=top.get("daemon", _daemon, default=DaemonConfig()),
         source=source,
     )
 

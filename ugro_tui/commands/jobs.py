@@ -46,6 +46,13 @@ def submit(args: Namespace, cluster: Cluster) -> int:
         store.update_active({j.id: (lambda j: dataclasses.replace(j, sync_sent=record)) for j in jobs})
     for job in jobs:
         print(job.id)
+    sys.stdout.flush()
+    if not args.hold:
+        from ugro_tui.core.daemon.client import nudge
+
+        warning = nudge(cluster)
+        if warning:
+            print(warning, file=sys.stderr)
     if search:
         seed = f" (seed {search.seed})" if search.seed is not None else ""
         print(f"sweep {sweep_id}: {len(jobs)} trial{'s' if len(jobs) != 1 else ''}{seed}; "

@@ -1,18 +1,26 @@
-"""`ugro scheduler [--until-idle]`: the dispatcher, headless, with its own telemetry."""
+"""`ugro scheduler [--until-idle]`, for scripts: the daemon in the foreground, or a dispatcher that runs until
+nothing is left to start or follow (itself, or waiting on the daemon that runs)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
+import time
 from argparse import Namespace
 from pathlib import Path
 
 from ugro_tui.config import Cluster, load_cluster
+from ugro_tui.core.daemon.client import Client, NoDaemon
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.runtime import Runtime
 from ugro_tui.core.telemetry.monitor import Monitor
 from ugro_tui.errors import ConfigError, UgroError
+
+
+class DaemonRuns(UgroError):
+    exit_code = 2
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:
@@ -55,6 +63,30 @@ async def _run(cluster: Cluster, until_idle: bool, path: Path | None) -> int:
                   file=sys.stderr)
 
 
+def _wait_on_daemon(client: Client) -> int:
+    """Until the daemon has run two whole rounds after this call and the last left nothing to start or follow."""
+    client.call("POST", "daemon/kick")
+    first = client.status()["rounds"]
+    while True:
+        doc = client.status()
+        if doc["rounds"] >= first + 2 and doc["left"] == 0:
+            return 0
+        time.sleep(0.1)
+
+
 def run(args: Namespace, cluster: Cluster) -> int:
-    path = Path(cluster.source) if cluster.source and Path(cluster.source).is_file() else None
-    return asyncio.run(_run(cluster, args.until_idle, path))
+    path = Path(cluster.source).resolve() if cluster.source and Path(cluster.source).is_file() else None
+    client = Client()
+    try:
+        running = client.status()
+    except NoDaemon:
+        running = None
+    if args.until_idle:
+        if running is not None:
+            return _wait_on_daemon(client)
+        return asyncio.run(_run(cluster, args.until_idle, path))
+    if running is not None:
+        raise DaemonRuns(f"a ugro daemon runs already (pid {running['pid']}) and dispatches; only one may")
+    from ugro_tui.core.daemon.service import run_foreground
+
+    return run_foreground(cluster, path, level=logging.WARNING)

@@ -34,6 +34,11 @@ class Pool:
         """`get` in the shape of a transport factory, for parts that take one."""
         return self.get(node.name)
 
+    def connected(self, name: str) -> int:
+        """How many SSH connections this pool holds to the node now (0 or 1)."""
+        transport = self._transports.get(name)
+        return int(transport is not None and transport.connected)
+
     def __contains__(self, name: str) -> bool:
         return any(n.name == name for n in self.cluster.nodes)
 

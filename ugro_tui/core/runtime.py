@@ -1,12 +1,13 @@
 """The dispatching runtime: the lock, the launcher and the dispatcher, set up one way for every host of it.
 
-The app, `ugro scheduler` and the doctor's smoke run each make one `Runtime` over their own store, telemetry state
-and connection pool. Only the holder of the dispatcher lock dispatches; the others say who does.
+The daemon (and `ugro scheduler --until-idle` or the doctor's smoke run where no daemon runs) makes one `Runtime`
+over its store, telemetry state and connection pool. Only the holder of the dispatcher lock dispatches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from ugro_tui import paths
@@ -35,6 +36,16 @@ class Runtime:
             self.dispatcher = Dispatcher(cluster, store, state, SshLauncher(cluster, store, pool))
         self.alerts = AlertService(cluster.alerts, store, state)
         self.mine = False
+        self.wake = asyncio.Event()  # set by `kick`: a submit or an edit asks for a round now
+
+    def kick(self) -> None:
+        """Run the next round at once instead of after the interval (a job that fits starts without waiting)."""
+        self.wake.set()
+
+    async def pause(self, interval: float) -> None:
+        with contextlib.suppress(TimeoutError):  # the interval passed with no kick: the usual round
+            await asyncio.wait_for(self.wake.wait(), interval)
+        self.wake.clear()
 
     def acquire(self) -> bool:
         """Take the dispatcher lock if it is free; True while we hold it."""
@@ -77,7 +88,7 @@ class Runtime:
                         await self.dispatcher.drain()
                         await self.alerts.drain()
                         return
-            await asyncio.sleep(interval)
+            await self.pause(interval)
         await self.dispatcher.drain()
         await self.alerts.drain()
 

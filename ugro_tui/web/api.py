@@ -31,14 +31,20 @@ def error(status: int, message: str) -> web.Response:
 class Api:
     """Routes over the server's store, telemetry state and connections; `dispatcher()` says who dispatches."""
 
-    def __init__(self, cluster: Cluster, store: JobStore, state: ClusterState, pool: Pool, dispatcher) -> None:
+    def __init__(self, cluster: Cluster, store: JobStore, state: ClusterState, pool: Pool, dispatcher,
+                 state_of=None) -> None:
         self.cluster = cluster
         self.store = store
-        self.state = state
+        self._state = state
+        self._state_of = state_of  # the daemon's state is replaced when cluster.toml changes
         self.pool = pool
         self.dispatcher = dispatcher
         self._jobs_cache: tuple[tuple, bytes] | None = None
         self._jobs_lock = asyncio.Lock()
+
+    @property
+    def state(self) -> ClusterState:
+        return self._state_of() if self._state_of is not None else self._state
 
     def routes(self) -> list[web.RouteDef]:
         return [

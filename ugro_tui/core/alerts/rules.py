@@ -49,7 +49,7 @@ class Event:
     @property
     def bad(self) -> bool:
         """Worth a bell: a failure or an alert, not a job that started or ended well."""
-        return self.kind in ("job-failed", "node-offline", "gpu-hot", "gpu-idle", "service-unhealthy")
+        return self.kind in ("job-failed", "node-offline", "gpu-hot", "gpu-idle", "service-unhealthy", "daemon-error")
 
 
 def service_events(job: Any) -> list[Event]:

@@ -1,0 +1,151 @@
+"""The daemon on the loopback lab: auto-started by `ugro submit`, the only dispatcher, one SSH connection per
+node, killed and replaced without losing a job, one per state dir, private to its user."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ugro_tui.sim.loopback import LoopbackCluster
+
+from ..conftest import private_lab
+from ..helpers import ugro, wait
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def config(lab: LoopbackCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The lab with auto-start on, and a short private runtime dir of its own for the socket."""
+    runtime = Path(tempfile.mkdtemp(prefix="ugro-rt-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("UGRO_AUTOSTART")
+    with private_lab(lab, tmp_path, ports=2) as path:
+        try:
+            yield path
+        finally:
+            ugro(path, "daemon", "stop", strict=False)
+            shutil.rmtree(runtime, ignore_errors=True)
+
+
+def status(config: Path) -> dict | None:
+    done = ugro(config, "daemon", "status", "--json")
+    doc = json.loads(done.stdout)
+    return doc if doc["running"] else None
+
+
+def job(config: Path, job_id: int) -> dict:
+    return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
+
+
+def ssh_connections_to(port: int) -> dict[int, int]:
+    """Established TCP connections to a node's sshd port, per client pid (counted with ss), leaving out this
+    test process (the session's lab is shared with in-process tests)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", f"( dport = :{port} )"], capture_output=True,
+                         text=True, check=True).stdout
+    counts: dict[int, int] = {}
+    for pid in (int(p) for p in re.findall(r"pid=(\d+)", out)):
+        if pid != os.getpid():
+            counts[pid] = counts.get(pid, 0) + 1
+    return counts
+
+
+def test_submit_starts_the_daemon_which_runs_the_job_over_one_connection_per_node(config: Path,
+                                                                                   lab: LoopbackCluster) -> None:
+    done = ugro(config, "submit", "--kind", "command", "--nnodes", "2", "--", "sh", "-c", "sleep 2")
+    assert done.returncode == 0 and done.stdout == "1\n", done.stderr
+    doc = status(config)
+    assert doc is not None and doc["dispatcher"] == "dispatch: here"
+    wait(lambda: job(config, 1)["state"] == "running", 30, "the job to run with nothing but the daemon")
+    assert set(job(config, 1)["placement"]) <= {"node0", "node1", "node2"}
+    doc = status(config)
+    assert doc["connections"] == {"node0": 1, "node1": 1, "node2": 1}, doc
+    for node in lab.nodes:  # the daemon's, and no other process's: exactly one per node
+        assert ssh_connections_to(node.port) == {doc["pid"]: 1}, node
+    wait(lambda: job(config, 1)["state"] == "succeeded", 30, "the job to end")
+    # Waiting on the daemon: the scheduler does not dispatch a second time.
+    done = ugro(config, "scheduler", "--until-idle", timeout=60)
+    assert done.returncode == 0, done.stderr
+    second = ugro(config, "scheduler")
+    assert second.returncode == 2 and f"pid {doc['pid']}" in second.stderr
+
+
+def test_a_killed_daemon_is_replaced_and_its_running_job_is_adopted_not_started_twice(config: Path,
+                                                                                      tmp_path: Path) -> None:
+    marker = tmp_path / "starts"
+    script = f"echo $$ >> {marker}; sleep 4"
+    assert ugro(config, "submit", "--kind", "command", "--", "sh", "-c", script).returncode == 0
+    wait(lambda: job(config, 1)["state"] == "running", 30, "the job to run")
+    first = status(config)
+    os.kill(first["pid"], signal.SIGKILL)
+    wait(lambda: not Path(f"/proc/{first['pid']}").exists() or
+         "Z" in Path(f"/proc/{first['pid']}/stat").read_text().split()[2], 10, "the daemon to die")
+    # Its socket file is left behind; the next client detects it is stale and starts a new daemon.
+    assert Path(first["socket"]).exists()
+    done = ugro(config, "daemon", "start")
+    assert done.returncode == 0 and "started" in done.stdout, done.stderr
+    assert status(config)["pid"] != first["pid"]
+    wait(lambda: job(config, 1)["state"] == "succeeded", 40, "the adopted job to end")
+    assert len(marker.read_text().split()) == 1  # started once
+    assert job(config, 1)["attempt"] == 1
+
+
+def test_two_daemons_at_once_end_with_exactly_one_which_the_other_names(config: Path) -> None:
+    argv = [sys.executable, "-m", "ugro_tui", "daemon", "run", "--config", str(config)]
+    both = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        wait(lambda: any(p.poll() is not None for p in both), 30, "one of the two to give way")
+        loser = next(p for p in both if p.poll() is not None)
+        winner = next(p for p in both if p is not loser)
+        assert loser.returncode == 2
+        assert f"pid {winner.pid}" in loser.stderr.read(), "the loser names the daemon that runs"
+        wait(lambda: status(config) is not None, 30, "the winner to answer")
+        assert status(config)["pid"] == winner.pid
+    finally:
+        for p in both:
+            p.terminate()
+            p.wait(timeout=30)
+
+
+def test_a_socket_folder_others_may_enter_is_refused_with_the_reason(config: Path) -> None:
+    folder = Path(os.environ["XDG_RUNTIME_DIR"]) / "ugro-daemon"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    done = ugro(config, "daemon", "start")
+    assert done.returncode == 1 and "mode 755" in done.stderr and "chmod 700" in done.stderr, done.stderr
+    done = ugro(config, "submit", "--kind", "command", "--", "true")
+    assert done.returncode == 0 and done.stdout == "1\n" and "mode 755" in done.stderr  # stored, and said
+
+
+def test_a_malformed_request_gets_one_line_and_the_daemon_goes_on(config: Path) -> None:
+    assert ugro(config, "daemon", "start").returncode == 0
+    path = status(config)["socket"]
+    for garbage in (b"\x00\xffnot http at all\r\n\r\n", b"POST /api/v1/jobs HTTP/1.1\r\nContent-Length: 5\r\n\r\n{{{{{",
+                    b"GET /api/v1/" + b"x" * 20000 + b" HTTP/1.1\r\n\r\n"):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(path)
+            s.sendall(garbage)
+            answer = s.recv(4096)
+        assert answer.startswith(b"HTTP/1.") and b" 4" in answer.split(b"\r\n")[0], answer[:200]
+    assert status(config) is not None  # still serving
+
+
+def test_the_daemon_exits_by_itself_when_idle(config: Path) -> None:
+    config.write_text(config.read_text() + "\n[daemon]\nidle_exit = 1\n")
+    assert ugro(config, "daemon", "start").returncode == 0
+    pid = status(config)["pid"]
+    wait(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+         30, "the idle daemon to exit")
+    assert status(config) is None

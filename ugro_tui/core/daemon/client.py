@@ -1,0 +1,185 @@
+"""Clients of the daemon: one small HTTP client over its Unix socket, and auto-start (as tmux starts its server).
+
+Commands use the blocking client; the app reads `/api/v1/stream` with aiohttp."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ugro_tui import __version__
+from ugro_tui.config import Cluster
+from ugro_tui.core.daemon import where
+from ugro_tui.errors import UgroError
+
+START_TIMEOUT = 20.0  # seconds for a new daemon to answer (it loads the config and binds; SSH comes later)
+
+
+class NoDaemon(UgroError):
+    pass
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class Client:
+    def __init__(self, path: Path | None = None, timeout: float = 10.0) -> None:
+        self.path = path or where.socket_path()
+        self.timeout = timeout
+
+    def call(self, method: str, route: str, body: Any = None, timeout: float | None = None) -> Any:
+        """One request; its JSON answer. NoDaemon when nothing listens; UgroError with the daemon's one line
+        when it refuses."""
+        connection = _UnixConnection(str(self.path), timeout or self.timeout)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            connection.request(method, f"/api/v1/{route}", body=data,
+                               headers={"Content-Type": "application/json"} if data else {})
+            answer = connection.getresponse()
+            raw = answer.read()
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise NoDaemon(f"no daemon answers on {self.path} ({exc.strerror})") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise NoDaemon(f"the daemon on {self.path} did not answer: {exc}") from None
+        finally:
+            connection.close()
+        try:
+            doc = json.loads(raw or b"null")
+        except ValueError:
+            raise UgroError(f"the daemon answered {answer.status} with something not JSON") from None
+        if answer.status >= 400:
+            message = doc.get("error") if isinstance(doc, dict) else None
+            raise UgroError(f"the daemon refused: {message or answer.status}")
+        return doc
+
+    def status(self) -> dict[str, Any]:
+        return self.call("GET", "daemon", timeout=5.0)
+
+    def alive(self) -> bool:
+        try:
+            self.status()
+        except NoDaemon:
+            return False
+        return True
+
+
+def version_note(status: dict[str, Any]) -> str | None:
+    """A daemon of another version: the line that says so and what to do."""
+    theirs = status.get("version")
+    if theirs == __version__:
+        return None
+    return f"the daemon runs ugro {theirs}, this is {__version__}: run `ugro daemon restart` (running jobs go on)"
+
+
+def autostart_allowed(cluster: Cluster) -> bool:
+    return cluster.daemon.autostart and os.environ.get("UGRO_AUTOSTART", "1") not in ("0", "false", "no")
+
+
+def spawn(config: Path | None) -> subprocess.Popen[bytes]:
+    """A daemon in the background, in a session of its own, its output appended to daemon.log."""
+    log = where.log_path()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "ugro_tui", "daemon", "run"]
+    if config is not None:
+        argv += ["--config", str(config)]
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+
+
+def wait_until_up(process: subprocess.Popen[bytes] | None, timeout: float = START_TIMEOUT) -> Client:
+    """Until the daemon answers. A daemon that loses the start race exits at once; the winner answers."""
+    client = Client()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.alive():
+            return client
+        if process is not None and process.poll() not in (None, 0):
+            tail = _log_tail()
+            if "runs already" not in tail:
+                raise UgroError(f"the daemon did not start: {tail or f'exit {process.returncode}'} "
+                                f"(see {where.log_path()})")
+            process = None  # another one won the race: wait for it
+        time.sleep(0.05)
+    raise UgroError(f"the daemon did not answer within {timeout:.0f} s (see {where.log_path()})")
+
+
+def _log_tail() -> str:
+    try:
+        lines = where.log_path().read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def connect(cluster: Cluster, *, start: bool = True) -> Client | None:
+    """The running daemon's client; one started in the background if none answers and auto-start is on (None
+    when it is off). Refuses an unsafe socket folder with the reason."""
+    where.private_folder(create=False)
+    client = Client()
+    if client.alive():
+        return client
+    if not start or not autostart_allowed(cluster):
+        return None
+    config = Path(cluster.source) if cluster.source and Path(cluster.source).is_file() else None
+    return wait_until_up(spawn(config))
+
+
+def nudge(cluster: Cluster) -> str | None:
+    """After a submit: ask the daemon for a round now (starting one when allowed), so a job that fits starts at
+    once. Returns a warning line when nothing will dispatch it, else None."""
+    try:
+        client = connect(cluster)
+    except UgroError as exc:
+        return f"warning: {exc}; the job waits in the queue"
+    if client is None:
+        if _lock_held():  # a `ugro scheduler` dispatches
+            return None
+        return ("warning: no ugro daemon runs and auto-start is off ([daemon] autostart or UGRO_AUTOSTART): "
+                "the job waits until `ugro daemon start` or `ugro scheduler`")
+    try:
+        note = version_note(client.status())
+        client.call("POST", "daemon/kick")
+    except UgroError as exc:
+        return f"warning: {exc}"
+    return f"warning: {note}" if note else None
+
+
+def _lock_held() -> bool:
+    """Whether some process holds the dispatcher lock now (a `ugro scheduler`, an older app)."""
+    import fcntl
+
+    from ugro_tui import paths
+
+    path = paths.state_dir() / "dispatcher.lock"
+    try:
+        f = open(path)  # noqa: SIM115 - closed below
+    except OSError:
+        return False
+    try:
+        fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        f.close()
+    return False

@@ -1,0 +1,366 @@
+"""The daemon: the one process per master and state dir that owns the runtime (the pool, telemetry, the
+dispatcher and its backend, alerts, the config watcher), serving `/api/v1` on a private Unix socket.
+
+Every task runs under the supervisor. Clients subscribe to `/api/v1/stream` for telemetry, job changes and events;
+`ugro submit` kicks a round so a job that fits starts at once."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from aiohttp import web
+
+from ugro_tui import __version__
+from ugro_tui.atomic import write_atomic
+from ugro_tui.config import Cluster, load_cluster
+from ugro_tui.core.alerts.journal import journal_path, read_events
+from ugro_tui.core.daemon import where
+from ugro_tui.core.daemon.supervisor import Supervisor
+from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.pool import Pool
+from ugro_tui.core.runtime import Runtime
+from ugro_tui.core.telemetry.model import ClusterState, NodeStatus
+from ugro_tui.core.telemetry.monitor import Monitor
+from ugro_tui.core.telemetry.wire import to_wire
+from ugro_tui.errors import ConfigError, UgroError
+
+log = logging.getLogger("ugro.daemon")
+MAX_BODY = 1 << 20
+QUEUE = 2000  # messages a subscriber may lag behind before it is dropped (it reconnects and starts fresh)
+
+
+class AlreadyRunning(UgroError):
+    exit_code = 2
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    try:
+        st = path.stat() if path else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if st else None
+
+
+def read_record() -> dict[str, Any] | None:
+    try:
+        doc = json.loads(where.record_path().read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+class Daemon:
+    def __init__(self, cluster: Cluster, config: Path | None) -> None:
+        self.cluster = cluster
+        self.config = config
+        self.started = time.time()
+        self.store = JobStore()
+        self.pool = Pool(cluster)
+        self.state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
+        self.supervisor = Supervisor(report=lambda line: self.publish({"kind": "daemon-error", "message": line}))
+        self.runtime: Runtime | None = None
+        self.monitor: Monitor | None = None
+        self.subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self.requests = 0  # in flight
+        self.last_activity = time.monotonic()
+        self.rounds = 0
+        self.left: int | None = None  # jobs left to start or follow after the last round
+        self.config_problem: str | None = None
+        self.stopping = asyncio.Event()
+        self._lock: IO[str] | None = None
+        self._pushed: dict[str, float | None] = {}
+        self._runner: web.AppRunner | None = None
+
+    # --- one per state dir -------------------------------------------------------------------------------------
+
+    def claim(self) -> None:
+        """Hold daemon.lock for life: a second daemon on this state dir exits naming the first."""
+        path = where.lock_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+")  # noqa: SIM115 - held open for the daemon's life
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            other = read_record() or {}
+            raise AlreadyRunning(f"a ugro daemon runs already on {where.state()} (pid {other.get('pid', '?')}, "
+                                 f"socket {other.get('socket', where.socket_path())})") from None
+        self._lock = f
+
+    async def serve(self, extra_routes: list[web.RouteDef] | None = None) -> None:
+        """Listen on the socket (a stale one from a killed daemon is replaced: we hold the lock), write the record,
+        start every task; until `stop`."""
+        where.private_folder()
+        sock_path = where.socket_path()
+        sock_path.unlink(missing_ok=True)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.same_user, self.count])
+        app.add_routes(self.routes() + (extra_routes or []))
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        old = os.umask(0o177)  # the socket is made 0600 from the start, not chmod-ed after
+        try:
+            await web.UnixSite(self._runner, str(sock_path)).start()
+        finally:
+            os.umask(old)
+        write_atomic(where.record_path(), json.dumps({
+            "pid": os.getpid(), "version": __version__, "socket": str(sock_path), "started": self.started,
+            "config": str(self.config) if self.config else None}), mode=0o600)
+        self.start_runtime()
+        self.supervisor.start("config", self._watch_config)
+        self.supervisor.start("jobs", self._watch_jobs)
+        self.supervisor.start("events", self._watch_events)
+        self.supervisor.start("idle", self._watch_idle)
+        log.info("ugro daemon %s pid %d on %s", __version__, os.getpid(), sock_path)
+        await self.stopping.wait()
+        await self.close()
+
+    def start_runtime(self) -> None:
+        self.monitor = Monitor(self.cluster, on_change=self._node_changed, state=self.state, pool=self.pool)
+        self.runtime = Runtime(self.cluster, self.store, self.state, self.pool, "daemon")
+        self.supervisor.start("telemetry", self._telemetry)
+        self.supervisor.start("dispatcher", self._dispatch)
+
+    async def _telemetry(self) -> None:
+        assert self.monitor is not None
+        async with self.monitor:
+            await self.monitor.wait_forever()
+
+    async def _dispatch(self) -> None:
+        runtime = self.runtime
+        assert runtime is not None
+        record = self.supervisor.records["dispatcher"]
+        try:
+            while not self.stopping.is_set():
+                runtime.acquire()
+                if runtime.mine and runtime.settled():
+                    try:
+                        left = await runtime.tick()
+                        await runtime.alerts.observe()
+                    except Exception as exc:  # a failed round is reported; the next one goes on
+                        self.supervisor.failed(record, exc)
+                    else:
+                        self.left = len(left)
+                    self.rounds += 1
+                await runtime.pause(self.cluster.poll_interval)
+        finally:
+            await runtime.dispatcher.drain()
+            await runtime.alerts.drain()
+            runtime.release()
+
+    async def close(self) -> None:
+        for queue in list(self.subscribers):
+            queue.put_nowait(None)
+        await self.supervisor.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.pool.close()
+        record = read_record()
+        if record and record.get("pid") == os.getpid():
+            where.record_path().unlink(missing_ok=True)
+            Path(record.get("socket") or "").unlink(missing_ok=True)
+        if self._lock is not None:
+            self._lock.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # --- what changes, pushed ----------------------------------------------------------------------------------
+
+    def publish(self, message: dict[str, Any]) -> None:
+        for queue in list(self.subscribers):
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:  # too slow to follow: it is dropped and reconnects
+                self.subscribers.discard(queue)
+                queue._queue.clear()  # type: ignore[attr-defined]
+                queue.put_nowait(None)
+
+    def _node_changed(self, status: NodeStatus) -> None:
+        fresh = self._pushed.get(status.name) != status.received_at
+        self._pushed[status.name] = status.received_at
+        self.publish({"kind": "node", "node": {**to_wire(status), "sample": fresh}})
+
+    async def _watch_jobs(self) -> None:
+        seen = None
+        while True:
+            now = await asyncio.to_thread(self._store_stamp)
+            if now != seen and seen is not None:
+                self.publish({"kind": "jobs"})
+            seen = now
+            await asyncio.sleep(0.25)
+
+    def _store_stamp(self) -> tuple:
+        out = []
+        for path in (self.store.active_path, self.store.history_dir):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(out)
+
+    async def _watch_events(self) -> None:
+        _, offset = await asyncio.to_thread(read_events, journal_path(), 0)
+        while True:
+            await asyncio.sleep(0.5)
+            new, offset = await asyncio.to_thread(read_events, journal_path(), offset)
+            for event in new:
+                self.publish({"kind": "event", "event": event.to_json()})
+
+    async def _watch_config(self) -> None:
+        """One config reader: an edit from any client or a text editor takes effect within a poll interval; a bad
+        one is reported to every client and the old config kept. Unchanged nodes keep their connections."""
+        seen = _stamp(self.config)
+        while True:
+            await asyncio.sleep(max(0.5, self.cluster.poll_interval))
+            now = _stamp(self.config)
+            if now == seen or self.config is None:
+                continue
+            seen = now
+            try:
+                cluster = await asyncio.to_thread(load_cluster, self.config)
+            except ConfigError as exc:
+                self.config_problem = str(exc)
+                log.error("config: %s; keeping the config it had", exc)
+                self.publish({"kind": "config-error", "message": f"{exc}; the daemon keeps the config it had"})
+                continue
+            self.config_problem = None
+            await self.use(cluster)
+
+    async def use(self, cluster: Cluster) -> None:
+        old = self.state.nodes
+        self.cluster = cluster
+        await self.pool.use(cluster)
+        self.state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
+        for name, status in old.items():
+            if name in self.state.nodes and status.address == self.state.nodes[name].address:
+                self.state.nodes[name] = status
+        self.supervisor.stop_one("dispatcher")
+        if self.runtime is not None:
+            self.runtime.release()
+        self.start_runtime()
+        log.info("config: nodes now %s", ", ".join(n.name for n in cluster.nodes))
+        self.publish({"kind": "config", "nodes": [to_wire(s, history=True) for s in self.state.nodes.values()]})
+
+    async def _watch_idle(self) -> None:
+        """Exit after [daemon] idle_exit with no client, no unfinished job and no service (0: never)."""
+        while True:
+            await asyncio.sleep(1.0)
+            limit = self.cluster.daemon.idle_exit
+            if not limit or self.subscribers or self.requests:
+                self.last_activity = time.monotonic()
+                continue
+            if await asyncio.to_thread(self.store.active):
+                self.last_activity = time.monotonic()
+                continue
+            if time.monotonic() - self.last_activity >= limit:
+                log.info("idle for %.0f s with no client and no job: exiting", limit)
+                self.stop()
+                return
+
+    # --- the socket --------------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def same_user(self, request: web.Request, handler) -> web.StreamResponse:
+        """Only our own uid: the folder is private too, but a peer's credentials are the proof."""
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        if sock is not None and sock.family == socket.AF_UNIX:
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _, uid, _ = struct.unpack("3i", creds)
+            if uid != os.getuid():
+                return web.json_response({"error": f"uid {uid} may not use this daemon"}, status=403)
+        return await handler(request)
+
+    @web.middleware
+    async def count(self, request: web.Request, handler) -> web.StreamResponse:
+        self.requests += 1
+        self.last_activity = time.monotonic()
+        try:
+            return await handler(request)
+        finally:
+            self.requests -= 1
+            self.last_activity = time.monotonic()
+
+    def routes(self) -> list[web.RouteDef]:
+        from ugro_tui.web.api import PREFIX, Api
+
+        api = Api(self.cluster, self.store, self.state, self.pool, self.note, state_of=lambda: self.state)
+        return [
+            *api.routes(),
+            web.get(f"{PREFIX}/daemon", self.status_doc),
+            web.post(f"{PREFIX}/daemon/kick", self.kick),
+            web.post(f"{PREFIX}/daemon/stop", self.stop_request),
+            web.get(f"{PREFIX}/stream", self.stream),
+        ]
+
+    def note(self) -> str:
+        return self.runtime.note if self.runtime is not None else "dispatch: starting"
+
+    def status(self) -> dict[str, Any]:
+        connections = {n.name: self.pool.connected(n.name) for n in self.cluster.nodes}
+        return {"pid": os.getpid(), "version": __version__, "uptime_s": round(time.time() - self.started, 1),
+                "socket": str(where.socket_path()), "config": str(self.config) if self.config else None,
+                "clients": len(self.subscribers), "connections": connections,
+                "dispatcher": self.note(), "dispatching": bool(self.runtime and self.runtime.mine),
+                "rounds": self.rounds, "left": self.left, "config_problem": self.config_problem,
+                "idle_exit_s": self.cluster.daemon.idle_exit, "tasks": self.supervisor.to_json()}
+
+    async def status_doc(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status())
+
+    async def kick(self, request: web.Request) -> web.Response:
+        if self.runtime is not None:
+            self.runtime.kick()
+        return web.json_response({"ok": True, "rounds": self.rounds})
+
+    async def stop_request(self, request: web.Request) -> web.Response:
+        asyncio.get_running_loop().call_later(0.05, self.stop)
+        return web.json_response({"ok": True, "pid": os.getpid()})
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """Newline-delimited JSON: a hello with every node (history included), then each change as it happens."""
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE)
+        self.subscribers.add(queue)
+        try:
+            hello = {"kind": "hello", "version": __version__, "pid": os.getpid(), "dispatcher": self.note(),
+                     "nodes": [to_wire(s, history=True) for s in self.state.nodes.values()]}
+            await response.write(json.dumps(hello).encode() + b"\n")
+            while True:
+                message = await queue.get()
+                if message is None:
+                    break
+                await response.write(json.dumps(message).encode() + b"\n")
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            self.subscribers.discard(queue)
+        return response
+
+
+def run_foreground(cluster: Cluster, config: Path | None, *, level: int = logging.INFO) -> int:
+    """`ugro daemon run` (and `ugro scheduler`): until SIGTERM/SIGINT, `ugro daemon stop` or idle exit."""
+    logging.raiseExceptions = False  # a full disk while logging must never stop dispatching
+    logging.basicConfig(level=level, format="%(asctime)s ugro daemon: %(message)s")
+    daemon = Daemon(cluster, config)
+    daemon.claim()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, daemon.stop)
+        await daemon.serve()
+
+    asyncio.run(main())
+    return 0
