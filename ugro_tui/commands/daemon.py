@@ -49,13 +49,14 @@ def start(cluster: Cluster) -> int:
     return 0
 
 
-def stop(timeout: float = 60.0) -> int:
+def stop(timeout: float = 60.0, quiet: bool = False) -> int:
     """Ask the daemon to stop and wait until it has gone; its jobs keep running on their nodes."""
     client = Client()
     try:
         doc = client.call("POST", "daemon/stop")
     except NoDaemon:
-        print("no ugro daemon runs")
+        if not quiet:
+            print("no ugro daemon runs")
         return 0
     pid = int(doc["pid"])
     deadline = time.monotonic() + timeout
@@ -63,7 +64,8 @@ def stop(timeout: float = 60.0) -> int:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            print(f"ugro daemon pid {pid} stopped (running jobs go on; the next daemon follows them)")
+            if not quiet:
+                print(f"ugro daemon pid {pid} stopped (running jobs go on; the next daemon follows them)")
             return 0
         time.sleep(0.05)
     raise UgroError(f"the daemon pid {pid} did not stop within {timeout:.0f} s")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ugro_tui import paths
 from ugro_tui.config import Cluster, parse_cluster
+from ugro_tui.errors import UgroError
 
 
 @contextmanager
@@ -31,6 +32,10 @@ def demo_cluster(poll_interval: float = 1.0) -> Iterator[tuple[Cluster, Path]]:
 
     def hung_up(signum: int, _frame: object) -> None:
         """The terminal went away (or a kill): clean up as on Ctrl+C, then go; nothing of the demo stays."""
+        from ugro_tui.commands.daemon import stop
+
+        with suppress(UgroError):
+            stop(timeout=10, quiet=True)
         _stop_demo_jobs(root)
         lab.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -162,14 +167,20 @@ def run(args: Namespace) -> int:
         print(f"ugro demo: config at {config}; press Ctrl+C to stop", flush=True)
         os.environ["XDG_STATE_HOME"] = str(config.parent / "state")  # the demo's queue is its own
         if not args.plain and sys.stdout.isatty():
-            print(f"ugro demo: {submit_demo_job(cluster)}", flush=True)
+            from ugro_tui.commands.daemon import stop
+            from ugro_tui.core.daemon.client import spawn, wait_until_up
             from ugro_tui.ui.app import make_app
 
-            start_stray_notebook(cluster, config.parent)
-            app = make_app(cluster)
-            if args.duration is not None:
-                app.call_later(lambda: app.set_timer(args.duration, app.exit))
-            app.run()
+            daemon = wait_until_up(spawn(config))  # the demo's own, on its own state; it goes with the lab
+            try:
+                print(f"ugro demo: {submit_demo_job(cluster)}", flush=True)
+                start_stray_notebook(cluster, config.parent)
+                app = make_app(cluster, daemon=daemon)
+                if args.duration is not None:
+                    app.call_later(lambda: app.set_timer(args.duration, app.exit))
+                app.run()
+            finally:
+                stop(quiet=True)
             print(notifications(config.parent))
             print("ugro demo: stopped, and every node process cleaned up.")
             return 0

@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
 from ugro_tui.config import Cluster
+from ugro_tui.core.daemon.client import Client
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.telemetry.model import ClusterState, NodeStatus
@@ -49,7 +50,7 @@ class UgroApp(ReadOnlyAware, App[None]):
 
     def __init__(self, cluster: Cluster, *, monitor: bool = True, clock: Callable[[], float] = time.time,
                  state: ClusterState | None = None, keymap: dict[str, str] | None = None,
-                 store: JobStore | None = None, dispatch: bool | None = None) -> None:
+                 store: JobStore | None = None, dispatch: bool | None = None, daemon: Client | None = None) -> None:
         super().__init__()
         self.store = store or JobStore()
         self.dispatch = monitor if dispatch is None else dispatch
@@ -64,6 +65,12 @@ class UgroApp(ReadOnlyAware, App[None]):
         self.failures: list[str] = []  # every worker failure, in order (the notifications fade; tests read these)
         self._theme_names: list[str] = []
         self._events_offset: int | None = None
+        self.daemon = daemon  # the daemon this app follows: it owns telemetry and dispatch, not this process
+        if daemon is not None:
+            from ugro_tui.ui.daemon_link import prefetch
+
+            self.dispatch = False
+            self.session.dispatch_note = prefetch(daemon, self.monitor_state)
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return THEME_VARIABLE_DEFAULTS
@@ -77,7 +84,9 @@ class UgroApp(ReadOnlyAware, App[None]):
             themes.DEFAULT_THEME if themes.DEFAULT_THEME in self.available_themes else "textual-dark")
         if self._keymap:
             self.set_keymap(self._keymap)
-        if self.use_monitor:
+        if self.daemon is not None:
+            self.follow_daemon()
+        elif self.use_monitor:
             self.run_monitor()
         if self.dispatch:
             self.run_dispatcher()
@@ -90,9 +99,36 @@ class UgroApp(ReadOnlyAware, App[None]):
         if self.is_mounted:
             themes.save_setting("theme", theme)
 
+    @work(group="telemetry", name="daemon", description="telemetry and news from the ugro daemon", exit_on_error=False)
+    async def follow_daemon(self) -> None:
+        from ugro_tui.ui.daemon_link import follow
+
+        await follow(self)
+
+    def daemon_config_changed(self) -> None:
+        """The daemon read a changed cluster.toml: this app reads it too, then the daemon's hello fills it."""
+        from ugro_tui.config import load_cluster
+        from ugro_tui.errors import ConfigError
+
+        try:
+            cluster = load_cluster(self.cluster.source)
+        except (ConfigError, OSError) as exc:
+            self.notify(f"{exc}", severity="error", timeout=8)
+            return
+        self.use_cluster(cluster)
+
+    def retry_node(self, name: str) -> None:
+        """Skip a node's reconnect backoff (the user pressed retry), wherever telemetry runs."""
+        if self.daemon is not None:
+            client = self.daemon
+            self.run_worker(lambda: client.call("POST", f"daemon/retry/{name}"), thread=True, group="retry",
+                            description=f"retry {name}", exit_on_error=False)
+        elif self.monitor is not None:
+            self.monitor.retry_now(name)
+
     @work(group="telemetry", name="monitor", description="GPU telemetry from every node", exit_on_error=False)
     async def run_monitor(self) -> None:
-        self.monitor = Monitor(self.cluster, on_change=self._node_changed, state=self.monitor_state, pool=self.pool)
+        self.monitor = Monitor(self.cluster, on_change=self.node_changed, state=self.monitor_state, pool=self.pool)
         async with self.monitor:
             await self.monitor.wait_forever()
 
@@ -129,7 +165,7 @@ class UgroApp(ReadOnlyAware, App[None]):
         self.failures.append(f"{worker.description or worker.name}: {worker.error}")
         self.notify(self.failures[-1], severity="error", timeout=10)
 
-    def _node_changed(self, status: NodeStatus) -> None:
+    def node_changed(self, status: NodeStatus) -> None:
         self.post_message(NodeUpdated(status))
 
     def on_node_updated(self, message: NodeUpdated) -> None:
@@ -167,7 +203,10 @@ class UgroApp(ReadOnlyAware, App[None]):
         for name, status in old.items():  # unchanged nodes keep their history while they reconnect
             if name in self.monitor_state.nodes and status.address == self.monitor_state.nodes[name].address:
                 self.monitor_state.nodes[name] = status
-        if self.use_monitor:
+        if self.daemon is not None:
+            self.workers.cancel_group(self, "telemetry")
+            self.follow_daemon()
+        elif self.use_monitor:
             self.workers.cancel_group(self, "telemetry")
             self.run_monitor()
         if self.dispatch:
@@ -235,5 +274,10 @@ class UgroApp(ReadOnlyAware, App[None]):
 
 
 def make_app(cluster: Cluster, **options) -> UgroApp:
-    """The one factory for the CLI, the demo and the tests."""
+    """The one factory for the CLI, the demo and the tests. A live app follows the daemon (started in the
+    background when none answers); only with auto-start off and no daemon does it run telemetry itself."""
+    if options.get("monitor", True) and "daemon" not in options:
+        from ugro_tui.ui.daemon_link import find_daemon
+
+        options["daemon"] = find_daemon(cluster)
     return UgroApp(cluster, keymap=dict(cluster.keys), **options)

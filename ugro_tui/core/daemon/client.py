@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,27 @@ def _lock_held() -> bool:
     finally:
         f.close()
     return False
+
+
+async def subscribe(path: Path | None = None) -> AsyncIterator[dict[str, Any]]:
+    """The daemon's pushed messages, one dict each, starting with its hello; ends when the daemon goes (the
+    caller reconnects). A line that is not a JSON object is skipped."""
+    import aiohttp
+
+    connector = aiohttp.UnixConnector(path=str(path or where.socket_path()))
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+    try:
+        # A hello carries every node's history: at 64 nodes x 8 GPUs a line of some hundred KB.
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, read_bufsize=4 << 20) as session, \
+                session.get("http://daemon/api/v1/stream") as response:
+            if response.status != 200:
+                raise UgroError(f"the daemon refused the stream: HTTP {response.status}")
+            async for line in response.content:
+                try:
+                    doc = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(doc, dict):
+                    yield doc
+    except aiohttp.ClientError as exc:  # refused, reset, or cut mid-message: the daemon went
+        raise NoDaemon(f"{type(exc).__name__}: {exc}") from None

@@ -298,7 +298,9 @@ class Daemon:
         return [
             *api.routes(),
             web.get(f"{PREFIX}/daemon", self.status_doc),
+            web.get(f"{PREFIX}/daemon/nodes", self.nodes_doc),
             web.post(f"{PREFIX}/daemon/kick", self.kick),
+            web.post(f"{PREFIX}/daemon/retry/{{node}}", self.retry),
             web.post(f"{PREFIX}/daemon/stop", self.stop_request),
             web.get(f"{PREFIX}/stream", self.stream),
         ]
@@ -318,10 +320,26 @@ class Daemon:
     async def status_doc(self, request: web.Request) -> web.Response:
         return web.json_response(self.status())
 
+    def hello(self) -> dict[str, Any]:
+        """What a new client needs for its first frame: every node with its history, and who dispatches."""
+        return {"kind": "hello", "version": __version__, "pid": os.getpid(), "dispatcher": self.note(),
+                "nodes": [to_wire(s, history=True) for s in self.state.nodes.values()]}
+
+    async def nodes_doc(self, request: web.Request) -> web.Response:
+        return web.json_response(self.hello())
+
     async def kick(self, request: web.Request) -> web.Response:
         if self.runtime is not None:
             self.runtime.kick()
         return web.json_response({"ok": True, "rounds": self.rounds})
+
+    async def retry(self, request: web.Request) -> web.Response:
+        """Skip a node's reconnect backoff (a client's user pressed retry, or trusted its host key)."""
+        name = request.match_info["node"]
+        if name not in self.state.nodes or self.monitor is None:
+            return web.json_response({"error": f"no node {name!r}"}, status=404)
+        self.monitor.retry_now(name)
+        return web.json_response({"ok": True})
 
     async def stop_request(self, request: web.Request) -> web.Response:
         asyncio.get_running_loop().call_later(0.05, self.stop)
@@ -334,9 +352,7 @@ class Daemon:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE)
         self.subscribers.add(queue)
         try:
-            hello = {"kind": "hello", "version": __version__, "pid": os.getpid(), "dispatcher": self.note(),
-                     "nodes": [to_wire(s, history=True) for s in self.state.nodes.values()]}
-            await response.write(json.dumps(hello).encode() + b"\n")
+            await response.write(json.dumps(self.hello()).encode() + b"\n")
             while True:
                 message = await queue.get()
                 if message is None:

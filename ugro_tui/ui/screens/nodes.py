@@ -278,8 +278,7 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             self.notify(f"{name}: {result.detail or result.result}", severity="error", timeout=8)
             return
         self.notify(f"{name}: host key trusted and saved to known_hosts", timeout=4)
-        if self.app.monitor is not None:
-            self.app.monitor.retry_now(name)
+        self.app.retry_node(name)
 
     def action_users(self) -> None:
         from ugro_tui.ui.screens.users import UsersScreen
@@ -337,5 +336,5 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
                         else 10)
 
     def action_retry(self) -> None:
-        if self.cursor is not None and self.app.monitor is not None:
-            self.app.monitor.retry_now(self.cursor[0])
+        if self.cursor is not None:
+            self.app.retry_node(self.cursor[0])
