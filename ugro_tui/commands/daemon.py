@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from argparse import Namespace
 from pathlib import Path
 
 from ugro_tui.config import Cluster
 from ugro_tui.core.daemon import where
-from ugro_tui.core.daemon.client import Client, NoDaemon, spawn, version_note, wait_until_up
+from ugro_tui.core.daemon.client import Client, NoDaemon, running, spawn, version_note, wait_until_up
 from ugro_tui.errors import UgroError
 
 
@@ -61,9 +60,7 @@ def stop(timeout: float = 60.0, quiet: bool = False) -> int:
     pid = int(doc["pid"])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not running(pid):
             if not quiet:
                 print(f"ugro daemon pid {pid} stopped (running jobs go on; the next daemon follows them)")
             return 0

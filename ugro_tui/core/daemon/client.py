@@ -96,31 +96,43 @@ def autostart_allowed(cluster: Cluster) -> bool:
     return cluster.daemon.autostart and os.environ.get("UGRO_AUTOSTART", "1") not in ("0", "false", "no")
 
 
-def spawn(config: Path | None) -> subprocess.Popen[bytes]:
-    """A daemon in the background, in a session of its own, its output appended to daemon.log."""
+def spawn(config: Path | None) -> int:
+    """A daemon in the background, in a session of its own, its output appended to daemon.log; returns its pid.
+    A shell starts it and exits, so the daemon is nobody's child (no zombie in the app that started it)."""
     log = where.log_path()
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "ugro_tui", "daemon", "run"]
     if config is not None:
         argv += ["--config", str(config)]
-    with open(log, "ab") as out:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+    shell = subprocess.run(["sh", "-c", 'log=$1; shift; setsid "$@" </dev/null >>"$log" 2>&1 & echo $!', "sh",
+                            str(log), *argv], capture_output=True, check=False, timeout=10)
+    text = shell.stdout.decode().strip()
+    if not text.isdecimal():
+        raise UgroError(f"could not start the daemon: {shell.stderr.decode().strip() or shell.returncode}")
+    return int(text)
 
 
-def wait_until_up(process: subprocess.Popen[bytes] | None, timeout: float = START_TIMEOUT) -> Client:
+def running(pid: int) -> bool:
+    """Whether the process lives (a zombie does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_until_up(pid: int | None, timeout: float = START_TIMEOUT) -> Client:
     """Until the daemon answers. A daemon that loses the start race exits at once; the winner answers."""
     client = Client()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if client.alive():
             return client
-        if process is not None and process.poll() not in (None, 0):
+        if pid is not None and not running(pid):
             tail = _log_tail()
             if "runs already" not in tail:
-                raise UgroError(f"the daemon did not start: {tail or f'exit {process.returncode}'} "
-                                f"(see {where.log_path()})")
-            process = None  # another one won the race: wait for it
+                raise UgroError(f"the daemon did not start: {tail or 'it exited'} (see {where.log_path()})")
+            pid = None  # another one won the race: wait for it
         time.sleep(0.05)
     raise UgroError(f"the daemon did not answer within {timeout:.0f} s (see {where.log_path()})")
 
