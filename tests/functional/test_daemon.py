@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ugro_tui.core.daemon.client import running
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import private_lab
@@ -89,8 +90,7 @@ def test_a_killed_daemon_is_replaced_and_its_running_job_is_adopted_not_started_
     wait(lambda: job(config, 1)["state"] == "running", 30, "the job to run")
     first = status(config)
     os.kill(first["pid"], signal.SIGKILL)
-    wait(lambda: not Path(f"/proc/{first['pid']}").exists() or
-         "Z" in Path(f"/proc/{first['pid']}/stat").read_text().split()[2], 10, "the daemon to die")
+    wait(lambda: not running(first["pid"]), 10, "the daemon to die")
     # Its socket file is left behind; the next client detects it is stale and starts a new daemon.
     assert Path(first["socket"]).exists()
     done = ugro(config, "daemon", "start")
@@ -146,6 +146,146 @@ def test_the_daemon_exits_by_itself_when_idle(config: Path) -> None:
     config.write_text(config.read_text() + "\n[daemon]\nidle_exit = 1\n")
     assert ugro(config, "daemon", "start").returncode == 0
     pid = status(config)["pid"]
-    wait(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
-         30, "the idle daemon to exit")
+    wait(lambda: not running(pid), 30, "the idle daemon to exit")
     assert status(config) is None
+
+
+def test_ugro_web_beside_a_running_daemon_is_served_by_it_with_no_runtime_of_its_own(config: Path,
+                                                                                     lab: LoopbackCluster) -> None:
+    import urllib.request
+
+    from ugro_tui.sim.loopback import free_port
+
+    assert ugro(config, "daemon", "start").returncode == 0
+    daemon = status(config)
+    wait(lambda: status(config)["connections"] == {"node0": 1, "node1": 1, "node2": 1}, 30, "the daemon's nodes")
+    port = free_port("127.0.0.1")
+    proc = subprocess.Popen([sys.executable, "-m", "ugro_tui", "web", "--port", str(port), "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()  # printed once the daemon accepts on the port
+        assert url.startswith(f"http://127.0.0.1:{port}/?token="), proc.stderr.read() if proc.poll() else url
+        token = url.split("token=")[1]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/cluster/health",
+                                         headers={"Authorization": f"Bearer {token}"})
+        health = json.loads(urllib.request.urlopen(request, timeout=10).read())
+        assert health["nodes_total"] == 3
+        for node in lab.nodes:  # still the daemon's one connection per node, none of `ugro web`'s
+            assert ssh_connections_to(node.port) == {daemon["pid"]: 1}, node
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    with pytest.raises(OSError):  # the view went with `ugro web`; the daemon stays
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=5)
+    assert status(config)["pid"] == daemon["pid"]
+
+
+def test_a_task_that_raises_is_in_the_status_and_the_events_and_the_daemon_goes_on(
+        config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real daemon (in this process, on its real socket and the lab) whose event reader raises once."""
+    import asyncio
+    import threading
+
+    from ugro_tui.config import load_cluster
+    from ugro_tui.core.daemon import service, watchers
+
+    calls = 0
+
+    async def breaks_once(publish, every: float = 0.5) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the journal reader broke")
+        await watchers.watch_events(publish, every)
+
+    monkeypatch.setattr(service, "watch_events", breaks_once)
+    daemon = service.Daemon(load_cluster(config), config)
+    daemon.claim()
+    thread = threading.Thread(target=lambda: asyncio.run(daemon.serve()), daemon=True)
+    thread.start()
+    try:
+        def failed_and_restarted() -> bool:
+            doc = status(config)
+            task = next((t for t in doc["tasks"] if t["name"] == "events"), None) if doc else None
+            return bool(task and task["restarts"] >= 1 and calls >= 2)
+
+        wait(failed_and_restarted, 30, "the failed task to be restarted")
+        task = next(t for t in status(config)["tasks"] if t["name"] == "events")
+        assert task["last_error"] == "RuntimeError: the journal reader broke"
+        events = json.loads(ugro(config, "events", "--json").stdout)["events"]
+        said = [e for e in events if e["event"] == "daemon-error"]
+        assert [e["message"] for e in said] == [
+            "daemon task events failed: RuntimeError: the journal reader broke; restarting it"], events
+        assert ugro(config, "submit", "--kind", "command", "--", "true").returncode == 0  # still dispatching
+        wait(lambda: job(config, 1)["state"] == "succeeded", 30, "the job to run")
+    finally:
+        daemon.stop_soon()
+        thread.join(30)
+
+
+def daemon_links(port: int, pid: int) -> list[str]:
+    """The daemon's connections to a node's sshd port, by their local address (the same after a restart of the
+    agent means the connection was kept)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", f"( dport = :{port} )"], capture_output=True,
+                         text=True, check=True).stdout
+    return sorted(line.split()[2] for line in out.splitlines() if f"pid={pid}," in line)
+
+
+def agents_of(folder: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                words = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(w.endswith(b".py") and b"agent-" in w for w in words) and str(folder).encode() in words:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_agent_is_restarted_on_the_same_connection(config: Path, lab: LoopbackCluster) -> None:
+    assert ugro(config, "daemon", "start").returncode == 0
+    pid = status(config)["pid"]
+    workdir = config.parent / "lab-work" / "node0"
+    wait(lambda: len(agents_of(workdir)) == 1, 30, "node0's agent")
+    port = lab.nodes[0].port
+    before = daemon_links(port, pid)
+    assert len(before) == 1
+    [agent] = agents_of(workdir)
+    os.kill(agent, signal.SIGKILL)
+    wait(lambda: agents_of(workdir) and agents_of(workdir) != [agent], 30, "a new agent on node0")
+    wait(lambda: json.loads(ugro(config, "status", "--json").stdout)["nodes"][0]["state"] == "online", 30,
+         "node0 online again")
+    assert daemon_links(port, pid) == before  # the same connection: nothing in flight on it was cut
+
+
+def test_the_daemon_killed_again_and_again_loses_no_job_starts_none_twice_and_logs_stay_exact(
+        config: Path, tmp_path: Path) -> None:
+    import random
+    import time
+
+    marker = tmp_path / "starts"
+    script = f'echo "$UGRO_JOB_ID $UGRO_NODE" >> {marker}; for i in $(seq 1 25); do echo line $i; sleep 0.1; done'
+    ids = []
+    for _ in range(3):
+        done = ugro(config, "submit", "--kind", "command", "--nnodes", "3", "--", "sh", "-c", script)
+        assert done.returncode == 0, done.stderr
+        ids.append(int(done.stdout))
+    rng = random.Random(5)
+    for _ in range(10):
+        wait(lambda: status(config) is not None, 30, "a daemon")
+        time.sleep(rng.uniform(0.1, 1.2))
+        pid = status(config)["pid"]
+        os.kill(pid, signal.SIGKILL)
+        wait(lambda pid=pid: not running(pid), 10, "the daemon to go")
+        assert ugro(config, "daemon", "start").returncode == 0  # the next client starts the next daemon
+    for job_id in ids:
+        wait(lambda job_id=job_id: job(config, job_id)["state"] == "succeeded", 90, f"job {job_id} to succeed")
+    starts = marker.read_text().split("\n")
+    assert sorted(s for s in starts if s) == sorted(f"{j} node{n}" for j in ids for n in range(3))  # once each
+    expected = "".join(f"line {i}\n" for i in range(1, 26))
+    for job_id in ids:
+        assert job(config, job_id)["attempt"] == 1
+        for rank in range(3):
+            assert ugro(config, "logs", str(job_id), "--rank", str(rank)).stdout == expected, (job_id, rank)

@@ -166,27 +166,29 @@ def run(args: Namespace) -> int:
     with demo_cluster() as (cluster, config):
         print(f"ugro demo: config at {config}; press Ctrl+C to stop", flush=True)
         os.environ["XDG_STATE_HOME"] = str(config.parent / "state")  # the demo's queue is its own
-        if not args.plain and sys.stdout.isatty():
-            from ugro_tui.commands.daemon import stop
-            from ugro_tui.core.daemon.client import spawn, wait_until_up
-            from ugro_tui.ui.app import make_app
+        from ugro_tui.commands.daemon import stop
+        from ugro_tui.core.daemon.client import spawn, wait_until_up
 
-            daemon = wait_until_up(spawn(config))  # the demo's own, on its own state; it goes with the lab
-            try:
+        daemon = wait_until_up(spawn(config))  # the demo's own, on its own state; it goes with the lab
+        try:
+            if not args.plain and sys.stdout.isatty():
+                from ugro_tui.ui.app import make_app
+
                 print(f"ugro demo: {submit_demo_job(cluster)}", flush=True)
                 start_stray_notebook(cluster, config.parent)
                 app = make_app(cluster, daemon=daemon)
                 if args.duration is not None:
                     app.call_later(lambda: app.set_timer(args.duration, app.exit))
                 app.run()
-            finally:
                 stop(quiet=True)
-            print(notifications(config.parent))
-            print("ugro demo: stopped, and every node process cleaned up.")
-            return 0
-        args.watch, args.json = True, False
-        args.count = None if args.duration is None else max(1, int(args.duration / cluster.poll_interval))
-        with suppress(KeyboardInterrupt):
-            status.run(args, cluster)
+                print(notifications(config.parent))
+                print("ugro demo: stopped, and every node process cleaned up.")
+                return 0
+            args.watch, args.json = True, False
+            args.count = None if args.duration is None else max(1, int(args.duration / cluster.poll_interval))
+            with suppress(KeyboardInterrupt):
+                status.run(args, cluster)
+        finally:
+            stop(quiet=True)
     print("ugro demo: stopped, and every node process cleaned up.")
     return 0

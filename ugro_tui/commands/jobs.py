@@ -117,6 +117,12 @@ def queue(args: Namespace, cluster: Cluster) -> int:
     print(render(("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON"), rows)
           if rows else "no jobs")
     _say_damaged(store)
+    if any(not j.state.finished for j in jobs):
+        from ugro_tui.core.daemon.client import nobody_dispatches
+
+        note = nobody_dispatches()
+        if note:
+            print(note, file=sys.stderr)
     return 0
 
 
@@ -150,4 +156,7 @@ def change_state(args: Namespace, cluster: Cluster) -> int:
     store = JobStore()
     for job_id in parse_ids(args.jobs):
         print(ACTIONS[args.verb](store, job_id))
+    from ugro_tui.core.daemon.client import kick
+
+    kick()  # a running daemon acts on it now (a cancel stops the processes within a round trip)
     return 0

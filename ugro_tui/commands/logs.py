@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from ugro_tui.commands.jobs import parse_ids
 from ugro_tui.config import Cluster
+from ugro_tui.core.daemon.client import connect
 from ugro_tui.core.jobs.logs import (
     CopyReader,
     LineCarry,
@@ -44,10 +45,10 @@ def _render(source: Source, line: bytes, args: Namespace) -> bytes | None:
 READ_AT_ONCE = 1 << 20  # bytes of one log file read per step
 
 
-async def follow_logs(store: JobStore, job_id: int, pool: Pool, *, rank: int | None = None,
+async def follow_logs(store: JobStore, job_id: int, pool: Pool | None, *, rank: int | None = None,
                       node: str | None = None, follow: bool = False) -> AsyncIterator[bytes]:
     """A job's output as `ugro logs` prints it, chunk by chunk; with `follow`, until the job ends (the web API
-    streams the same)."""
+    streams the same). Without a pool, from the log copies alone: the daemon keeps them current."""
     args = Namespace(rank=rank, node=node)
     job = await asyncio.to_thread(store.get, job_id)
     if not job.runs:
@@ -59,8 +60,8 @@ async def follow_logs(store: JobStore, job_id: int, pool: Pool, *, rank: int | N
     reader = CopyReader(job, limit=READ_AT_ONCE)  # a long log is read and sent in pieces, never whole
     while True:
         for name, run in job.runs:
-            via = read_via(pool.cluster, job, name)
-            if via in pool and run.run_dir:
+            via = read_via(pool.cluster, job, name) if pool is not None else None
+            if pool is not None and via in pool and run.run_dir:
                 try:
                     await sync_node(pool.get(via), job, name, run.run_dir)
                 except Exception as exc:  # an unreachable node: say so, keep the rest going
@@ -96,8 +97,13 @@ async def _run(args: Namespace, cluster: Cluster) -> int:
     if (wanted is not None and wanted != job.attempt) or (not job.runs and job.attempt > 0):
         return _print_attempts(job, args, wanted)
     out = sys.stdout.buffer
+    try:  # a daemon copies the logs as they grow: read its copies, open no connection (-f starts one)
+        daemon = await asyncio.to_thread(connect, cluster, start=args.follow)
+    except UgroError:
+        daemon = None
     async with Pool(cluster) as pool:
-        async for chunk in follow_logs(store, job_id, pool, rank=args.rank, node=args.node, follow=args.follow):
+        async for chunk in follow_logs(store, job_id, None if daemon else pool, rank=args.rank, node=args.node,
+                                       follow=args.follow):
             out.write(chunk)
             out.flush()
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -10,9 +11,12 @@ from argparse import Namespace
 
 from ugro_tui.commands.table import DASH, fmt, render
 from ugro_tui.config import Cluster
+from ugro_tui.core.daemon.client import Client, NoDaemon, connect, subscribe
 from ugro_tui.core.telemetry.model import ClusterState, NodeState, byte_rate, short_model
 from ugro_tui.core.telemetry.monitor import Monitor
 from ugro_tui.core.telemetry.users import UserUsage, by_user, job_users
+from ugro_tui.core.telemetry.wire import apply_hello, apply_wire
+from ugro_tui.errors import UgroError
 
 
 def format_state(state: ClusterState, cluster_name: str, now: float) -> str:
@@ -95,33 +99,85 @@ def _gb(mib: int | None) -> float | None:
 async def _once(cluster: Cluster, as_json: bool, users: bool = False) -> int:
     async with Monitor(cluster) as monitor:
         await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
-        out = monitor.state
-        if users:
-            found = users_of(out, cluster)
-            print(json.dumps({"users": [u.to_json() for u in found]}, indent=2) if as_json else format_users(found))
-        else:
-            print(json.dumps(out.to_json(), indent=2) if as_json else format_state(out, cluster.name, time.time()))
+        return _print_once(cluster, monitor.state, as_json, users)
+
+
+def _print_once(cluster: Cluster, out: ClusterState, as_json: bool, users: bool) -> int:
+    if users:
+        found = users_of(out, cluster)
+        print(json.dumps({"users": [u.to_json() for u in found]}, indent=2) if as_json else format_users(found))
+    else:
+        print(json.dumps(out.to_json(), indent=2) if as_json else format_state(out, cluster.name, time.time()))
     return 0 if all(n.healthy for n in out.nodes.values()) else 1
 
 
-async def _watch(cluster: Cluster, as_json: bool, count: int | None) -> int:
-    tty = sys.stdout.isatty() and not as_json
-    shown = 0
+async def _watch(cluster: Cluster, as_json: bool, count: int | None, daemon: Client | None) -> int:
+    """Every poll interval, the state as the daemon pushes it (no connection of our own), or, with no daemon
+    and auto-start off, from telemetry of our own."""
+    if daemon is not None:
+        state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
+        mirror = asyncio.create_task(_mirror(cluster, state))
+        try:
+            return await _show(cluster, state, as_json, count)
+        finally:
+            mirror.cancel()
     async with Monitor(cluster) as monitor:
         await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
-        while count is None or shown < count:
-            if as_json:
-                print(json.dumps(monitor.state.to_json()), flush=True)
-            else:
-                text = format_state(monitor.state, cluster.name, time.time())
-                sys.stdout.write(("\x1b[H\x1b[2J" if tty else ("\n" if shown else "")) + text + "\n")
-                sys.stdout.flush()
-            shown += 1
-            await asyncio.sleep(cluster.poll_interval)
+        return await _show(cluster, monitor.state, as_json, count)
+
+
+async def _mirror(cluster: Cluster, state: ClusterState) -> None:
+    """Keep `state` as the daemon pushes it; a daemon that goes is replaced (or waited for)."""
+    while True:
+        with contextlib.suppress(NoDaemon):
+            async for message in subscribe():
+                if message.get("kind") == "hello":
+                    apply_hello(state, message)
+                elif message.get("kind") == "node" and isinstance(message.get("node"), dict):
+                    doc = message["node"]
+                    if doc.get("name") in state.nodes:
+                        apply_wire(state.nodes[doc["name"]], doc)
+        await asyncio.sleep(0.5)
+        with contextlib.suppress(UgroError):
+            await asyncio.to_thread(connect, cluster)
+
+
+async def _show(cluster: Cluster, state: ClusterState, as_json: bool, count: int | None) -> int:
+    tty = sys.stdout.isatty() and not as_json
+    shown = 0
+    while count is None or shown < count:
+        if as_json:
+            print(json.dumps(state.to_json()), flush=True)
+        else:
+            text = format_state(state, cluster.name, time.time())
+            sys.stdout.write(("\x1b[H\x1b[2J" if tty else ("\n" if shown else "")) + text + "\n")
+            sys.stdout.flush()
+        shown += 1
+        await asyncio.sleep(cluster.poll_interval)
     return 0
+
+
+def _from_daemon(cluster: Cluster, client: Client) -> ClusterState | None:
+    state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
+    try:
+        apply_hello(state, client.call("GET", "daemon/nodes", timeout=5.0))
+    except UgroError:
+        return None
+    return state
 
 
 def run(args: Namespace, cluster: Cluster) -> int:
     if args.watch:
-        return asyncio.run(_watch(cluster, args.json, args.count))
+        try:
+            daemon = connect(cluster)  # started when none answers (auto-start)
+        except UgroError:
+            daemon = None
+        return asyncio.run(_watch(cluster, args.json, args.count, daemon))
+    try:
+        daemon = connect(cluster, start=False)  # once: a daemon that runs answers at once, else we look ourselves
+    except UgroError:
+        daemon = None
+    state = _from_daemon(cluster, daemon) if daemon is not None else None
+    if state is not None and all(n.state.value != "connecting" for n in state.nodes.values()):
+        return _print_once(cluster, state, args.json, getattr(args, "by_user", False))
     return asyncio.run(_once(cluster, args.json, getattr(args, "by_user", False)))

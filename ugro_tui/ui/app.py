@@ -117,6 +117,14 @@ class UgroApp(ReadOnlyAware, App[None]):
             return
         self.use_cluster(cluster)
 
+    def kick_daemon(self) -> None:
+        """After a submit or an action: the daemon runs a round now rather than at the next interval."""
+        if self.daemon is not None:
+            from ugro_tui.core.daemon.client import kick
+
+            self.run_worker(kick, thread=True, group="kick", description="ask the daemon for a round",
+                            exit_on_error=False)
+
     def retry_node(self, name: str) -> None:
         """Skip a node's reconnect backoff (the user pressed retry), wherever telemetry runs."""
         if self.daemon is not None:

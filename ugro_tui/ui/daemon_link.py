@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from ugro_tui.config import Cluster
 from ugro_tui.core.daemon.client import Client, NoDaemon, connect, subscribe, version_note
-from ugro_tui.core.telemetry.model import ClusterState, NodeStatus
-from ugro_tui.core.telemetry.wire import apply_wire
+from ugro_tui.core.telemetry.model import ClusterState
+from ugro_tui.core.telemetry.wire import apply_hello, apply_wire
 from ugro_tui.errors import UgroError
 
 if TYPE_CHECKING:
@@ -27,24 +27,13 @@ def find_daemon(cluster: Cluster) -> Client | None:
         return None
 
 
-def take_hello(state: ClusterState, hello: dict[str, Any]) -> list[NodeStatus]:
-    """Every node of a hello into `state` (history included); returns the statuses that changed."""
-    changed = []
-    for doc in hello.get("nodes") or ():
-        if isinstance(doc, dict) and doc.get("name") in state.nodes:
-            status = state.nodes[doc["name"]]
-            apply_wire(status, doc)
-            changed.append(status)
-    return changed
-
-
 def prefetch(client: Client, state: ClusterState) -> str:
     """Before the first frame: the daemon's live state (so gauges show at once); returns who dispatches."""
     try:
         hello = client.call("GET", "daemon/nodes", timeout=2.0)
     except UgroError:
         return ""
-    take_hello(state, hello)
+    apply_hello(state, hello)
     return _note(hello)
 
 
@@ -67,7 +56,7 @@ async def follow(app: UgroApp) -> None:
                     if note:
                         app.notify(note, severity="warning", timeout=15)
                     app.session.dispatch_note = _note(message)
-                    for status in take_hello(app.monitor_state, message):
+                    for status in apply_hello(app.monitor_state, message):
                         app.node_changed(status)
                 else:
                     take(app, message)

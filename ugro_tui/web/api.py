@@ -32,11 +32,12 @@ class Api:
     """Routes over the server's store, telemetry state and connections; `dispatcher()` says who dispatches."""
 
     def __init__(self, cluster: Cluster, store: JobStore, state: ClusterState, pool: Pool, dispatcher,
-                 state_of=None) -> None:
+                 state_of=None, changed=lambda: None) -> None:
         self.cluster = cluster
         self.store = store
         self._state = state
         self._state_of = state_of  # the daemon's state is replaced when cluster.toml changes
+        self.changed = changed  # after a submit or an action: the daemon runs a round at once
         self.pool = pool
         self.dispatcher = dispatcher
         self._jobs_cache: tuple[tuple, bytes] | None = None
@@ -129,6 +130,7 @@ class Api:
         if body.get("sync"):
             return error(400, "sync: copy code with `ugro submit --sync` on the master, not over the API")
         ids = await asyncio.to_thread(self._queue, body)
+        self.changed()
         return web.json_response({"ids": ids}, status=201)
 
     def _queue(self, body: dict[str, Any]) -> list[int]:
@@ -154,6 +156,7 @@ class Api:
         self._refuse_if_read_only(f"POST /api/v1/jobs/ID/{action}")
         job_id = self._job_id(request)
         said = await asyncio.to_thread(ACTIONS[action], self.store, job_id)
+        self.changed()
         return web.json_response({"ok": True, "message": said})
 
     async def logs(self, request: web.Request) -> web.StreamResponse:

@@ -1,11 +1,9 @@
-"""The web service: textual-serve (one app process per browser tab) behind a token, the JSON API, and the
-dispatcher when no other process dispatches. textual-serve has no authentication of its own, and its websocket
-accepts any Origin: every route here needs the token, and /ws also an Origin that matches the page's."""
+"""The web view, served by the daemon: textual-serve (one app process per browser tab, each a client of the
+daemon) behind a token, and the daemon's JSON API. textual-serve has no authentication of its own, and its
+websocket accepts any Origin: every route here needs the token, and /ws also an Origin that matches the page's."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import shlex
 import ssl
 import sys
@@ -15,20 +13,19 @@ from aiohttp import web
 from textual_serve.server import Server
 
 from ugro_tui.config import Cluster
-from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.pool import Pool
-from ugro_tui.core.telemetry.monitor import Monitor
-from ugro_tui.web.api import Api, error, errors_as_json
+from ugro_tui.web.api import error, errors_as_json
 from ugro_tui.web.token import same
 
 COOKIE = "ugro_token"
 MAX_BODY = 1 << 20
-log = logging.getLogger("ugro.web")
 
 
 class UgroWeb(Server):
+    """The browser view of a daemon: textual-serve's pages and websocket, and the daemon's API routes, behind
+    the token. It owns no connection, telemetry or dispatcher: every tab's app is a client of the daemon."""
+
     def __init__(self, cluster: Cluster, config: Path, *, host: str, port: int, token: str,
-                 tls: tuple[str, str] | None = None, dispatch: bool = True) -> None:
+                 tls: tuple[str, str] | None = None, routes: list[web.RouteDef] | None = None) -> None:
         command = f"{shlex.quote(sys.executable)} -m ugro_tui --config {shlex.quote(str(config))}"
         if cluster.read_only:
             command += " --read-only"
@@ -39,21 +36,12 @@ class UgroWeb(Server):
         self.cluster = cluster
         self.token = token
         self.tls = tls
-        self.dispatch = dispatch
-        self.store = JobStore()
-        self.pool = Pool(cluster)
-        self.monitor = Monitor(cluster, pool=self.pool)
-        self.runtime = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self.api_routes = routes or []
+        self.runner: web.AppRunner | None = None
 
     @property
     def start_url(self) -> str:
         return f"{self.public_url}/?token={self.token}"
-
-    def dispatcher_note(self) -> str:
-        if self.runtime is None:
-            return "not dispatching here (--no-dispatch)"
-        return self.runtime.note
 
     async def _make_app(self) -> web.Application:
         import aiohttp_jinja2
@@ -69,15 +57,12 @@ class UgroWeb(Server):
 
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self.authenticate, errors_as_json])
         aiohttp_jinja2.setup(app, loader=NoThirdParty(self.templates_path))
-        api = Api(self.cluster, self.store, self.monitor.state, self.pool, self.dispatcher_note)
         app.add_routes([
             web.get("/", self.handle_index, name="index"),
             web.get("/ws", self.handle_websocket, name="websocket"),
             web.static("/static", self.statics_path, name="static"),
-            *api.routes(),
+            *self.api_routes,
         ])
-        app.on_startup.append(self.on_startup)
-        app.on_shutdown.append(self.on_shutdown)
         return app
 
     @web.middleware
@@ -100,43 +85,24 @@ class UgroWeb(Server):
                 return error(403, "the websocket's Origin is not this page's")
         return await handler(request)
 
-    async def on_startup(self, app: web.Application) -> None:
-        self.monitor.start()
-        if self.dispatch:
-            from ugro_tui.core.runtime import Runtime
-
-            self.runtime = Runtime(self.cluster, self.store, self.monitor.state, self.pool, "web")
-            self._tasks.append(asyncio.create_task(self._dispatch(), name="web:dispatch"))
-
-    async def _dispatch(self) -> None:
-        assert self.runtime is not None
-        try:
-            await self.runtime.run(self.cluster.poll_interval, on_error=lambda exc: log.error("dispatcher: %s", exc))
-        finally:
-            self.runtime.release()
-
-    async def on_shutdown(self, app: web.Application) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.runtime is not None:
-            self.runtime.release()
-        await self.monitor.stop()  # it gathers its tasks' ends: it raises none of them
-        await self.pool.close()
-
-    def serve(self, debug: bool = False) -> None:
-        """Until SIGINT or SIGTERM; every app process of a browser tab is ended with it."""
-        import signal
-
-        self.debug = debug
-        logging.basicConfig(level=logging.WARNING, format="ugro web: %(message)s")
+    async def listen(self) -> str:
+        """Accept connections (in the daemon's loop); returns the link to print, only once it accepts."""
         context = None
         if self.tls:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(*self.tls)
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.request_exit)
-        web.run_app(self._make_app(), host=self.host, port=self.port, ssl_context=context, handle_signals=False,
-                    loop=loop, print=lambda *args: None, access_log=None)
+        runner = web.AppRunner(await self._make_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port, ssl_context=context).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self.runner = runner
+        return self.start_url
+
+    async def close(self) -> None:
+        """Every tab's app process ends with it."""
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            await runner.cleanup()

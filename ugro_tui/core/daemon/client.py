@@ -178,6 +178,27 @@ def nudge(cluster: Cluster) -> str | None:
     return f"warning: {note}" if note else None
 
 
+def kick() -> None:
+    """Ask a running daemon for a round now; nothing when none runs (the change waits in the store)."""
+    try:
+        where.private_folder(create=False)
+        Client(timeout=2.0).call("POST", "daemon/kick")
+    except UgroError:
+        pass
+
+
+def nobody_dispatches() -> str | None:
+    """For a read-only verb: a line when no daemon (and no other dispatcher) runs, so the queue does not move and
+    states are as last written; None when one does."""
+    try:
+        where.private_folder(create=False)
+    except UgroError:
+        return None  # said by whatever tries to start one
+    if Client().alive() or _lock_held():
+        return None
+    return "note: no ugro daemon runs, so nothing dispatches and states are as last written; `ugro daemon start`"
+
+
 def _lock_held() -> bool:
     """Whether some process holds the dispatcher lock now (a `ugro scheduler`, an older app)."""
     import fcntl

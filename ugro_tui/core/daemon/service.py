@@ -15,6 +15,7 @@ import signal
 import socket
 import struct
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,9 +24,9 @@ from aiohttp import web
 from ugro_tui import __version__
 from ugro_tui.atomic import write_atomic
 from ugro_tui.config import Cluster, load_cluster
-from ugro_tui.core.alerts.journal import journal_path, read_events
 from ugro_tui.core.daemon import where
 from ugro_tui.core.daemon.supervisor import Supervisor
+from ugro_tui.core.daemon.watchers import idle_limit, watch_events, watch_idle, watch_jobs
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.runtime import Runtime
@@ -60,9 +61,12 @@ def read_record() -> dict[str, Any] | None:
 
 
 class Daemon:
-    def __init__(self, cluster: Cluster, config: Path | None) -> None:
+    def __init__(self, cluster: Cluster, config: Path | None, *, dispatch: bool = True) -> None:
+        from ugro_tui.web.api import Api
+
         self.cluster = cluster
         self.config = config
+        self.dispatch = dispatch  # False: `ugro web --no-dispatch`, a viewer beside another dispatcher
         self.started = time.time()
         self.store = JobStore()
         self.pool = Pool(cluster)
@@ -77,9 +81,13 @@ class Daemon:
         self.left: int | None = None  # jobs left to start or follow after the last round
         self.config_problem: str | None = None
         self.stopping = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None  # while serving: `stop` from another thread goes there
         self._lock: IO[str] | None = None
         self._pushed: dict[str, float | None] = {}
         self._runner: web.AppRunner | None = None
+        self.api = Api(cluster, self.store, self.state, self.pool, self.note, state_of=lambda: self.state,
+                       changed=lambda: self.runtime.kick() if self.runtime is not None else None)
+        self.web: Any = None  # the web view (a UgroWeb) while one is served
 
     # --- one per state dir -------------------------------------------------------------------------------------
 
@@ -97,14 +105,15 @@ class Daemon:
                                  f"socket {other.get('socket', where.socket_path())})") from None
         self._lock = f
 
-    async def serve(self, extra_routes: list[web.RouteDef] | None = None) -> None:
+    async def serve(self, on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
         """Listen on the socket (a stale one from a killed daemon is replaced: we hold the lock), write the record,
-        start every task; until `stop`."""
+        run `on_ready` (the web view starts there), start every task; until `stop`."""
+        self.loop = asyncio.get_running_loop()
         where.private_folder()
         sock_path = where.socket_path()
         sock_path.unlink(missing_ok=True)
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self.same_user, self.count])
-        app.add_routes(self.routes() + (extra_routes or []))
+        app.add_routes(self.routes())
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         old = os.umask(0o177)  # the socket is made 0600 from the start, not chmod-ed after
@@ -115,11 +124,17 @@ class Daemon:
         write_atomic(where.record_path(), json.dumps({
             "pid": os.getpid(), "version": __version__, "socket": str(sock_path), "started": self.started,
             "config": str(self.config) if self.config else None}), mode=0o600)
+        if on_ready is not None:
+            try:
+                await on_ready()
+            except BaseException:
+                await self.close()
+                raise
         self.start_runtime()
         self.supervisor.start("config", self._watch_config)
-        self.supervisor.start("jobs", self._watch_jobs)
-        self.supervisor.start("events", self._watch_events)
-        self.supervisor.start("idle", self._watch_idle)
+        self.supervisor.start("jobs", lambda: watch_jobs(self.store, self.publish))
+        self.supervisor.start("events", lambda: watch_events(self.publish))
+        self.supervisor.start("idle", lambda: watch_idle(self))
         log.info("ugro daemon %s pid %d on %s", __version__, os.getpid(), sock_path)
         await self.stopping.wait()
         await self.close()
@@ -129,6 +144,16 @@ class Daemon:
         self.runtime = Runtime(self.cluster, self.store, self.state, self.pool, "daemon")
         self.supervisor.start("telemetry", self._telemetry)
         self.supervisor.start("dispatcher", self._dispatch)
+
+    def follow_config(self) -> None:
+        """A new node list: telemetry starts over on the pool's kept connections; the dispatcher takes the new
+        runtime between two rounds (the lock goes with it), so no round is cut in the middle."""
+        old = self.runtime
+        self.monitor = Monitor(self.cluster, on_change=self._node_changed, state=self.state, pool=self.pool)
+        self.runtime = Runtime(self.cluster, self.store, self.state, self.pool, "daemon")
+        if old is not None:
+            self.runtime.lock, self.runtime.mine = old.lock, old.mine
+        self.supervisor.start("telemetry", self._telemetry)
 
     async def _telemetry(self) -> None:
         assert self.monitor is not None
@@ -141,7 +166,12 @@ class Daemon:
         record = self.supervisor.records["dispatcher"]
         try:
             while not self.stopping.is_set():
-                runtime.acquire()
+                if runtime is not self.runtime and self.runtime is not None:  # cluster.toml changed
+                    await runtime.dispatcher.drain()
+                    await runtime.alerts.drain()
+                    runtime = self.runtime
+                if self.dispatch:
+                    runtime.acquire()
                 if runtime.mine and runtime.settled():
                     try:
                         left = await runtime.tick()
@@ -158,6 +188,7 @@ class Daemon:
             runtime.release()
 
     async def close(self) -> None:
+        await self.stop_web()
         for queue in list(self.subscribers):
             queue.put_nowait(None)
         await self.supervisor.stop()
@@ -174,6 +205,11 @@ class Daemon:
     def stop(self) -> None:
         self.stopping.set()
 
+    def stop_soon(self) -> None:
+        """`stop`, from any thread."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.stopping.set)
+
     # --- what changes, pushed ----------------------------------------------------------------------------------
 
     def publish(self, message: dict[str, Any]) -> None:
@@ -189,33 +225,6 @@ class Daemon:
         fresh = self._pushed.get(status.name) != status.received_at
         self._pushed[status.name] = status.received_at
         self.publish({"kind": "node", "node": {**to_wire(status), "sample": fresh}})
-
-    async def _watch_jobs(self) -> None:
-        seen = None
-        while True:
-            now = await asyncio.to_thread(self._store_stamp)
-            if now != seen and seen is not None:
-                self.publish({"kind": "jobs"})
-            seen = now
-            await asyncio.sleep(0.25)
-
-    def _store_stamp(self) -> tuple:
-        out = []
-        for path in (self.store.active_path, self.store.history_dir):
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-        return tuple(out)
-
-    async def _watch_events(self) -> None:
-        _, offset = await asyncio.to_thread(read_events, journal_path(), 0)
-        while True:
-            await asyncio.sleep(0.5)
-            new, offset = await asyncio.to_thread(read_events, journal_path(), offset)
-            for event in new:
-                self.publish({"kind": "event", "event": event.to_json()})
 
     async def _watch_config(self) -> None:
         """One config reader: an edit from any client or a text editor takes effect within a poll interval; a bad
@@ -240,33 +249,15 @@ class Daemon:
     async def use(self, cluster: Cluster) -> None:
         old = self.state.nodes
         self.cluster = cluster
+        self.api.cluster = cluster
         await self.pool.use(cluster)
         self.state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
         for name, status in old.items():
             if name in self.state.nodes and status.address == self.state.nodes[name].address:
                 self.state.nodes[name] = status
-        self.supervisor.stop_one("dispatcher")
-        if self.runtime is not None:
-            self.runtime.release()
-        self.start_runtime()
+        self.follow_config()
         log.info("config: nodes now %s", ", ".join(n.name for n in cluster.nodes))
         self.publish({"kind": "config", "nodes": [to_wire(s, history=True) for s in self.state.nodes.values()]})
-
-    async def _watch_idle(self) -> None:
-        """Exit after [daemon] idle_exit with no client, no unfinished job and no service (0: never)."""
-        while True:
-            await asyncio.sleep(1.0)
-            limit = self.cluster.daemon.idle_exit
-            if not limit or self.subscribers or self.requests:
-                self.last_activity = time.monotonic()
-                continue
-            if await asyncio.to_thread(self.store.active):
-                self.last_activity = time.monotonic()
-                continue
-            if time.monotonic() - self.last_activity >= limit:
-                log.info("idle for %.0f s with no client and no job: exiting", limit)
-                self.stop()
-                return
 
     # --- the socket --------------------------------------------------------------------------------------------
 
@@ -292,11 +283,12 @@ class Daemon:
             self.last_activity = time.monotonic()
 
     def routes(self) -> list[web.RouteDef]:
-        from ugro_tui.web.api import PREFIX, Api
+        from ugro_tui.web.api import PREFIX
 
-        api = Api(self.cluster, self.store, self.state, self.pool, self.note, state_of=lambda: self.state)
         return [
-            *api.routes(),
+            *self.api.routes(),
+            web.post(f"{PREFIX}/daemon/web", self.web_request),
+            web.post(f"{PREFIX}/daemon/web/stop", self.web_stop_request),
             web.get(f"{PREFIX}/daemon", self.status_doc),
             web.get(f"{PREFIX}/daemon/nodes", self.nodes_doc),
             web.post(f"{PREFIX}/daemon/kick", self.kick),
@@ -306,7 +298,52 @@ class Daemon:
         ]
 
     def note(self) -> str:
+        if not self.dispatch:
+            return "not dispatching here (--no-dispatch)"
         return self.runtime.note if self.runtime is not None else "dispatch: starting"
+
+    # --- the web view ------------------------------------------------------------------------------------------
+
+    async def start_web(self, host: str, port: int, tls: tuple[str, str] | None) -> str:
+        """Serve the browser view and the API over TCP behind the token; returns the link once it accepts."""
+        from ugro_tui.web.server import UgroWeb
+        from ugro_tui.web.token import load_or_create
+
+        if self.web is not None:
+            if (self.web.host, self.web.port) == (host, port):
+                return self.web.start_url
+            raise UgroError(f"this daemon serves the web view on {self.web.public_url} already; "
+                            "stop that `ugro web` first")
+        token = await asyncio.to_thread(load_or_create)
+        config = self.config or Path(self.cluster.source)
+        view = UgroWeb(self.cluster, config, host=host, port=port, token=token, tls=tls, routes=self.api.routes())
+        url = await view.listen()
+        self.web = view
+        log.info("web view on %s", view.public_url)
+        return url
+
+    async def stop_web(self) -> None:
+        view, self.web = self.web, None
+        if view is not None:
+            await view.close()
+
+    async def web_request(self, request: web.Request) -> web.Response:
+        try:
+            doc = await request.json()
+            host, port = str(doc["host"]), int(doc["port"])
+            tls = tuple(doc["tls"]) if doc.get("tls") else None
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "expected {\"host\", \"port\", \"tls\"}"}, status=400)
+        try:
+            url = await self.start_web(host, port, tls)  # type: ignore[arg-type]
+        except (OSError, UgroError) as exc:
+            return web.json_response({"error": f"cannot listen on {host}:{port}: "
+                                               f"{getattr(exc, 'strerror', None) or exc}"}, status=409)
+        return web.json_response({"url": url, "pid": os.getpid()})
+
+    async def web_stop_request(self, request: web.Request) -> web.Response:
+        await self.stop_web()
+        return web.json_response({"ok": True})
 
     def status(self) -> dict[str, Any]:
         connections = {n.name: self.pool.connected(n.name) for n in self.cluster.nodes}
@@ -315,7 +352,7 @@ class Daemon:
                 "clients": len(self.subscribers), "connections": connections,
                 "dispatcher": self.note(), "dispatching": bool(self.runtime and self.runtime.mine),
                 "rounds": self.rounds, "left": self.left, "config_problem": self.config_problem,
-                "idle_exit_s": self.cluster.daemon.idle_exit, "tasks": self.supervisor.to_json()}
+                "idle_exit_s": idle_limit(self.cluster), "tasks": self.supervisor.to_json()}
 
     async def status_doc(self, request: web.Request) -> web.Response:
         return web.json_response(self.status())
@@ -329,7 +366,7 @@ class Daemon:
         return web.json_response(self.hello())
 
     async def kick(self, request: web.Request) -> web.Response:
-        if self.runtime is not None:
+        if self.runtime is not None:  # (a round in progress on an old runtime ends within the interval anyway)
             self.runtime.kick()
         return web.json_response({"ok": True, "rounds": self.rounds})
 
@@ -365,18 +402,20 @@ class Daemon:
         return response
 
 
-def run_foreground(cluster: Cluster, config: Path | None, *, level: int = logging.INFO) -> int:
-    """`ugro daemon run` (and `ugro scheduler`): until SIGTERM/SIGINT, `ugro daemon stop` or idle exit."""
+def run_foreground(cluster: Cluster, config: Path | None, *, level: int = logging.INFO, dispatch: bool = True,
+                   on_ready: Callable[[Daemon], Awaitable[None]] | None = None) -> int:
+    """`ugro daemon run`, `ugro scheduler` and `ugro web`: until SIGTERM/SIGINT, `ugro daemon stop` or idle
+    exit. `on_ready` runs once the socket accepts, before the runtime starts (the web view listens there)."""
     logging.raiseExceptions = False  # a full disk while logging must never stop dispatching
     logging.basicConfig(level=level, format="%(asctime)s ugro daemon: %(message)s")
-    daemon = Daemon(cluster, config)
+    daemon = Daemon(cluster, config, dispatch=dispatch)
     daemon.claim()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, daemon.stop)
-        await daemon.serve()
+        await daemon.serve(None if on_ready is None else lambda: on_ready(daemon))
 
     asyncio.run(main())
     return 0

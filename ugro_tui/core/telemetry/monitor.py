@@ -173,9 +173,14 @@ class Monitor:
                 stream = self._streams.pop(node.name, None)
                 if stream is not None:
                     await stream.close()
-            await transport.close()
             delay = backoff_delay(attempt, self.interval, self._rng)
             attempt += 1
+            if await self._still_answers(transport):
+                # Only the agent ended (killed on the node, or it crashed): start it again on the same
+                # connection; what else is in flight on it (a launch, a log copy, a sync) goes on.
+                await asyncio.sleep(min(delay, self.interval))
+                continue
+            await transport.close()
             status.state, status.error = NodeState.OFFLINE, reason
             status.next_retry_at = self._clock() + delay
             self._emit(status)
@@ -185,6 +190,16 @@ class Monitor:
                 await asyncio.wait_for(wake.wait(), delay)
             status.state, status.next_retry_at = NodeState.CONNECTING, None
             self._emit(status)
+
+    async def _still_answers(self, transport: Transport) -> bool:
+        """Whether the node's connection is alive: it answers a command within the connect timeout."""
+        if not transport.connected:
+            return False
+        try:
+            done = await transport.run("true", timeout=self.cluster.connect_timeout)
+        except (ConnectError, OSError, TimeoutError):
+            return False
+        return done.ok
 
     async def _watch_staleness(self) -> None:
         while True:

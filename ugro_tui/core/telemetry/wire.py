@@ -54,3 +54,14 @@ def apply_wire(status: NodeStatus, doc: dict[str, Any]) -> None:
 
 def _floats(values: list[Any]) -> list[float | None]:
     return [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values]
+
+
+def apply_hello(state: Any, hello: dict[str, Any]) -> list[NodeStatus]:
+    """Every node of a daemon's hello into a ClusterState (history included); returns the statuses taken."""
+    changed = []
+    for doc in hello.get("nodes") or ():
+        if isinstance(doc, dict) and doc.get("name") in state.nodes:
+            status = state.nodes[doc["name"]]
+            apply_wire(status, doc)
+            changed.append(status)
+    return changed

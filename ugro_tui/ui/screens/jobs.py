@@ -278,6 +278,8 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             self.notify(await asyncio.to_thread(actions.ACTIONS[verb], self.app.store, job.id), timeout=3)
         except UgroError as exc:
             self.notify(str(exc), severity="error", timeout=5)
+        else:
+            self.app.kick_daemon()
         self.reload()
 
     def action_cancel_job(self) -> None:

@@ -320,6 +320,7 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             self.notify(str(exc), severity="error", timeout=8)
             self.validate()  # the preview shows the command again
             return
+        self.app.kick_daemon()
         ids = f"job {jobs[0].id}" if len(jobs) == 1 else f"{len(jobs)} jobs ({jobs[0].id}-{jobs[-1].id})"
         self.notify(f"queued {ids}", timeout=4)
         self.app.session.jobs_snapshot = None

@@ -1,0 +1,160 @@
+"""The daemon against today's paths, side by side in one run on the same lab:
+
+- submit to `running` for a job that fits on an idle node: `ugro submit` (it kicks the daemon's round) against a
+  job stored without the kick (it waits for the next poll round, as with a scheduler before the daemon); the floor
+  is the launch's own round trip, one `true` on a warm connection;
+- first frame with live gauges: the app on a warm daemon (its state comes before the first frame) against a cold
+  app with telemetry of its own (auto-start off, no daemon);
+- the daemon's CPU with 0, 1 and 5 stream clients attached (3 nodes; the per-client cost is the difference).
+
+Real sshd nodes on 127.0.5.2-4. Usage: python bench/daemon.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ugro_tui.sim.loopback import LoopbackCluster
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def ugro(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ugro_tui", args[0], "--config", str(config), *args[1:]],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def wait_state(job_id: int, state: str, timeout: float = 60) -> float:
+    from ugro_tui.core.jobs.store import JobStore
+
+    store = JobStore()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if str(store.get(job_id).state) == state:
+            return time.perf_counter()
+        time.sleep(0.005)
+    raise SystemExit(f"job {job_id} never reached {state}")
+
+
+def submit_to_running(config: Path, runs: int) -> tuple[list[float], list[float]]:
+    from ugro_tui.core.jobs.model import JobSpec
+    from ugro_tui.core.jobs.store import JobStore
+
+    kicked, polled = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = ugro(config, "submit", "--kind", "command", "--", "true")
+        kicked.append(wait_state(int(out.stdout), "succeeded") - t)
+        t = time.perf_counter()
+        [job] = JobStore().submit([JobSpec("quiet", ("true",), kind="command")])  # no kick: the next round
+        polled.append(wait_state(job.id, "succeeded") - t)
+    return kicked, polled
+
+
+async def round_trip(config: Path) -> float:
+    from ugro_tui.config import load_cluster
+    from ugro_tui.core.pool import Pool
+
+    cluster = load_cluster(config)
+    async with Pool(cluster) as pool:
+        node = pool.get(cluster.nodes[0].name)
+        await node.run("true")
+        times = []
+        for _ in range(20):
+            t = time.perf_counter()
+            await node.run("true")
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+async def first_live_frame(config: Path, warm: bool) -> float:
+    from ugro_tui.config import load_cluster
+    from ugro_tui.core.telemetry.model import NodeState
+    from ugro_tui.ui.app import make_app
+
+    os.environ["UGRO_AUTOSTART"] = "1" if warm else "0"
+    t = time.perf_counter()
+    cluster = load_cluster(config)
+    app = make_app(cluster) if warm else make_app(cluster, daemon=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        while not all(s.state is NodeState.ONLINE and s.gpus for s in app.monitor_state.nodes.values()):
+            await pilot.pause(0.01)
+        return time.perf_counter() - t
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def daemon_cpu(pid: int, clients: int, seconds: float) -> float:
+    from ugro_tui.core.daemon.client import subscribe
+
+    async def reader() -> None:
+        async for _ in subscribe():
+            pass
+
+    tasks = [asyncio.create_task(reader()) for _ in range(clients)]
+    await asyncio.sleep(1.0)
+    before = cpu_seconds(pid)
+    await asyncio.sleep(seconds)
+    used = cpu_seconds(pid) - before
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return used / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--cpu-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ugro-bench-daemon-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        os.environ["XDG_STATE_HOME"] = str(root / "state")
+        os.environ["XDG_CONFIG_HOME"] = str(root / "config")
+        os.environ["XDG_RUNTIME_DIR"] = str(root)
+        lab = LoopbackCluster(root / "lab", hosts=["127.0.5.2", "127.0.5.3", "127.0.5.4"]).start()
+        try:
+            config = root / "cluster.toml"
+            config.write_text(lab.cluster_toml(sim=[(["RTX 4070"], "nvml")] * 3, poll_interval=1.0))
+            cold = [asyncio.run(first_live_frame(config, warm=False)) for _ in range(3)]
+            assert ugro(config, "daemon", "start").returncode == 0
+            from ugro_tui.core.daemon.client import Client
+
+            pid = Client().status()["pid"]
+            time.sleep(3)  # the daemon's first samples
+            warm = [asyncio.run(first_live_frame(config, warm=True)) for _ in range(3)]
+            print(f"first frame with live gauges: warm daemon median {statistics.median(warm) * 1e3:.0f} ms "
+                  f"(goal <= 300 ms); cold, telemetry of its own, median {statistics.median(cold) * 1e3:.0f} ms; "
+                  f"ratio {statistics.median(cold) / statistics.median(warm):.1f}x")
+            floor = asyncio.run(round_trip(config))
+            kicked, polled = submit_to_running(config, args.runs)
+            print(f"submit to finished for `true` on an idle node ({args.runs} runs, poll interval 1.0 s): "
+                  f"`ugro submit` (kicks a round) median {statistics.median(kicked) * 1e3:.0f} ms; stored without "
+                  f"the kick (the next round) median {statistics.median(polled) * 1e3:.0f} ms; floor, one launch "
+                  f"round trip {floor * 1e3:.1f} ms (the CLI's own start, ~0.3 s, is in the first figure)")
+            loads = {n: asyncio.run(daemon_cpu(pid, n, args.cpu_seconds)) for n in (0, 1, 5)}
+            per_client = (loads[5] - loads[0]) / 5
+            print("daemon CPU, 3 nodes at 1 s: " + ", ".join(f"{n} clients {v * 100:.2f}% of a core"
+                                                            for n, v in loads.items())
+                  + f"; per client {per_client * 100:.2f}% (goal <= 1%)")
+        finally:
+            ugro(config, "daemon", "stop")
+            lab.stop()
+
+
+if __name__ == "__main__":
+    main()
