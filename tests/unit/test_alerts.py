@@ -123,7 +123,8 @@ def test_the_journal_deduplicates_keeps_the_last_thousand_and_remembers_delivery
     assert Journal(tmp_path).watching is None  # a damaged state file starts over, quietly
 
 
-def test_notify_runs_without_a_shell_and_logs_failures(tmp_path: Path) -> None:
+def test_notify_runs_without_a_shell_and_logs_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UGRO_AUTOSTART")  # the tests' own setting: not one the notify command is given
     out = tmp_path / "env.json"
     script = tmp_path / "record.py"
     script.write_text("import json, os, sys\n"

@@ -164,6 +164,7 @@ class ServiceFollower:
         else:
             ok, ms, error = await probe(self.launcher.transport(head), NODE_LOOPBACK, status.port or 0, job.spec.health,
                                         job.spec.health_timeout)
+            error = f"{head}: {error}" if not ok else error  # a probe goes through the node: say which one
         verdict = after_probe(status, job.spec, job.started_at or now, now, ok, ms, error)
         return await self.apply(job, verdict)
 
