@@ -47,19 +47,34 @@ def wait_state(job_id: int, state: str, timeout: float = 60) -> float:
     raise SystemExit(f"job {job_id} never reached {state}")
 
 
-def submit_to_running(config: Path, runs: int) -> tuple[list[float], list[float]]:
+def submit_to_running(config: Path, runs: int) -> tuple[list[float], list[float], list[float]]:
+    """Seconds from submit to `running` (a `sleep 1` job): by `ugro submit` (its own start included), stored and
+    kicked (the daemon's reaction alone), stored without the kick (the next round)."""
+    from ugro_tui.core.daemon.client import kick
     from ugro_tui.core.jobs.model import JobSpec
     from ugro_tui.core.jobs.store import JobStore
 
-    kicked, polled = [], []
+    cli, kicked, polled = [], [], []
     for _ in range(runs):
         t = time.perf_counter()
-        out = ugro(config, "submit", "--kind", "command", "--", "true")
-        kicked.append(wait_state(int(out.stdout), "succeeded") - t)
-        t = time.perf_counter()
-        [job] = JobStore().submit([JobSpec("quiet", ("true",), kind="command")])  # no kick: the next round
-        polled.append(wait_state(job.id, "succeeded") - t)
-    return kicked, polled
+        out = ugro(config, "submit", "--kind", "command", "--", "sleep", "1")
+        cli.append(wait_state(int(out.stdout), "running") - t)
+        for into, nudge in ((kicked, True), (polled, False)):
+            wait_idle()
+            t = time.perf_counter()
+            [job] = JobStore().submit([JobSpec("b", ("sleep", "1"), kind="command")])
+            if nudge:
+                kick()
+            into.append(wait_state(job.id, "running") - t)
+        wait_idle()
+    return cli, kicked, polled
+
+
+def wait_idle() -> None:
+    from ugro_tui.core.jobs.store import JobStore
+
+    while JobStore().active():
+        time.sleep(0.02)
 
 
 async def round_trip(config: Path) -> float:
@@ -141,11 +156,12 @@ def main() -> None:
                   f"(goal <= 300 ms); cold, telemetry of its own, median {statistics.median(cold) * 1e3:.0f} ms; "
                   f"ratio {statistics.median(cold) / statistics.median(warm):.1f}x")
             floor = asyncio.run(round_trip(config))
-            kicked, polled = submit_to_running(config, args.runs)
-            print(f"submit to finished for `true` on an idle node ({args.runs} runs, poll interval 1.0 s): "
-                  f"`ugro submit` (kicks a round) median {statistics.median(kicked) * 1e3:.0f} ms; stored without "
-                  f"the kick (the next round) median {statistics.median(polled) * 1e3:.0f} ms; floor, one launch "
-                  f"round trip {floor * 1e3:.1f} ms (the CLI's own start, ~0.3 s, is in the first figure)")
+            cli, kicked, polled = submit_to_running(config, args.runs)
+            print(f"submit to running, a job that fits on an idle node ({args.runs} runs, poll interval 1.0 s): "
+                  f"stored and kicked median {statistics.median(kicked) * 1e3:.0f} ms (goal <= 500 ms + the launch); "
+                  f"stored without the kick (today: the next round) median {statistics.median(polled) * 1e3:.0f} ms;"
+                  f" `ugro submit` end to end median {statistics.median(cli) * 1e3:.0f} ms (its Python start "
+                  f"included); floor, one launch round trip {floor * 1e3:.1f} ms")
             loads = {n: asyncio.run(daemon_cpu(pid, n, args.cpu_seconds)) for n in (0, 1, 5)}
             per_client = (loads[5] - loads[0]) / 5
             print("daemon CPU, 3 nodes at 1 s: " + ", ".join(f"{n} clients {v * 100:.2f}% of a core"
