@@ -134,3 +134,37 @@ async def test_fallback_ssh_server_serves_the_same_operations(tmp_path: Path) ->
         await t.close()
     finally:
         lab.stop()
+
+
+async def test_more_streams_and_commands_than_sshd_allows_wait_their_turn_and_none_fails(
+        lab_config: tuple[Cluster, Path], tmp_path: Path) -> None:
+    """12 streams and 8 commands at once on one connection: at most 9 sessions are open at any moment (sshd's
+    MaxSessions is 10 by default), the rest wait their turn, and every one completes."""
+    cluster, _ = lab_config
+    t = make_transport(cluster.nodes[0], cluster)
+    spans = tmp_path / "spans"
+    spans.mkdir()
+
+    def timed(what: str) -> str:  # the session's start and end on the node's clock, one file per session
+        return f"s=$(date +%s.%N); sleep 0.3; echo $s $(date +%s.%N) > {spans}/{what}; echo {what}"
+
+    try:
+        async def one_stream(i: int) -> list[str]:
+            stream = await t.stream(timed(f"stream{i}"))
+            try:
+                return [line async for line in stream]
+            finally:
+                await stream.close()
+
+        results = await asyncio.wait_for(asyncio.gather(
+            *(one_stream(i) for i in range(12)), *(t.run(timed(f"run{i}")) for i in range(8))), 60)
+        assert [r for r in results[:12]] == [[f"stream{i}\n"] for i in range(12)]
+        assert [r.stdout for r in results[12:]] == [f"run{i}\n" for i in range(8)]
+    finally:
+        await t.close()
+    edges = sorted((float(x), d) for f in spans.iterdir() for x, d in zip(f.read_text().split(), (1, -1), strict=True))
+    most = running = 0
+    for _, d in edges:
+        running += d
+        most = max(most, running)
+    assert 1 < most <= 9, most

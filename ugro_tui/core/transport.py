@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from ugro_tui.config import Cluster, Node
 
 Command = str | Sequence[str]
-RUN_SESSIONS = 7  # commands at once on one node's connection
+SESSIONS = 9  # SSH sessions at once on one node's connection (commands and streams): below sshd's MaxSessions, 10
 DEADLINE = 60.0  # seconds for a command given no timeout: every remote call ends, a frozen node included
 
 
@@ -271,8 +271,9 @@ class SshTransport(Transport):
         self.accept_new_host_key = accept_new_host_key
         self._conn = None
         self._lock = asyncio.Lock()
-        # sshd allows 10 sessions per connection (MaxSessions); the shared connection keeps room for streams.
-        self._sessions = asyncio.Semaphore(RUN_SESSIONS)
+        # sshd allows 10 sessions per connection (MaxSessions): commands and streams share one budget below it,
+        # and one over it waits for a free session rather than fail.
+        self._sessions = asyncio.Semaphore(SESSIONS)
 
     @property
     def connected(self) -> bool:
@@ -321,14 +322,31 @@ class SshTransport(Transport):
 
     async def _stream_shell(self, script: str) -> LineStream:
         conn = await self._connection()
-        proc = await conn.create_process("sh -c " + shlex.quote(script), encoding=None)
+        await self._sessions.acquire()  # held while the stream's session is open
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._sessions.release()
+
+        try:
+            proc = await conn.create_process("sh -c " + shlex.quote(script), encoding=None)
+        except BaseException:
+            release()
+            raise
 
         async def closer() -> None:
-            proc.close()  # closing the channel closes the agent's stdin: it exits
-            await proc.wait_closed()
+            try:
+                proc.close()  # closing the channel closes the agent's stdin: it exits
+                await proc.wait_closed()
+            finally:
+                release()
 
         async def waiter() -> int:
             await proc.wait_closed()
+            release()
             code = proc.exit_status
             return code if code is not None and code >= 0 else 128 + _signal_number(proc.exit_signal)
 
