@@ -5,7 +5,9 @@
   is the launch's own round trip, one `true` on a warm connection;
 - first frame with live gauges: the app on a warm daemon (its state comes before the first frame) against a cold
   app with telemetry of its own (auto-start off, no daemon);
-- the daemon's CPU with 0, 1 and 5 stream clients attached (3 nodes; the per-client cost is the difference).
+- the daemon's CPU with 0, 1 and 5 stream clients attached (3 nodes; the per-client cost is the difference);
+- `ugro sync` warm (nothing changed) through the daemon's connection against the same command with a connection
+  of its own (no daemon: a new SSH handshake each time). rsync is not on this machine; bench/sync.py compares.
 
 Real sshd nodes on 127.0.5.2-4. Usage: python bench/daemon.py [--runs N]
 """
@@ -108,6 +110,16 @@ async def first_live_frame(config: Path, warm: bool) -> float:
         return time.perf_counter() - t
 
 
+def timed_syncs(config: Path, folder: Path, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        done = ugro(config, "sync", str(folder), "--nodes", "node0,node1,node2")
+        assert done.returncode == 0, done.stderr
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
@@ -146,6 +158,12 @@ def main() -> None:
             config = root / "cluster.toml"
             config.write_text(lab.cluster_toml(sim=[(["RTX 4070"], "nvml")] * 3, poll_interval=1.0))
             cold = [asyncio.run(first_live_frame(config, warm=False)) for _ in range(3)]
+            code = root / "code"
+            for i in range(500):
+                (code / f"pkg{i % 20}").mkdir(parents=True, exist_ok=True)
+                (code / f"pkg{i % 20}" / f"m{i}.py").write_bytes(os.urandom(20_000))
+            timed_syncs(config, code, 1)  # cold: every node gets the tree once
+            own = timed_syncs(config, code, 5)
             assert ugro(config, "daemon", "start").returncode == 0
             from ugro_tui.core.daemon.client import Client
 
@@ -162,6 +180,11 @@ def main() -> None:
                   f"stored without the kick (today: the next round) median {statistics.median(polled) * 1e3:.0f} ms;"
                   f" `ugro submit` end to end median {statistics.median(cli) * 1e3:.0f} ms (its Python start "
                   f"included); floor, one launch round trip {floor * 1e3:.1f} ms")
+            through = timed_syncs(config, code, 5)
+            print(f"ugro sync warm, 500 files / 10 MB to 3 nodes, nothing changed: through the daemon median "
+                  f"{statistics.median(through) * 1e3:.0f} ms; a connection of its own median "
+                  f"{statistics.median(own) * 1e3:.0f} ms; ratio "
+                  f"{statistics.median(through) / statistics.median(own):.2f}x (the daemon saves the SSH handshakes)")
             loads = {n: asyncio.run(daemon_cpu(pid, n, args.cpu_seconds)) for n in (0, 1, 5)}
             per_client = (loads[5] - loads[0]) / 5
             print("daemon CPU, 3 nodes at 1 s: " + ", ".join(f"{n} clients {v * 100:.2f}% of a core"

@@ -3,6 +3,7 @@ node, killed and replaced without losing a job, one per state dir, private to it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -244,7 +245,10 @@ def agents_of(folder: Path) -> list[int]:
     return found
 
 
-def test_a_killed_agent_is_restarted_on_the_same_connection(config: Path, lab: LoopbackCluster) -> None:
+def test_a_killed_agent_is_restarted_on_the_same_connection_while_a_50_mb_sync_completes(
+        config: Path, lab: LoopbackCluster, tmp_path: Path) -> None:
+    import hashlib
+
     assert ugro(config, "daemon", "start").returncode == 0
     pid = status(config)["pid"]
     workdir = config.parent / "lab-work" / "node0"
@@ -252,12 +256,23 @@ def test_a_killed_agent_is_restarted_on_the_same_connection(config: Path, lab: L
     port = lab.nodes[0].port
     before = daemon_links(port, pid)
     assert len(before) == 1
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "weights.bin").write_bytes(os.urandom(50 << 20))
+    (code / "train.py").write_text("print('hi')\n")
+    sync = subprocess.Popen([sys.executable, "-m", "ugro_tui", "sync", str(code), "--nodes", "node0",
+                             "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     [agent] = agents_of(workdir)
-    os.kill(agent, signal.SIGKILL)
+    os.kill(agent, signal.SIGKILL)  # while the copy travels on the same connection
+    out, err = sync.communicate(timeout=120)
+    assert sync.returncode == 0, err
+    target = Path(out.split("-> ")[1].strip().replace("~", str(lab.nodes[0].folder / "home"), 1))
+    assert hashlib.sha256((target / "weights.bin").read_bytes()).digest() == \
+        hashlib.sha256((code / "weights.bin").read_bytes()).digest()
     wait(lambda: agents_of(workdir) and agents_of(workdir) != [agent], 30, "a new agent on node0")
     wait(lambda: json.loads(ugro(config, "status", "--json").stdout)["nodes"][0]["state"] == "online", 30,
          "node0 online again")
-    assert daemon_links(port, pid) == before  # the same connection: nothing in flight on it was cut
+    assert daemon_links(port, pid) == before  # the same connection: the copy on it was not cut
 
 
 def test_the_daemon_killed_again_and_again_loses_no_job_starts_none_twice_and_logs_stay_exact(
@@ -289,3 +304,57 @@ def test_the_daemon_killed_again_and_again_loses_no_job_starts_none_twice_and_lo
         for n in range(3):  # every line once, in order, whichever daemon copied it
             expected = "".join(f"node{n}| line {i}\n" for i in range(1, 26))
             assert ugro(config, "logs", str(job_id), "--node", f"node{n}").stdout == expected, (job_id, n)
+
+
+async def test_ugro_kill_goes_through_the_daemon_with_the_same_rules(config: Path) -> None:
+    from ugro_tui.config import load_cluster
+
+    from .test_signals import gone, gpu_sleeper
+
+    assert ugro(config, "daemon", "start").returncode == 0
+    pid = await gpu_sleeper(load_cluster(config))
+
+    def listed() -> bool:
+        nodes = json.loads(ugro(config, "status", "--json").stdout)["nodes"]
+        return any(p["pid"] == pid for g in nodes[0]["gpus"] for p in g["processes"])
+
+    try:
+        wait(listed, 30, "the daemon's telemetry to list the process")
+        out = ugro(config, "kill", "node0", "999999")
+        assert out.returncode == 2 and "pid 999999 is not a GPU process on node0" in out.stderr, out.stderr
+        assert out.stderr.count("\n") == 1
+        out = ugro(config, "kill", "node0", str(pid), "--signal", "kill")
+        assert out.returncode == 0 and out.stdout.strip() == f"KILL sent to pid {pid} on node0", out.stderr
+        wait(lambda: gone(pid), 10, "the process to go")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_ugro_forward_rides_the_daemons_connection_and_ends_with_the_command(config: Path) -> None:
+    import urllib.request
+
+    done = ugro(config, "submit", "--kind", "service", "--health-period", "0.5", "--nodes", "node0", "--",
+                "python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1")
+    assert done.returncode == 0, done.stderr
+    sid = int(done.stdout)
+    wait(lambda: job(config, sid).get("health") == "ready", 60, "the service to be ready")
+    forward = subprocess.Popen([sys.executable, "-m", "ugro_tui", "forward", str(sid), "--config", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = forward.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), forward.stderr.read() if forward.poll() is not None else url
+        assert urllib.request.urlopen(url, timeout=10).status == 200
+        assert "through the ugro daemon" in forward.stderr.readline()
+    finally:
+        forward.terminate()
+        assert forward.wait(10) == 0
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+
+    def closed() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) != 0
+
+    wait(closed, 10, "the daemon to close the forward")
+    assert ugro(config, "cancel", str(sid)).returncode == 0
+    wait(lambda: job(config, sid)["state"] == "cancelled", 30, "the service to stop")

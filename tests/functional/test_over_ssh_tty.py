@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ugro_tui.core.daemon.client import running
 from ugro_tui.sim.loopback import LoopbackCluster
 
 pytestmark = pytest.mark.skipif(not (shutil.which("tmux") and shutil.which("ssh")), reason="needs tmux and ssh")
@@ -57,3 +62,15 @@ def test_ugro_over_ssh_in_tmux(lab: LoopbackCluster, lab_config, tmp_path: Path)
         assert "nodes 2/3" not in capture(session)  # the app quit and the ssh session closed
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        # The app started a daemon on that state dir, as it does for a user: stop it, as its idle exit would.
+        record = tmp_path / "ugro" / "daemon.json"
+        started = record.exists()
+        if started:
+            pid = json.loads(record.read_text())["pid"]
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while running(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not running(pid)
+    assert started, "the app over SSH did not start a daemon"

@@ -8,6 +8,7 @@ import sys
 from argparse import Namespace
 
 from ugro_tui.config import Cluster
+from ugro_tui.core.daemon.client import connect
 from ugro_tui.core.signals import find_target, owning_job, parse_pid, parse_signal, send_signal
 from ugro_tui.core.telemetry.model import NodeState
 from ugro_tui.core.telemetry.monitor import Monitor
@@ -38,4 +39,9 @@ def run(args: Namespace, cluster: Cluster) -> int:
     if args.node not in {n.name for n in cluster.nodes}:
         known = ", ".join(n.name for n in cluster.nodes)
         raise UsageError(f"ugro kill: no node {args.node!r} in {cluster.source} (nodes: {known})")
-    return asyncio.run(_kill(cluster, args.node, pid, signal))
+    daemon = connect(cluster)  # the daemon's telemetry says which process is where, its connection sends it
+    if daemon is None:
+        return asyncio.run(_kill(cluster, args.node, pid, signal))
+    answer = daemon.call("POST", "daemon/signal", {"node": args.node, "pid": pid, "signal": signal}, timeout=120)
+    print(answer["message"], file=sys.stdout if answer["ok"] else sys.stderr)
+    return 0 if answer["ok"] else 1

@@ -63,7 +63,25 @@ def forward(args: Namespace, cluster: Cluster) -> int:
         raise UsageError(f"ugro forward: job {job_id} ({job.spec.name}) is a {job.spec.kind} job, not a service")
     if job.state.finished:
         raise UgroError(f"ugro forward: service job {job_id} is {job.state}: {job.reason or 'nothing to reach'}")
-    return asyncio.run(_forward(cluster, job, args.local_port))
+    from ugro_tui.core.daemon.client import connect
+
+    daemon = connect(cluster)  # the forward rides the daemon's connection to the head node
+    if daemon is None:
+        return asyncio.run(_forward(cluster, job, args.local_port))
+    where = job.service.endpoint if job.service and job.service.endpoint else "its head node"
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
+    try:
+        for line in daemon.lines("POST", "daemon/forward", {"job": job.id, "local_port": args.local_port},
+                                 timeout=30):
+            if line.get("kind") == "listening":
+                print(f"http://127.0.0.1:{line['port']}/", flush=True)
+                print(f"forwarding to job {job.id} ({job.spec.name}) on {where} through the ugro daemon; "
+                      "Ctrl-C stops", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        return 0
+    print("ugro forward: the daemon went away, and the forward with it", file=sys.stderr)
+    return 1
 
 
 async def _forward(cluster: Cluster, job: Job, local_port: int) -> int:

@@ -7,9 +7,11 @@ import asyncio
 import sys
 from argparse import Namespace
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO, TypeVar
 
 from ugro_tui.config import Cluster, Node
+from ugro_tui.core.daemon.client import Client, connect
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.sync.push import FolderSource, Sent, tree_dir
 from ugro_tui.core.sync.service import push_to, snapshot
@@ -86,6 +88,9 @@ def nodes_named(cluster: Cluster, names: str | None) -> list[Node]:
 
 def run(args: Namespace, cluster: Cluster) -> int:
     nodes = nodes_named(cluster, args.nodes)
+    daemon = connect(cluster)  # its connections are warm: no SSH handshake for the copy
+    if daemon is not None:
+        return _through(daemon, args, nodes)
 
     def prepare():
         tree, manifest = snapshot(args.dir, cluster, include_git=args.git, name="ugro-sync", keep=False)
@@ -97,4 +102,26 @@ def run(args: Namespace, cluster: Cluster) -> int:
         result = sent[node.name]
         print(f"{node.name}: {result.files_sent} files, {result.bytes_sent} bytes sent -> "
               f"{tree_dir(node, tree.hash)}")
+    return 0
+
+
+def _through(daemon: Client, args: Namespace, nodes: list[Node]) -> int:
+    progress = ProgressLine()
+    body = {"dir": str(Path(args.dir).resolve()), "nodes": [n.name for n in nodes], "git": bool(args.git)}
+    results: dict = {}
+    for line in daemon.lines("POST", "daemon/sync", body):
+        if line.get("kind") == "summary":
+            print(f"sync: {line['text']}", file=sys.stderr)
+        elif line.get("kind") == "progress":
+            progress(line["node"], line["files"], line["sent"], line["files_total"], line["bytes_total"])
+        elif line.get("kind") == "done":
+            results = line["results"]
+    progress.end()
+    failed = [f"{n}: {r['error']}" if not r["error"].startswith(n) else r["error"]
+              for n, r in results.items() if "error" in r]
+    if failed or len(results) != len(nodes):
+        raise SyncError("; ".join(failed) or "the daemon's answer was cut")
+    for node in nodes:
+        r = results[node.name]
+        print(f"{node.name}: {r['files_sent']} files, {r['bytes_sent']} bytes sent -> {r['dir']}")
     return 0

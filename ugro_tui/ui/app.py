@@ -125,6 +125,21 @@ class UgroApp(ReadOnlyAware, App[None]):
             self.run_worker(kick, thread=True, group="kick", description="ask the daemon for a round",
                             exit_on_error=False)
 
+    async def signal_through_daemon(self, node: str, pid: int, signal: str) -> tuple[bool, str]:
+        """(sent, what to say): the daemon checks the process as its telemetry sees it and sends the signal."""
+        import asyncio
+
+        from ugro_tui.errors import UgroError
+
+        client = self.daemon
+        assert client is not None
+        try:
+            answer = await asyncio.to_thread(client.call, "POST", "daemon/signal",
+                                             {"node": node, "pid": pid, "signal": signal}, 120)
+        except UgroError as exc:
+            return False, str(exc)
+        return bool(answer["ok"]), str(answer["message"])
+
     def retry_node(self, name: str) -> None:
         """Skip a node's reconnect backoff (the user pressed retry), wherever telemetry runs."""
         if self.daemon is not None:

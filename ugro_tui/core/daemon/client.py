@@ -11,14 +11,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 from ugro_tui import __version__
 from ugro_tui.config import Cluster
 from ugro_tui.core.daemon import where
-from ugro_tui.errors import UgroError
+from ugro_tui.errors import UgroError, UsageError
 
 START_TIMEOUT = 20.0  # seconds for a new daemon to answer (it loads the config and binds; SSH comes later)
 
@@ -68,13 +68,36 @@ class Client:
             doc = json.loads(raw or b"null")
         except ValueError:
             raise UgroError(f"the daemon answered {answer.status} with something not JSON") from None
-        if answer.status >= 400:
+        if answer.status >= 400:  # the daemon's one line, as the command itself would have said it
             message = doc.get("error") if isinstance(doc, dict) else None
-            raise UgroError(f"the daemon refused: {message or answer.status}")
+            error = UsageError if answer.status == 400 else UgroError
+            raise error(message or f"the daemon refused: HTTP {answer.status}")
         return doc
 
     def status(self) -> dict[str, Any]:
         return self.call("GET", "daemon", timeout=5.0)
+
+    def lines(self, method: str, route: str, body: Any, timeout: float = 600.0) -> Iterator[dict[str, Any]]:
+        """A request whose answer is newline-delimited JSON, each object as it arrives."""
+        connection = _UnixConnection(str(self.path), timeout)
+        try:
+            connection.request(method, f"/api/v1/{route}", body=json.dumps(body).encode(),
+                               headers={"Content-Type": "application/json"})
+            answer = connection.getresponse()
+            if answer.status >= 400:
+                doc = json.loads(answer.read() or b"null")
+                message = doc.get("error") if isinstance(doc, dict) else None
+                raise (UsageError if answer.status == 400 else UgroError)(message or f"HTTP {answer.status}")
+            while line := answer.readline():
+                doc = json.loads(line)
+                if isinstance(doc, dict):
+                    yield doc
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise NoDaemon(f"no daemon answers on {self.path} ({exc.strerror})") from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise UgroError(f"the daemon's answer was cut: {exc}") from None
+        finally:
+            connection.close()
 
     def alive(self) -> bool:
         try:

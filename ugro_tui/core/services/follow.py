@@ -164,7 +164,8 @@ class ServiceFollower:
         else:
             ok, ms, error = await probe(self.launcher.transport(head), NODE_LOOPBACK, status.port or 0, job.spec.health,
                                         job.spec.health_timeout)
-            error = f"{head}: {error}" if not ok else error  # a probe goes through the node: say which one
+            if ms is None:  # nothing answered, through the node's connection: say which node it was
+                error = f"{head}: {error}"
         verdict = after_probe(status, job.spec, job.started_at or now, now, ok, ms, error)
         return await self.apply(job, verdict)
 

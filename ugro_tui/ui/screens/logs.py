@@ -208,7 +208,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         while True:
             for node, run in job.runs:
                 via = read_via(self.app.cluster, job, node)
-                if run.run_dir and via in known:
+                if run.run_dir and via in known and self.app.daemon is None:  # a daemon copies them for us
                     # An unreachable node: its pane stops growing for now. Anything else is a bug, for the app's
                     # one worker-error handler.
                     with contextlib.suppress(ConnectError, OSError, TimeoutError, UgroError):

@@ -330,10 +330,13 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
                 self.notify(f"pid {target.pid} on {target.node} is a rank of job {job}: cancel the job instead "
                             "(2, then ctrl+d)", severity="error", timeout=8)
                 continue
-            node = self.app.cluster.node(target.node)
-            result = await send_signal(self.app.pool.get(target.node), target, signal, node.user)
-            self.notify(result.message, severity="information" if result.ok else "error", timeout=6 if result.ok
-                        else 10)
+            if self.app.daemon is not None:  # the daemon's connection sends it
+                ok, message = await self.app.signal_through_daemon(target.node, target.pid, signal)
+            else:
+                node = self.app.cluster.node(target.node)
+                result = await send_signal(self.app.pool.get(target.node), target, signal, node.user)
+                ok, message = result.ok, result.message
+            self.notify(message, severity="information" if ok else "error", timeout=6 if ok else 10)
 
     def action_retry(self) -> None:
         if self.cursor is not None:

@@ -1,0 +1,138 @@
+"""What clients ask the daemon to do on a node, over its connections: signal a GPU process, copy a folder. The
+rules are the ones the commands had (a ugro job's rank is never signalled alone; names and pids are checked)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ugro_tui.config import Cluster
+from ugro_tui.core.pool import Pool
+from ugro_tui.core.signals import find_target, owning_job, parse_pid, parse_signal, send_signal
+from ugro_tui.core.telemetry.model import ClusterState, NodeState
+from ugro_tui.errors import UgroError, UsageError
+
+
+def _refused(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def signal_process(cluster: Cluster, state: ClusterState, pool: Pool, doc: Any) -> dict[str, Any]:
+    """`{"node", "pid", "signal"}`: the signal sent as the node's SSH user; UsageError/UgroError when refused."""
+    if not isinstance(doc, dict):
+        raise UsageError('expected {"node": NAME, "pid": PID, "signal": "TERM"}')
+    name = doc.get("node")
+    if name not in state.nodes or name not in pool:
+        raise UsageError(f"no node {name!r} in {cluster.source}")
+    pid = parse_pid(str(doc.get("pid")))
+    signal = parse_signal(str(doc.get("signal") or "TERM"))
+    status = state.nodes[name]
+    if status.state is not NodeState.ONLINE:
+        raise UgroError(f"{name} is {status.state}: {status.error or 'no sample yet'}; nothing was sent")
+    target = find_target(status, pid)
+    job = owning_job(target)
+    if job is not None:
+        raise UsageError(f"pid {pid} on {name} is a rank of ugro job {job}; stop the job with `ugro cancel {job}` "
+                         "(a job's ranks are never signalled one by one)")
+    result = await send_signal(pool.get(name), target, signal, cluster.node(name).user)
+    return {"ok": result.ok, "message": result.message}
+
+
+class Actions:
+    """The routes: each answers one JSON object, or an error in one line."""
+
+    def __init__(self, daemon: Any) -> None:
+        self.daemon = daemon  # its cluster, state and pool as they are now (cluster.toml may have changed)
+
+    def routes(self, prefix: str) -> list[web.RouteDef]:
+        return [web.post(f"{prefix}/daemon/signal", self.signal), web.post(f"{prefix}/daemon/sync", self.sync),
+                web.post(f"{prefix}/daemon/forward", self.forward)]
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        """`{"job", "local_port"}`: 127.0.0.1:PORT here carried to the service over the daemon's connection, for as
+        long as the asking client stays (a line every second tells it the forward is alive)."""
+        from ugro_tui.core.services.forward import forward_service
+
+        try:
+            doc = await request.json()
+            job_id, port = int(doc["job"]), int(doc["local_port"])
+        except (ValueError, KeyError, TypeError):
+            return _refused(400, 'expected {"job": ID, "local_port": PORT}')
+        try:
+            listener = await forward_service(self.daemon.store, self.daemon.pool, job_id, port)
+        except OSError as exc:
+            return _refused(409, f"ugro forward: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        try:
+            await response.prepare(request)
+            await response.write(json.dumps({"kind": "listening", "port": listener.get_port()}).encode() + b"\n")
+            while True:
+                await asyncio.sleep(1.0)
+                await response.write(b'{"kind": "alive"}\n')  # raises once the client has gone
+        except (ConnectionError, RuntimeError):
+            pass
+        finally:
+            listener.close()
+        return response
+
+    async def sync(self, request: web.Request) -> web.StreamResponse:
+        """`{"dir", "nodes", "git"}`: the folder (on this machine: the daemon's too) copied to the nodes over the
+        daemon's connections, as `ugro sync` does; newline-delimited JSON: the tree's summary, progress, the end."""
+        from ugro_tui.core.sync.push import FolderSource, tree_dir
+        from ugro_tui.core.sync.service import push_to, snapshot
+
+        try:
+            doc = await request.json()
+            folder, names, git = str(doc["dir"]), [str(n) for n in doc["nodes"]], bool(doc.get("git"))
+        except (ValueError, KeyError, TypeError):
+            return _refused(400, 'expected {"dir": PATH, "nodes": [NAME, ...], "git": false}')
+        d = self.daemon
+        unknown = [n for n in names if n not in d.pool]
+        if unknown:
+            return _refused(400, f"ugro sync: no node {unknown[0]!r} in {d.cluster.source}")
+        nodes = [d.cluster.node(n) for n in names]
+        try:
+            tree, manifest = await asyncio.to_thread(snapshot, folder, d.cluster, include_git=git, name="ugro-sync",
+                                                     keep=False)
+        except UgroError as exc:
+            return _refused(400, str(exc))
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def progress(node: str, files: int, sent: int, files_total: int, bytes_total: int) -> None:
+            lines.put_nowait({"kind": "progress", "node": node, "files": files, "sent": sent,
+                              "files_total": files_total, "bytes_total": bytes_total})
+
+        async def copy() -> dict[str, Any]:
+            try:
+                results = await push_to(d.pool, nodes, manifest, progress=progress, store=FolderSource(tree))
+            finally:
+                lines.put_nowait(None)
+            return {name: ({"error": str(r) or type(r).__name__} if isinstance(r, BaseException) else
+                           {**r.to_json(), "dir": tree_dir(d.cluster.node(name), tree.hash)})
+                    for name, r in results.items()}
+
+        await response.write(json.dumps({"kind": "summary", "text": tree.summary()}).encode() + b"\n")
+        task = asyncio.create_task(copy())
+        while (line := await lines.get()) is not None:
+            await response.write(json.dumps(line).encode() + b"\n")
+        await response.write(json.dumps({"kind": "done", "results": await task}).encode() + b"\n")
+        return response
+
+    async def signal(self, request: web.Request) -> web.Response:
+        try:
+            doc = await request.json()
+        except (ValueError, json.JSONDecodeError):
+            return _refused(400, "the body is not JSON")
+        d = self.daemon
+        try:
+            answer = await asyncio.wait_for(signal_process(d.cluster, d.state, d.pool, doc), 90)
+        except UsageError as exc:
+            return _refused(400, str(exc))
+        except UgroError as exc:
+            return _refused(409, str(exc))
+        return web.json_response(answer)
