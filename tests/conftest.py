@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from ugro_tui.config import Cluster, parse_cluster
 from ugro_tui.sim.loopback import LoopbackCluster, free_port
 
-from .helpers import run_ugro  # noqa: F401  (the tests import it from here)
+from .helpers import run_ugro, ugro  # noqa: F401  (the tests import run_ugro from here)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # node0: NVML path, node1: nvidia-smi path, node2: no driver at all.
@@ -97,6 +99,21 @@ def private_lab(lab: LoopbackCluster, tmp_path: Path, ports: int = 1) -> Iterato
         for pid in processes_in(tmp_path / "lab-work"):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def daemon_lab(lab: LoopbackCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private lab with auto-start on, and a short runtime dir of its own for the daemon's socket; whatever
+    daemon the test started is stopped afterwards."""
+    runtime = Path(tempfile.mkdtemp(prefix="ugro-rt-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("UGRO_AUTOSTART")
+    with private_lab(lab, tmp_path, ports=2) as path:
+        try:
+            yield path
+        finally:
+            ugro(path, "daemon", "stop", strict=False)
+            shutil.rmtree(runtime, ignore_errors=True)
 
 
 def processes_in(folder: Path) -> list[int]:

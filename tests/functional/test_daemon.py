@@ -7,12 +7,10 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import pytest
 from ugro_tui.core.daemon.client import running
 from ugro_tui.sim.loopback import LoopbackCluster
 
-from ..conftest import private_lab
+from ..conftest import daemon_lab
 from ..helpers import ugro, wait
 
 pytestmark = pytest.mark.timeout(180)
@@ -29,16 +27,8 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture
 def config(lab: LoopbackCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The lab with auto-start on, and a short private runtime dir of its own for the socket."""
-    runtime = Path(tempfile.mkdtemp(prefix="ugro-rt-", dir="/tmp"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    monkeypatch.delenv("UGRO_AUTOSTART")
-    with private_lab(lab, tmp_path, ports=2) as path:
-        try:
-            yield path
-        finally:
-            ugro(path, "daemon", "stop", strict=False)
-            shutil.rmtree(runtime, ignore_errors=True)
+    with daemon_lab(lab, tmp_path, monkeypatch) as path:
+        yield path
 
 
 def status(config: Path) -> dict | None:

@@ -4,9 +4,7 @@ and a daemon killed under it replaced with one reconnect line."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from ugro_tui.core.telemetry.model import NodeState
 from ugro_tui.sim.loopback import LoopbackCluster
 from ugro_tui.ui.app import make_app
 
-from ..conftest import private_lab
+from ..conftest import daemon_lab
 from ..helpers import ugro
 from ..ui_states import wait_for
 from .test_daemon import status
@@ -28,15 +26,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def config(lab: LoopbackCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    runtime = Path(tempfile.mkdtemp(prefix="ugro-rt-", dir="/tmp"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    monkeypatch.delenv("UGRO_AUTOSTART")
-    with private_lab(lab, tmp_path, ports=2) as path:
-        try:
-            yield path
-        finally:
-            ugro(path, "daemon", "stop", strict=False)
-            shutil.rmtree(runtime, ignore_errors=True)
+    with daemon_lab(lab, tmp_path, monkeypatch) as path:
+        yield path
 
 
 async def test_the_app_follows_a_warm_daemon_without_a_connection_of_its_own_and_survives_its_kill(

@@ -8,29 +8,22 @@ import sys
 from argparse import Namespace
 
 from ugro_tui.config import Cluster
+from ugro_tui.core.daemon.actions import signal_process
 from ugro_tui.core.daemon.client import connect
-from ugro_tui.core.signals import find_target, owning_job, parse_pid, parse_signal, send_signal
-from ugro_tui.core.telemetry.model import NodeState
+from ugro_tui.core.pool import Pool
+from ugro_tui.core.signals import parse_pid, parse_signal
 from ugro_tui.core.telemetry.monitor import Monitor
-from ugro_tui.errors import UgroError, UsageError
+from ugro_tui.errors import UsageError
 
 
 async def _kill(cluster: Cluster, name: str, pid: int, signal: str) -> int:
-    node = cluster.node(name)
-    one = dataclasses.replace(cluster, nodes=(node,))
-    async with Monitor(one) as monitor:
+    """No daemon: its rule (`signal_process`) over telemetry and a connection of our own to that node."""
+    one = dataclasses.replace(cluster, nodes=(cluster.node(name),))
+    async with Pool(one) as pool, Monitor(one, pool=pool) as monitor:
         await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
-        status = monitor.state.nodes[name]
-        if status.state is not NodeState.ONLINE:
-            raise UgroError(f"{name} is {status.state}: {status.error or 'no sample yet'}; nothing was sent")
-        target = find_target(status, pid)
-        job = owning_job(target)
-        if job is not None:
-            raise UsageError(f"pid {pid} on {name} is a rank of ugro job {job}; stop the job with "
-                             f"`ugro cancel {job}` (a job's ranks are never signalled one by one)")
-        result = await send_signal(monitor.transports[name], target, signal, node.user)
-    print(result.message, file=sys.stdout if result.ok else sys.stderr)
-    return 0 if result.ok else 1
+        answer = await signal_process(one, monitor.state, pool, {"node": name, "pid": pid, "signal": signal})
+    print(answer["message"], file=sys.stdout if answer["ok"] else sys.stderr)
+    return 0 if answer["ok"] else 1
 
 
 def run(args: Namespace, cluster: Cluster) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ugro_tui.config import Cluster, load_cluster
 from ugro_tui.core.daemon.client import Client, NoDaemon
+from ugro_tui.core.daemon.watchers import file_stamp
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.runtime import Runtime
@@ -23,20 +24,12 @@ class DaemonRuns(UgroError):
     exit_code = 2
 
 
-def _stamp(path: Path | None) -> tuple[int, int] | None:
-    try:
-        st = path.stat() if path else None
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size) if st else None
-
-
 async def _run(cluster: Cluster, until_idle: bool, path: Path | None) -> int:
     """Dispatch until idle (or for ever). When cluster.toml changes, the node list is read again and telemetry,
     connections and dispatching go on with it (a bad edit is reported and the old list kept)."""
     lock = None
     while True:
-        seen = _stamp(path)
+        seen = file_stamp(path)
         async with Pool(cluster) as pool, Monitor(cluster, pool=pool) as monitor:
             runtime = Runtime(cluster, JobStore(), monitor.state, pool, "scheduler")
             if lock is not None:
@@ -47,11 +40,11 @@ async def _run(cluster: Cluster, until_idle: bool, path: Path | None) -> int:
             try:
                 await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
                 await runtime.run(cluster.poll_interval, until_idle=until_idle,
-                                  stop=lambda seen=seen: _stamp(path) != seen)
+                                  stop=lambda seen=seen: file_stamp(path) != seen)
             except BaseException:
                 runtime.release()
                 raise
-        if _stamp(path) == seen:  # idle: done
+        if file_stamp(path) == seen:  # idle: done
             lock.release()
             return 0
         try:

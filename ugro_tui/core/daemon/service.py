@@ -26,7 +26,7 @@ from ugro_tui.atomic import write_atomic
 from ugro_tui.config import Cluster, load_cluster
 from ugro_tui.core.daemon import where
 from ugro_tui.core.daemon.supervisor import Supervisor
-from ugro_tui.core.daemon.watchers import idle_limit, watch_events, watch_idle, watch_jobs
+from ugro_tui.core.daemon.watchers import file_stamp, idle_limit, watch_events, watch_idle, watch_jobs
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.runtime import Runtime
@@ -42,14 +42,6 @@ QUEUE = 2000  # messages a subscriber may lag behind before it is dropped (it re
 
 class AlreadyRunning(UgroError):
     exit_code = 2
-
-
-def _stamp(path: Path | None) -> tuple[int, int] | None:
-    try:
-        st = path.stat() if path else None
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size) if st else None
 
 
 def read_record() -> dict[str, Any] | None:
@@ -229,10 +221,10 @@ class Daemon:
     async def _watch_config(self) -> None:
         """One config reader: an edit from any client or a text editor takes effect within a poll interval; a bad
         one is reported to every client and the old config kept. Unchanged nodes keep their connections."""
-        seen = _stamp(self.config)
+        seen = file_stamp(self.config)
         while True:
             await asyncio.sleep(max(0.5, self.cluster.poll_interval))
-            now = _stamp(self.config)
+            now = file_stamp(self.config)
             if now == seen or self.config is None:
                 continue
             seen = now

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from ugro_tui.config import Cluster
@@ -16,6 +17,15 @@ from ugro_tui.core.jobs.store import JobStore
 
 log = logging.getLogger("ugro.daemon")
 Publish = Callable[[dict[str, Any]], None]
+
+
+def file_stamp(path: Path | None) -> tuple[int, int] | None:
+    """A file's (mtime, size), None when absent: what a config watcher compares."""
+    try:
+        st = path.stat() if path else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if st else None
 
 
 def store_stamp(store: JobStore) -> tuple:
