@@ -346,5 +346,13 @@ def test_ugro_forward_rides_the_daemons_connection_and_ends_with_the_command(con
             return s.connect_ex(("127.0.0.1", port)) != 0
 
     wait(closed, 10, "the daemon to close the forward")
+    # The app's `f`: the same forward, held by a request of its own until the app closes it.
+    from ugro_tui.core.daemon.client import Client, RemoteForward
+
+    held = RemoteForward(Client(), sid)
+    port = held.get_port()
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).status == 200
+    held.close()
+    wait(closed, 10, "the daemon to close the app's forward")
     assert ugro(config, "cancel", str(sid)).returncode == 0
     wait(lambda: job(config, sid)["state"] == "cancelled", 30, "the service to stop")

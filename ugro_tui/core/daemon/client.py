@@ -4,12 +4,14 @@ Commands use the blocking client; the app reads `/api/v1/stream` with aiohttp.""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -105,6 +107,50 @@ class Client:
         except NoDaemon:
             return False
         return True
+
+
+class RemoteForward:
+    """A service's port forwarded by the daemon over its connection, for as long as this object's request stays
+    open (the app's `f`): `get_port()` and `close()`, as the in-process forward has. Blocks: make it in a thread."""
+
+    def __init__(self, client: Client, job_id: int, local_port: int = 0) -> None:
+        self._connection = _UnixConnection(str(client.path), 30.0)
+        try:
+            self._connection.request("POST", "/api/v1/daemon/forward",
+                                     body=json.dumps({"job": job_id, "local_port": local_port}).encode(),
+                                     headers={"Content-Type": "application/json"})
+            self._answer = self._connection.getresponse()
+            first = json.loads(self._answer.readline() or b"null")
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            self._connection.close()
+            raise UgroError(f"the daemon could not forward job {job_id}: {exc}") from None
+        if self._answer.status >= 400 or not isinstance(first, dict) or "port" not in first:
+            self._connection.close()
+            message = first.get("error") if isinstance(first, dict) else None
+            raise UgroError(message or f"the daemon could not forward job {job_id}")
+        self.port = int(first["port"])
+        threading.Thread(target=self._drain, name=f"forward-{job_id}", daemon=True).start()
+
+    def _drain(self) -> None:
+        """Read the daemon's heartbeats until the request ends (closed here, or the daemon went)."""
+        try:
+            while self._answer.readline():
+                pass
+        except (OSError, http.client.HTTPException, ValueError):
+            pass
+        finally:
+            self._connection.close()  # here, in the one thread that reads it
+
+    def get_port(self) -> int:
+        return self.port
+
+    def close(self) -> None:
+        """Cut the request: the reader sees its end, and the daemon's next heartbeat fails, so it closes the
+        listener."""
+        sock = self._connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def version_note(status: dict[str, Any]) -> str | None:

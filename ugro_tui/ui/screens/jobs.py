@@ -352,6 +352,14 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         from ugro_tui.core.services.forward import forward_service
 
         forwards = self.app.session.forwards
+        if job.id not in forwards and self.app.daemon is not None:  # carried by the daemon's connection
+            from ugro_tui.core.daemon.client import RemoteForward
+
+            try:
+                forwards[job.id] = await asyncio.to_thread(RemoteForward, self.app.daemon, job.id, 0)
+            except UgroError as exc:
+                self.notify(str(exc), severity="error", timeout=8)
+                return
         if job.id not in forwards:
             forwards[job.id] = await forward_service(self.app.store, self.app.pool, job.id, 0)
         url = f"http://127.0.0.1:{forwards[job.id].get_port()}/"
