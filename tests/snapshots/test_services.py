@@ -7,7 +7,7 @@ import pytest
 
 from ugro_tui.ui.app import make_app
 
-from ..ui_states import LAB, NOW, service_store, with_state
+from ..ui_states import LAB, NOW, service_store, wait_for, with_state
 
 
 def app_for(store):
@@ -33,7 +33,13 @@ def test_launch_form_composes_a_two_role_service(snap_compare, tmp_path) -> None
                         service="health=/health worker_command='rpc-server --host {host} --port {port}'")
 
     async def fill(pilot) -> None:
+        from ugro_tui.ui.screens.launch import LaunchScreen
+
         pilot.app.action_new_job(values, "new service")
+        # Every field's change validated (a busy machine takes more than one pause): the form shows these values.
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen) and pilot.app.screen.is_mounted
+                       and pilot.app.screen.values() == values and pilot.app.screen.result.spec is not None,
+                       20, "the form to show the service")
         await pilot.pause()
 
     assert snap_compare(app_for(service_store(tmp_path)), terminal_size=(120, 50), run_before=fill)
