@@ -40,6 +40,10 @@ def test_launch_form_composes_a_two_role_service(snap_compare, tmp_path) -> None
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen) and pilot.app.screen.is_mounted
                        and pilot.app.screen.values() == values and pilot.app.screen.result.spec is not None,
                        20, "the form to show the service")
+        from textual.widgets import Input
+
+        for field in pilot.app.screen.query(Input):  # a loaded machine catches the cursor mid-blink otherwise
+            field.cursor_blink = False
         await pilot.pause()
 
     assert snap_compare(app_for(service_store(tmp_path)), terminal_size=(120, 50), run_before=fill)
