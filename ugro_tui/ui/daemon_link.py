@@ -5,7 +5,7 @@ waited for) and the app says so in one line."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ugro_tui.config import Cluster
 from ugro_tui.core.daemon.client import Client, NoDaemon, connect, subscribe, version_note
@@ -13,8 +13,19 @@ from ugro_tui.core.telemetry.model import ClusterState
 from ugro_tui.core.telemetry.wire import apply_hello, apply_wire
 from ugro_tui.errors import UgroError
 
-if TYPE_CHECKING:
-    from ugro_tui.ui.app import UgroApp
+
+class Follower(Protocol):
+    """What the link needs of the app (a protocol: the app imports this module, never the other way)."""
+
+    cluster: Cluster
+    monitor_state: ClusterState
+    session: Any
+
+    def notify(self, message: str, **options: Any) -> None: ...
+
+    def node_changed(self, status: Any) -> None: ...
+
+    def daemon_config_changed(self) -> None: ...
 
 RECONNECT = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between tries while no daemon answers
 
@@ -41,7 +52,7 @@ def _note(hello: dict[str, Any]) -> str:
     return f"dispatch: daemon pid {hello.get('pid')}"
 
 
-async def follow(app: UgroApp) -> None:
+async def follow(app: Follower) -> None:
     """Until the app ends: apply what the daemon pushes; reconnect (starting a new daemon) when it goes."""
     tries = 0
     said_gone = False
@@ -73,7 +84,7 @@ async def follow(app: UgroApp) -> None:
         await asyncio.to_thread(find_daemon, app.cluster)  # a killed one is replaced, as at start
 
 
-def take(app: UgroApp, message: dict[str, Any]) -> None:
+def take(app: Follower, message: dict[str, Any]) -> None:
     kind = message.get("kind")
     if kind == "node":
         doc = message.get("node")
