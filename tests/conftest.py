@@ -116,6 +116,21 @@ def daemon_lab(lab: LoopbackCluster, tmp_path: Path, monkeypatch: pytest.MonkeyP
             shutil.rmtree(runtime, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def daemon_on(config: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The daemon on this test's state dir and `config` (auto-start stays off: the test starts this one and
+    stops it), with a short runtime dir of its own for the socket. Yields the config."""
+    runtime = Path(tempfile.mkdtemp(prefix="ugro-rt-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    try:
+        started = ugro(config, "daemon", "start")
+        assert started.returncode == 0, started.stderr
+        yield config
+    finally:
+        ugro(config, "daemon", "stop", strict=False)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
 def processes_in(folder: Path) -> list[int]:
     """Live processes whose working dir is inside `folder` (a job's processes run in its node's workdir)."""
     out = []

@@ -172,8 +172,7 @@ def job_with_logs(root):
 
 def doctor_report():
     """A doctor run on the reference lab: gpu2 has another torch and no torchrun on its PATH; gpu1's clock drifts."""
-    from ugro_tui.core.doctor.checks import CLUSTER, Check, Status
-    from ugro_tui.core.doctor.run import Report
+    from ugro_tui.core.doctor.checks import CLUSTER, Check, Report, Status
 
     S = Status
     checks = []

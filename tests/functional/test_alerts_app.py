@@ -15,7 +15,7 @@ async def test_a_failure_written_by_another_dispatcher_is_toasted_once_with_a_be
     cluster, _ = lab_config
     journal = Journal()
     journal.add([Event("job-failed:1:1", "job-failed", 1.0, "job 1 (old) failed: before the app started", 1)])
-    app = make_app(cluster, dispatch=False, store=JobStore(tmp_path / "state"))
+    app = make_app(cluster, store=JobStore(tmp_path / "state"))  # no daemon: the journal is read all the same
     rings = []
     app.bell = lambda: rings.append(1)  # type: ignore[method-assign]
     async with app.run_test(size=(100, 30)) as pilot:

@@ -44,11 +44,11 @@ async def test_the_app_follows_a_warm_daemon_without_a_connection_of_its_own_and
         await wait_for(pilot, lambda: all(s.state is NodeState.ONLINE for s in app.monitor_state.nodes.values()),
                        30, "every node online, as the daemon pushes it")
         assert any(s.history for s in app.monitor_state.nodes.values())  # the daemon's history came along
-        assert connections(cluster) == {"node0": 0, "node1": 0, "node2": 0}
+        assert connections(cluster, os.getpid()) == {"node0": 0, "node1": 0, "node2": 0}
         os.kill(first["pid"], signal.SIGKILL)
         await wait_for(pilot, lambda: app.session.dispatch_note.startswith("dispatch: daemon pid")
                        and str(first["pid"]) not in app.session.dispatch_note, 40, "a new daemon, followed")
         messages = [n.message for n in app._notifications]
         assert any("went away" in m for m in messages) and any("reconnected" in m for m in messages), messages
-        assert connections(cluster) == {"node0": 0, "node1": 0, "node2": 0}
+        assert connections(cluster, os.getpid()) == {"node0": 0, "node1": 0, "node2": 0}
         assert app.failures == []

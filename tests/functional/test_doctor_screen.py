@@ -6,21 +6,31 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Static
 
+from ugro_tui.config import load_cluster
+from ugro_tui.core.daemon.client import Client
 from ugro_tui.sim.loopback import LoopbackCluster
-from ugro_tui.ui.app import make_app
+from ugro_tui.ui.app import UgroApp, make_app
 from ugro_tui.ui.screens.doctor import DoctorScreen
 
-from ..conftest import cluster_from
+from ..conftest import daemon_on
 
 
-async def test_r_runs_the_doctor_and_shows_each_check(lab: LoopbackCluster, tmp_path: Path) -> None:
+async def test_r_runs_the_doctor_and_shows_each_check(lab: LoopbackCluster, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     text = lab.cluster_toml(sim=[(["RTX 4070"], "nvml")] * 3)
     # node2 points at a python that does not exist: its row must say so, with the setting to fix.
     text = text.replace(f'python = "{sys.executable}"\nworkdir = "{lab.root / "work" / "node2"}"',
                         f'python = "/nonexistent/python3"\nworkdir = "{lab.root / "work" / "node2"}"')
-    app = make_app(cluster_from(text), monitor=False)
+    path = tmp_path / "cluster.toml"
+    path.write_text(text)
+    with daemon_on(path, monkeypatch):  # the app asks the daemon, over its connections
+        await doctor_view(make_app(load_cluster(path), monitor=False, daemon=Client()))
+
+
+async def doctor_view(app: UgroApp) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("4", "r")
         screen = app.screen

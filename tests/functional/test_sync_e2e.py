@@ -257,9 +257,19 @@ def test_bad_sync_input_is_one_line(config: Path, tmp_path: Path) -> None:
         assert out.returncode == 2 and words in out.stderr and out.stderr.count("\n") == 1, (args, out.stderr)
 
 
-async def test_the_form_copies_the_folder_with_progress_then_queues(config: Path, tmp_path: Path) -> None:
+async def test_the_form_copies_the_folder_with_progress_then_queues(config: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form keeps the tree and the daemon copies it (its connections), with progress in the preview."""
+    from ..conftest import daemon_on
+
+    with daemon_on(config, monkeypatch):
+        await copy_from_the_form(config, tmp_path)
+
+
+async def copy_from_the_form(config: Path, tmp_path: Path) -> None:
     from textual.widgets import Input, Static
 
+    from ugro_tui.core.daemon.client import Client
     from ugro_tui.core.jobs.store import JobStore
     from ugro_tui.ui.app import make_app
     from ugro_tui.ui.screens.launch import LaunchScreen
@@ -267,8 +277,9 @@ async def test_the_form_copies_the_folder_with_progress_then_queues(config: Path
     from ..ui_states import wait_for
 
     src = project(tmp_path / "src")
-    store = JobStore(tmp_path / "state")
-    app = make_app(cluster_of(config), monitor=False, dispatch=False, store=store)
+    store = JobStore(tmp_path / "state")  # not the daemon's: it copies the code, and dispatches nothing of this
+    app = make_app(cluster_of(config), monitor=False, store=store)
+    app.daemon = Client()
     shown: list[str] = []
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("n")

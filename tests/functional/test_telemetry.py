@@ -9,6 +9,8 @@ import shlex
 import time
 from pathlib import Path
 
+import pytest
+
 from ugro_tui.config import Cluster
 from ugro_tui.core.telemetry.model import NodeState, NodeStatus
 from ugro_tui.core.telemetry.monitor import AGENT_PATH, Monitor
@@ -215,14 +217,26 @@ async def test_retry_after_trusting_a_changed_key(solo_lab: LoopbackCluster) -> 
         await until(lambda: node.state is NodeState.ONLINE, 15, "online after the fix")
 
 
-async def test_trusting_an_unknown_key_from_the_app(solo_lab: LoopbackCluster) -> None:
-    """The app shows the fingerprint, asks, writes known_hosts only on yes, and the node comes online."""
+async def test_trusting_an_unknown_key_from_the_app(solo_lab: LoopbackCluster, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app shows the fingerprint (as the daemon's telemetry met it), asks, writes known_hosts only on yes, and
+    the daemon's connection comes online."""
+    from ugro_tui.config import load_cluster
+
+    from ..conftest import daemon_on
+
+    solo_lab.known_hosts_path.write_text("")
+    path = tmp_path / "cluster.toml"
+    path.write_text(solo_lab.cluster_toml(sim=[(["RTX 4070"], "nvml")], poll_interval=0.5))
+    with daemon_on(path, monkeypatch):
+        await trust_from_the_app(solo_lab, load_cluster(path))
+
+
+async def trust_from_the_app(solo_lab: LoopbackCluster, cluster: Cluster) -> None:
     from ugro_tui.ui.app import make_app
     from ugro_tui.ui.screens.jobs import ConfirmScreen
 
-    solo_lab.known_hosts_path.write_text("")
-    cluster = cluster_from(solo_lab.cluster_toml(sim=[(["RTX 4070"], "nvml")], poll_interval=0.5))
-    app = make_app(cluster, dispatch=False)
+    app = make_app(cluster)
     async with app.run_test(size=(100, 30)) as pilot:
         node = app.monitor_state.nodes["node0"]
         await until(lambda: node.state is NodeState.UNKNOWN_HOST_KEY, 15, "unknown-host-key")

@@ -1,5 +1,5 @@
 """The app on the real Slurm lab: the Nodes view grows a card per Slurm node, and a job submitted from the CLI runs
-through the app's own dispatcher, with its rank lines in the Logs view."""
+through the daemon's dispatcher, shown live in the app."""
 
 from __future__ import annotations
 
@@ -13,12 +13,19 @@ from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.ui.app import make_app
 from ugro_tui.ui.screens.nodes import NodesScreen
 
+from ..conftest import daemon_on
 from ..ui_states import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 
-async def test_the_nodes_view_shows_slurms_nodes_and_the_app_dispatches_to_slurm(config: Path) -> None:
+async def test_the_nodes_view_shows_slurms_nodes_and_the_daemon_dispatches_to_slurm(
+        config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with daemon_on(config, monkeypatch):
+        await follow_a_slurm_job(config)
+
+
+async def follow_a_slurm_job(config: Path) -> None:
     store = JobStore()
     [job] = store.submit([JobSpec("hello", ("sh", "-c", "echo hello from $UGRO_NODE; sleep 15"), kind="command",
                                   nnodes=2, gpus_per_node=2)])

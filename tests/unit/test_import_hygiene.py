@@ -114,3 +114,24 @@ def test_no_import_cycles() -> None:
         if module not in state:
             walk(module, [module])
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+RUNTIME = ("ugro_tui.core.pool", "ugro_tui.core.telemetry.monitor", "ugro_tui.core.runtime",
+           "ugro_tui.core.jobs.dispatcher", "ugro_tui.core.transport", "ugro_tui.core.doctor.run",
+           "ugro_tui.core.doctor.smoke", "ugro_tui.core.jobs.keeper", "ugro_tui.core.services.forward")
+
+
+def test_screens_and_the_web_build_no_runtime_of_their_own() -> None:
+    """The daemon owns connections, telemetry and dispatch: the app, its screens and the web view only render what
+    it pushes and ask it for the rest. Not imported anywhere in them (lazily neither), nor loaded with them."""
+    root = Path(ugro_tui.__file__).parent
+    known = set(modules()) | {"ugro_tui"}
+    direct = {}
+    for name in modules("ugro_tui.ui") + modules("ugro_tui.web"):
+        path = root.parent / Path(*name.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        direct[name] = sorted(_imports(path, name, path.name == "__init__.py", known) & set(RUNTIME))
+    assert not {m: d for m, d in direct.items() if d}
+    loaded = loaded_after(modules("ugro_tui.ui") + modules("ugro_tui.web"))
+    assert not loaded & {"ugro_tui.core.pool", "ugro_tui.core.telemetry.monitor", "ugro_tui.core.runtime",
+                         "ugro_tui.core.jobs.dispatcher", "asyncssh"}

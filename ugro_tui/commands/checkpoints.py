@@ -14,7 +14,7 @@ from ugro_tui.commands.jobs import parse_ids
 from ugro_tui.commands.table import DASH, render
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs import events
-from ugro_tui.core.jobs.checkpoints import Checkpoint, size_text
+from ugro_tui.core.jobs.checkpoints import Checkpoint, resumable, size_text
 from ugro_tui.core.jobs.keeper import CheckpointError, CheckpointKeeper
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.jobs.store import JobStore
@@ -120,7 +120,7 @@ def retry_from(args: Namespace, cluster: Cluster) -> int:
 
     found, chosen = asyncio.run(_with_keeper(cluster, look))
     if chosen is None:
-        steps = sorted(c.step for c in CheckpointKeeper.resumable(job, found) if c.step is not None)
+        steps = sorted(c.step for c in resumable(job, found) if c.step is not None)
         have = ", ".join(map(str, steps)) or "none"
         raise UsageError(f"job {job.id}: no complete checkpoint at step {args.from_step} (complete steps: {have})")
     JobStore().move(job.id, JobState.QUEUED, reason=f"retried by the user from {chosen.name}",

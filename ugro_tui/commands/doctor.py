@@ -9,8 +9,8 @@ from argparse import Namespace
 
 from ugro_tui.commands.table import render
 from ugro_tui.config import Cluster
-from ugro_tui.core.doctor.checks import Check, Status
-from ugro_tui.core.doctor.run import Report, run_doctor
+from ugro_tui.core.doctor.checks import Check, Report, Status
+from ugro_tui.core.doctor.run import run_doctor
 
 MARK = {Status.OK: "ok", Status.WARN: "WARN", Status.FAIL: "FAIL", Status.SKIP: "-"}
 
@@ -21,6 +21,7 @@ def rows(checks: list[Check]) -> list[tuple[str, ...]]:
 
 
 async def _run(cluster: Cluster, smoke: bool) -> Report:
+    """Without a daemon (auto-start off): over connections of its own."""
     from ugro_tui.core.pool import Pool
     from ugro_tui.core.telemetry.monitor import Monitor
 
@@ -37,7 +38,11 @@ async def _run(cluster: Cluster, smoke: bool) -> Report:
 def run(args: Namespace, cluster: Cluster) -> int:
     if not args.json:
         print(f"checking {len(cluster.nodes)} node(s){' and a smoke run' if args.smoke else ''}…", file=sys.stderr)
-    report = asyncio.run(_run(cluster, args.smoke))
+    from ugro_tui.core.daemon import ask
+    from ugro_tui.core.daemon.client import connect
+
+    daemon = connect(cluster)  # its warm connections, and its dispatcher runs the smoke job
+    report = ask.doctor(daemon, args.smoke) if daemon is not None else asyncio.run(_run(cluster, args.smoke))
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
     else:

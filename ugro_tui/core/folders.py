@@ -10,10 +10,13 @@ import asyncio
 import re
 import secrets
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ugro_tui.config import Node
-from ugro_tui.core.pool import Pool
 from ugro_tui.core.transport import ConnectError, path_word
+
+if TYPE_CHECKING:  # only named: the checkpoint rules (read by the app) need no pool
+    from ugro_tui.core.pool import Pool
 
 FOLDER_ID = ".ugro-folder"
 ID_RE = re.compile(r"^[0-9a-f]{16,64}$")

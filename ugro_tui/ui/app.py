@@ -13,9 +13,7 @@ from textual.worker import Worker, WorkerState
 from ugro_tui.config import Cluster
 from ugro_tui.core.daemon.client import Client
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.pool import Pool
 from ugro_tui.core.telemetry.model import ClusterState, NodeStatus
-from ugro_tui.core.telemetry.monitor import Monitor
 from ugro_tui.ui import themes
 from ugro_tui.ui.messages import NodeUpdated
 from ugro_tui.ui.read_only import ReadOnlyAware
@@ -50,26 +48,24 @@ class UgroApp(ReadOnlyAware, App[None]):
 
     def __init__(self, cluster: Cluster, *, monitor: bool = True, clock: Callable[[], float] = time.time,
                  state: ClusterState | None = None, keymap: dict[str, str] | None = None,
-                 store: JobStore | None = None, dispatch: bool | None = None, daemon: Client | None = None) -> None:
+                 store: JobStore | None = None, daemon: Client | None = None) -> None:
         super().__init__()
         self.store = store or JobStore()
-        self.dispatch = monitor if dispatch is None else dispatch
         self.session = Session()
         self.cluster = cluster
-        self.pool = Pool(cluster)  # one connection per node for telemetry, dispatch, logs and the doctor
         self.clock = clock
-        self.use_monitor = monitor
-        self.monitor: Monitor | None = None
+        self.use_monitor = monitor  # False: a still app (snapshots, tests) that follows no daemon
         self.monitor_state = state or ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
         self._keymap = keymap or {}
         self.failures: list[str] = []  # every worker failure, in order (the notifications fade; tests read these)
         self._theme_names: list[str] = []
         self._events_offset: int | None = None
-        self.daemon = daemon  # the daemon this app follows: it owns telemetry and dispatch, not this process
+        # The daemon owns telemetry, dispatch and every connection; this app renders what it pushes and asks it
+        # for the rest. It may not answer yet (auto-start off): the app waits for one.
+        self.daemon = daemon if daemon is not None or not monitor else Client()
         if daemon is not None:
             from ugro_tui.ui.daemon_link import prefetch
 
-            self.dispatch = False
             self.session.dispatch_note = prefetch(daemon, self.monitor_state)
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
@@ -84,12 +80,8 @@ class UgroApp(ReadOnlyAware, App[None]):
             themes.DEFAULT_THEME if themes.DEFAULT_THEME in self.available_themes else "textual-dark")
         if self._keymap:
             self.set_keymap(self._keymap)
-        if self.daemon is not None:
+        if self.use_monitor:
             self.follow_daemon()
-        elif self.use_monitor:
-            self.run_monitor()
-        if self.dispatch:
-            self.run_dispatcher()
         self.preload_jobs()
         if self.use_monitor:
             self.watch_events()
@@ -132,7 +124,8 @@ class UgroApp(ReadOnlyAware, App[None]):
         from ugro_tui.errors import UgroError
 
         client = self.daemon
-        assert client is not None
+        if client is None:
+            return False, "this view follows no ugro daemon: nothing was sent"
         try:
             answer = await asyncio.to_thread(client.call, "POST", "daemon/signal",
                                              {"node": node, "pid": pid, "signal": signal}, 120)
@@ -146,30 +139,6 @@ class UgroApp(ReadOnlyAware, App[None]):
             client = self.daemon
             self.run_worker(lambda: client.call("POST", f"daemon/retry/{name}"), thread=True, group="retry",
                             description=f"retry {name}", exit_on_error=False)
-        elif self.monitor is not None:
-            self.monitor.retry_now(name)
-
-    @work(group="telemetry", name="monitor", description="GPU telemetry from every node", exit_on_error=False)
-    async def run_monitor(self) -> None:
-        self.monitor = Monitor(self.cluster, on_change=self.node_changed, state=self.monitor_state, pool=self.pool)
-        async with self.monitor:
-            await self.monitor.wait_forever()
-
-    @work(group="dispatch", name="dispatcher", description="place and launch queued jobs", exit_on_error=False)
-    async def run_dispatcher(self) -> None:
-        """Dispatch here unless another process (a `ugro scheduler`) holds the lock; then say who does."""
-        from ugro_tui.core.runtime import Runtime
-
-        runtime = Runtime(self.cluster, self.store, self.monitor_state, self.pool, "tui")
-
-        def failed(exc: Exception) -> None:  # one bad round must not stop dispatching; say it once
-            self.notify(f"dispatcher: {exc}", severity="error", timeout=8)
-
-        try:
-            await runtime.run(self.cluster.poll_interval, on_error=failed,
-                              on_note=lambda note: setattr(self.session, "dispatch_note", note))
-        finally:
-            runtime.release()
 
     @work(group="jobs", name="preload", description="read the job store once at start", exit_on_error=False)
     async def preload_jobs(self) -> None:
@@ -203,7 +172,6 @@ class UgroApp(ReadOnlyAware, App[None]):
     async def on_unmount(self) -> None:
         for listener in self.session.forwards.values():
             listener.close()
-        await self.pool.close()
 
     def action_help(self) -> None:
         rows = []
@@ -217,24 +185,16 @@ class UgroApp(ReadOnlyAware, App[None]):
         self.push_screen(HelpScreen(rows))
 
     def use_cluster(self, cluster: Cluster) -> None:
-        """Follow a changed cluster.toml (the node editor saved it): new telemetry, dispatcher and cards."""
+        """Follow a changed cluster.toml (the daemon read it): its nodes' cards, filled by the daemon's hello."""
         old = self.monitor_state.nodes
         self.cluster = cluster
-        self.run_worker(self.pool.use(cluster), group="pool", description="follow the new node list",
-                        exit_on_error=False)
         self.monitor_state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
         for name, status in old.items():  # unchanged nodes keep their history while they reconnect
             if name in self.monitor_state.nodes and status.address == self.monitor_state.nodes[name].address:
                 self.monitor_state.nodes[name] = status
-        if self.daemon is not None:
+        if self.use_monitor:
             self.workers.cancel_group(self, "telemetry")
             self.follow_daemon()
-        elif self.use_monitor:
-            self.workers.cancel_group(self, "telemetry")
-            self.run_monitor()
-        if self.dispatch:
-            self.workers.cancel_group(self, "dispatch")
-            self.run_dispatcher()
         if isinstance(self.screen, NodesScreen):
             self.call_later(self.screen.rebuild)
 
@@ -297,8 +257,8 @@ class UgroApp(ReadOnlyAware, App[None]):
 
 
 def make_app(cluster: Cluster, **options) -> UgroApp:
-    """The one factory for the CLI, the demo and the tests. A live app follows the daemon (started in the
-    background when none answers); only with auto-start off and no daemon does it run telemetry itself."""
+    """The one factory for the CLI, the demo and the tests. A live app follows the daemon, started in the
+    background when none answers (with auto-start off, the app waits for one and says so)."""
     if options.get("monitor", True) and "daemon" not in options:
         from ugro_tui.ui.daemon_link import find_daemon
 

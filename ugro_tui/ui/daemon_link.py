@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from ugro_tui.config import Cluster
 from ugro_tui.core.daemon.client import Client, NoDaemon, connect, subscribe, version_note
 from ugro_tui.core.telemetry.model import ClusterState
-from ugro_tui.core.telemetry.wire import apply_hello, apply_wire
+from ugro_tui.core.telemetry.wire import apply_hello, apply_wire, node_of
 from ugro_tui.errors import UgroError
 
 
@@ -56,13 +56,14 @@ async def follow(app: Follower) -> None:
     """Until the app ends: apply what the daemon pushes; reconnect (starting a new daemon) when it goes."""
     tries = 0
     said_gone = False
+    ever = False
     while True:
         try:
             async for message in subscribe():
                 if message.get("kind") == "hello":
-                    if said_gone:
+                    if said_gone and ever:
                         app.notify(f"reconnected to the ugro daemon (pid {message.get('pid')})", timeout=4)
-                    tries, said_gone = 0, False
+                    tries, said_gone, ever = 0, False, True
                     note = version_note(message)
                     if note:
                         app.notify(note, severity="warning", timeout=15)
@@ -75,10 +76,14 @@ async def follow(app: Follower) -> None:
             pass  # killed, stopped or restarting: said below, once
         except (OSError, UgroError) as exc:
             app.notify(f"ugro daemon: {exc}", severity="error", timeout=8)
-        if not said_gone:
+        if not said_gone and ever:
             app.notify("the ugro daemon went away; reconnecting…", severity="warning", timeout=6)
-            said_gone = True
-        app.session.dispatch_note = "dispatch: reconnecting to the daemon"
+        elif not said_gone:
+            app.notify("no ugro daemon answers and auto-start is off: `ugro daemon start` brings telemetry and "
+                       "dispatch; this view follows it once it answers", severity="warning", timeout=12)
+        said_gone = True
+        app.session.dispatch_note = ("dispatch: reconnecting to the daemon" if ever else
+                                     "no daemon: `ugro daemon start`")
         await asyncio.sleep(RECONNECT[min(tries, len(RECONNECT) - 1)])
         tries += 1
         await asyncio.to_thread(find_daemon, app.cluster)  # a killed one is replaced, as at start
@@ -88,9 +93,9 @@ def take(app: Follower, message: dict[str, Any]) -> None:
     kind = message.get("kind")
     if kind == "node":
         doc = message.get("node")
-        if isinstance(doc, dict) and doc.get("name") in app.monitor_state.nodes:
-            status = app.monitor_state.nodes[doc["name"]]
-            apply_wire(status, doc)
+        status = node_of(app.monitor_state, doc)
+        if status is not None:
+            apply_wire(status, doc)  # type: ignore[arg-type]
             app.node_changed(status)
     elif kind in ("daemon-error", "config-error"):
         app.notify(str(message.get("message")), title=kind, severity="error", timeout=10)

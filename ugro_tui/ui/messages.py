@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from ugro_tui.core.doctor.checks import Check
-from ugro_tui.core.doctor.run import Report
+from ugro_tui.core.doctor.checks import Check, Report
 from ugro_tui.core.telemetry.model import NodeStatus
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ugro_tui.core.doctor.run import Report
+from ugro_tui.core.doctor.checks import Report
 from ugro_tui.core.jobs.model import Job
 
 

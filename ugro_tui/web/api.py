@@ -16,7 +16,6 @@ from ugro_tui.core.jobs.model import IllegalTransition, JobState
 from ugro_tui.core.jobs.request import Request, spec_from_request
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id, parse_axis
-from ugro_tui.core.pool import Pool
 from ugro_tui.core.telemetry.model import ClusterState
 from ugro_tui.errors import ReadOnlyError, UgroError, UsageError
 
@@ -31,14 +30,14 @@ def error(status: int, message: str) -> web.Response:
 class Api:
     """Routes over the server's store, telemetry state and connections; `dispatcher()` says who dispatches."""
 
-    def __init__(self, cluster: Cluster, store: JobStore, state: ClusterState, pool: Pool, dispatcher,
+    def __init__(self, cluster: Cluster, store: JobStore, state: ClusterState, pool: Any, dispatcher,
                  state_of=None, changed=lambda: None) -> None:
         self.cluster = cluster
         self.store = store
         self._state = state
         self._state_of = state_of  # the daemon's state is replaced when cluster.toml changes
         self.changed = changed  # after a submit or an action: the daemon runs a round at once
-        self.pool = pool
+        self.pool = pool  # the daemon's connections (the logs route reads through them)
         self.dispatcher = dispatcher
         self._jobs_cache: tuple[tuple, bytes] | None = None
         self._jobs_lock = asyncio.Lock()

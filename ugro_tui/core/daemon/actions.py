@@ -81,24 +81,33 @@ class Actions:
     async def sync(self, request: web.Request) -> web.StreamResponse:
         """`{"dir", "nodes", "git"}`: the folder (on this machine: the daemon's too) copied to the nodes over the
         daemon's connections, as `ugro sync` does; newline-delimited JSON: the tree's summary, progress, the end."""
-        from ugro_tui.core.sync.push import FolderSource, tree_dir
+        from ugro_tui.core.sync.push import CodeStore, FolderSource, tree_dir
         from ugro_tui.core.sync.service import push_to, snapshot
 
         try:
             doc = await request.json()
-            folder, names, git = str(doc["dir"]), [str(n) for n in doc["nodes"]], bool(doc.get("git"))
-        except (ValueError, KeyError, TypeError):
-            return _refused(400, 'expected {"dir": PATH, "nodes": [NAME, ...], "git": false}')
+            folder, tree_hash = str(doc.get("dir") or ""), str(doc.get("tree") or "")
+            names, git = [str(n) for n in doc["nodes"]], bool(doc.get("git"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return _refused(400, 'expected {"dir": PATH, "nodes": [NAME, ...], "git": false} or {"tree": HASH, ...}')
         d = self.daemon
         unknown = [n for n in names if n not in d.pool]
         if unknown:
             return _refused(400, f"ugro sync: no node {unknown[0]!r} in {d.cluster.source}")
         nodes = [d.cluster.node(n) for n in names]
         try:
-            tree, manifest = await asyncio.to_thread(snapshot, folder, d.cluster, include_git=git, name="ugro-sync",
-                                                     keep=False)
-        except UgroError as exc:
-            return _refused(400, str(exc))
+            if tree_hash:  # a tree the client kept here (a job's code): the same copy the launch makes
+                if not (tree_hash.isascii() and tree_hash.isalnum()):
+                    raise ValueError(f"{tree_hash!r} is not a tree's hash")
+                manifest = await asyncio.to_thread(CodeStore().manifest, tree_hash)
+                source: CodeStore | None = None
+                summary = f"the kept tree {tree_hash[:12]}"
+            else:
+                tree, manifest = await asyncio.to_thread(snapshot, folder, d.cluster, include_git=git,
+                                                         name="ugro-sync", keep=False)
+                source, summary, tree_hash = FolderSource(tree), tree.summary(), tree.hash
+        except (UgroError, OSError, ValueError, KeyError) as exc:
+            return _refused(400, f"ugro sync: {exc}")
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -109,14 +118,14 @@ class Actions:
 
         async def copy() -> dict[str, Any]:
             try:
-                results = await push_to(d.pool, nodes, manifest, progress=progress, store=FolderSource(tree))
+                results = await push_to(d.pool, nodes, manifest, progress=progress, store=source)
             finally:
                 lines.put_nowait(None)
             return {name: ({"error": str(r) or type(r).__name__} if isinstance(r, BaseException) else
-                           {**r.to_json(), "dir": tree_dir(d.cluster.node(name), tree.hash)})
+                           {**r.to_json(), "dir": tree_dir(d.cluster.node(name), tree_hash)})
                     for name, r in results.items()}
 
-        await response.write(json.dumps({"kind": "summary", "text": tree.summary()}).encode() + b"\n")
+        await response.write(json.dumps({"kind": "summary", "text": summary}).encode() + b"\n")
         task = asyncio.create_task(copy())
         while (line := await lines.get()) is not None:
             await response.write(json.dumps(line).encode() + b"\n")

@@ -276,11 +276,13 @@ class Daemon:
 
     def routes(self) -> list[web.RouteDef]:
         from ugro_tui.core.daemon.actions import Actions
+        from ugro_tui.core.daemon.reports import Reports
         from ugro_tui.web.api import PREFIX
 
         return [
             *self.api.routes(),
             *Actions(self).routes(PREFIX),
+            *Reports(self).routes(PREFIX),
             web.post(f"{PREFIX}/daemon/web", self.web_request),
             web.post(f"{PREFIX}/daemon/web/stop", self.web_stop_request),
             web.get(f"{PREFIX}/daemon", self.status_doc),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +32,40 @@ class Check:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"status": str(self.status)}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Check:
+        return cls(str(doc["node"]), str(doc["name"]), Status(doc["status"]), str(doc["detail"]),
+                   str(doc.get("hint") or ""))
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+    master: str | None = None
+    clock_offsets: dict[str, float] = field(default_factory=dict)  # node clock minus ours, in seconds
+    gpu_counts: dict[str, int] = field(default_factory=dict)       # as each node's driver reports them
+
+    @property
+    def failed(self) -> bool:
+        return any(c.status is Status.FAIL for c in self.checks)
+
+    def counts(self) -> dict[str, int]:
+        return {s.value: sum(1 for c in self.checks if c.status is s) for s in Status}
+
+    def to_json(self) -> dict:
+        return {"ok": not self.failed, "master": self.master, "counts": self.counts(),
+                "checks": [c.to_json() for c in self.checks]}
+
+    def to_wire(self) -> dict:
+        """All of it, for a client of the daemon (the smoke run's timing needs the offsets and GPU counts)."""
+        return self.to_json() | {"clock_offsets": self.clock_offsets, "gpu_counts": self.gpu_counts}
+
+    @classmethod
+    def from_wire(cls, doc: dict) -> Report:
+        return cls([Check.from_json(c) for c in doc["checks"]], doc.get("master"),
+                   {str(k): float(v) for k, v in (doc.get("clock_offsets") or {}).items()},
+                   {str(k): int(v) for k, v in (doc.get("gpu_counts") or {}).items()})
 
 
 @dataclass

@@ -10,12 +10,11 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ugro_tui.config import Cluster, Node
 from ugro_tui.core.check import check_node
-from ugro_tui.core.doctor.checks import Check, NodeFacts, Status, cluster_checks, node_checks
+from ugro_tui.core.doctor.checks import Check, NodeFacts, Report, Status, cluster_checks, node_checks
 from ugro_tui.core.doctor.data_checks import data_checks
 from ugro_tui.core.doctor.service_checks import service_checks
 from ugro_tui.core.doctor.shared_dirs import checkpoint_checks
@@ -42,25 +41,6 @@ LISTEN_SECONDS = 30.0
 CHECK_ORDER = ("ssh", "host key", "python", "torch", "cuda", "nccl", "torchrun", "driver", "disk", "clock",
                "interface", "rendezvous", "checkpoints", "data", "cpu", "slurm", "partition", "account", "sbatch")
 PROBE_TIMEOUT = 60.0  # importing torch on a cold disk is slow
-
-
-@dataclass
-class Report:
-    checks: list[Check] = field(default_factory=list)
-    master: str | None = None
-    clock_offsets: dict[str, float] = field(default_factory=dict)  # node clock minus ours, in seconds
-    gpu_counts: dict[str, int] = field(default_factory=dict)       # as each node's driver reports them
-
-    @property
-    def failed(self) -> bool:
-        return any(c.status is Status.FAIL for c in self.checks)
-
-    def counts(self) -> dict[str, int]:
-        return {s.value: sum(1 for c in self.checks if c.status is s) for s in Status}
-
-    def to_json(self) -> dict:
-        return {"ok": not self.failed, "master": self.master, "counts": self.counts(),
-                "checks": [c.to_json() for c in self.checks]}
 
 
 def probe_command(node: Node, *args: str) -> str:

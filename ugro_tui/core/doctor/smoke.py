@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ugro_tui.config import Cluster
-from ugro_tui.core.doctor.checks import CLUSTER, Check, Status
-from ugro_tui.core.doctor.run import Report
+from ugro_tui.core.doctor.checks import CLUSTER, Check, Report, Status
 from ugro_tui.core.jobs import actions
 from ugro_tui.core.jobs.logs import local_copy
 from ugro_tui.core.jobs.model import Job, JobSpec, JobState
@@ -40,34 +40,48 @@ async def _install(pool: Pool) -> None:
                            for n in pool.cluster.nodes))
 
 
+async def _waited(store: JobStore, job_id: int, deadline: float, kick: Callable[[], None]) -> Job:
+    """Whoever dispatches runs it (asked at once by `kick`); cancelled when the deadline passes."""
+    kick()
+    cancelled = False
+    while True:
+        job = await asyncio.to_thread(store.get, job_id)
+        if job.state.finished:
+            return job
+        if time.time() > deadline and not cancelled:
+            await asyncio.to_thread(actions.cancel, store, job_id)
+            kick()
+            cancelled, deadline = True, time.time() + 15
+        elif cancelled and time.time() > deadline:
+            return job
+        await asyncio.sleep(0.2)
+
+
 async def _dispatch_until(cluster: Cluster, store: JobStore, pool: Pool, job_id: int, deadline: float) -> Job:
-    """Dispatch here if no one else does (the app or `ugro scheduler`), else wait for whoever does."""
+    """Without a daemon (auto-start off): dispatch here if no one else does, else wait for whoever does."""
     from ugro_tui.core.runtime import Runtime
     from ugro_tui.core.telemetry.monitor import Monitor
 
     async with Monitor(cluster, pool=pool) as monitor:
         runtime = Runtime(cluster, store, monitor.state, pool, "doctor")
         if not runtime.acquire():
-            while time.time() < deadline:
-                job = await asyncio.to_thread(store.get, job_id)
-                if job.state.finished:
-                    return job
-                await asyncio.sleep(0.5)
-            return await asyncio.to_thread(store.get, job_id)
+            return await _waited(store, job_id, deadline, lambda: None)
+        done = asyncio.Event()
+
+        async def rounds() -> None:  # never cut in a round: it ends between two
+            while not done.is_set():
+                await runtime.tick()
+                await runtime.pause(min(cluster.poll_interval, 0.5))
+
         try:
             await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
-            cancelled = False
-            while True:
-                await runtime.tick()
-                job = await asyncio.to_thread(store.get, job_id)
-                if job.state.finished:
-                    return job
-                if time.time() > deadline and not cancelled:
-                    await asyncio.to_thread(actions.cancel, store, job_id)
-                    cancelled, deadline = True, time.time() + 15
-                elif cancelled and time.time() > deadline:
-                    return job
-                await asyncio.sleep(min(cluster.poll_interval, 0.5))
+            task = asyncio.create_task(rounds())
+            try:
+                return await _waited(store, job_id, deadline, runtime.kick)
+            finally:
+                done.set()
+                runtime.kick()
+                await task
         finally:
             runtime.release()
 
@@ -89,7 +103,8 @@ def _result_line(job: Job) -> dict | None:
 
 
 async def run_smoke(cluster: Cluster, report: Report, *, store: JobStore | None = None, pool: Pool | None = None,
-                    timeout: float = 180.0) -> Check:
+                    timeout: float = 180.0, kick: Callable[[], None] | None = None) -> Check:
+    """The smoke job's check. In the daemon, `kick` asks its dispatcher for a round: the job goes the normal way."""
     blocked = sorted({c.node for c in report.checks if c.status is Status.FAIL and c.name in BLOCKING})
     if blocked:
         return Check(CLUSTER, "smoke", Status.FAIL, f"not run: {', '.join(blocked)} failed a check above",
@@ -100,7 +115,9 @@ async def run_smoke(cluster: Cluster, report: Report, *, store: JobStore | None 
     try:
         await _install(pool)
         [job] = await asyncio.to_thread(store.submit, [smoke_spec(cluster, report)])
-        job = await _dispatch_until(cluster, store, pool, job.id, time.time() + timeout)
+        deadline = time.time() + timeout
+        job = await (_waited(store, job.id, deadline, kick) if kick is not None else
+                     _dispatch_until(cluster, store, pool, job.id, deadline))
     finally:
         if owned:
             await pool.close()

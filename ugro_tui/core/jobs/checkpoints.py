@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 
 from ugro_tui.core.folders import FOLDER_ID, claim_line, parse_id
 from ugro_tui.core.jobs.early_stop import value_at
+from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.transport import path_word
 
 _STEP_RE = re.compile(r"(\d+)(?!.*\d)")
@@ -200,3 +201,10 @@ def remove_script(paths: Iterable[str]) -> str:
         quoted = shlex.quote(path)
         lines.append(f"rm -f {shlex.quote(path + '/' + MARKER)} 2>/dev/null; rm -rf -- {quoted}")
     return "\n".join(lines) + "\ntrue"
+
+
+def resumable(job: Job, found: list[Checkpoint]) -> list[Checkpoint]:
+    """What a new attempt can resume from, newest first: checkpoints complete on every node of the last
+    attempt that answered (each node wrote its own part; one complete on only some cannot be resumed)."""
+    answered = {c.node for c in found}
+    return whole(found, [n for n in job.ran_on if n in answered])

@@ -20,7 +20,7 @@ from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.early_stop import judge
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, reroute, transition
-from ugro_tui.core.jobs.placement import Decision, FreeGpu, NodeCapacity, allowed, job_order, place
+from ugro_tui.core.jobs.placement import Decision, NodeCapacity, allowed, capacity, job_order, place
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.lifecycle import JobGuard, NotReadyBackoff, dependencies, merge
 from ugro_tui.core.sync.service import NotReady
@@ -70,21 +70,6 @@ class Launcher:
 
     async def sweep_leftovers(self, online: set[str]) -> None:
         """Kill what nodes that are back (`online`) still run of attempts that ended while they were away."""
-
-
-def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job]) -> list[NodeCapacity]:
-    """Free GPUs per node: online, no process on it (anyone's process makes it busy), not held by a job."""
-    taken = {(node, gpu) for job in jobs if job.state.active for node, gpus in job.placement for gpu in gpus}
-    out = []
-    for node in cluster.nodes:
-        status = state.nodes.get(node.name)
-        gpus = status.gpus if status is not None else ()
-        online = status is not None and status.state is NodeState.ONLINE and status.error is None
-        free = tuple(FreeGpu(g.index, g.memory_free_mib) for g in gpus
-                     if online and not g.processes and (node.name, g.index) not in taken)
-        out.append(NodeCapacity(node.name, node.labels, free, len(gpus),
-                                max((g.memory_total_mib or 0 for g in gpus), default=0)))
-    return out
 
 
 class SweepTrials:

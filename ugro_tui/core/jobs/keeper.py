@@ -23,8 +23,8 @@ from ugro_tui.core.jobs.checkpoints import (
     newest_complete,
     parse_listing,
     remove_script,
+    resumable,
     to_prune,
-    whole,
     with_metric,
 )
 from ugro_tui.core.jobs.model import Job
@@ -145,15 +145,8 @@ class CheckpointKeeper:
         events.add(job.id, f"attempt {job.attempt} resumes from {chosen.name} (step {chosen.step})")
         return dataclasses.replace(job, resume_from=relative, resume_step=None)
 
-    @staticmethod
-    def resumable(job: Job, found: list[Checkpoint]) -> list[Checkpoint]:
-        """What a new attempt can resume from, newest first: checkpoints complete on every node of the last
-        attempt that answered (each node wrote its own part; one complete on only some cannot be resumed)."""
-        answered = {c.node for c in found}
-        return whole(found, [n for n in job.ran_on if n in answered])
-
     def resume_choice(self, job: Job, found: list[Checkpoint], step: int | None) -> Checkpoint | None:
-        return next((c for c in self.resumable(job, found) if step is None or c.step == step), None)
+        return next((c for c in resumable(job, found) if step is None or c.step == step), None)
 
     async def files(self, node: str, path: str) -> list[tuple[str, int]]:
         """(relative path, size) of every file of a checkpoint ("" for a checkpoint that is one file)."""

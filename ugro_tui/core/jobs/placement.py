@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.model import Job
+from ugro_tui.core.telemetry.model import ClusterState, NodeState
 
 
 @dataclass(frozen=True)
@@ -113,3 +115,18 @@ def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
             continue
         decisions.append(Decision(job.id, None, reason))
     return decisions
+
+
+def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job]) -> list[NodeCapacity]:
+    """Free GPUs per node: online, no process on it (anyone's process makes it busy), not held by a job."""
+    taken = {(node, gpu) for job in jobs if job.state.active for node, gpus in job.placement for gpu in gpus}
+    out = []
+    for node in cluster.nodes:
+        status = state.nodes.get(node.name)
+        gpus = status.gpus if status is not None else ()
+        online = status is not None and status.state is NodeState.ONLINE and status.error is None
+        free = tuple(FreeGpu(g.index, g.memory_free_mib) for g in gpus
+                     if online and not g.processes and (node.name, g.index) not in taken)
+        out.append(NodeCapacity(node.name, node.labels, free, len(gpus),
+                                max((g.memory_total_mib or 0 for g in gpus), default=0)))
+    return out

@@ -60,8 +60,17 @@ def apply_hello(state: Any, hello: dict[str, Any]) -> list[NodeStatus]:
     """Every node of a daemon's hello into a ClusterState (history included); returns the statuses taken."""
     changed = []
     for doc in hello.get("nodes") or ():
-        if isinstance(doc, dict) and doc.get("name") in state.nodes:
-            status = state.nodes[doc["name"]]
+        status = node_of(state, doc)
+        if status is not None:
             apply_wire(status, doc)
             changed.append(status)
     return changed
+
+
+def node_of(state: Any, doc: Any) -> NodeStatus | None:
+    """The status a pushed document is about; a node the daemon learned of (Slurm's) gets one here too."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str) or not doc["name"]:
+        return None
+    if doc["name"] not in state.nodes:
+        state.nodes[doc["name"]] = NodeStatus(doc["name"], str(doc.get("address") or ""))
+    return state.nodes[doc["name"]]

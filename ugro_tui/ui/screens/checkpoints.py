@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from rich.text import Text
@@ -13,9 +14,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from ugro_tui.core.jobs.checkpoints import Checkpoint, size_text
-from ugro_tui.core.jobs.keeper import CheckpointKeeper
+from ugro_tui.core.jobs.checkpoints import Checkpoint, resumable, size_text
 from ugro_tui.core.jobs.model import Job
+from ugro_tui.errors import UgroError
 from ugro_tui.ui.workers import ReportsWorkerFailures
 
 SCRATCH = -1  # the picker's answer for "from the start"
@@ -36,7 +37,7 @@ def checkpoint_lines(job: Job, found: list[Checkpoint]) -> Text:
 
 
 class CheckpointList(Static):
-    """Fills itself from the job's nodes, once, through the app's pool."""
+    """Fills itself from the job's nodes, once, through the daemon's connections."""
 
     def __init__(self, job: Job) -> None:
         super().__init__(Text("  checkpoints: looking on the nodes…", style="italic"), id="checkpoints")
@@ -47,10 +48,9 @@ class CheckpointList(Static):
 
     @work(group="checkpoints", exclusive=True, exit_on_error=False, description="list a job's checkpoints")
     async def load(self) -> None:
-        keeper = CheckpointKeeper(self.app.cluster, self.app.pool)
         try:
-            found = await keeper.index(self.job)
-        except Exception as exc:  # a node that does not answer is the list's problem, said in it
+            found = await listed(self.app, self.job)
+        except UgroError as exc:  # no node answered, or no daemon: the list's problem, said in it
             self.update(Text(f"  checkpoints: could not list them ({exc})", style="italic"))
             return
         self.update(checkpoint_lines(self.job, found))
@@ -85,6 +85,15 @@ class ResumePicker(ReportsWorkerFailures, ModalScreen[int | None]):
         self.dismiss(int(event.option.id or SCRATCH))
 
 
+async def listed(app, job: Job) -> list[Checkpoint]:
+    """The job's checkpoints on its nodes, as the daemon lists them."""
+    from ugro_tui.core.daemon import ask
+
+    if app.daemon is None:
+        raise UgroError("this view follows no ugro daemon")
+    return await asyncio.to_thread(ask.checkpoints, app.daemon, job.id)
+
+
 async def whole_checkpoints(app, job: Job) -> list[Checkpoint]:
     """The job's checkpoints a retry can resume from, newest first."""
-    return CheckpointKeeper.resumable(job, await CheckpointKeeper(app.cluster, app.pool).index(job))
+    return resumable(job, await listed(app, job))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from rich.text import Text
@@ -11,8 +12,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ugro_tui.core.doctor.checks import Check, Status
-from ugro_tui.core.doctor.run import Report
+from ugro_tui.core.doctor.checks import Check, Report, Status
+from ugro_tui.errors import UgroError
 from ugro_tui.ui.messages import DoctorCheckDone, DoctorFinished
 from ugro_tui.ui.read_only import ReadOnlyAware
 from ugro_tui.ui.widgets.health import HealthBar
@@ -74,19 +75,19 @@ class DoctorScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
     @work(group="doctor", exclusive=True, exit_on_error=False, description="doctor")
     async def run_doctor(self, smoke: bool) -> None:
-        from ugro_tui.core.doctor.run import run_doctor
+        """Over the daemon's connections (it also dispatches the smoke job); each check shows as it ends."""
+        from ugro_tui.core.daemon import ask
 
+        client = self.app.daemon
+        if client is None:
+            self.post_message(DoctorFinished(None, "this view follows no ugro daemon: `ugro doctor` runs alone"))
+            return
         try:
-            report = await run_doctor(self.app.cluster, on_check=lambda c: self.post_message(DoctorCheckDone(c)),
-                                      pool=self.app.pool, telemetry=self.app.monitor_state, store=self.app.store)
-            if smoke:
-                from ugro_tui.core.doctor.smoke import run_smoke
-
-                check = await run_smoke(self.app.cluster, report, store=self.app.store, pool=self.app.pool)
-                report.checks.append(check)
-            self.post_message(DoctorFinished(report))
-        except Exception as exc:  # one line for the user; the view stays usable
-            self.post_message(DoctorFinished(None, f"{type(exc).__name__}: {exc}"))
+            report = await asyncio.to_thread(ask.doctor, client, smoke, lambda c: self.post_message(DoctorCheckDone(c)))
+        except UgroError as exc:  # one line for the user; the view stays usable
+            self.post_message(DoctorFinished(None, str(exc)))
+            return
+        self.post_message(DoctorFinished(report))
 
     def on_doctor_check_done(self, message: DoctorCheckDone) -> None:
         self.checks.append(message.check)

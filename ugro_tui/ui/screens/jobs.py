@@ -315,7 +315,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
         try:
             found = await whole_checkpoints(self.app, job)
-        except Exception as exc:  # nodes unreachable: retry as usual, it resumes from what it finds then
+        except UgroError as exc:  # no node answered, or no daemon: retry as usual; it resumes from what it finds
             self.notify(f"could not list the checkpoints ({exc}); retrying from the newest found at start",
                         severity="warning", timeout=5)
             self._act("retry", job)
@@ -348,20 +348,19 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
     @work(group="job-actions", exit_on_error=False, description="forward a service's port")
     async def _forward(self, job: Job) -> None:
-        """A local port carried to the service over its node's SSH connection, for as long as the app runs."""
-        from ugro_tui.core.services.forward import forward_service
+        """A local port carried to the service over the daemon's connection to its node, while the app runs."""
+        from ugro_tui.core.daemon.client import RemoteForward
 
         forwards = self.app.session.forwards
-        if job.id not in forwards and self.app.daemon is not None:  # carried by the daemon's connection
-            from ugro_tui.core.daemon.client import RemoteForward
-
+        if job.id not in forwards and self.app.daemon is None:
+            self.notify("this view follows no ugro daemon: nothing to forward through", severity="error", timeout=6)
+            return
+        if job.id not in forwards:
             try:
                 forwards[job.id] = await asyncio.to_thread(RemoteForward, self.app.daemon, job.id, 0)
             except UgroError as exc:
                 self.notify(str(exc), severity="error", timeout=8)
                 return
-        if job.id not in forwards:
-            forwards[job.id] = await forward_service(self.app.store, self.app.pool, job.id, 0)
         url = f"http://127.0.0.1:{forwards[job.id].get_port()}/"
         self.app.copy_to_clipboard(url)
         self.notify(f"job {job.id} ({job.spec.name}) is at {url} while ugro runs (copied)", timeout=10)

@@ -18,7 +18,6 @@ from textual.widgets import Footer, Input, Label, OptionList, Select, SelectionL
 from textual.widgets.selection_list import Selection
 
 from ugro_tui.core.jobs import templates
-from ugro_tui.core.jobs.dispatcher import capacity
 from ugro_tui.core.jobs.form import (
     KINDS,
     FormResult,
@@ -29,6 +28,7 @@ from ugro_tui.core.jobs.form import (
     search_words,
 )
 from ugro_tui.core.jobs.model import Job, JobSpec
+from ugro_tui.core.jobs.placement import capacity
 from ugro_tui.core.jobs.sweep import expand
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.read_only import ReadOnlyAware
@@ -271,14 +271,16 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         return text
 
     async def _sync(self, specs: list[JobSpec]) -> tuple[list[JobSpec], tuple[tuple[str, int, int], ...]]:
-        """Keep the tree as it is now and copy it to the nodes the job may run on, with progress in the preview."""
+        """Keep the tree as it is now and have the daemon copy it to the nodes the job may run on (its warm
+        connections), with progress in the preview. Without a daemon, the launch copies it when placed."""
+        from ugro_tui.core.daemon import ask
         from ugro_tui.core.jobs.placement import NodeCapacity, allowed
-        from ugro_tui.core.sync.service import push_to, synced_spec
+        from ugro_tui.core.sync.service import synced_spec
         from ugro_tui.core.sync.tree import human
 
         box = self.query_one("#preview", Static)
         self.query_one("#preview-box").border_title = "copying the code"
-        synced, tree, manifest = await asyncio.to_thread(synced_spec, specs[0], self.app.cluster)
+        synced, tree, _ = await asyncio.to_thread(synced_spec, specs[0], self.app.cluster)
         rows: dict[str, str] = {}
 
         def show(node: str, files: int, done: int, files_total: int, total: int) -> None:
@@ -286,12 +288,18 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
                           else "up to date, nothing sent")
             box.update(Text(tree.summary() + "\n\n" + "\n".join(f"{n}: {r}" for n, r in rows.items())))
 
-        nodes = [n for n in self.app.cluster.nodes if allowed(Job(0, synced), NodeCapacity(n.name, n.labels))]
-        results = await push_to(self.app.pool, nodes, manifest, progress=show)
+        nodes = [n.name for n in self.app.cluster.nodes if allowed(Job(0, synced), NodeCapacity(n.name, n.labels))]
+        results: dict[str, dict] = {}
+        if self.app.daemon is not None:
+            try:
+                results = await asyncio.to_thread(ask.push, self.app.daemon, tree.hash, nodes,
+                                                  lambda *a: self.app.call_from_thread(show, *a))
+            except UgroError as exc:  # the launch copies it to the nodes it places the job on
+                self.notify(f"the code goes with the launch: {exc}", severity="warning", timeout=6)
         self.query_one("#preview-box").border_title = "command on each node"
         specs = [dataclasses.replace(s, sync=synced.sync, sync_hash=synced.sync_hash) for s in specs]
-        return specs, tuple((n, r.files_sent, r.bytes_sent) for n, r in sorted(results.items())
-                            if not isinstance(r, BaseException))
+        return specs, tuple((n, int(r["files_sent"]), int(r["bytes_sent"])) for n, r in sorted(results.items())
+                            if "error" not in r)
 
     # --- actions --------------------------------------------------------------------------------------------
 

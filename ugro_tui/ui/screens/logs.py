@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import time
@@ -18,10 +17,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Log, Static
 
 from ugro_tui.core.jobs.describe import age, placement_text
-from ugro_tui.core.jobs.logs import CopyReader, RankDemux, Source, local_dir, read_via, sync_node
+from ugro_tui.core.jobs.logs import CopyReader, RankDemux, Source, local_dir
 from ugro_tui.core.jobs.model import Job
-from ugro_tui.core.transport import ConnectError
-from ugro_tui.errors import UgroError
 from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.widgets.metric_plot import Curve, MetricPlot
 from ugro_tui.ui.workers import ReportsWorkerFailures
@@ -204,16 +201,9 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
             self._header(job)
             return
         reader = CopyReader(job)
-        known = {n.name for n in self.app.cluster.nodes}
         while True:
-            for node, run in job.runs:
-                via = read_via(self.app.cluster, job, node)
-                if run.run_dir and via in known and self.app.daemon is None:  # a daemon copies them for us
-                    # An unreachable node: its pane stops growing for now. Anything else is a bug, for the app's
-                    # one worker-error handler.
-                    with contextlib.suppress(ConnectError, OSError, TimeoutError, UgroError):
-                        await sync_node(self.app.pool.get(via), job, node, run.run_dir)
-                # Whatever the copies gained, whoever fetched it (the dispatcher follows the same copies).
+            for node, _run in job.runs:
+                # What the daemon's log copies gained (it follows every running job's ranks).
                 for source, chunk in await asyncio.to_thread(reader.read_new, node):
                     self._take(source, chunk)
             self._header(job)

@@ -322,7 +322,7 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
     @work(group="signal", exit_on_error=False, description="signal GPU processes")
     async def send_signals(self, targets, signal: str) -> None:
-        from ugro_tui.core.signals import owning_job, send_signal
+        from ugro_tui.core.signals import owning_job
 
         for target in targets:
             job = owning_job(target)
@@ -330,12 +330,7 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
                 self.notify(f"pid {target.pid} on {target.node} is a rank of job {job}: cancel the job instead "
                             "(2, then ctrl+d)", severity="error", timeout=8)
                 continue
-            if self.app.daemon is not None:  # the daemon's connection sends it
-                ok, message = await self.app.signal_through_daemon(target.node, target.pid, signal)
-            else:
-                node = self.app.cluster.node(target.node)
-                result = await send_signal(self.app.pool.get(target.node), target, signal, node.user)
-                ok, message = result.ok, result.message
+            ok, message = await self.app.signal_through_daemon(target.node, target.pid, signal)  # its connection
             self.notify(message, severity="information" if ok else "error", timeout=6 if ok else 10)
 
     def action_retry(self) -> None:
