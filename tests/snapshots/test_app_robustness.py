@@ -101,11 +101,11 @@ async def press_timed(pilot, table, rounds: int = 3) -> list[float]:
 
 
 async def test_keys_are_answered_while_another_process_holds_the_store(tmp_path: Path) -> None:
-    """The dispatcher and a hold (h) both wait on the lock another process holds for 2 s; keys still answer."""
+    """A hold (h) waits on the lock another process holds for 2 s; keys still answer meanwhile."""
     store = JobStore(tmp_path / "jobs")
     store.submit([JobSpec("big", ("x.py",), nnodes=5)])  # never fits: the dispatcher writes its reason
     store.submit([JobSpec("wide", ("x.py",), nnodes=4)])  # neither starts: nothing is launched
-    app = make_app(LAB, monitor=False, dispatch=True, clock=lambda: NOW, state=with_state("online"), store=store)
+    app = make_app(LAB, monitor=False, clock=lambda: NOW, state=with_state("online"), store=store)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2")
         table = app.screen.query_one("DataTable")

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import itertools
 import time
+from collections.abc import Awaitable
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -130,13 +131,13 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         self.query_one("#loss", MetricPlot).show([])
         self.page = 0
         grid = self.query_one("#panes", Grid)
-        grid.remove_children()
+        removed = grid.remove_children()
         self.query_one("#no-job").display = job_id is None
         grid.display = job_id is not None
         self.query_one("#loss").display = False  # until the job reports a loss
         self.query_one(HealthBar).show_app()
         if job_id is not None:
-            self.follow(job_id)
+            self.follow(job_id, removed)
 
     def _layout(self) -> tuple[int, int]:
         """(columns, panes per page) for this terminal: a 2x2 grid on a laptop, up to 4x2 on a big screen."""
@@ -186,7 +187,9 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         return [line[i:i + width] for line in lines for i in range(0, max(1, len(line)), width)]
 
     @work(group="logs", exclusive=True, exit_on_error=False, description="follow a job's rank logs")
-    async def follow(self, job_id: int) -> None:
+    async def follow(self, job_id: int, removed: Awaitable[None] | None = None) -> None:
+        if removed is not None:  # the last job's panes are gone first: its keys must not take this job's lines
+            await removed
         store = self.app.store
         job = await asyncio.to_thread(store.get, job_id)
         self.job = job
