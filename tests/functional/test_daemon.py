@@ -271,14 +271,14 @@ def test_the_daemon_killed_again_and_again_loses_no_job_starts_none_twice_and_lo
     import time
 
     marker = tmp_path / "starts"
-    script = f'echo "$UGRO_JOB_ID $UGRO_NODE" >> {marker}; for i in $(seq 1 25); do echo line $i; sleep 0.1; done'
+    script = f'echo "$UGRO_JOB_ID $UGRO_NODE" >> {marker}; for i in $(seq 1 50); do echo line $i; sleep 0.1; done'
     ids = []
     for _ in range(3):
         done = ugro(config, "submit", "--kind", "command", "--nnodes", "3", "--", "sh", "-c", script)
         assert done.returncode == 0, done.stderr
         ids.append(int(done.stdout))
     rng = random.Random(5)
-    for _ in range(10):
+    for _ in range(20):
         wait(lambda: status(config) is not None, 30, "a daemon")
         time.sleep(rng.uniform(0.1, 1.2))
         pid = status(config)["pid"]
@@ -292,7 +292,7 @@ def test_the_daemon_killed_again_and_again_loses_no_job_starts_none_twice_and_lo
     for job_id in ids:
         assert job(config, job_id)["attempt"] == 1
         for n in range(3):  # every line once, in order, whichever daemon copied it
-            expected = "".join(f"node{n}| line {i}\n" for i in range(1, 26))
+            expected = "".join(f"node{n}| line {i}\n" for i in range(1, 51))
             assert ugro(config, "logs", str(job_id), "--node", f"node{n}").stdout == expected, (job_id, n)
 
 
