@@ -356,3 +356,21 @@ def test_ugro_forward_rides_the_daemons_connection_and_ends_with_the_command(con
     wait(closed, 10, "the daemon to close the app's forward")
     assert ugro(config, "cancel", str(sid)).returncode == 0
     wait(lambda: job(config, sid)["state"] == "cancelled", 30, "the service to stop")
+
+
+def test_a_full_disk_under_the_daemons_log_never_stops_dispatching(config: Path) -> None:
+    """daemon.log on a device that is always full (/dev/full: every write fails with ENOSPC): the daemon still
+    starts, dispatches and answers (every line it logs goes nowhere, and nothing raises)."""
+    from ugro_tui.core.daemon import where
+
+    log = where.log_path()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.symlink_to("/dev/full")
+    done = ugro(config, "submit", "--kind", "command", "--nnodes", "3", "--", "sh", "-c", "echo hi")
+    assert done.returncode == 0, done.stderr
+    wait(lambda: job(config, 1)["state"] == "succeeded", 60, "the job, dispatched with a full log")
+    doc = status(config)
+    assert doc is not None and all(t["restarts"] == 0 for t in doc["tasks"]), doc
+    assert ugro(config, "submit", "--kind", "command", "--", "true").returncode == 0
+    wait(lambda: job(config, 2)["state"] == "succeeded", 60, "a second job")
+    assert status(config)["pid"] == doc["pid"]  # the same daemon all along
