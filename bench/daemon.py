@@ -5,11 +5,13 @@
   is the launch's own round trip, one `true` on a warm connection;
 - first frame with live gauges: the app on a warm daemon (its state comes before the first frame) against a cold
   app with telemetry of its own (auto-start off, no daemon);
-- the daemon's CPU with 0, 1 and 5 stream clients attached (3 nodes; the per-client cost is the difference);
+- the daemon's CPU with 0, 1 and 5 stream clients attached, at 3 nodes and at `--scale` nodes x 8 GPUs (64 by
+  default: 64 sshd and 64 agents on 127.0.7.x; the per-client cost is the difference);
 - `ugro sync` warm (nothing changed) through the daemon's connection against the same command with a connection
-  of its own (no daemon: a new SSH handshake each time). rsync is not on this machine; bench/sync.py compares.
+  of its own (no daemon: a new SSH handshake each time), and against `rsync -a` over OpenSSH (one per node, all
+  at once, as a user scripts it) when rsync is installed.
 
-Real sshd nodes on 127.0.5.2-4. Usage: python bench/daemon.py [--runs N]
+Real sshd nodes on 127.0.5.2-4. Usage: python bench/daemon.py [--runs N] [--scale NODES]
 """
 
 from __future__ import annotations
@@ -120,6 +122,58 @@ def timed_syncs(config: Path, folder: Path, runs: int) -> list[float]:
     return times
 
 
+def rsync_warm(lab: LoopbackCluster, folder: Path, runs: int) -> list[float] | None:
+    """`rsync -a` of the folder to every node at once over OpenSSH (a new ssh per node), as warm as ours."""
+    import shutil
+
+    if shutil.which("rsync") is None:
+        return None
+    times = []
+    for _ in range(runs + 1):  # the first is cold: it fills the targets
+        t = time.perf_counter()
+        procs = []
+        for node in lab.nodes:
+            ssh = (f"ssh -p {node.port} -i {lab.client_key_path} -o UserKnownHostsFile={lab.known_hosts_path} "
+                   "-o StrictHostKeyChecking=yes -o BatchMode=yes")
+            target = f"{node.host}:{node.folder / 'rsync-target'}/"
+            procs.append(subprocess.Popen(["rsync", "-a", "-e", ssh, f"{folder}/", target]))
+        assert all(p.wait(120) == 0 for p in procs)
+        times.append(time.perf_counter() - t)
+    return times[1:]
+
+
+def cpu_at_scale(root: Path, nodes: int, seconds: float) -> dict[int, float]:
+    """The daemon's CPU at `nodes` nodes x 8 GPUs (1 s samples), with 0, 1 and 5 clients; its own state dir."""
+    hosts = [f"127.0.7.{i}" for i in range(2, 2 + nodes)]
+    lab = LoopbackCluster(root / "scale-lab", hosts=hosts).start()
+    saved = {k: os.environ.get(k) for k in ("XDG_STATE_HOME", "XDG_RUNTIME_DIR")}
+    os.environ["XDG_STATE_HOME"] = str(root / "scale-state")
+    os.environ["XDG_RUNTIME_DIR"] = str(root / "scale-rt")
+    (root / "scale-rt").mkdir(mode=0o700)
+    config = root / "scale.toml"
+    try:
+        config.write_text(lab.cluster_toml(sim=[(["RTX 4070"] * 8, "nvml")] * nodes, poll_interval=1.0))
+        assert ugro(config, "daemon", "start").returncode == 0
+        from ugro_tui.core.daemon.client import Client
+
+        client = Client()
+        deadline = time.monotonic() + 120
+        while sum(client.status()["connections"].values()) < nodes:  # every node connected and sampling
+            assert time.monotonic() < deadline, client.status()["connections"]
+            time.sleep(1.0)
+        time.sleep(5.0)
+        pid = client.status()["pid"]
+        return {n: asyncio.run(daemon_cpu(pid, n, seconds)) for n in (0, 1, 5)}
+    finally:
+        ugro(config, "daemon", "stop")
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        lab.stop()
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
@@ -147,6 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--cpu-seconds", type=float, default=10.0)
+    parser.add_argument("--scale", type=int, default=64, help="nodes for the CPU figure at scale (0: skip)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ugro-bench-daemon-", dir="/tmp") as tmp:
         root = Path(tmp)
@@ -181,15 +236,24 @@ def main() -> None:
                   f" `ugro submit` end to end median {statistics.median(cli) * 1e3:.0f} ms (its Python start "
                   f"included); floor, one launch round trip {floor * 1e3:.1f} ms")
             through = timed_syncs(config, code, 5)
+            rsync = rsync_warm(lab, code, 5)
             print(f"ugro sync warm, 500 files / 10 MB to 3 nodes, nothing changed: through the daemon median "
                   f"{statistics.median(through) * 1e3:.0f} ms; a connection of its own median "
                   f"{statistics.median(own) * 1e3:.0f} ms; ratio "
-                  f"{statistics.median(through) / statistics.median(own):.2f}x (the daemon saves the SSH handshakes)")
+                  f"{statistics.median(through) / statistics.median(own):.2f}x (the daemon saves the SSH handshakes)"
+                  + ("; rsync -a over OpenSSH: not installed" if rsync is None else
+                     f"; rsync -a over OpenSSH median {statistics.median(rsync) * 1e3:.0f} ms, ratio "
+                     f"{statistics.median(through) / statistics.median(rsync):.2f}x (goal <= 0.5x)"))
             loads = {n: asyncio.run(daemon_cpu(pid, n, args.cpu_seconds)) for n in (0, 1, 5)}
             per_client = (loads[5] - loads[0]) / 5
             print("daemon CPU, 3 nodes at 1 s: " + ", ".join(f"{n} clients {v * 100:.2f}% of a core"
                                                             for n, v in loads.items())
                   + f"; per client {per_client * 100:.2f}% (goal <= 1%)")
+            if args.scale:
+                big = cpu_at_scale(root, args.scale, args.cpu_seconds)
+                print(f"daemon CPU, {args.scale} nodes x 8 GPUs at 1 s: " + ", ".join(
+                    f"{n} clients {v * 100:.2f}% of a core" for n, v in big.items())
+                      + f"; per client {(big[5] - big[0]) / 5 * 100:.2f}% (goal <= 1%)")
         finally:
             ugro(config, "daemon", "stop")
             lab.stop()

@@ -374,3 +374,69 @@ def test_a_full_disk_under_the_daemons_log_never_stops_dispatching(config: Path)
     assert ugro(config, "submit", "--kind", "command", "--", "true").returncode == 0
     wait(lambda: job(config, 2)["state"] == "succeeded", 60, "a second job")
     assert status(config)["pid"] == doc["pid"]  # the same daemon all along
+
+
+def test_checkpoints_list_prune_and_pull_go_through_the_daemon(config: Path, tmp_path: Path) -> None:
+    """`ugro checkpoints` with a daemon running: listed, pruned and pulled over its connections, as without one."""
+    import dataclasses
+
+    from ugro_tui.core.jobs.model import JobSpec, JobState, NodeRun
+    from ugro_tui.core.jobs.store import JobStore
+
+    folder = config.parent / "lab-work" / "node0" / "ckpt"
+    for step in (10, 20, 30):
+        where = folder / f"step-{step:06d}"
+        where.mkdir(parents=True)
+        (where / "state.pt").write_bytes(bytes([step]) * 4096)
+        (where / ".complete").touch()
+    store = JobStore()
+    [j] = store.submit([JobSpec("tiny", ("train.py",), checkpoint_dir="ckpt", keep_last=1)])
+    store.move(j.id, JobState.STARTING, placement=(("node0", (0,)),))
+    store.update(j.id, lambda x: dataclasses.replace(x, runs=(("node0", NodeRun(1, "/x", 1)),), ran_on=("node0",)))
+    store.move(j.id, JobState.RUNNING)
+    store.move(j.id, JobState.FAILED, reason="node0 exited 1")
+    assert ugro(config, "daemon", "start").returncode == 0
+    pid = status(config)["pid"]
+    listed = ugro(config, "checkpoints", "1", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(c["step"] for c in json.loads(listed.stdout)["checkpoints"]) == [10, 20, 30]
+    to = tmp_path / "pulled"
+    pulled = ugro(config, "checkpoints", "1", "--pull", "20", "--to", str(to))
+    assert pulled.returncode == 0, pulled.stderr
+    assert (to / "node0" / "step-000020" / "state.pt").read_bytes() == bytes([20]) * 4096
+    dry = ugro(config, "checkpoints", "1", "--prune", "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.count("would delete") == 2 and folder.joinpath("step-000010").exists()
+    pruned = ugro(config, "checkpoints", "1", "--prune")
+    assert pruned.returncode == 0 and pruned.stdout.count("deleted") == 2, pruned.stdout + pruned.stderr
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("step-")) == ["step-000030"]
+    bad = ugro(config, "checkpoints", "1", "--pull", "10")
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "step 10" in bad.stderr, bad.stderr
+    assert status(config)["pid"] == pid  # the same daemon did all of it
+
+
+def test_a_client_of_another_uid_is_refused_by_its_credentials(config: Path) -> None:
+    """Even with the folder and socket opened up (as a careless admin might), a peer of another uid gets a 403
+    naming its uid: the daemon checks SO_PEERCRED, not only the file modes."""
+    import shutil as sh
+
+    from ugro_tui.core.daemon import where
+
+    if os.geteuid() != 0 or sh.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to connect as another uid")
+    assert ugro(config, "daemon", "start").returncode == 0
+    sock = where.socket_path()
+    opened = [(p, p.stat().st_mode & 0o777) for p in (*reversed(sock.parents[:2]), sock)]
+    try:
+        for path, _ in opened:
+            path.chmod(0o777 if path == sock else 0o755)
+        ask = ("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+               "s.sendall(b'GET /api/v1/daemon HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n'); "
+               "print(s.makefile('rb').read().decode())")
+        out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+                              "-c", ask, str(sock)], capture_output=True, text=True, timeout=30)
+    finally:
+        for path, mode in opened:
+            path.chmod(mode)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("HTTP/1.1 403") and "uid 65534 may not use this daemon" in out.stdout, out.stdout
+    assert status(config) is not None  # and it goes on serving its own user

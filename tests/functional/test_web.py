@@ -282,6 +282,7 @@ async def test_the_app_in_headless_chromium(web: Web, tmp_path: Path) -> None:
             assert "▕" in text or "█" in text or "░" in text  # a GPU gauge
             await page.screenshot(path=str(tmp_path / "web-nodes.png"))
             assert len(app_processes(web.config)) == 1  # one app process for this tab
+            await two_more_tabs_logs_f_and_status_watch_add_no_connection(browser, web, tmp_path)
             await page.evaluate("() => window.__terminal.focus()")  # keys go to the terminal, as after a click
             await page.keyboard.press("2")
             await screen_has("browser-job", "running")
@@ -406,3 +407,47 @@ def test_tls_serves_https_and_a_secure_cookie(lab: LoopbackCluster, tmp_path: Pa
     out = subprocess.run([sys.executable, "-m", "ugro_tui", "web", "--tls-cert", str(cert), "--config", str(config)],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "give --tls-cert and --tls-key together" in out.stderr
+
+
+async def two_more_tabs_logs_f_and_status_watch_add_no_connection(browser, web: Web, tmp_path: Path) -> None:
+    """Three tabs, `ugro logs -f` and `ugro status --watch` beside `ugro web` (the daemon): still exactly one SSH
+    connection and one telemetry agent per node, counted with ss and /proc, whoever's they are."""
+    from ugro_tui.config import load_cluster
+
+    from .test_daemon import agents_of
+    from .test_one_connection import connections
+
+    cluster = load_cluster(web.config)
+    pages = [await browser.new_page(viewport={"width": 1400, "height": 900}) for _ in range(2)]
+    base = [sys.executable, "-m", "ugro_tui"]
+    watchers = [subprocess.Popen([*base, *verb, "--config", str(web.config)], stdout=subprocess.DEVNULL,
+                                 stderr=(tmp_path / f"{verb[0]}.err").open("w"))
+                for verb in (("logs", "-f", "1"), ("status", "--watch"))]
+    async def loopback_only(route) -> None:  # the page may reach this server and nothing else
+        if urlparse(route.request.url).hostname == urlparse(web.base).hostname:
+            await route.continue_()
+        else:
+            await route.abort()
+
+    try:
+        for page in pages:
+            await page.route("**/*", loopback_only)
+            await page.add_init_script(HOOK)
+            await page.goto(web.url)
+        for page in pages:
+            deadline = time.monotonic() + 60
+            while "RTX 3070 Ti" not in await page.evaluate(SCREEN):  # this tab's app shows the daemon's nodes
+                assert time.monotonic() < deadline, "a tab never showed the nodes"
+                await page.wait_for_timeout(250)
+        tabs = set(app_processes(web.config)) - {w.pid for w in watchers}
+        assert len(tabs) == 3 and all(w.poll() is None for w in watchers), [
+            (tmp_path / f"{v}.err").read_text() for v in ("logs", "status")]
+        assert connections(cluster) == {"node0": 1, "node1": 1, "node2": 1}
+        assert {n.name: len(agents_of(Path(n.workdir))) for n in cluster.nodes} == {"node0": 1, "node1": 1,
+                                                                                    "node2": 1}
+    finally:
+        for w in watchers:
+            w.terminate()
+            w.wait(10)
+        for page in pages:
+            await page.close()

@@ -13,13 +13,15 @@ from pathlib import Path
 from ugro_tui.commands.jobs import parse_ids
 from ugro_tui.commands.table import DASH, render
 from ugro_tui.config import Cluster
+from ugro_tui.core.daemon import ask
+from ugro_tui.core.daemon.client import Client, connect
 from ugro_tui.core.jobs import events
-from ugro_tui.core.jobs.checkpoints import Checkpoint, resumable, size_text
+from ugro_tui.core.jobs.checkpoints import Checkpoint, resumable, resume_choice, size_text
 from ugro_tui.core.jobs.keeper import CheckpointError, CheckpointKeeper
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.pool import Pool
-from ugro_tui.errors import UsageError
+from ugro_tui.errors import UgroError, UsageError
 
 
 def _step(text: str, what: str) -> int | None:
@@ -31,11 +33,26 @@ def _step(text: str, what: str) -> int | None:
 
 
 async def _with_keeper(cluster: Cluster, work):
+    """Without a daemon (auto-start off): over connections of its own for this run."""
     async with Pool(cluster) as pool:
         try:
             return await work(CheckpointKeeper(cluster, pool))
         except CheckpointError as exc:
             raise UsageError(f"ugro checkpoints: {exc}") from None
+
+
+def _daemon(cluster: Cluster) -> Client | None:
+    return connect(cluster)  # its warm connections (started when none answers, unless auto-start is off)
+
+
+def _listed(cluster: Cluster, job: Job) -> list[Checkpoint]:
+    daemon = _daemon(cluster)
+    if daemon is None:
+        return asyncio.run(_with_keeper(cluster, lambda k: k.index(job)))
+    try:
+        return ask.checkpoints(daemon, job.id)
+    except UgroError as exc:
+        raise UsageError(f"ugro checkpoints: {exc}") from None
 
 
 def _job(text: str) -> Job:
@@ -57,7 +74,12 @@ def run(args: Namespace, cluster: Cluster) -> int:
     if args.prune:
         if job.spec.keep_last is None and job.spec.keep_best is None:
             raise UsageError(f"job {job.id} keeps every checkpoint (submit with --keep-last N or --keep-best K)")
-        gone = asyncio.run(_with_keeper(cluster, lambda k: k.retain(job, dry_run=args.dry_run)))
+        daemon = _daemon(cluster)
+        if daemon is None:
+            gone = asyncio.run(_with_keeper(cluster, lambda k: k.retain(job, dry_run=args.dry_run)))
+        else:
+            said = ask.keep(daemon, job.id, "prune", {"dry_run": args.dry_run})["checkpoints"]
+            gone = [ask.checkpoint_of(c) for c in said]
         verb = "would delete" if args.dry_run else "deleted"
         for c in gone:
             shared = f", a folder {', '.join(c.seen_by)} share" if c.seen_by else ""
@@ -65,7 +87,7 @@ def run(args: Namespace, cluster: Cluster) -> int:
         if not gone:
             print("nothing to delete")
         return 0
-    found: list[Checkpoint] = asyncio.run(_with_keeper(cluster, lambda k: k.index(job)))
+    found = _listed(cluster, job)
     if args.json:
         print(json.dumps({"checkpoints": [c.to_json() for c in found]}, indent=1))
         return 0
@@ -100,7 +122,12 @@ def _pull(args: Namespace, cluster: Cluster, job: Job) -> int:
         line = f"{what}: {size_text(done)} of {size_text(total)}"
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
-    files = asyncio.run(_with_keeper(cluster, lambda k: k.pull(job, step, to, progress)))
+    daemon = _daemon(cluster)
+    if daemon is None:
+        files = asyncio.run(_with_keeper(cluster, lambda k: k.pull(job, step, to, progress)))
+    else:  # the daemon copies into the folder (same machine, same user) over its connections
+        said = ask.keep(daemon, job.id, "pull", {"step": step, "to": str(to.resolve())}, progress)["files"]
+        files = [Path(f) for f in said]
     if tty:
         print(file=sys.stderr)
     for path in files:
@@ -114,11 +141,8 @@ def retry_from(args: Namespace, cluster: Cluster) -> int:
     step = _step(args.from_step, "retry --from")
     if not job.state.finished:
         raise UsageError(f"job {job.id} is {job.state}; only a finished job can be retried")
-    async def look(keeper: CheckpointKeeper) -> tuple[list[Checkpoint], Checkpoint | None]:
-        found = await keeper.index(job)
-        return found, keeper.resume_choice(job, found, step)
-
-    found, chosen = asyncio.run(_with_keeper(cluster, look))
+    found = _listed(cluster, job)
+    chosen = resume_choice(job, found, step)
     if chosen is None:
         steps = sorted(c.step for c in resumable(job, found) if c.step is not None)
         have = ", ".join(map(str, steps)) or "none"

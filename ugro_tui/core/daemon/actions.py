@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from ugro_tui.config import Cluster
+from ugro_tui.core.daemon.ndjson import Emit, stream
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.signals import find_target, owning_job, parse_pid, parse_signal, send_signal
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
@@ -108,29 +109,19 @@ class Actions:
                 source, summary, tree_hash = FolderSource(tree), tree.summary(), tree.hash
         except (UgroError, OSError, ValueError, KeyError) as exc:
             return _refused(400, f"ugro sync: {exc}")
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await response.prepare(request)
-        lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        async def copy(emit: Emit) -> dict[str, Any]:
+            def progress(node: str, files: int, sent: int, files_total: int, bytes_total: int) -> None:
+                emit({"kind": "progress", "node": node, "files": files, "sent": sent, "files_total": files_total,
+                      "bytes_total": bytes_total})
 
-        def progress(node: str, files: int, sent: int, files_total: int, bytes_total: int) -> None:
-            lines.put_nowait({"kind": "progress", "node": node, "files": files, "sent": sent,
-                              "files_total": files_total, "bytes_total": bytes_total})
+            emit({"kind": "summary", "text": summary})
+            results = await push_to(d.pool, nodes, manifest, progress=progress, store=source)
+            return {"kind": "done", "results": {
+                name: ({"error": str(r) or type(r).__name__} if isinstance(r, BaseException) else
+                       {**r.to_json(), "dir": tree_dir(d.cluster.node(name), tree_hash)})
+                for name, r in results.items()}}
 
-        async def copy() -> dict[str, Any]:
-            try:
-                results = await push_to(d.pool, nodes, manifest, progress=progress, store=source)
-            finally:
-                lines.put_nowait(None)
-            return {name: ({"error": str(r) or type(r).__name__} if isinstance(r, BaseException) else
-                           {**r.to_json(), "dir": tree_dir(d.cluster.node(name), tree_hash)})
-                    for name, r in results.items()}
-
-        await response.write(json.dumps({"kind": "summary", "text": summary}).encode() + b"\n")
-        task = asyncio.create_task(copy())
-        while (line := await lines.get()) is not None:
-            await response.write(json.dumps(line).encode() + b"\n")
-        await response.write(json.dumps({"kind": "done", "results": await task}).encode() + b"\n")
-        return response
+        return await stream(request, copy)
 
     async def signal(self, request: web.Request) -> web.Response:
         try:

@@ -28,7 +28,7 @@ def doctor(client: Client, smoke: bool, on_check: Callable[[Check], None] | None
 
 def checkpoints(client: Client, job_id: int) -> list[Checkpoint]:
     docs = client.call("GET", f"daemon/checkpoints/{job_id}", timeout=120.0)["checkpoints"]
-    return [Checkpoint(**{**d, "seen_by": tuple(d.get("seen_by") or ())}) for d in docs]
+    return [checkpoint_of(d) for d in docs]
 
 
 def push(client: Client, tree_hash: str, nodes: list[str], progress: Progress | None = None
@@ -40,3 +40,20 @@ def push(client: Client, tree_hash: str, nodes: list[str], progress: Progress | 
         elif line.get("kind") == "done":
             return line["results"]
     raise UgroError("sync: the daemon's answer was cut")
+
+
+def keep(client: Client, job_id: int, do: str, body: dict[str, Any],
+         progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """`prune` or `pull` a job's checkpoints over the daemon's connections; its last word (`checkpoints`, `files`)."""
+    for line in client.lines("POST", f"daemon/checkpoints/{job_id}/{do}", body, timeout=3600.0):
+        if line.get("kind") == "progress" and progress is not None:
+            progress(str(line["what"]), int(line["done"]), int(line["total"]))
+        elif line.get("kind") == "done":
+            return line
+        elif line.get("kind") == "error":
+            raise UgroError(f"checkpoints: {line.get('message')}")
+    raise UgroError("checkpoints: the daemon's answer was cut")
+
+
+def checkpoint_of(doc: dict[str, Any]) -> Checkpoint:
+    return Checkpoint(**{**doc, "seen_by": tuple(doc.get("seen_by") or ())})

@@ -208,3 +208,8 @@ def resumable(job: Job, found: list[Checkpoint]) -> list[Checkpoint]:
     attempt that answered (each node wrote its own part; one complete on only some cannot be resumed)."""
     answered = {c.node for c in found}
     return whole(found, [n for n in job.ran_on if n in answered])
+
+
+def resume_choice(job: Job, found: list[Checkpoint], step: int | None) -> Checkpoint | None:
+    """The checkpoint a retry resumes from: the newest whole one, or the one at `step`."""
+    return next((c for c in resumable(job, found) if step is None or c.step == step), None)

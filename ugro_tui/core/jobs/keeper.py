@@ -23,7 +23,7 @@ from ugro_tui.core.jobs.checkpoints import (
     newest_complete,
     parse_listing,
     remove_script,
-    resumable,
+    resume_choice,
     to_prune,
     with_metric,
 )
@@ -129,10 +129,10 @@ class CheckpointKeeper:
             return dataclasses.replace(job, resume_from=None, resume_step=None)
         placed = [n for n, _ in job.placement]
         found = await self.index(job, list(dict.fromkeys([*self.nodes_of(job), *placed])))
-        chosen = self.resume_choice(job, found, job.resume_step)
+        chosen = resume_choice(job, found, job.resume_step)
         if chosen is None and job.resume_step is not None:
             events.add(job.id, f"no complete checkpoint at step {job.resume_step}; resuming from the newest instead")
-            chosen = self.resume_choice(job, found, None)
+            chosen = resume_choice(job, found, None)
         if chosen is None:
             return dataclasses.replace(job, resume_from=None, resume_step=None)
         have = {n for c in found if c.name == chosen.name and c.complete for n in c.nodes}
@@ -144,9 +144,6 @@ class CheckpointKeeper:
         relative = f"{spec.checkpoint_dir.rstrip('/')}/{chosen.name}"
         events.add(job.id, f"attempt {job.attempt} resumes from {chosen.name} (step {chosen.step})")
         return dataclasses.replace(job, resume_from=relative, resume_step=None)
-
-    def resume_choice(self, job: Job, found: list[Checkpoint], step: int | None) -> Checkpoint | None:
-        return next((c for c in resumable(job, found) if step is None or c.step == step), None)
 
     async def files(self, node: str, path: str) -> list[tuple[str, int]]:
         """(relative path, size) of every file of a checkpoint ("" for a checkpoint that is one file)."""
