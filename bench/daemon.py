@@ -4,7 +4,7 @@
   job stored without the kick (it waits for the next poll round, as with a scheduler before the daemon); the floor
   is the launch's own round trip, one `true` on a warm connection;
 - first frame with live gauges: the app on a warm daemon (its state comes before the first frame) against a cold
-  app with telemetry of its own (auto-start off, no daemon);
+  start (no daemon: `ugro` starts one, which connects and samples);
 - the daemon's CPU with 0, 1 and 5 stream clients attached, at 3 nodes and at `--scale` nodes x 8 GPUs (64 by
   default: 64 sshd and 64 agents on 127.0.7.x; the per-client cost is the difference);
 - `ugro sync` warm (nothing changed) through the daemon's connection against the same command with a connection
@@ -102,14 +102,17 @@ async def first_live_frame(config: Path, warm: bool) -> float:
     from ugro_tui.core.telemetry.model import NodeState
     from ugro_tui.ui.app import make_app
 
-    os.environ["UGRO_AUTOSTART"] = "1" if warm else "0"
+    os.environ["UGRO_AUTOSTART"] = "1"  # cold: no daemon answers, so `ugro` starts one and waits for its samples
     t = time.perf_counter()
     cluster = load_cluster(config)
-    app = make_app(cluster) if warm else make_app(cluster, daemon=None)
+    app = make_app(cluster)
     async with app.run_test(size=(120, 40)) as pilot:
         while not all(s.state is NodeState.ONLINE and s.gpus for s in app.monitor_state.nodes.values()):
             await pilot.pause(0.01)
-        return time.perf_counter() - t
+        took = time.perf_counter() - t
+    if not warm:
+        ugro(config, "daemon", "stop")
+    return took
 
 
 def timed_syncs(config: Path, folder: Path, runs: int) -> list[float]:
@@ -217,6 +220,7 @@ def main() -> None:
             for i in range(500):
                 (code / f"pkg{i % 20}").mkdir(parents=True, exist_ok=True)
                 (code / f"pkg{i % 20}" / f"m{i}.py").write_bytes(os.urandom(20_000))
+            os.environ["UGRO_AUTOSTART"] = "0"  # no daemon: `ugro sync` connects on its own, as before the daemon
             timed_syncs(config, code, 1)  # cold: every node gets the tree once
             own = timed_syncs(config, code, 5)
             assert ugro(config, "daemon", "start").returncode == 0
