@@ -421,13 +421,11 @@ async def two_more_tabs_logs_f_and_status_watch_add_no_connection(browser, web: 
     pages = [await browser.new_page(viewport={"width": 1400, "height": 900}) for _ in range(2)]
     base = [sys.executable, "-m", "ugro_tui"]
     watchers = [subprocess.Popen([*base, *verb, "--config", str(web.config)], stdout=subprocess.DEVNULL,
-                                 stderr=(tmp_path / f"{verb[0]}.err").open("w"))
-                for verb in (("logs", "-f", "1"), ("status", "--watch"))]
+                                 stderr=(tmp_path / f"{verb[0]}.err").open("w")) for verb in (("logs", "-f", "1"),
+                                                                                            ("status", "--watch"))]
     async def loopback_only(route) -> None:  # the page may reach this server and nothing else
-        if urlparse(route.request.url).hostname == urlparse(web.base).hostname:
-            await route.continue_()
-        else:
-            await route.abort()
+        await (route.continue_() if urlparse(route.request.url).hostname == urlparse(web.base).hostname
+               else route.abort())
 
     try:
         for page in pages:
@@ -443,8 +441,7 @@ async def two_more_tabs_logs_f_and_status_watch_add_no_connection(browser, web: 
         assert len(tabs) == 3 and all(w.poll() is None for w in watchers), [
             (tmp_path / f"{v}.err").read_text() for v in ("logs", "status")]
         assert connections(cluster) == {"node0": 1, "node1": 1, "node2": 1}
-        assert {n.name: len(agents_of(Path(n.workdir))) for n in cluster.nodes} == {"node0": 1, "node1": 1,
-                                                                                    "node2": 1}
+        assert [len(agents_of(Path(n.workdir))) for n in cluster.nodes] == [1, 1, 1]
     finally:
         for w in watchers:
             w.terminate()
