@@ -1,0 +1,92 @@
+"""The ledger's arithmetic against recorded samples: energy from the counter or the power integral, segments,
+gaps, [N/A] power, the split of idle and other users' GPUs by day, and the files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from ugro_tui.core.ledger.book import IDLE, Book, day_of
+from ugro_tui.core.ledger.meter import COUNTER, MAX_GAP, NONE, POWER, GpuMeter, Usage
+from ugro_tui.core.telemetry.model import GpuProcess, GpuSample
+
+T0 = 1_800_000_000.0
+
+
+def gpu(index: int = 0, power: float | None = 100.0, util: float | None = 50.0, mem: int | None = 1000,
+        users: tuple[str, ...] = ()) -> GpuSample:
+    procs = tuple(GpuProcess(100 + i, u, "python", 10) for i, u in enumerate(users))
+    return GpuSample(index, f"GPU-{index}", "RTX 4070", util, mem, 12282, 50.0, power, 200.0, 30.0, procs)
+
+
+def test_the_power_integral_of_a_varying_draw_is_within_one_percent() -> None:
+    meter, total, exact = GpuMeter(), 0.0, 0.0
+    for i in range(0, 601):  # 10 minutes at 1 s of a draw between 100 and 300 W
+        watts = 200 + 100 * math.sin(i / 60)
+        total += meter.step(T0 + i, watts, None).wh
+    exact = sum(200 + 100 * math.sin(i / 60 + 1 / 120) for i in range(600)) / 3600  # midpoints
+    assert abs(total - exact) / exact < 0.01
+
+
+def test_the_counter_wins_and_a_counter_that_goes_back_starts_a_new_segment() -> None:
+    meter = GpuMeter()
+    assert meter.step(T0, 100.0, 5_000_000.0).source == NONE  # the first sample opens the interval
+    step = meter.step(T0 + 10, 100.0, 5_000_000.0 + 3_600_000.0)
+    assert step.source == COUNTER and step.wh == 1.0  # 3.6 MJ... in mJ: 1 Wh, whatever the power said
+    reloaded = meter.step(T0 + 20, 360.0, 1_000.0)  # a driver reload: the counter restarts
+    assert reloaded.source == POWER and reloaded.wh > 0  # never negative: this interval from the power
+    assert meter.step(T0 + 30, 360.0, 1_000.0 + 360_000.0).wh == 0.1
+
+
+def test_a_gap_and_na_power_are_never_guessed() -> None:
+    meter = GpuMeter()
+    meter.step(T0, 100.0, None)
+    gone = meter.step(T0 + MAX_GAP + 1, 100.0, None)  # the node was offline
+    assert gone.seconds == 0 and gone.wh == 0
+    na = meter.step(T0 + MAX_GAP + 2, None, None)
+    assert na.seconds == 1 and na.wh > 0  # one end known: that power for the interval
+    blind = meter.step(T0 + MAX_GAP + 3, None, None)
+    assert blind.seconds == 1 and blind.wh == 0 and blind.source == NONE
+    usage = Usage()
+    usage.add(blind, 10.0, 5)
+    assert usage.gpu_seconds == 1 and usage.energy_source == NONE
+    assert meter.step(T0, 100.0, None).seconds == 0  # out of order: nothing
+
+
+def test_a_two_node_job_idle_gpus_and_other_users_by_day(tmp_path) -> None:
+    book = Book(tmp_path / "ledger")
+    held = {("a", 0): 7, ("b", 0): 7}
+    for i in range(61):
+        at = T0 + i
+        book.observe("a", at, [gpu(0, 200.0, 80.0, 9000), gpu(1, 20.0, 0.0, 0)], lambda n, g: held.get((n, g)),
+                     lambda job: "ob")
+        book.observe("b", at, [gpu(0, 100.0, 40.0, 5000), gpu(1, 60.0, 30.0, 800, users=("ollie", "ann"))],
+                     lambda n, g: held.get((n, g)), lambda job: "ob")
+    job = book.job(7)
+    assert job is not None and job.gpu_seconds == 120 and math.isclose(job.wh, (200 + 100) * 60 / 3600)
+    assert job.peak_memory_mib == 9000 and job.mean_util == 60.0 and job.energy_source == POWER
+    day = book.days[day_of(T0)]
+    assert math.isclose(day["a"]["ob"].wh, 200 * 60 / 3600) and math.isclose(day["a"][IDLE].wh, 20 * 60 / 3600)
+    assert math.isclose(day["b"]["ollie"].wh, 30 * 60 / 3600) and math.isclose(day["b"]["ann"].wh, 30 * 60 / 3600)
+    assert math.isclose(job.cost(0.32), job.wh / 1000 * 0.32)
+    book.ended(7, T0 + 60)
+    book.save()
+    again = Book(tmp_path / "ledger")
+    assert again.job(7).to_json() == job.to_json()
+    assert math.isclose(again.days[day_of(T0)]["b"]["ann"].wh, day["b"]["ann"].wh)
+    again.prune(T0 + 91 * 86400)
+    assert again.job(7) is None and not again.days  # past 90 days: gone, day rows too after their own 90
+
+
+def test_a_damaged_file_is_set_aside_and_the_other_stands(tmp_path) -> None:
+    book = Book(tmp_path / "ledger")
+    for i in range(3):
+        book.observe("a", T0 + i, [gpu()], lambda n, g: 1, lambda job: "ob")
+    book.save()
+    (tmp_path / "ledger" / "jobs.json").write_text('{"version": 1, "jobs": {"1": {"user": ')  # cut mid-write
+    again = Book(tmp_path / "ledger")
+    assert again.job(1) is None and again.days[day_of(T0)]["a"]["ob"].gpu_seconds == 2
+    assert len(again.recovered) == 1 and "jobs.json" in again.recovered[0]
+    assert [p.name for p in (tmp_path / "ledger").iterdir() if "corrupt" in p.name]
+    (tmp_path / "ledger" / "days.json").write_text(json.dumps({"version": 1, "days": {"x": {"a": {"u": 3}}}}))
+    assert not Book(tmp_path / "ledger").days  # bad types: set aside too, never a traceback
