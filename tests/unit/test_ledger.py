@@ -90,3 +90,21 @@ def test_a_damaged_file_is_set_aside_and_the_other_stands(tmp_path) -> None:
     assert [p.name for p in (tmp_path / "ledger").iterdir() if "corrupt" in p.name]
     (tmp_path / "ledger" / "days.json").write_text(json.dumps({"version": 1, "days": {"x": {"a": {"u": 3}}}}))
     assert not Book(tmp_path / "ledger").days  # bad types: set aside too, never a traceback
+
+
+def test_prices_in_the_config_and_bad_ones_name_their_field() -> None:
+    import pytest
+
+    from ugro_tui.config import parse_cluster
+    from ugro_tui.errors import ConfigError
+
+    node = {"name": "gpu1", "host": "127.0.0.3"}
+    cluster = parse_cluster({"cluster": {"energy_price": 0.32, "currency": "eur"},
+                             "nodes": [node, {**node, "name": "gpu2", "energy_price": 0.25}]})
+    assert (cluster.energy_price, cluster.currency) == (0.32, "EUR")
+    assert [n.energy_price for n in cluster.nodes] == [None, 0.25]
+    for table, field in (({"energy_price": -1}, "cluster.energy_price"), ({"energy_price": "cheap"},
+                         "cluster.energy_price"), ({"currency": "EUD"}, "cluster.currency")):
+        with pytest.raises(ConfigError) as info:
+            parse_cluster({"cluster": table, "nodes": [node]})
+        assert field in str(info.value) and "\n" not in str(info.value)
