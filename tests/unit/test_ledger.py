@@ -108,3 +108,25 @@ def test_prices_in_the_config_and_bad_ones_name_their_field() -> None:
         with pytest.raises(ConfigError) as info:
             parse_cluster({"cluster": table, "nodes": [node]})
         assert field in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_simulated_counter_matches_the_power_integral_within_one_percent(tmp_path, monkeypatch) -> None:
+    """The simulator's counter (what NVML's total energy would say) against the ledger's integral of the same
+    samples: the two ways of knowing a job's energy agree."""
+    import importlib
+    import sys
+
+    monkeypatch.setenv("UGRO_SIM", json.dumps({"node": "n0", "gpus": [["RTX 4070", 12282, 200]]}))
+    monkeypatch.setenv("UGRO_SIM_STATE", str(tmp_path))
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[2] / "ugro_tui" / "sim" / "node"))
+    sim = importlib.import_module("ugro_gpusim")
+    try:
+        by_counter, by_power = GpuMeter(), GpuMeter()
+        counted = integrated = 0.0
+        for i in range(121):
+            [g] = sim.snapshot(now=T0 + i)
+            counted += by_counter.step(T0 + i, g["power"], g["energy_mj"]).wh
+            integrated += by_power.step(T0 + i, g["power"], None).wh
+        assert counted > 0 and abs(counted - integrated) / integrated < 0.01
+    finally:
+        sys.modules.pop("ugro_gpusim", None)

@@ -40,13 +40,13 @@ class Book:
     # --- recording -------------------------------------------------------------------------------------------
 
     def observe(self, node: str, at: float, gpus: Iterable[GpuSample], holder: Holder,
-                user_of_job: Callable[[int], str], counters: dict[int, float] | None = None) -> None:
+                user_of_job: Callable[[int], str]) -> None:
         """One sample of a node's GPUs: each interval since the last goes to the job holding the GPU, else to the
         users of its processes (split evenly), else to idle."""
         day = day_of(at)
         for gpu in gpus:
             meter = self.meters.setdefault((node, gpu.index), GpuMeter())
-            step = meter.step(at, gpu.power_w, (counters or {}).get(gpu.index))
+            step = meter.step(at, gpu.power_w, gpu.energy_mj)
             job_id = holder(node, gpu.index)
             if job_id is not None:
                 row = self.jobs.setdefault(job_id, {"user": user_of_job(job_id), "ended": None, "gpus": {}})
