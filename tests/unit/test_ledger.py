@@ -59,15 +59,16 @@ def test_a_two_node_job_idle_gpus_and_other_users_by_day(tmp_path) -> None:
     for i in range(61):
         at = T0 + i
         book.observe("a", at, [gpu(0, 200.0, 80.0, 9000), gpu(1, 20.0, 0.0, 0)], lambda n, g: held.get((n, g)),
-                     lambda job: "ob")
+                     "ob")
         book.observe("b", at, [gpu(0, 100.0, 40.0, 5000), gpu(1, 60.0, 30.0, 800, users=("ollie", "ann"))],
-                     lambda n, g: held.get((n, g)), lambda job: "ob")
+                     lambda n, g: held.get((n, g)), "ollie")
     job = book.job(7)
     assert job is not None and job.gpu_seconds == 120 and math.isclose(job.wh, (200 + 100) * 60 / 3600)
     assert job.peak_memory_mib == 9000 and job.mean_util == 60.0 and job.energy_source == POWER
     day = book.days[day_of(T0)]
     assert math.isclose(day["a"]["ob"].wh, 200 * 60 / 3600) and math.isclose(day["a"][IDLE].wh, 20 * 60 / 3600)
-    assert math.isclose(day["b"]["ollie"].wh, 30 * 60 / 3600) and math.isclose(day["b"]["ann"].wh, 30 * 60 / 3600)
+    assert math.isclose(day["b"]["ollie"].wh, (100 + 30) * 60 / 3600)  # the job's GPU there, and half the other
+    assert math.isclose(day["b"]["ann"].wh, 30 * 60 / 3600)
     assert math.isclose(job.cost(0.32), job.wh / 1000 * 0.32)
     book.ended(7, T0 + 60)
     book.save()
@@ -81,7 +82,7 @@ def test_a_two_node_job_idle_gpus_and_other_users_by_day(tmp_path) -> None:
 def test_a_damaged_file_is_set_aside_and_the_other_stands(tmp_path) -> None:
     book = Book(tmp_path / "ledger")
     for i in range(3):
-        book.observe("a", T0 + i, [gpu()], lambda n, g: 1, lambda job: "ob")
+        book.observe("a", T0 + i, [gpu()], lambda n, g: 1, "ob")
     book.save()
     (tmp_path / "ledger" / "jobs.json").write_text('{"version": 1, "jobs": {"1": {"user": ')  # cut mid-write
     again = Book(tmp_path / "ledger")

@@ -25,9 +25,11 @@ from ugro_tui import __version__
 from ugro_tui.atomic import write_atomic
 from ugro_tui.config import Cluster, load_cluster
 from ugro_tui.core.daemon import where
+from ugro_tui.core.daemon.ledger_task import keep_ledger
 from ugro_tui.core.daemon.supervisor import Supervisor
 from ugro_tui.core.daemon.watchers import file_stamp, idle_limit, watch_events, watch_idle, watch_jobs
 from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.ledger.book import Book
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.runtime import Runtime
 from ugro_tui.core.telemetry.model import ClusterState, NodeStatus
@@ -80,6 +82,7 @@ class Daemon:
         self.api = Api(cluster, self.store, self.state, self.pool, self.note, state_of=lambda: self.state,
                        changed=lambda: self.runtime.kick() if self.runtime is not None else None)
         self.web: Any = None  # the web view (a UgroWeb) while one is served
+        self.book = Book()  # GPU-hours and energy per job, node, day and user
 
     # --- one per state dir -------------------------------------------------------------------------------------
 
@@ -127,6 +130,7 @@ class Daemon:
         self.supervisor.start("jobs", lambda: watch_jobs(self.store, self.publish))
         self.supervisor.start("events", lambda: watch_events(self.publish))
         self.supervisor.start("idle", lambda: watch_idle(self))
+        self.supervisor.start("ledger", lambda: keep_ledger(self, self.book))
         log.info("ugro daemon %s pid %d on %s", __version__, os.getpid(), sock_path)
         await self.stopping.wait()
         await self.close()

@@ -39,20 +39,20 @@ class Book:
 
     # --- recording -------------------------------------------------------------------------------------------
 
-    def observe(self, node: str, at: float, gpus: Iterable[GpuSample], holder: Holder,
-                user_of_job: Callable[[int], str]) -> None:
-        """One sample of a node's GPUs: each interval since the last goes to the job holding the GPU, else to the
-        users of its processes (split evenly), else to idle."""
+    def observe(self, node: str, at: float, gpus: Iterable[GpuSample], holder: Holder, login: str) -> None:
+        """One sample of a node's GPUs: each interval since the last goes to the job holding the GPU (its user is
+        the node's `login`, whom ugro runs jobs as there), else to the users of its processes (split evenly),
+        else to idle."""
         day = day_of(at)
         for gpu in gpus:
             meter = self.meters.setdefault((node, gpu.index), GpuMeter())
             step = meter.step(at, gpu.power_w, gpu.energy_mj)
             job_id = holder(node, gpu.index)
             if job_id is not None:
-                row = self.jobs.setdefault(job_id, {"user": user_of_job(job_id), "ended": None, "gpus": {}})
+                row = self.jobs.setdefault(job_id, {"user": login, "ended": None, "gpus": {}})
                 row["gpus"].setdefault(f"{node}:{gpu.index}", Usage()).add(step, gpu.utilization_pct,
                                                                           gpu.memory_used_mib)
-                users = [row["user"]]
+                users = [login]
             else:
                 users = sorted({p.user or "unknown" for p in gpu.processes}) or [IDLE]
             share = len(users)
