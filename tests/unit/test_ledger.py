@@ -131,3 +131,35 @@ def test_the_simulated_counter_matches_the_power_integral_within_one_percent(tmp
         assert counted > 0 and abs(counted - integrated) / integrated < 0.01
     finally:
         sys.modules.pop("ugro_gpusim", None)
+
+
+def test_ugro_usage_by_user_node_and_job_with_prices(tmp_path, monkeypatch, capsys) -> None:
+    from argparse import Namespace
+
+    from ugro_tui.commands import usage
+    from ugro_tui.config import parse_cluster
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    book = Book()
+    now = __import__("time").time()
+    for i in range(3601):  # an hour: a job on a at 200 W, an idle GPU on b at 20 W
+        book.observe("a", now - 3600 + i, [gpu(0, 200.0)], lambda n, g: 3, "ob")
+        book.observe("b", now - 3600 + i, [gpu(0, 20.0, 0.0, 0)], lambda n, g: None, "ollie")
+    book.save()
+    cluster = parse_cluster({"cluster": {"energy_price": 0.30, "currency": "EUR"},
+                             "nodes": [{"name": "a", "host": "127.0.0.2"},
+                                       {"name": "b", "host": "127.0.0.3", "energy_price": 0.10}]})
+    assert usage.run(Namespace(since="1d", until=None, by="user", json=True), cluster) == 0
+    rows = {r["user"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert math.isclose(rows["ob"]["kwh"], 0.2, rel_tol=1e-6) and math.isclose(rows["ob"]["cost"], 0.06, rel_tol=1e-4)
+    assert math.isclose(rows[IDLE]["kwh"], 0.02, rel_tol=1e-6) and math.isclose(rows[IDLE]["cost"], 0.002,
+                                                                                   rel_tol=1e-3)
+    assert usage.run(Namespace(since=None, until=None, by="job", json=False), cluster) == 0
+    out = capsys.readouterr().out
+    assert "0.200" in out and "0.06 EUR" in out and "total" in out
+    import pytest
+
+    from ugro_tui.errors import UsageError
+
+    with pytest.raises(UsageError, match="--since"):
+        usage.run(Namespace(since="last tuesday", until=None, by="user", json=False), cluster)
