@@ -15,14 +15,15 @@ def lab() -> ClusterState:
     for name, model, power in (("gpu-master", "RTX 5070 Ti", 250.5), ("gpu1", "RTX 4070", 180.0)):
         status = state.nodes[name]
         status.state = NodeState.ONLINE
-        status.gpus = (GpuSample(0, f"GPU-{name}", model, 97.0, 10000, 16303, 71.0, power, 300.0, 55.0),)
+        status.gpus = (GpuSample(0, f"GPU-{name}", model, 97.0, 10000, 16303, 71.0, power, 300.0, 55.0,
+                                 energy_mj=1.5e9 if name == "gpu1" else None),)
     state.nodes["gpu2"].state = NodeState.OFFLINE
     return state
 
 
 def test_dcgm_names_and_labels_and_ugro_series() -> None:
     jobs = [Job(1, JobSpec("a", ("x.py",)), JobState.RUNNING), Job(2, JobSpec("b", ("x.py",)))]
-    text = render(UgroCollector(lab, lambda: jobs, lambda node, gpu: 1.5e9 if node == "gpu1" else None)).decode()
+    text = render(UgroCollector(lab, lambda: jobs)).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     util = {s.labels["Hostname"]: s for s in families["DCGM_FI_DEV_GPU_UTIL"].samples}
     assert set(util) == {"gpu-master", "gpu1"}  # the offline node's GPUs are absent, not stale

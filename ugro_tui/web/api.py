@@ -57,7 +57,16 @@ class Api:
             web.post(f"{PREFIX}/jobs/{{id}}/{{action}}", self.act),
             web.get(f"{PREFIX}/jobs/{{id}}/logs", self.logs),
             web.get(f"{PREFIX}/openapi.json", self.openapi),
+            web.get("/metrics", self.metrics),
         ]
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """OpenMetrics for Prometheus (behind the token, as every route: `authorization` with a credentials_file)."""
+        from ugro_tui.core.ledger.metrics import CONTENT_TYPE, UgroCollector, render
+
+        jobs = await asyncio.to_thread(self.store.active)
+        body = render(UgroCollector(lambda: self.state, lambda: jobs))
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "version": __version__, "dispatcher": self.dispatcher()})

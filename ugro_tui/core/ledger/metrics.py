@@ -29,14 +29,11 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class UgroCollector:
-    """Reads the state when scraped; `jobs()` gives the active jobs, `energy_mj(node, gpu)` a GPU's total energy
-    (the ledger's, in mJ) or None."""
+    """Reads the state when scraped; `jobs()` gives the active jobs."""
 
-    def __init__(self, state: Callable[[], ClusterState], jobs: Callable[[], Iterable[Job]],
-                 energy_mj: Callable[[str, int], float | None] = lambda node, gpu: None) -> None:
+    def __init__(self, state: Callable[[], ClusterState], jobs: Callable[[], Iterable[Job]]) -> None:
         self.state = state
         self.jobs = jobs
-        self.energy_mj = energy_mj
 
     def collect(self) -> Iterator[Metric]:
         state = self.state()
@@ -58,9 +55,8 @@ class UgroCollector:
                     value = read(gpu)
                     if value is not None:
                         families[field].add_metric(labels, float(value))
-                total = self.energy_mj(name, gpu.index)
-                if total is not None:
-                    energy.add_metric(labels, total)
+                if gpu.energy_mj is not None:  # the GPU's own counter, as dcgm-exporter reads it
+                    energy.add_metric(labels, gpu.energy_mj)
         yield from families.values()
         yield energy
         yield online
