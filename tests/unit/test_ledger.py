@@ -74,6 +74,7 @@ def test_a_two_node_job_idle_gpus_and_other_users_by_day(tmp_path) -> None:
     book.save()
     again = Book(tmp_path / "ledger")
     assert again.job(7).to_json() == job.to_json()
+    assert len(again.jobs[7]["history"]["a:0"].points) == 13  # 60 s at 5 s, kept after the job ended
     assert math.isclose(again.days[day_of(T0)]["b"]["ann"].wh, day["b"]["ann"].wh)
     again.prune(T0 + 91 * 86400)
     assert again.job(7) is None and not again.days  # past 90 days: gone, day rows too after their own 90

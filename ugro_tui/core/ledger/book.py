@@ -15,6 +15,7 @@ from typing import Any
 
 from ugro_tui import paths
 from ugro_tui.atomic import write_atomic
+from ugro_tui.core.ledger.history import GpuHistory
 from ugro_tui.core.ledger.meter import GpuMeter, Step, Usage
 from ugro_tui.core.telemetry.model import GpuSample
 
@@ -49,9 +50,11 @@ class Book:
             step = meter.step(at, gpu.power_w, gpu.energy_mj)
             job_id = holder(node, gpu.index)
             if job_id is not None:
-                row = self.jobs.setdefault(job_id, {"user": login, "ended": None, "gpus": {}})
-                row["gpus"].setdefault(f"{node}:{gpu.index}", Usage()).add(step, gpu.utilization_pct,
-                                                                          gpu.memory_used_mib)
+                row = self.jobs.setdefault(job_id, {"user": login, "ended": None, "gpus": {}, "history": {}})
+                key = f"{node}:{gpu.index}"
+                row["gpus"].setdefault(key, Usage()).add(step, gpu.utilization_pct, gpu.memory_used_mib)
+                row["history"].setdefault(key, GpuHistory()).add(at, gpu.utilization_pct, gpu.memory_used_mib,
+                                                                 gpu.power_w)
                 users = [login]
             else:
                 users = sorted({p.user or "unknown" for p in gpu.processes}) or [IDLE]
@@ -86,7 +89,8 @@ class Book:
     def save(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         jobs = {str(i): {"user": r["user"], "ended": r["ended"],
-                         "gpus": {k: u.to_json() for k, u in r["gpus"].items()}} for i, r in self.jobs.items()}
+                         "gpus": {k: u.to_json() for k, u in r["gpus"].items()},
+                         "history": {k: h.to_json() for k, h in r["history"].items()}} for i, r in self.jobs.items()}
         days = {d: {n: {u: x.to_json() for u, x in users.items()} for n, users in nodes.items()}
                 for d, nodes in self.days.items()}
         write_atomic(self.root / "jobs.json", json.dumps({"version": 1, "jobs": jobs}))
@@ -97,7 +101,9 @@ class Book:
         days = self._read("days.json", "days")
         try:
             self.jobs = {int(i): {"user": str(r["user"]), "ended": r.get("ended"),
-                                  "gpus": {str(k): Usage.from_json(u) for k, u in r["gpus"].items()}}
+                                  "gpus": {str(k): Usage.from_json(u) for k, u in r["gpus"].items()},
+                                  "history": {str(k): GpuHistory.from_json(h)
+                                              for k, h in (r.get("history") or {}).items()}}
                          for i, r in (jobs or {}).items()}
         except (KeyError, TypeError, ValueError, AttributeError):
             self._set_aside("jobs.json")
