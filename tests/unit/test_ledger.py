@@ -164,3 +164,20 @@ def test_ugro_usage_by_user_node_and_job_with_prices(tmp_path, monkeypatch, caps
 
     with pytest.raises(UsageError, match="--since"):
         usage.run(Namespace(since="last tuesday", until=None, by="user", json=False), cluster)
+
+
+def test_a_jobs_energy_in_words_and_json(tmp_path) -> None:
+    from ugro_tui.config import parse_cluster
+    from ugro_tui.core.ledger.report import energy_doc, energy_lines
+
+    book = Book(tmp_path / "ledger")
+    for i in range(361):
+        book.observe("a", T0 + i, [gpu(0, 250.0, 90.0, 7000)], lambda n, g: 4, "ob")
+    cluster = parse_cluster({"cluster": {"energy_price": 0.32, "currency": "EUR"},
+                             "nodes": [{"name": "a", "host": "127.0.0.2"}]})
+    doc = energy_doc(book.jobs[4], cluster)
+    assert doc["energy"]["kwh"] == 0.025 and doc["energy"]["cost"] == 0.008 and doc["energy"]["currency"] == "EUR"
+    assert len(doc["gpu_history"]["a:0"]["points"]) == 73
+    [line] = energy_lines(book.jobs[4], cluster)
+    assert "0.10 GPU-hours, 0.025 kWh, 0.01 EUR (from the power)" in line and "peak memory 7000 MiB" in line
+    assert energy_doc(None, cluster) == {"energy": None, "gpu_history": {}} and energy_lines(None, cluster) == []

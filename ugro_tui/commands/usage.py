@@ -14,6 +14,7 @@ from ugro_tui.commands.table import render
 from ugro_tui.config import Cluster
 from ugro_tui.core.ledger.book import Book, day_of
 from ugro_tui.core.ledger.meter import Usage
+from ugro_tui.core.ledger.report import price
 from ugro_tui.errors import UsageError
 
 SPAN_RE = re.compile(r"^(\d+)([hdw])$")
@@ -33,11 +34,6 @@ def moment(text: str, what: str, now: float) -> float:
     raise UsageError(f"ugro usage {what}: expected 7d, 24h, 2w or a date such as 2026-12-01, got {text!r}")
 
 
-def price_of(cluster: Cluster, node: str) -> float:
-    found = next((n for n in cluster.nodes if n.name == node), None)
-    return found.energy_price if found is not None and found.energy_price is not None else cluster.energy_price
-
-
 def rows_by(book: Book, cluster: Cluster, by: str, since: float, until: float) -> dict[str, tuple[Usage, float]]:
     """key -> (usage, cost) for the span."""
     out: dict[str, tuple[Usage, float]] = {}
@@ -45,7 +41,7 @@ def rows_by(book: Book, cluster: Cluster, by: str, since: float, until: float) -
     def add(key: str, node: str, usage: Usage) -> None:
         total, cost = out.get(key, (Usage(), 0.0))
         total.merge(usage)
-        out[key] = (total, cost + usage.cost(price_of(cluster, node)))
+        out[key] = (total, cost + usage.cost(price(cluster, node)))
 
     if by in ("job", "sweep"):
         sweeps: dict[int, str] = defaultdict(str)
