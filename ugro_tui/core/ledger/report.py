@@ -37,6 +37,6 @@ def energy_lines(row: dict[str, Any] | None, cluster: Cluster) -> list[str]:
         return []
     total, cost = totals(row, cluster)
     mean = "-" if total.mean_util is None else f"{total.mean_util:.0f}%"
-    return [f"energy     {total.gpu_seconds / 3600:.2f} GPU-hours, {total.wh / 1000:.3f} kWh, "
+    return [f"  energy     : {total.gpu_seconds / 3600:.2f} GPU-hours, {total.wh / 1000:.3f} kWh, "
             f"{cost:.2f} {cluster.currency} (from the {total.energy_source}); GPU use mean {mean}, "
             f"peak {total.peak_util:.0f}%, peak memory {total.peak_memory_mib} MiB"]
