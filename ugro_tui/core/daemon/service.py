@@ -25,6 +25,7 @@ from ugro_tui import __version__
 from ugro_tui.atomic import write_atomic
 from ugro_tui.config import Cluster, load_cluster
 from ugro_tui.core.daemon import where
+from ugro_tui.core.daemon.client import running
 from ugro_tui.core.daemon.supervisor import Supervisor
 from ugro_tui.core.daemon.watchers import file_stamp, idle_limit, watch_events, watch_idle, watch_jobs
 from ugro_tui.core.jobs.store import JobStore
@@ -50,6 +51,23 @@ def read_record() -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def holder(lock: Path, wait: float = 5.0) -> str:
+    """The pid written in daemon.lock by the daemon that holds it (it writes it just after taking the lock; until
+    then the file may still name a killed one, whose pid is not alive)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            text = lock.read_text().strip()
+        except OSError:
+            text = ""
+        if text.isdecimal() and running(int(text)):
+            return text
+        if time.monotonic() > deadline:
+            return "?"
+        time.sleep(0.02)
+
 
 
 class Daemon:
@@ -92,9 +110,11 @@ class Daemon:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.close()
-            other = read_record() or {}
-            raise AlreadyRunning(f"a ugro daemon runs already on {where.state()} (pid {other.get('pid', '?')}, "
-                                 f"socket {other.get('socket', where.socket_path())})") from None
+            raise AlreadyRunning(f"a ugro daemon runs already on {where.state()} (pid {holder(path)}, "
+                                 f"socket {where.socket_path()})") from None
+        os.ftruncate(f.fileno(), 0)  # the holder's pid, in the lock itself: a loser names it before any record
+        f.write(f"{os.getpid()}\n")
+        f.flush()
         self._lock = f
 
     async def serve(self, on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
