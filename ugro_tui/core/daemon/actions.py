@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +29,13 @@ async def signal_process(cluster: Cluster, state: ClusterState, pool: Pool, doc:
     pid = parse_pid(str(doc.get("pid")))
     signal = parse_signal(str(doc.get("signal") or "TERM"))
     status = state.nodes[name]
+    # The process list of a sample taken after the ask: a process the user saw a moment ago may have ended (its
+    # pid then is nobody's, or soon someone else's). A daemon started just now is still connecting.
+    asked, deadline = time.time(), time.monotonic() + cluster.connect_timeout + 3 * cluster.poll_interval
+    while ((status.state is NodeState.CONNECTING or
+            (status.state is NodeState.ONLINE and (status.received_at or 0.0) <= asked))
+           and time.monotonic() < deadline):
+        await asyncio.sleep(0.05)
     if status.state is not NodeState.ONLINE:
         raise UgroError(f"{name} is {status.state}: {status.error or 'no sample yet'}; nothing was sent")
     target = find_target(status, pid)

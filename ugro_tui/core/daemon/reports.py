@@ -97,7 +97,9 @@ class Reports:
                     gone = await keeper.retain(job, dry_run=dry)
                     return {"kind": "done", "checkpoints": [c.to_json() for c in gone]}
                 return {"kind": "done", "files": [str(f) for f in await keeper.pull(job, step, to, progress)]}
-            except (CheckpointError, UgroError, OSError) as exc:
+            except CheckpointError as exc:  # the user's ask (no such step, a folder that is not one): exit 2
+                return {"kind": "error", "message": str(exc), "usage": True}
+            except (UgroError, OSError) as exc:
                 return {"kind": "error", "message": str(exc) or type(exc).__name__}
 
         return await stream(request, work)

@@ -71,12 +71,14 @@ def holder(lock: Path, wait: float = 5.0) -> str:
 
 
 class Daemon:
-    def __init__(self, cluster: Cluster, config: Path | None, *, dispatch: bool = True) -> None:
+    def __init__(self, cluster: Cluster, config: Path | None, *, dispatch: bool = True,
+                 until_idle: bool = False) -> None:
         from ugro_tui.web.api import Api
 
         self.cluster = cluster
         self.config = config
         self.dispatch = dispatch  # False: `ugro web --no-dispatch`, a viewer beside another dispatcher
+        self.until_idle = until_idle  # `ugro scheduler --until-idle`: stop after a round that left nothing to do
         self.started = time.time()
         self.store = JobStore()
         self.pool = Pool(cluster)
@@ -147,6 +149,8 @@ class Daemon:
         self.supervisor.start("jobs", lambda: watch_jobs(self.store, self.publish))
         self.supervisor.start("events", lambda: watch_events(self.publish))
         self.supervisor.start("idle", lambda: watch_idle(self))
+        if self.until_idle:
+            self.supervisor.start("until-idle", self._until_idle)
         log.info("ugro daemon %s pid %d on %s", __version__, os.getpid(), sock_path)
         await self.stopping.wait()
         await self.close()
@@ -166,6 +170,11 @@ class Daemon:
         if old is not None:
             self.runtime.lock, self.runtime.mine = old.lock, old.mine
         self.supervisor.start("telemetry", self._telemetry)
+
+    async def _until_idle(self) -> None:
+        while not (self.rounds and self.left == 0):
+            await asyncio.sleep(0.1)
+        self.stop()
 
     async def _telemetry(self) -> None:
         assert self.monitor is not None
@@ -419,12 +428,12 @@ class Daemon:
 
 
 def run_foreground(cluster: Cluster, config: Path | None, *, level: int = logging.INFO, dispatch: bool = True,
-                   on_ready: Callable[[Daemon], Awaitable[None]] | None = None) -> int:
+                   until_idle: bool = False, on_ready: Callable[[Daemon], Awaitable[None]] | None = None) -> int:
     """`ugro daemon run`, `ugro scheduler` and `ugro web`: until SIGTERM/SIGINT, `ugro daemon stop` or idle
     exit. `on_ready` runs once the socket accepts, before the runtime starts (the web view listens there)."""
     logging.raiseExceptions = False  # a full disk while logging must never stop dispatching
     logging.basicConfig(level=level, format="%(asctime)s ugro daemon: %(message)s")
-    daemon = Daemon(cluster, config, dispatch=dispatch)
+    daemon = Daemon(cluster, config, dispatch=dispatch, until_idle=until_idle)
     daemon.claim()
 
     async def main() -> None:
