@@ -131,6 +131,22 @@ def daemon_on(config: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
+@pytest.fixture
+def autostart(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Auto-start on, as a user has it: the first verb that needs the daemon starts one on this test's state dir
+    (with a short runtime dir of its own for the socket); it is stopped afterwards."""
+    from ugro_tui.commands.daemon import stop
+
+    runtime = Path(tempfile.mkdtemp(prefix="ugro-rt-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("UGRO_AUTOSTART")
+    try:
+        yield
+    finally:
+        stop(quiet=True)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
 def processes_in(folder: Path) -> list[int]:
     """Live processes whose working dir is inside `folder` (a job's processes run in its node's workdir)."""
     out = []

@@ -15,7 +15,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import FIXTURES, private_lab
-from ..helpers import ugro
+from ..helpers import ugro, wait
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(300)
@@ -44,6 +44,7 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.usefixtures("autostart")  # `ugro checkpoints` asks the daemon it starts
 def test_retention_keeps_the_last_two_and_the_best_and_a_pull_matches_every_node(config: Path, tmp_path) -> None:
     done = ugro(config, "submit", "--nnodes", "3", "--checkpoint-dir", "ckpt", "--keep-last", "2", "--keep-best", "1",
                 "--", SCRIPT, "--steps", "40", "--save-every", "10", "--leave-partial")
@@ -113,14 +114,16 @@ def test_a_retry_on_a_node_without_the_checkpoint_gets_it_copied_first(config: P
     ran = ugro(config, "scheduler", "--until-idle", timeout=120)
     assert ran.returncode == 0 and job(config, 1)["state"] == "succeeded"
     first_node = next(iter(job(config, 1)["placement"]))
-    bad = ugro(config, "retry", "1", "--from", "15")
-    assert bad.returncode == 2 and "no complete checkpoint at step 15 (complete steps: 0, 10, 20, 30, 39)" in \
-        bad.stderr, bad.stderr
-    # Hold the first node with a job pinned to it, then retry from step 20: the retry lands elsewhere.
-    ugro(config, "submit", "--kind", "command", "--nodes", first_node, "--", "sleep", "60")
+    # The scheduler is the daemon in the foreground: `retry --from` asks it which checkpoints exist.
     sched = subprocess.Popen([sys.executable, "-m", "ugro_tui", "scheduler", "--config", str(config)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
+        wait(lambda: json.loads(ugro(config, "daemon", "status", "--json").stdout)["running"], 30, "the scheduler")
+        bad = ugro(config, "retry", "1", "--from", "15")
+        assert bad.returncode == 2 and "no complete checkpoint at step 15 (complete steps: 0, 10, 20, 30, 39)" in \
+            bad.stderr, bad.stderr
+        # Hold the first node with a job pinned to it, then retry from step 20: the retry lands elsewhere.
+        ugro(config, "submit", "--kind", "command", "--nodes", first_node, "--", "sleep", "60")
         deadline = time.monotonic() + 60
         while job(config, 2)["state"] != "running":
             assert time.monotonic() < deadline, "the blocker never ran"
@@ -150,6 +153,7 @@ def test_a_retry_on_a_node_without_the_checkpoint_gets_it_copied_first(config: P
 
 
 @pytest.mark.parametrize("folder", ["separate", "shared"])
+@pytest.mark.usefixtures("autostart")  # `ugro checkpoints` asks the daemon it starts
 def test_keep_last_holds_exactly_after_a_retry_whether_nodes_share_the_folder_or_not(config: Path, tmp_path: Path,
                                                                                     folder: str) -> None:
     """A 3-node job whose rank failed once, keep_last 2: afterwards exactly the 2 newest are listed and on disk,

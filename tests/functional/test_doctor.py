@@ -16,6 +16,7 @@ from ugro_tui.sim.loopback import LoopbackCluster, free_port
 from ..conftest import FIXTURES, run_ugro
 
 pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("autostart")  # `ugro doctor` runs in the daemon it starts
 
 NAMES = ["gpu-master", "gpu1", "gpu2"]
 VENV_BIN = str(Path(sys.executable).parent)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
 from textual.widgets import SelectionList
 
 from ugro_tui.config import Cluster
@@ -37,6 +38,7 @@ async def gpu_sleeper(cluster: Cluster, node: str = "node0", gpu: int = 0, env: 
         await transport.close()
 
 
+@pytest.mark.usefixtures("autostart")  # `ugro kill` goes through the daemon it starts
 async def test_ugro_kill_signals_a_listed_gpu_process_and_refuses_others(lab_config) -> None:
     cluster, path = lab_config
     pid = await gpu_sleeper(cluster)

@@ -99,6 +99,7 @@ def sent(stdout: str) -> dict[str, tuple[int, int]]:
     return out
 
 
+@pytest.mark.usefixtures("autostart")  # `ugro sync` copies through the daemon it starts
 def test_the_exact_tree_arrives_and_only_changes_travel(config: Path, tmp_path: Path) -> None:
     src = project(tmp_path / "src")
     first = run_ugro("sync", str(src), "--nodes", "node0,node1,node2", "--config", str(config))
@@ -332,6 +333,7 @@ async def test_the_doctor_looks_for_the_data_templates_declare(config: Path, tmp
     assert (str(ok.status), ok.detail) == ("ok", f"{dataset} 5.0 KB")
 
 
+@pytest.mark.usefixtures("autostart")  # `ugro sync` copies through the daemon it starts
 def test_a_full_disk_on_a_node_is_one_line_naming_the_node_and_the_file(config: Path, tmp_path: Path) -> None:
     small = tmp_path / "nodes" / "node2" / "code"
     small.mkdir(parents=True)

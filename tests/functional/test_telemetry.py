@@ -59,6 +59,7 @@ async def test_both_data_paths_and_no_driver(lab_config: tuple[Cluster, Path]) -
                             "swap_used_mib", "disk_free_gib", "net_rx_bps", "net_tx_bps", "uptime_s"}
 
 
+@pytest.mark.usefixtures("autostart")  # `ugro status` reads the daemon it starts
 async def test_processes_on_a_gpu_raise_its_load(lab_config: tuple[Cluster, Path]) -> None:
     """A process whose CUDA_VISIBLE_DEVICES names a GPU shows on it, through NVML and through nvidia-smi."""
     cluster, config = lab_config
@@ -160,6 +161,7 @@ async def until_async(probe, want: int, timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.usefixtures("autostart")  # `ugro status` reads the daemon it starts
 def test_status_json_over_ssh(lab_config: tuple[Cluster, Path]) -> None:
     _, config = lab_config
     done = run_ugro("status", "--json", "--config", str(config))
@@ -177,6 +179,7 @@ def test_status_json_over_ssh(lab_config: tuple[Cluster, Path]) -> None:
     assert all(by_name[n]["host"]["mem_total_mib"] > 0 for n in by_name)
 
 
+@pytest.mark.usefixtures("autostart")  # `ugro status` reads the daemon it starts
 def test_status_watch_refreshes(lab_config: tuple[Cluster, Path]) -> None:
     _, config = lab_config
     done = run_ugro("status", "--watch", "--count", "3", "--json", "--config", str(config))

@@ -246,7 +246,7 @@ async def test_the_app_in_headless_chromium(web: Web, tmp_path: Path) -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    status, ids = web.json("/api/v1/jobs", "POST", {"command": ["sh", "-c", "for i in $(seq 60); do echo tick $i; "
+    status, ids = web.json("/api/v1/jobs", "POST", {"command": ["sh", "-c", "for i in $(seq 600); do echo tick $i; "
                                                                 "sleep 1; done"], "kind": "command",
                                                     "name": "browser-job"})
     assert status == 201

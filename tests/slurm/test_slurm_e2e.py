@@ -104,6 +104,7 @@ def test_more_gpus_than_a_node_has_is_refused_with_slurms_reason(config: Path) -
     assert job["reason"] == "Slurm refused it: Requested node configuration is not available", job["reason"]
 
 
+@pytest.mark.usefixtures("autostart")  # `ugro status` shows what the daemon it starts learned from Slurm
 def test_after_holds_and_the_nodes_slurm_shows(config: Path) -> None:
     first = ugro(config, "submit", "--kind", "command", "--", "sh", "-c", "sleep 1; exit 4")
     second = ugro(config, "submit", "--kind", "command", "--after", "1", "--", "echo", "never")
@@ -120,6 +121,7 @@ def test_after_holds_and_the_nodes_slurm_shows(config: Path) -> None:
     assert shown(config, 3)["state"] == "held"
 
 
+@pytest.mark.usefixtures("autostart")  # `ugro doctor` runs in the daemon it starts
 def test_doctor_on_slurm_checks_slurm_and_runs_the_smoke_as_a_two_node_slurm_job(config: Path) -> None:
     done = ugro(config, "doctor", "--smoke", "--json", timeout=200)
     report = json.loads(done.stdout)

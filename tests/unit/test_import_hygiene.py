@@ -135,3 +135,23 @@ def test_screens_and_the_web_build_no_runtime_of_their_own() -> None:
     loaded = loaded_after(modules("ugro_tui.ui") + modules("ugro_tui.web"))
     assert not loaded & {"ugro_tui.core.pool", "ugro_tui.core.telemetry.monitor", "ugro_tui.core.runtime",
                          "ugro_tui.core.jobs.dispatcher", "asyncssh"}
+
+
+# The daemon's own hosts: `ugro daemon run`, `ugro scheduler`, `ugro web` and `ugro demo` (its lab's daemon).
+DAEMON_HOSTS = ("ugro_tui.commands.daemon", "ugro_tui.commands.scheduler", "ugro_tui.commands.web",
+                "ugro_tui.commands.demo")
+
+
+def test_no_command_builds_a_runtime_of_its_own() -> None:
+    """A verb that needs connections, telemetry or dispatch asks the daemon (started when none answers, else one
+    line that says `ugro daemon start`); none of them imports the runtime, lazily neither."""
+    root = Path(ugro_tui.__file__).parent
+    known = set(modules()) | {"ugro_tui"}
+    direct = {}
+    for name in modules("ugro_tui.commands"):
+        if name in DAEMON_HOSTS:
+            continue
+        path = root.parent / Path(*name.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        direct[name] = sorted(_imports(path, name, path.name == "__init__.py", known) & set(RUNTIME))
+    assert len(direct) > 10 and not {m: d for m, d in direct.items() if d}

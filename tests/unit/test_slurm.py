@@ -4,6 +4,7 @@ scripts a job becomes (every value quoted), and the [slurm] table's checks."""
 from __future__ import annotations
 
 import shlex
+import subprocess
 
 import pytest
 
@@ -115,6 +116,14 @@ def test_a_sweep_is_one_array_whose_index_picks_the_trial() -> None:
     assert '2) root="$HOME"/ugro/runs/job-4-a1;;' in sub.batch
     assert [r[0] for r in sub.roots] == [3, 4, 5]
     assert sub.preview().startswith("sbatch --job-name=ugro-sweep-abc")
+    # Two trials running at once on one node get two rendezvous ports (each task of an array has its own job id;
+    # the array's id, which they share, once put both torchruns on one c10d store).
+    lines = [line for line in sub.batch.splitlines() if line.startswith(("head=", "addr=", "export UGRO_RDZV="))]
+    script = "scontrol() { echo n1; }\n" + "\n".join(lines) + '\necho "$UGRO_RDZV"\n'
+    ports = {subprocess.run(["sh", "-c", script], env={"SLURM_JOB_NODELIST": "n1", "SLURM_ARRAY_JOB_ID": "40",
+                                                       "SLURM_JOB_ID": str(task_id), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, check=True).stdout.strip() for task_id in (41, 42)}
+    assert len(ports) == 2, ports
 
 
 @pytest.mark.parametrize(("extra", "field", "problem"), [

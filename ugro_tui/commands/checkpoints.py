@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -14,13 +13,11 @@ from ugro_tui.commands.jobs import parse_ids
 from ugro_tui.commands.table import DASH, render
 from ugro_tui.config import Cluster
 from ugro_tui.core.daemon import ask
-from ugro_tui.core.daemon.client import Client, connect
+from ugro_tui.core.daemon.client import Client, require
 from ugro_tui.core.jobs import events
 from ugro_tui.core.jobs.checkpoints import Checkpoint, resumable, resume_choice, size_text
-from ugro_tui.core.jobs.keeper import CheckpointError, CheckpointKeeper
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.pool import Pool
 from ugro_tui.errors import UgroError, UsageError
 
 
@@ -32,23 +29,12 @@ def _step(text: str, what: str) -> int | None:
     return int(text)
 
 
-async def _with_keeper(cluster: Cluster, work):
-    """Without a daemon (auto-start off): over connections of its own for this run."""
-    async with Pool(cluster) as pool:
-        try:
-            return await work(CheckpointKeeper(cluster, pool))
-        except CheckpointError as exc:
-            raise UsageError(f"ugro checkpoints: {exc}") from None
-
-
-def _daemon(cluster: Cluster) -> Client | None:
-    return connect(cluster)  # its warm connections (started when none answers, unless auto-start is off)
+def _daemon(cluster: Cluster) -> Client:
+    return require(cluster, "checkpoints")  # its warm connections (started when none answers)
 
 
 def _listed(cluster: Cluster, job: Job) -> list[Checkpoint]:
     daemon = _daemon(cluster)
-    if daemon is None:
-        return asyncio.run(_with_keeper(cluster, lambda k: k.index(job)))
     try:
         return ask.checkpoints(daemon, job.id)
     except UgroError as exc:
@@ -74,12 +60,8 @@ def run(args: Namespace, cluster: Cluster) -> int:
     if args.prune:
         if job.spec.keep_last is None and job.spec.keep_best is None:
             raise UsageError(f"job {job.id} keeps every checkpoint (submit with --keep-last N or --keep-best K)")
-        daemon = _daemon(cluster)
-        if daemon is None:
-            gone = asyncio.run(_with_keeper(cluster, lambda k: k.retain(job, dry_run=args.dry_run)))
-        else:
-            said = ask.keep(daemon, job.id, "prune", {"dry_run": args.dry_run})["checkpoints"]
-            gone = [ask.checkpoint_of(c) for c in said]
+        said = ask.keep(_daemon(cluster), job.id, "prune", {"dry_run": args.dry_run})["checkpoints"]
+        gone = [ask.checkpoint_of(c) for c in said]
         verb = "would delete" if args.dry_run else "deleted"
         for c in gone:
             shared = f", a folder {', '.join(c.seen_by)} share" if c.seen_by else ""
@@ -122,12 +104,9 @@ def _pull(args: Namespace, cluster: Cluster, job: Job) -> int:
         line = f"{what}: {size_text(done)} of {size_text(total)}"
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
-    daemon = _daemon(cluster)
-    if daemon is None:
-        files = asyncio.run(_with_keeper(cluster, lambda k: k.pull(job, step, to, progress)))
-    else:  # the daemon copies into the folder (same machine, same user) over its connections
-        said = ask.keep(daemon, job.id, "pull", {"step": step, "to": str(to.resolve())}, progress)["files"]
-        files = [Path(f) for f in said]
+    # The daemon copies into the folder (same machine, same user) over its connections.
+    said = ask.keep(_daemon(cluster), job.id, "pull", {"step": step, "to": str(to.resolve())}, progress)["files"]
+    files = [Path(f) for f in said]
     if tty:
         print(file=sys.stderr)
     for path in files:

@@ -42,7 +42,7 @@ def submit(args: Namespace, cluster: Cluster) -> int:
     store = JobStore()
     jobs = store.submit(expand(spec, search, sweep_id), hold=args.hold)
     if sent:
-        record = tuple((n, s.files_sent, s.bytes_sent) for n, s in sorted(sent.items()))
+        record = tuple((n, *s) for n, s in sorted(sent.items()))
         store.update_active({j.id: (lambda j: dataclasses.replace(j, sync_sent=record)) for j in jobs})
     for job in jobs:
         print(job.id)
@@ -60,22 +60,33 @@ def submit(args: Namespace, cluster: Cluster) -> int:
     return 0
 
 
-def _sync(spec: JobSpec, cluster: Cluster):
-    """Keep the tree as submitted, then copy it to the nodes the job may run on (a node that cannot be reached now
-    gets it at launch). Returns the spec that runs in the tree's folder, and what travelled per node."""
-    import asyncio
-
-    from ugro_tui.commands.sync import copy
+def _sync(spec: JobSpec, cluster: Cluster) -> tuple[JobSpec, dict[str, tuple[int, int]]]:
+    """Keep the tree as submitted, then have the daemon copy it to the nodes the job may run on (a node that
+    cannot be reached now, or every node when no daemon runs, gets it at launch). Returns the spec that runs in
+    the tree's folder, and per node the files and bytes that travelled."""
+    from ugro_tui.commands.sync import ProgressLine
+    from ugro_tui.core.daemon import ask
+    from ugro_tui.core.daemon.client import connect
     from ugro_tui.core.jobs.placement import NodeCapacity, allowed
     from ugro_tui.core.sync.service import synced_spec
 
-    def prepare():
-        synced, tree, manifest = synced_spec(spec, cluster)
-        print(f"sync: {tree.summary()}", file=sys.stderr)
-        return synced, manifest
-
-    nodes = [n for n in cluster.nodes if allowed(Job(0, spec), NodeCapacity(n.name, n.labels))]
-    (synced, _), sent = asyncio.run(copy(cluster, nodes, prepare, strict=False))
+    synced, tree, _ = synced_spec(spec, cluster)
+    print(f"sync: {tree.summary()}", file=sys.stderr)
+    daemon = connect(cluster)
+    if daemon is None:
+        print("sync: the tree is kept; no ugro daemon runs, so it travels when the job is placed", file=sys.stderr)
+        return synced, {}
+    nodes = [n.name for n in cluster.nodes if allowed(Job(0, spec), NodeCapacity(n.name, n.labels))]
+    progress = ProgressLine()
+    results = ask.push(daemon, tree.hash, nodes, progress)
+    progress.end()
+    sent = {}
+    for name, result in results.items():
+        if "error" in result:
+            why = result["error"] if result["error"].startswith(name) else f"{name}: {result['error']}"
+            print(f"sync: {why}; it gets the code when a job is placed there", file=sys.stderr)
+        else:
+            sent[name] = (result["files_sent"], result["bytes_sent"])
     return synced, sent
 
 

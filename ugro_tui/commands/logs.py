@@ -7,10 +7,11 @@ import dataclasses
 import sys
 from argparse import Namespace
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from ugro_tui.commands.jobs import parse_ids
 from ugro_tui.config import Cluster
-from ugro_tui.core.daemon.client import connect
+from ugro_tui.core.daemon.client import Client, connect, require
 from ugro_tui.core.jobs.logs import (
     CopyReader,
     LineCarry,
@@ -22,8 +23,10 @@ from ugro_tui.core.jobs.logs import (
 )
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.pool import Pool
 from ugro_tui.errors import UgroError, UsageError
+
+if TYPE_CHECKING:
+    from ugro_tui.core.pool import Pool
 
 
 def _render(source: Source, line: bytes, args: Namespace) -> bytes | None:
@@ -97,16 +100,36 @@ async def _run(args: Namespace, cluster: Cluster) -> int:
     if (wanted is not None and wanted != job.attempt) or (not job.runs and job.attempt > 0):
         return _print_attempts(job, args, wanted)
     out = sys.stdout.buffer
-    try:  # a daemon copies the logs as they grow: read its copies, open no connection (-f starts one)
-        daemon = await asyncio.to_thread(connect, cluster, start=args.follow)
-    except UgroError:
-        daemon = None
-    async with Pool(cluster) as pool:
-        async for chunk in follow_logs(store, job_id, None if daemon else pool, rank=args.rank, node=args.node,
-                                       follow=args.follow):
-            out.write(chunk)
-            out.flush()
+    # The daemon copies the logs as they grow: read its copies and open no connection. `-f` needs it (started
+    # when none answers); without it, the copies are as last fetched, which matters only while the job runs.
+    if args.follow:
+        await asyncio.to_thread(require, cluster, "logs -f")
+        job = await _started(store, job)
+    elif not job.state.finished and await asyncio.to_thread(_running, cluster) is None:
+        print(f"ugro logs: no ugro daemon runs, so job {job_id}'s log copies are as last fetched "
+              "(`ugro daemon start` keeps them current)", file=sys.stderr)
+    async for chunk in follow_logs(store, job_id, None, rank=args.rank, node=args.node, follow=args.follow):
+        out.write(chunk)
+        out.flush()
     return 0
+
+
+def _running(cluster: Cluster) -> Client | None:
+    try:
+        return connect(cluster, start=False)
+    except UgroError:
+        return None
+
+
+async def _started(store: JobStore, job: Job) -> Job:
+    """`-f` on a job that has not run yet waits until it does (or ends without running)."""
+    if job.runs or job.state.finished:
+        return job
+    print(f"ugro logs: job {job.id} is {job.state}; waiting for it to start", file=sys.stderr, flush=True)
+    while not job.runs and not job.state.finished:
+        await asyncio.sleep(0.5)
+        job = await asyncio.to_thread(store.get, job.id)
+    return job
 
 
 def _print_attempts(job: Job, args: Namespace, wanted: int | str | None) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import sys
@@ -63,11 +62,9 @@ def forward(args: Namespace, cluster: Cluster) -> int:
         raise UsageError(f"ugro forward: job {job_id} ({job.spec.name}) is a {job.spec.kind} job, not a service")
     if job.state.finished:
         raise UgroError(f"ugro forward: service job {job_id} is {job.state}: {job.reason or 'nothing to reach'}")
-    from ugro_tui.core.daemon.client import connect
+    from ugro_tui.core.daemon.client import require
 
-    daemon = connect(cluster)  # the forward rides the daemon's connection to the head node
-    if daemon is None:
-        return asyncio.run(_forward(cluster, job, args.local_port))
+    daemon = require(cluster, "forward")  # the forward rides the daemon's connection to the head node
     where = job.service.endpoint if job.service and job.service.endpoint else "its head node"
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGHUP, signal.default_int_handler)
@@ -82,27 +79,3 @@ def forward(args: Namespace, cluster: Cluster) -> int:
         return 0
     print("ugro forward: the daemon went away, and the forward with it", file=sys.stderr)
     return 1
-
-
-async def _forward(cluster: Cluster, job: Job, local_port: int) -> int:
-    from ugro_tui.core.pool import Pool
-    from ugro_tui.core.services.forward import forward_service
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop.set)
-    async with Pool(cluster) as pool:
-        try:
-            listener = await forward_service(JobStore(), pool, job.id, local_port)
-        except OSError as exc:
-            raise UgroError(f"ugro forward: cannot listen on 127.0.0.1:{local_port}: {exc.strerror or exc}") from None
-        where = job.service.endpoint if job.service and job.service.endpoint else "its head node"
-        print(f"http://127.0.0.1:{listener.get_port()}/", flush=True)
-        print(f"forwarding to job {job.id} ({job.spec.name}) on {where}; Ctrl-C stops", file=sys.stderr, flush=True)
-        try:
-            await stop.wait()
-        finally:
-            listener.close()
-    return 0
-

@@ -11,9 +11,8 @@ from argparse import Namespace
 
 from ugro_tui.commands.table import DASH, fmt, render
 from ugro_tui.config import Cluster
-from ugro_tui.core.daemon.client import Client, NoDaemon, connect, subscribe
+from ugro_tui.core.daemon.client import Client, NoDaemon, connect, require, subscribe
 from ugro_tui.core.telemetry.model import ClusterState, NodeState, byte_rate, short_model
-from ugro_tui.core.telemetry.monitor import Monitor
 from ugro_tui.core.telemetry.users import UserUsage, by_user, job_users
 from ugro_tui.core.telemetry.wire import apply_hello, apply_wire
 from ugro_tui.errors import UgroError
@@ -96,12 +95,6 @@ def _gb(mib: int | None) -> float | None:
     return None if mib is None else mib / 1024
 
 
-async def _once(cluster: Cluster, as_json: bool, users: bool = False) -> int:
-    async with Monitor(cluster) as monitor:
-        await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
-        return _print_once(cluster, monitor.state, as_json, users)
-
-
 def _print_once(cluster: Cluster, out: ClusterState, as_json: bool, users: bool) -> int:
     if users:
         found = users_of(out, cluster)
@@ -111,19 +104,14 @@ def _print_once(cluster: Cluster, out: ClusterState, as_json: bool, users: bool)
     return 0 if all(n.healthy for n in out.nodes.values()) else 1
 
 
-async def _watch(cluster: Cluster, as_json: bool, count: int | None, daemon: Client | None) -> int:
-    """Every poll interval, the state as the daemon pushes it (no connection of our own), or, with no daemon
-    and auto-start off, from telemetry of our own."""
-    if daemon is not None:
-        state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
-        mirror = asyncio.create_task(_mirror(cluster, state))
-        try:
-            return await _show(cluster, state, as_json, count)
-        finally:
-            mirror.cancel()
-    async with Monitor(cluster) as monitor:
-        await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
-        return await _show(cluster, monitor.state, as_json, count)
+async def _watch(cluster: Cluster, as_json: bool, count: int | None) -> int:
+    """Every poll interval, the state as the daemon pushes it (no connection of our own)."""
+    state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
+    mirror = asyncio.create_task(_mirror(cluster, state))
+    try:
+        return await _show(cluster, state, as_json, count)
+    finally:
+        mirror.cancel()
 
 
 async def _mirror(cluster: Cluster, state: ClusterState) -> None:
@@ -157,27 +145,26 @@ async def _show(cluster: Cluster, state: ClusterState, as_json: bool, count: int
     return 0
 
 
-def _from_daemon(cluster: Cluster, client: Client) -> ClusterState | None:
-    state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
-    try:
+def _from_daemon(cluster: Cluster, client: Client) -> ClusterState:
+    """The daemon's view once every node has answered or given up (a daemon started just now is still
+    connecting), at most a connect timeout and three polls."""
+    deadline = time.monotonic() + cluster.connect_timeout + 3 * cluster.poll_interval
+    while True:
+        state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
         apply_hello(state, client.call("GET", "daemon/nodes", timeout=5.0))
-    except UgroError:
-        return None
-    return state
+        if time.monotonic() > deadline or all(n.state is not NodeState.CONNECTING for n in state.nodes.values()):
+            return state
+        time.sleep(0.1)
 
 
 def run(args: Namespace, cluster: Cluster) -> int:
     if args.watch:
-        try:
-            daemon = connect(cluster)  # started when none answers (auto-start)
-        except UgroError:
-            daemon = None
-        return asyncio.run(_watch(cluster, args.json, args.count, daemon))
-    try:
-        daemon = connect(cluster, start=False)  # once: a daemon that runs answers at once, else we look ourselves
-    except UgroError:
-        daemon = None
-    state = _from_daemon(cluster, daemon) if daemon is not None else None
-    if state is not None and all(n.state.value != "connecting" for n in state.nodes.values()):
-        return _print_once(cluster, state, args.json, getattr(args, "by_user", False))
-    return asyncio.run(_once(cluster, args.json, getattr(args, "by_user", False)))
+        _from_daemon(cluster, require(cluster, "status --watch"))  # the first frame once the nodes have answered
+        return asyncio.run(_watch(cluster, args.json, args.count))
+    daemon = connect(cluster)  # live telemetry is the daemon's (started when none answers, unless auto-start is off)
+    if daemon is not None:
+        return _print_once(cluster, _from_daemon(cluster, daemon), args.json, getattr(args, "by_user", False))
+    print("ugro status: no ugro daemon runs and auto-start is off, so no node has live telemetry here; "
+          "`ugro daemon start` brings it", file=sys.stderr)
+    state = ClusterState([(n.name, n.address) for n in cluster.nodes], cluster.history)
+    return _print_once(cluster, state, args.json, getattr(args, "by_user", False))

@@ -1,24 +1,17 @@
-"""`ugro sync DIR --nodes A,B` and the copy `ugro submit --sync` makes: a progress line on a terminal, plain
-lines when piped."""
+"""`ugro sync DIR --nodes A,B` and the copy `ugro submit --sync` makes, both through the daemon: a progress line on
+a terminal, plain lines when piped."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from argparse import Namespace
-from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TextIO
 
 from ugro_tui.config import Cluster, Node
-from ugro_tui.core.daemon.client import Client, connect
-from ugro_tui.core.pool import Pool
-from ugro_tui.core.sync.push import FolderSource, Sent, tree_dir
-from ugro_tui.core.sync.service import push_to, snapshot
+from ugro_tui.core.daemon.client import Client, require
 from ugro_tui.core.sync.tree import SyncError, human
 from ugro_tui.errors import UsageError
-
-T = TypeVar("T", bound=tuple)
 
 
 class ProgressLine:
@@ -46,33 +39,6 @@ class ProgressLine:
             self.out.write("\n")
 
 
-async def copy(cluster: Cluster, nodes: list[Node], prepare: Callable[[], T], *, strict: bool,
-               folder_source: bool = False) -> tuple[T, dict[str, Sent]]:
-    """`prepare()` (in a thread: scan and keep the tree; returns (..., manifest)) while the nodes are connected,
-    then copy to every node at once. A node that fails is an error when `strict`, else said and skipped (the
-    launch copies again, to the nodes it places the job on)."""
-    progress = ProgressLine()
-    async with Pool(cluster) as pool:
-        connecting = asyncio.gather(*(pool.get(n.name).connect() for n in nodes), return_exceptions=True)
-        try:
-            prepared = await asyncio.to_thread(prepare)
-        finally:
-            await connecting  # a node that did not connect says why in its copy's result below
-        source = FolderSource(prepared[0]) if folder_source else None  # type: ignore[index]
-        results = await push_to(pool, nodes, prepared[-1], progress=progress, store=source)  # type: ignore[index]
-    progress.end()
-    sent: dict[str, Sent] = {}
-    for name, result in results.items():
-        if isinstance(result, BaseException):
-            why = str(result) if str(result).startswith(name) else f"{name}: {result or type(result).__name__}"
-            if strict:
-                raise SyncError(why)
-            print(f"sync: {why}; it gets the code when a job is placed there", file=sys.stderr)
-        else:
-            sent[name] = result
-    return prepared, sent
-
-
 def nodes_named(cluster: Cluster, names: str | None) -> list[Node]:
     if not names:
         return list(cluster.nodes)
@@ -88,21 +54,7 @@ def nodes_named(cluster: Cluster, names: str | None) -> list[Node]:
 
 def run(args: Namespace, cluster: Cluster) -> int:
     nodes = nodes_named(cluster, args.nodes)
-    daemon = connect(cluster)  # its connections are warm: no SSH handshake for the copy
-    if daemon is not None:
-        return _through(daemon, args, nodes)
-
-    def prepare():
-        tree, manifest = snapshot(args.dir, cluster, include_git=args.git, name="ugro-sync", keep=False)
-        print(f"sync: {tree.summary()}", file=sys.stderr)
-        return tree, manifest
-
-    (tree, _), sent = asyncio.run(copy(cluster, nodes, prepare, strict=True, folder_source=True))
-    for node in nodes:
-        result = sent[node.name]
-        print(f"{node.name}: {result.files_sent} files, {result.bytes_sent} bytes sent -> "
-              f"{tree_dir(node, tree.hash)}")
-    return 0
+    return _through(require(cluster, "sync"), args, nodes)  # its connections are warm: no SSH handshake
 
 
 def _through(daemon: Client, args: Namespace, nodes: list[Node]) -> int:

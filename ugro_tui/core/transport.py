@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from ugro_tui.config import Cluster, Node
 
 Command = str | Sequence[str]
+CLOSE_WAIT = 2.0  # seconds a closed stream waits for its command to end before its channel is dropped
 SESSIONS = 9  # SSH sessions at once on one node's connection (commands and streams): below sshd's MaxSessions, 10
 DEADLINE = 60.0  # seconds for a command given no timeout: every remote call ends, a frozen node included
 
@@ -245,7 +246,7 @@ class LocalTransport(Transport):
             assert proc.stdin is not None
             proc.stdin.close()  # the agent's cue to exit, as a closed SSH channel would be
             try:
-                await asyncio.wait_for(proc.wait(), 2.0)
+                await asyncio.wait_for(proc.wait(), CLOSE_WAIT)
             except TimeoutError:
                 with suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -339,8 +340,11 @@ class SshTransport(Transport):
 
         async def closer() -> None:
             try:
-                proc.close()  # closing the channel closes the agent's stdin: it exits
-                await proc.wait_closed()
+                proc.close()  # closing the channel closes the agent's stdin: it exits at its next read
+                try:
+                    await asyncio.wait_for(proc.wait_closed(), CLOSE_WAIT)
+                except TimeoutError:  # sshd keeps the channel until the command exits: do not wait on a slow one
+                    proc.channel.abort()
             finally:
                 release()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from aiohttp import web
@@ -15,10 +16,7 @@ from ugro_tui.core.pool import Pool
 from ugro_tui.core.signals import find_target, owning_job, parse_pid, parse_signal, send_signal
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
 from ugro_tui.errors import UgroError, UsageError
-
-
-def _refused(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+from ugro_tui.web.api import error
 
 
 async def signal_process(cluster: Cluster, state: ClusterState, pool: Pool, doc: Any) -> dict[str, Any]:
@@ -31,6 +29,13 @@ async def signal_process(cluster: Cluster, state: ClusterState, pool: Pool, doc:
     pid = parse_pid(str(doc.get("pid")))
     signal = parse_signal(str(doc.get("signal") or "TERM"))
     status = state.nodes[name]
+    # The process list of a sample taken after the ask: a process the user saw a moment ago may have ended (its
+    # pid then is nobody's, or soon someone else's). A daemon started just now is still connecting.
+    asked, deadline = time.time(), time.monotonic() + cluster.connect_timeout + 3 * cluster.poll_interval
+    while ((status.state is NodeState.CONNECTING or
+            (status.state is NodeState.ONLINE and (status.received_at or 0.0) <= asked))
+           and time.monotonic() < deadline):
+        await asyncio.sleep(0.05)
     if status.state is not NodeState.ONLINE:
         raise UgroError(f"{name} is {status.state}: {status.error or 'no sample yet'}; nothing was sent")
     target = find_target(status, pid)
@@ -61,11 +66,11 @@ class Actions:
             doc = await request.json()
             job_id, port = int(doc["job"]), int(doc["local_port"])
         except (ValueError, KeyError, TypeError):
-            return _refused(400, 'expected {"job": ID, "local_port": PORT}')
+            return error(400, 'expected {"job": ID, "local_port": PORT}')
         try:
             listener = await forward_service(self.daemon.store, self.daemon.pool, job_id, port)
         except OSError as exc:
-            return _refused(409, f"ugro forward: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
+            return error(409, f"ugro forward: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         try:
             await response.prepare(request)
@@ -90,11 +95,11 @@ class Actions:
             folder, tree_hash = str(doc.get("dir") or ""), str(doc.get("tree") or "")
             names, git = [str(n) for n in doc["nodes"]], bool(doc.get("git"))
         except (ValueError, KeyError, TypeError, AttributeError):
-            return _refused(400, 'expected {"dir": PATH, "nodes": [NAME, ...], "git": false} or {"tree": HASH, ...}')
+            return error(400, 'expected {"dir": PATH, "nodes": [NAME, ...], "git": false} or {"tree": HASH, ...}')
         d = self.daemon
         unknown = [n for n in names if n not in d.pool]
         if unknown:
-            return _refused(400, f"ugro sync: no node {unknown[0]!r} in {d.cluster.source}")
+            return error(400, f"ugro sync: no node {unknown[0]!r} in {d.cluster.source}")
         nodes = [d.cluster.node(n) for n in names]
         try:
             if tree_hash:  # a tree the client kept here (a job's code): the same copy the launch makes
@@ -108,7 +113,7 @@ class Actions:
                                                          name="ugro-sync", keep=False)
                 source, summary, tree_hash = FolderSource(tree), tree.summary(), tree.hash
         except (UgroError, OSError, ValueError, KeyError) as exc:
-            return _refused(400, f"ugro sync: {exc}")
+            return error(400, f"ugro sync: {exc}")
         async def copy(emit: Emit) -> dict[str, Any]:
             def progress(node: str, files: int, sent: int, files_total: int, bytes_total: int) -> None:
                 emit({"kind": "progress", "node": node, "files": files, "sent": sent, "files_total": files_total,
@@ -127,12 +132,12 @@ class Actions:
         try:
             doc = await request.json()
         except (ValueError, json.JSONDecodeError):
-            return _refused(400, "the body is not JSON")
+            return error(400, "the body is not JSON")
         d = self.daemon
         try:
             answer = await asyncio.wait_for(signal_process(d.cluster, d.state, d.pool, doc), 90)
         except UsageError as exc:
-            return _refused(400, str(exc))
+            return error(400, str(exc))
         except UgroError as exc:
-            return _refused(409, str(exc))
+            return error(409, str(exc))
         return web.json_response(answer)

@@ -9,7 +9,7 @@ from typing import Any
 from ugro_tui.core.daemon.client import Client
 from ugro_tui.core.doctor.checks import Check, Report
 from ugro_tui.core.jobs.checkpoints import Checkpoint
-from ugro_tui.errors import UgroError
+from ugro_tui.errors import UgroError, UsageError
 
 Progress = Callable[[str, int, int, int, int], None]  # node, files, bytes sent, files to send, bytes to send
 
@@ -51,8 +51,8 @@ def keep(client: Client, job_id: int, do: str, body: dict[str, Any],
         elif line.get("kind") == "done":
             return line
         elif line.get("kind") == "error":
-            raise UgroError(f"checkpoints: {line.get('message')}")
-    raise UgroError("checkpoints: the daemon's answer was cut")
+            raise (UsageError if line.get("usage") else UgroError)(f"ugro checkpoints: {line.get('message')}")
+    raise UgroError("ugro checkpoints: the daemon's answer was cut")
 
 
 def checkpoint_of(doc: dict[str, Any]) -> Checkpoint:

@@ -227,6 +227,16 @@ def connect(cluster: Cluster, *, start: bool = True) -> Client | None:
     return wait_until_up(spawn(config))
 
 
+def require(cluster: Cluster, verb: str) -> Client:
+    """The daemon for a verb that needs the runtime: the one that answers, or one started now. With auto-start
+    off and none running, the one line that says what to do (commands never build a runtime of their own)."""
+    client = connect(cluster)
+    if client is None:
+        raise NoDaemon(f"ugro {verb} needs the ugro daemon, and none runs (auto-start is off: [daemon] autostart "
+                       "or UGRO_AUTOSTART); `ugro daemon start` starts one")
+    return client
+
+
 def nudge(cluster: Cluster) -> str | None:
     """After a submit: ask the daemon for a round now (starting one when allowed), so a job that fits starts at
     once. Returns a warning line when nothing will dispatch it, else None."""

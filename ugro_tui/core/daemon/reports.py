@@ -13,10 +13,7 @@ from ugro_tui.core.daemon.ndjson import Emit, stream
 from ugro_tui.core.jobs.keeper import CheckpointError, CheckpointKeeper
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.errors import UgroError
-
-
-def _refused(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+from ugro_tui.web.api import error
 
 
 class Reports:
@@ -37,7 +34,7 @@ class Reports:
             doc = await request.json() if request.can_read_body else {}
             smoke = bool(doc.get("smoke"))
         except (ValueError, AttributeError):
-            return _refused(400, 'expected {"smoke": false}')
+            return error(400, 'expected {"smoke": false}')
         d = self.daemon
 
         async def work(emit: Emit) -> dict[str, Any]:
@@ -57,9 +54,9 @@ class Reports:
         try:
             return await asyncio.to_thread(self.daemon.store.get, int(request.match_info["id"]))
         except ValueError:
-            return _refused(400, "expected a job id")
+            return error(400, "expected a job id")
         except UgroError as exc:
-            return _refused(404, str(exc))
+            return error(404, str(exc))
 
     async def checkpoints(self, request: web.Request) -> web.Response:
         """A job's checkpoints on its nodes (`{"checkpoints": [...]}`), or why none could be listed."""
@@ -71,7 +68,7 @@ class Reports:
             found = await asyncio.wait_for(CheckpointKeeper(d.cluster, d.pool).index(job),
                                            d.cluster.connect_timeout + 60)
         except (CheckpointError, TimeoutError) as exc:
-            return _refused(409, str(exc) or "the nodes did not answer in time")
+            return error(409, str(exc) or "the nodes did not answer in time")
         return web.json_response({"checkpoints": [c.to_json() for c in found]})
 
     async def keep(self, request: web.Request) -> web.StreamResponse:
@@ -86,9 +83,9 @@ class Reports:
             step = None if doc.get("step") is None else int(doc["step"])
             to, dry = Path(str(doc.get("to") or ".")), bool(doc.get("dry_run"))
         except (ValueError, TypeError, AttributeError):
-            return _refused(400, 'expected {"dry_run": false} or {"step": N, "to": DIR}')
+            return error(400, 'expected {"dry_run": false} or {"step": N, "to": DIR}')
         if do not in ("prune", "pull"):
-            return _refused(404, f"no checkpoint action {do!r} (prune, pull)")
+            return error(404, f"no checkpoint action {do!r} (prune, pull)")
         keeper = CheckpointKeeper(d.cluster, d.pool)
 
         async def work(emit: Emit) -> dict[str, Any]:
@@ -100,7 +97,9 @@ class Reports:
                     gone = await keeper.retain(job, dry_run=dry)
                     return {"kind": "done", "checkpoints": [c.to_json() for c in gone]}
                 return {"kind": "done", "files": [str(f) for f in await keeper.pull(job, step, to, progress)]}
-            except (CheckpointError, UgroError, OSError) as exc:
+            except CheckpointError as exc:  # the user's ask (no such step, a folder that is not one): exit 2
+                return {"kind": "error", "message": str(exc), "usage": True}
+            except (UgroError, OSError) as exc:
                 return {"kind": "error", "message": str(exc) or type(exc).__name__}
 
         return await stream(request, work)

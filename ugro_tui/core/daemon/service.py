@@ -25,6 +25,7 @@ from ugro_tui import __version__
 from ugro_tui.atomic import write_atomic
 from ugro_tui.config import Cluster, load_cluster
 from ugro_tui.core.daemon import where
+from ugro_tui.core.daemon.client import running
 from ugro_tui.core.daemon.ledger_task import keep_ledger
 from ugro_tui.core.daemon.supervisor import Supervisor
 from ugro_tui.core.daemon.watchers import file_stamp, idle_limit, watch_events, watch_idle, watch_jobs
@@ -54,13 +55,32 @@ def read_record() -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def holder(lock: Path, wait: float = 5.0) -> str:
+    """The pid written in daemon.lock by the daemon that holds it (it writes it just after taking the lock; until
+    then the file may still name a killed one, whose pid is not alive)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            text = lock.read_text().strip()
+        except OSError:
+            text = ""
+        if text.isdecimal() and running(int(text)):
+            return text
+        if time.monotonic() > deadline:
+            return "?"
+        time.sleep(0.02)
+
+
+
 class Daemon:
-    def __init__(self, cluster: Cluster, config: Path | None, *, dispatch: bool = True) -> None:
+    def __init__(self, cluster: Cluster, config: Path | None, *, dispatch: bool = True,
+                 until_idle: bool = False) -> None:
         from ugro_tui.web.api import Api
 
         self.cluster = cluster
         self.config = config
         self.dispatch = dispatch  # False: `ugro web --no-dispatch`, a viewer beside another dispatcher
+        self.until_idle = until_idle  # `ugro scheduler --until-idle`: stop after a round that left nothing to do
         self.started = time.time()
         self.store = JobStore()
         self.pool = Pool(cluster)
@@ -95,9 +115,11 @@ class Daemon:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.close()
-            other = read_record() or {}
-            raise AlreadyRunning(f"a ugro daemon runs already on {where.state()} (pid {other.get('pid', '?')}, "
-                                 f"socket {other.get('socket', where.socket_path())})") from None
+            raise AlreadyRunning(f"a ugro daemon runs already on {where.state()} (pid {holder(path)}, "
+                                 f"socket {where.socket_path()})") from None
+        os.ftruncate(f.fileno(), 0)  # the holder's pid, in the lock itself: a loser names it before any record
+        f.write(f"{os.getpid()}\n")
+        f.flush()
         self._lock = f
 
     async def serve(self, on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -131,6 +153,8 @@ class Daemon:
         self.supervisor.start("events", lambda: watch_events(self.publish))
         self.supervisor.start("idle", lambda: watch_idle(self))
         self.supervisor.start("ledger", lambda: keep_ledger(self, self.book))
+        if self.until_idle:
+            self.supervisor.start("until-idle", self._until_idle)
         log.info("ugro daemon %s pid %d on %s", __version__, os.getpid(), sock_path)
         await self.stopping.wait()
         await self.close()
@@ -150,6 +174,11 @@ class Daemon:
         if old is not None:
             self.runtime.lock, self.runtime.mine = old.lock, old.mine
         self.supervisor.start("telemetry", self._telemetry)
+
+    async def _until_idle(self) -> None:
+        while not (self.rounds and self.left == 0):
+            await asyncio.sleep(0.1)
+        self.stop()
 
     async def _telemetry(self) -> None:
         assert self.monitor is not None
@@ -403,12 +432,12 @@ class Daemon:
 
 
 def run_foreground(cluster: Cluster, config: Path | None, *, level: int = logging.INFO, dispatch: bool = True,
-                   on_ready: Callable[[Daemon], Awaitable[None]] | None = None) -> int:
+                   until_idle: bool = False, on_ready: Callable[[Daemon], Awaitable[None]] | None = None) -> int:
     """`ugro daemon run`, `ugro scheduler` and `ugro web`: until SIGTERM/SIGINT, `ugro daemon stop` or idle
     exit. `on_ready` runs once the socket accepts, before the runtime starts (the web view listens there)."""
     logging.raiseExceptions = False  # a full disk while logging must never stop dispatching
     logging.basicConfig(level=level, format="%(asctime)s ugro daemon: %(message)s")
-    daemon = Daemon(cluster, config, dispatch=dispatch)
+    daemon = Daemon(cluster, config, dispatch=dispatch, until_idle=until_idle)
     daemon.claim()
 
     async def main() -> None:

@@ -29,7 +29,6 @@ from ugro_tui.core.transport import (
     LineStream,
     Transport,
     export_env,
-    make_transport,
     path_word,
     python_command,
 )
@@ -114,14 +113,11 @@ async def _listen(cluster: Cluster, master: Node, transport: Transport) -> tuple
     return listener, {"host": master.host, "port": first["port"], "token": token}
 
 
-async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | None = None,
-                     pool: Pool | None = None, telemetry: ClusterState | None = None,
-                     store: JobStore | None = None) -> Report:
-    """Every check; `on_check` sees each as it is known (the app shows them live). The first node is the master.
-    Over the caller's pool when given (the app's connections), else over connections of its own. With telemetry
-    (the app's, or what `ugro doctor` gathered meanwhile), a node whose CPU starves a running job's GPUs warns."""
-    transports = {node.name: pool.get(node.name) if pool is not None else make_transport(node, cluster)
-                  for node in cluster.nodes}
+async def run_doctor(cluster: Cluster, *, pool: Pool, on_check: Callable[[Check], None] | None = None,
+                     telemetry: ClusterState | None = None, store: JobStore | None = None) -> Report:
+    """Every check, over the daemon's pool; `on_check` sees each as it is known (the app shows them live). The
+    first node is the master. With the daemon's telemetry, a node whose CPU starves a running job's GPUs warns."""
+    transports = {node.name: pool.get(node.name) for node in cluster.nodes}
     master = cluster.nodes[0]
     facts = {n.name: NodeFacts(n.name, n.host) for n in cluster.nodes}
     report = Report(master=master.name)
@@ -198,7 +194,5 @@ async def run_doctor(cluster: Cluster, *, on_check: Callable[[Check], None] | No
     finally:
         if listener is not None:
             await listener.close()
-        if pool is None:
-            await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
     return report
 

@@ -57,35 +57,6 @@ async def _waited(store: JobStore, job_id: int, deadline: float, kick: Callable[
         await asyncio.sleep(0.2)
 
 
-async def _dispatch_until(cluster: Cluster, store: JobStore, pool: Pool, job_id: int, deadline: float) -> Job:
-    """Without a daemon (auto-start off): dispatch here if no one else does, else wait for whoever does."""
-    from ugro_tui.core.runtime import Runtime
-    from ugro_tui.core.telemetry.monitor import Monitor
-
-    async with Monitor(cluster, pool=pool) as monitor:
-        runtime = Runtime(cluster, store, monitor.state, pool, "doctor")
-        if not runtime.acquire():
-            return await _waited(store, job_id, deadline, lambda: None)
-        done = asyncio.Event()
-
-        async def rounds() -> None:  # never cut in a round: it ends between two
-            while not done.is_set():
-                await runtime.tick()
-                await runtime.pause(min(cluster.poll_interval, 0.5))
-
-        try:
-            await monitor.wait_settled(cluster.connect_timeout + 3 * cluster.poll_interval)
-            task = asyncio.create_task(rounds())
-            try:
-                return await _waited(store, job_id, deadline, runtime.kick)
-            finally:
-                done.set()
-                runtime.kick()
-                await task
-        finally:
-            runtime.release()
-
-
 def _result_line(job: Job) -> dict | None:
     for node, _run in job.runs:
         try:
@@ -102,25 +73,17 @@ def _result_line(job: Job) -> dict | None:
     return None
 
 
-async def run_smoke(cluster: Cluster, report: Report, *, store: JobStore | None = None, pool: Pool | None = None,
-                    timeout: float = 180.0, kick: Callable[[], None] | None = None) -> Check:
-    """The smoke job's check. In the daemon, `kick` asks its dispatcher for a round: the job goes the normal way."""
+async def run_smoke(cluster: Cluster, report: Report, *, store: JobStore, pool: Pool, kick: Callable[[], None],
+                    timeout: float = 180.0) -> Check:
+    """The smoke job's check, run in the daemon: `kick` asks its dispatcher for a round, and the job goes the
+    normal way."""
     blocked = sorted({c.node for c in report.checks if c.status is Status.FAIL and c.name in BLOCKING})
     if blocked:
         return Check(CLUSTER, "smoke", Status.FAIL, f"not run: {', '.join(blocked)} failed a check above",
                      "fix those first, then run `ugro doctor --smoke` again")
-    store = store or JobStore()
-    owned = pool is None
-    pool = pool or Pool(cluster)
-    try:
-        await _install(pool)
-        [job] = await asyncio.to_thread(store.submit, [smoke_spec(cluster, report)])
-        deadline = time.time() + timeout
-        job = await (_waited(store, job.id, deadline, kick) if kick is not None else
-                     _dispatch_until(cluster, store, pool, job.id, deadline))
-    finally:
-        if owned:
-            await pool.close()
+    await _install(pool)
+    [job] = await asyncio.to_thread(store.submit, [smoke_spec(cluster, report)])
+    job = await _waited(store, job.id, time.time() + timeout, kick)
     if not job.state.finished:
         return Check(CLUSTER, "smoke", Status.FAIL, f"job {job.id} did not finish in {timeout:.0f}s "
                      f"({job.state}: {job.reason or 'no reason given'})",

@@ -49,6 +49,15 @@ def _read_env(pid):
         return None
 
 
+def _zombie(pid):
+    """An ended process not yet reaped: the driver has freed its GPU context, so it is nobody's GPU user."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def processes(node):
     """{gpu index: [(pid, MiB)]} for this node's processes.
 
@@ -63,7 +72,7 @@ def processes(node):
         if pid not in _env_cache:
             _env_cache[pid] = _read_env(pid)
         info = _env_cache[pid]
-        if info is None or info[0] != node:
+        if info is None or info[0] != node or _zombie(pid):
             continue
         for index in info[1]:
             out.setdefault(index, []).append((int(pid), info[2]))

@@ -89,9 +89,11 @@ def node_script(job: Job, cluster: Cluster, store: str = "") -> str:
     ])
 
 
+# The port from the job's own id: an array's tasks each have one (SLURM_ARRAY_JOB_ID, shared by them, put two
+# trials running at once on one node onto one c10d store).
 RDZV = """head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 addr=$(scontrol show node "$head" | tr ' ' '\\n' | sed -n 's/^NodeAddr=//p' | head -n 1)
-export UGRO_RDZV="${{addr:-$head}}:$(( {lo} + ${{SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}} % {size} ))\""""
+export UGRO_RDZV="${{addr:-$head}}:$(( {lo} + $SLURM_JOB_ID % {size} ))\""""
 
 
 def options(job: Job, cluster: Cluster, after: tuple[str, ...] = ()) -> list[str]:
