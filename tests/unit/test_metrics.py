@@ -31,10 +31,21 @@ def test_dcgm_names_and_labels_and_ugro_series() -> None:
                                                                    "modelName": "RTX 4070", "Hostname": "gpu1"}
     free = {s.labels["Hostname"]: s.value for s in families["DCGM_FI_DEV_FB_FREE"].samples}
     assert free == {"gpu-master": 6303.0, "gpu1": 6303.0}
-    energy = [s for s in families["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].samples if s.name.endswith("_total")]
-    assert [(s.labels["Hostname"], s.value) for s in energy] == [("gpu1", 1.5e9)]
+    energy = families["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].samples  # its name as dashboards query it
+    assert [(s.name, s.labels["Hostname"], s.value) for s in energy] == [
+        ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "gpu1", 1.5e9)]
     states = {s.labels["state"]: s.value for s in families["ugro_jobs"].samples}
     assert states["running"] == 1 and states["queued"] == 1
     online = {s.labels["node"]: s.value for s in families["ugro_node_online"].samples}
     assert online == {"gpu-master": 1.0, "gpu1": 1.0, "gpu2": 0.0}
-    assert text.endswith("# EOF\n")
+    assert text.endswith("# EOF\n") and text.count("# EOF") == 1
+
+
+def test_label_values_are_escaped_as_openmetrics_says() -> None:
+    state = lab()
+    status = state.nodes["gpu1"]
+    status.gpus = (GpuSample(0, 'GPU-"q"', "RTX \\ 4070\nx", 1.0, 1, 2, 3.0, 4.0, 5.0, None),)
+    text = render(UgroCollector(lambda: state, lambda: [])).decode()
+    [sample] = [s for f in text_string_to_metric_families(text) if f.name == "DCGM_FI_DEV_GPU_UTIL"
+                for s in f.samples if s.labels["Hostname"] == "gpu1"]
+    assert sample.labels["UUID"] == 'GPU-"q"' and sample.labels["modelName"] == "RTX \\ 4070\nx"

@@ -30,6 +30,8 @@ def error(status: int, message: str) -> web.Response:
 class Api:
     """Routes over the server's store, telemetry state and connections; `dispatcher()` says who dispatches."""
 
+    usage_of: Any = staticmethod(lambda _job_id: None)  # the daemon's ledger: a job's GPU use so far
+
     def __init__(self, cluster: Cluster, store: JobStore, state: ClusterState, pool: Any, dispatcher,
                  state_of=None, changed=lambda: None) -> None:
         self.cluster = cluster
@@ -65,7 +67,7 @@ class Api:
         from ugro_tui.core.ledger.metrics import CONTENT_TYPE, UgroCollector, render
 
         jobs = await asyncio.to_thread(self.store.active)
-        body = render(UgroCollector(lambda: self.state, lambda: jobs))
+        body = render(UgroCollector(lambda: self.state, lambda: jobs, self.usage_of))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def health(self, request: web.Request) -> web.Response:

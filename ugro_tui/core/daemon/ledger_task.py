@@ -1,5 +1,6 @@
 """The daemon's ledger task: every new sample of every node goes into the ledger, each GPU to the job that holds
-it (the store's placements), and the ledger is saved every minute and when the daemon stops."""
+it (the store's placements); the ledger is saved every SAVE_EVERY seconds, when a job ends and when the daemon
+stops."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.ledger.book import Book
 from ugro_tui.core.telemetry.model import NodeState
 
-SAVE_EVERY = 60.0
+SAVE_EVERY = 15.0  # `ugro usage` and `ugro show` read the saved files: a running job's figures lag at most this
 JOBS_EVERY = 2.0  # seconds between two reads of the store's placements
 
 
@@ -35,6 +36,7 @@ async def keep_ledger(daemon: Any, book: Book, every: float = 1.0) -> None:
                 for job_id, row in book.jobs.items():
                     if row["ended"] is None and job_id not in running:
                         book.ended(job_id, time.time())
+                        saved_at = 0.0  # a job that ended: its figures are final, saved at once
             logins = {n.name: n.user or me for n in daemon.cluster.nodes}
             holder = held.get
             for name, status in list(daemon.state.nodes.items()):
