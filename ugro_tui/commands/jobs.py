@@ -154,7 +154,7 @@ def show(args: Namespace, cluster: Cluster) -> int:
     from ugro_tui.core.ledger.book import Book
     from ugro_tui.core.ledger.report import energy_doc, energy_lines
 
-    row = Book().jobs.get(job.id)  # what its GPUs used, as the daemon's ledger recorded it
+    row = Book(reader=True).jobs.get(job.id)  # what its GPUs used, as the daemon's ledger recorded it
     if args.json:
         doc = job.to_json()
         doc["states"] = [{"t": t, "went": went} for t, went in events.states(job.id)]

@@ -4,74 +4,22 @@ what it cost, from the daemon's ledger, with totals."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from argparse import Namespace
-from collections import defaultdict
 
 from ugro_tui.commands.table import render
 from ugro_tui.config import Cluster
-from ugro_tui.core.ledger.book import Book, day_of
+from ugro_tui.core.ledger.book import Book
 from ugro_tui.core.ledger.meter import Usage
-from ugro_tui.core.ledger.report import price
-from ugro_tui.errors import UsageError
-
-SPAN_RE = re.compile(r"^(\d+)([hdw])$")
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def moment(text: str, what: str, now: float) -> float:
-    """`7d`, `24h`, `2w` ago, or a date (its midnight, local time)."""
-    span = SPAN_RE.match(text)
-    if span:
-        return now - int(span.group(1)) * {"h": 3600, "d": 86400, "w": 7 * 86400}[span.group(2)]
-    if DATE_RE.match(text):
-        try:
-            return time.mktime(time.strptime(text, "%Y-%m-%d"))
-        except ValueError:
-            pass
-    raise UsageError(f"ugro usage {what}: expected 7d, 24h, 2w or a date such as 2026-12-01, got {text!r}")
-
-
-def rows_by(book: Book, cluster: Cluster, by: str, since: float, until: float) -> dict[str, tuple[Usage, float]]:
-    """key -> (usage, cost) for the span."""
-    out: dict[str, tuple[Usage, float]] = {}
-
-    def add(key: str, node: str, usage: Usage) -> None:
-        total, cost = out.get(key, (Usage(), 0.0))
-        total.merge(usage)
-        out[key] = (total, cost + usage.cost(price(cluster, node)))
-
-    if by in ("job", "sweep"):
-        sweeps: dict[int, str] = defaultdict(str)
-        if by == "sweep":
-            from ugro_tui.core.jobs.store import JobStore
-
-            sweeps.update({j.id: j.spec.sweep_id for j in JobStore().all() if j.spec.sweep_id})
-        for job_id, row in sorted(book.jobs.items()):
-            ended = row["ended"]
-            if ended is not None and ended < since:
-                continue
-            key = str(job_id) if by == "job" else sweeps.get(job_id, "")
-            if key:
-                for gpu, usage in row["gpus"].items():
-                    add(key, gpu.rpartition(":")[0], usage)
-        return out
-    first, last = day_of(since), day_of(until)
-    for day, nodes in sorted(book.days.items()):
-        if first <= day <= last:
-            for node, users in nodes.items():
-                for user, usage in users.items():
-                    add({"user": user, "node": node, "day": day}[by], node, usage)
-    return out
+from ugro_tui.core.ledger.report import moment, rows_by
 
 
 def run(args: Namespace, cluster: Cluster) -> int:
     now = time.time()
     since = moment(args.since, "--since", now) if args.since else now - 7 * 86400
     until = moment(args.until, "--until", now) if args.until else now
-    book = Book()
+    book = Book(reader=True)
     for line in book.recovered:
         print(f"ugro usage: {line}", file=sys.stderr)
     rows = rows_by(book, cluster, args.by, since, until)

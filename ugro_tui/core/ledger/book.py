@@ -30,8 +30,9 @@ def day_of(at: float) -> str:
 
 
 class Book:
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, reader: bool = False) -> None:
         self.root = root or paths.state_dir() / "ledger"
+        self.reader = reader  # a client's copy (`ugro usage`, the Usage view): it sets nothing aside
         self.meters: dict[tuple[str, int], GpuMeter] = {}
         self.jobs: dict[int, dict[str, Any]] = {}  # id -> {"user", "ended", "gpus": {"node:index": Usage}}
         self.days: dict[str, dict[str, dict[str, Usage]]] = {}  # day -> node -> user -> Usage
@@ -131,6 +132,9 @@ class Book:
 
     def _set_aside(self, name: str) -> None:
         path = self.root / name
+        if self.reader:  # the daemon, which owns the files, sets it aside and says so
+            self.recovered.append(f"the ledger's {name} is damaged; its figures are left out")
+            return
         target = path.with_name(f"{name}.corrupt-{int(time.time())}")
         try:
             path.rename(target)

@@ -1,11 +1,17 @@
-"""A job's ledger row in words and in JSON: its GPUs' hours, energy, cost and history."""
+"""The ledger read for people: a job's row in words and JSON, `ugro usage`'s rows, and the Usage view's days and
+top jobs. Every figure is priced per node."""
 
 from __future__ import annotations
 
+import re
+import time
+from collections import defaultdict
 from typing import Any
 
 from ugro_tui.config import Cluster
+from ugro_tui.core.ledger.book import Book, day_of
 from ugro_tui.core.ledger.meter import Usage
+from ugro_tui.errors import UsageError
 
 
 def price(cluster: Cluster, node: str) -> float:
@@ -40,3 +46,79 @@ def energy_lines(row: dict[str, Any] | None, cluster: Cluster) -> list[str]:
     return [f"  energy     : {total.gpu_seconds / 3600:.2f} GPU-hours, {total.wh / 1000:.3f} kWh, "
             f"{cost:.2f} {cluster.currency} (from the {total.energy_source}); GPU use mean {mean}, "
             f"peak {total.peak_util:.0f}%, peak memory {total.peak_memory_mib} MiB"]
+
+
+SPAN_RE = re.compile(r"^(\d+)([hdw])$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def moment(text: str, what: str, now: float) -> float:
+    """`7d`, `24h`, `2w` ago, or a date (its midnight, local time)."""
+    span = SPAN_RE.match(text)
+    if span:
+        return now - int(span.group(1)) * {"h": 3600, "d": 86400, "w": 7 * 86400}[span.group(2)]
+    if DATE_RE.match(text):
+        try:
+            return time.mktime(time.strptime(text, "%Y-%m-%d"))
+        except ValueError:
+            pass
+    raise UsageError(f"ugro usage {what}: expected 7d, 24h, 2w or a date such as 2026-12-01, got {text!r}")
+
+
+def rows_by(book: Book, cluster: Cluster, by: str, since: float, until: float) -> dict[str, tuple[Usage, float]]:
+    """key -> (usage, cost) for the span."""
+    out: dict[str, tuple[Usage, float]] = {}
+
+    def add(key: str, node: str, usage: Usage) -> None:
+        total, cost = out.get(key, (Usage(), 0.0))
+        total.merge(usage)
+        out[key] = (total, cost + usage.cost(price(cluster, node)))
+
+    if by in ("job", "sweep"):
+        sweeps: dict[int, str] = defaultdict(str)
+        if by == "sweep":
+            from ugro_tui.core.jobs.store import JobStore
+
+            sweeps.update({j.id: j.spec.sweep_id for j in JobStore().all() if j.spec.sweep_id})
+        for job_id, row in sorted(book.jobs.items()):
+            ended = row["ended"]
+            if ended is not None and ended < since:
+                continue
+            key = str(job_id) if by == "job" else sweeps.get(job_id, "")
+            if key:
+                for gpu, usage in row["gpus"].items():
+                    add(key, gpu.rpartition(":")[0], usage)
+        return out
+    first, last = day_of(since), day_of(until)
+    for day, nodes in sorted(book.days.items()):
+        if first <= day <= last:
+            for node, users in nodes.items():
+                for user, usage in users.items():
+                    add({"user": user, "node": node, "day": day}[by], node, usage)
+    return out
+
+
+def daily(book: Book, cluster: Cluster, by: str, since: float, until: float
+          ) -> tuple[list[str], dict[str, list[float]], dict[str, list[float]]]:
+    """Every day of the span (an empty one too), and per user or node its kWh and its cost on each day."""
+    days, at = [], since
+    while day_of(at) <= day_of(until):
+        if not days or days[-1] != day_of(at):
+            days.append(day_of(at))
+        at += 6 * 3600  # steps shorter than a day: a daylight-saving day is never skipped
+    energy: dict[str, list[float]] = {}
+    cost: dict[str, list[float]] = {}
+    for i, day in enumerate(days):
+        for node, users in book.days.get(day, {}).items():
+            for user, usage in users.items():
+                key = user if by == "user" else node
+                energy.setdefault(key, [0.0] * len(days))[i] += usage.wh / 1000
+                cost.setdefault(key, [0.0] * len(days))[i] += usage.cost(price(cluster, node))
+    return days, energy, cost
+
+
+def top_jobs(book: Book, cluster: Cluster, since: float, count: int) -> list[tuple[int, str, Usage, float]]:
+    """The jobs that used the most energy in the span (ended in it or still running): id, user, use, cost."""
+    rows = [(job_id, row["user"], *totals(row, cluster)) for job_id, row in book.jobs.items()
+            if row["ended"] is None or row["ended"] >= since]
+    return sorted(rows, key=lambda r: -r[2].wh)[:count]
