@@ -15,5 +15,5 @@ def test_points_every_step_then_thinned_by_halving() -> None:
     assert history.points[0][0] == 1000.0 and history.points[-1][0] >= 1000.0 + 2 * 3600 - 20  # the whole shape
     again = GpuHistory.from_json(history.to_json())
     assert again == history
-    assert GpuHistory.from_json({"points": [[1, 2], "x", [3.0, None, None, None]]}).points == [(3.0, None, None,
-                                                                                                None)]
+    assert GpuHistory.from_json({"points": [[1, 2], "x", [3.0, None, None, None]]}).points == [
+        (3.0, None, None, None, None)]

@@ -180,4 +180,21 @@ def test_a_jobs_energy_in_words_and_json(tmp_path) -> None:
     assert len(doc["gpu_history"]["a:0"]["points"]) == 73
     [line] = energy_lines(book.jobs[4], cluster)
     assert "0.10 GPU-hours, 0.025 kWh, 0.01 EUR (from the power)" in line and "peak memory 7000 MiB" in line
-    assert energy_doc(None, cluster) == {"energy": None, "gpu_history": {}} and energy_lines(None, cluster) == []
+    assert energy_doc(None, cluster) == {"energy": None, "gpu_history": {}, "starved": []}
+    assert energy_lines(None, cluster) == [] and doc["starved"] == []
+
+
+def test_a_job_that_starved_its_gpus_says_so_in_words(tmp_path) -> None:
+    """Low GPU use under a saturated CPU, over the job's history (the doctor's rule): named per node."""
+    from ugro_tui.config import parse_cluster
+    from ugro_tui.core.ledger.report import energy_doc, energy_lines
+
+    book = Book(tmp_path / "ledger")
+    for i in range(120):
+        book.observe("a", T0 + i, [gpu(0, 90.0, 12.0, 3000)], lambda n, g: 9, "ob", cpu_pct=97.0)
+        book.observe("b", T0 + i, [gpu(0, 250.0, 95.0, 9000)], lambda n, g: 9, "ob", cpu_pct=97.0)
+    cluster = parse_cluster({"nodes": [{"name": "a", "host": "127.0.0.2"}, {"name": "b", "host": "127.0.0.3"}]})
+    assert energy_doc(book.jobs[9], cluster)["starved"] == [{"node": "a", "cpu_mean": 97.0, "gpu_mean": 12.0,
+                                                             "minutes": 1.7, "of_minutes": 1.7}]
+    [_, words] = energy_lines(book.jobs[9], cluster)
+    assert "on a for 2 of 2 min the GPUs averaged 12% while the CPU was 97% busy: they waited for data" in words

@@ -44,7 +44,8 @@ async def keep_ledger(daemon: Any, book: Book, every: float = 1.0) -> None:
                 if at is None or at == seen.get(name) or status.state is not NodeState.ONLINE:
                     continue
                 seen[name] = at
-                book.observe(name, at, status.gpus, lambda n, g, holder=holder: holder((n, g)), logins.get(name, me))
+                book.observe(name, at, status.gpus, lambda n, g, holder=holder: holder((n, g)), logins.get(name, me),
+                             status.host.cpu_pct if status.host is not None else None)
             if now - saved_at >= SAVE_EVERY:
                 book.prune(time.time())
                 await asyncio.to_thread(book.save)

@@ -41,7 +41,8 @@ class Book:
 
     # --- recording -------------------------------------------------------------------------------------------
 
-    def observe(self, node: str, at: float, gpus: Iterable[GpuSample], holder: Holder, login: str) -> None:
+    def observe(self, node: str, at: float, gpus: Iterable[GpuSample], holder: Holder, login: str,
+                cpu_pct: float | None = None) -> None:
         """One sample of a node's GPUs: each interval since the last goes to the job holding the GPU (its user is
         the node's `login`, whom ugro runs jobs as there), else to the users of its processes (split evenly),
         else to idle."""
@@ -55,7 +56,7 @@ class Book:
                 key = f"{node}:{gpu.index}"
                 row["gpus"].setdefault(key, Usage()).add(step, gpu.utilization_pct, gpu.memory_used_mib)
                 row["history"].setdefault(key, GpuHistory()).add(at, gpu.utilization_pct, gpu.memory_used_mib,
-                                                                 gpu.power_w)
+                                                                 gpu.power_w, cpu_pct)
                 users = [login]
             else:
                 users = sorted({p.user or "unknown" for p in gpu.processes}) or [IDLE]

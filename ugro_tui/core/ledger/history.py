@@ -14,12 +14,14 @@ MAX_POINTS = 720  # per GPU: an hour at 5 s, then coarser
 @dataclass
 class GpuHistory:
     step: float = STEP
-    points: list[tuple[float, float | None, int | None, float | None]] = field(default_factory=list)  # t, util, MiB, W
+    # t, util %, memory MiB, power W, and the node's CPU % then (a GPU starved by its input reads in the two)
+    points: list[tuple[float, float | None, int | None, float | None, float | None]] = field(default_factory=list)
 
-    def add(self, at: float, util: float | None, memory_mib: int | None, power_w: float | None) -> None:
+    def add(self, at: float, util: float | None, memory_mib: int | None, power_w: float | None,
+            cpu_pct: float | None = None) -> None:
         if self.points and at - self.points[-1][0] < self.step:
             return
-        self.points.append((at, util, memory_mib, power_w))
+        self.points.append((at, util, memory_mib, power_w, cpu_pct))
         if len(self.points) > MAX_POINTS:
             self.points = self.points[::2]
             self.step *= 2
@@ -29,6 +31,6 @@ class GpuHistory:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> GpuHistory:
-        points = [(float(p[0]), p[1], p[2], p[3]) for p in doc.get("points") or () if isinstance(p, list | tuple)
-                  and len(p) == 4]
+        points = [(float(p[0]), p[1], p[2], p[3], p[4] if len(p) == 5 else None) for p in doc.get("points") or ()
+                  if isinstance(p, list | tuple) and len(p) in (4, 5)]  # 4: written before the CPU was kept
         return cls(float(doc.get("step") or STEP), points)

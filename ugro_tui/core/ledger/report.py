@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 from ugro_tui.config import Cluster
+from ugro_tui.core.doctor.starving import HINT, WINDOW, starved
 from ugro_tui.core.ledger.book import Book, day_of
 from ugro_tui.core.ledger.meter import Usage
 from ugro_tui.errors import UsageError
@@ -27,15 +28,37 @@ def totals(row: dict[str, Any], cluster: Cluster) -> tuple[Usage, float]:
     return total, cost
 
 
+def starving(row: dict[str, Any]) -> list[tuple[str, float, float, float, float]]:
+    """Per node where the job's GPUs idled while the node's CPU was saturated (the doctor's rule, judged on each
+    WINDOW of the history): (node, CPU mean, GPU mean, over those windows, their minutes, the history's minutes).
+    A window or two in a long job is noise: at least two, and a tenth of the job."""
+    out: dict[str, tuple[str, float, float, float, float]] = {}
+    for key, history in sorted(row.get("history", {}).items()):
+        node = key.rpartition(":")[0]
+        points = [p for p in history.points if p[1] is not None and p[4] is not None]
+        windows = [points[i:i + WINDOW] for i in range(0, len(points) - WINDOW + 1, WINDOW)]
+        found = [(w, judged) for w in windows if (judged := starved([p[4] for p in w], [p[1] for p in w]))]
+        if len(found) < 2 or len(found) * 10 < len(windows):
+            continue
+        cpu = sum(j[0] for _, j in found) / len(found)
+        gpu = sum(j[1] for _, j in found) / len(found)
+        minutes = len(found) * WINDOW * history.step / 60
+        if node not in out or minutes > out[node][3]:
+            out[node] = (node, cpu, gpu, minutes, len(windows) * WINDOW * history.step / 60)
+    return list(out.values())
+
+
 def energy_doc(row: dict[str, Any] | None, cluster: Cluster) -> dict[str, Any]:
     if row is None:
-        return {"energy": None, "gpu_history": {}}
+        return {"energy": None, "gpu_history": {}, "starved": []}
     total, cost = totals(row, cluster)
     return {"energy": {"gpu_hours": round(total.gpu_seconds / 3600, 4), "kwh": round(total.wh / 1000, 6),
                        "cost": round(cost, 4), "currency": cluster.currency, "energy_source": total.energy_source,
                        "mean_util": total.mean_util, "peak_util": total.peak_util,
                        "peak_memory_mib": total.peak_memory_mib},
-            "gpu_history": {key: history.to_json() for key, history in row.get("history", {}).items()}}
+            "gpu_history": {key: history.to_json() for key, history in row.get("history", {}).items()},
+            "starved": [{"node": n, "cpu_mean": round(c, 1), "gpu_mean": round(g, 1), "minutes": round(m, 1),
+                         "of_minutes": round(t, 1)} for n, c, g, m, t in starving(row)]}
 
 
 def energy_lines(row: dict[str, Any] | None, cluster: Cluster) -> list[str]:
@@ -43,9 +66,13 @@ def energy_lines(row: dict[str, Any] | None, cluster: Cluster) -> list[str]:
         return []
     total, cost = totals(row, cluster)
     mean = "-" if total.mean_util is None else f"{total.mean_util:.0f}%"
-    return [f"  energy     : {total.gpu_seconds / 3600:.2f} GPU-hours, {total.wh / 1000:.3f} kWh, "
-            f"{cost:.2f} {cluster.currency} (from the {total.energy_source}); GPU use mean {mean}, "
-            f"peak {total.peak_util:.0f}%, peak memory {total.peak_memory_mib} MiB"]
+    lines = [f"  energy     : {total.gpu_seconds / 3600:.2f} GPU-hours, {total.wh / 1000:.3f} kWh, "
+             f"{cost:.2f} {cluster.currency} (from the {total.energy_source}); GPU use mean {mean}, "
+             f"peak {total.peak_util:.0f}%, peak memory {total.peak_memory_mib} MiB"]
+    for node, cpu, gpu, minutes, of in starving(row):
+        lines.append(f"  starved    : on {node} for {minutes:.0f} of {of:.0f} min the GPUs averaged {gpu:.0f}% while "
+                     f"the CPU was {cpu:.0f}% busy: they waited for data ({HINT})")
+    return lines
 
 
 SPAN_RE = re.compile(r"^(\d+)([hdw])$")
