@@ -149,3 +149,14 @@ def top_jobs(book: Book, cluster: Cluster, since: float, count: int) -> list[tup
     rows = [(job_id, row["user"], *totals(row, cluster)) for job_id, row in book.jobs.items()
             if row["ended"] is None or row["ended"] >= since]
     return sorted(rows, key=lambda r: -r[2].wh)[:count]
+
+
+def job_costs(book: Book, cluster: Cluster, job_ids: list[int]) -> dict[int, tuple[float, float]]:
+    """kWh and cost per job the ledger has (a sweep's leaderboard, its total)."""
+    out = {}
+    for job_id in job_ids:
+        row = book.jobs.get(job_id)
+        if row is not None:
+            usage, cost = totals(row, cluster)
+            out[job_id] = (usage.wh / 1000, cost)
+    return out
