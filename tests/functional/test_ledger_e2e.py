@@ -22,7 +22,7 @@ import pytest
 
 from ugro_tui.sim.loopback import LoopbackCluster, free_port
 
-from ..conftest import SIM3, daemon_on, free_ports, private_lab
+from ..conftest import SIM3, daemon_on, private_lab
 from ..helpers import ugro, wait
 
 pytestmark = pytest.mark.timeout(180)
@@ -91,34 +91,46 @@ def test_prometheus_scrapes_ugro_web_and_promql_sees_every_gpu_and_the_running_j
         assert all(r["metric"]["UUID"].startswith("GPU-") and r["metric"]["gpu"] == "0" for r in gpus)
         energy = query("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION")
         assert len(energy) == 3 and all(float(r["value"][1]) > 0 for r in energy)
-        wait(lambda: len(query("ugro_job_energy_wh")) == 1, 30, "the running job's energy series")
+        wait(lambda: len(query("ugro_job_energy_wh_total")) == 1, 30, "the running job's energy series")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
 
 
 @pytest.fixture
-def two_logins(lab: LoopbackCluster, tmp_path: Path) -> Iterator[Path]:
-    """node0 logs in as this user, node1 as OTHER (made here, as root); node1's workdir is one OTHER may write."""
+def two_logins() -> Iterator[Path]:
+    """A lab of its own (127.0.9.2-3) that other users may log in to: node0 logs in as this user, node1 as OTHER
+    (made here, as root), with a workdir OTHER may write and the system's python (the tests' interpreter may sit
+    in a home only root can enter). sshd reads authorized_keys as the user logging in, so it is readable."""
     if os.geteuid() != 0:
         pytest.skip("a second login is made with useradd, which needs root")
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    if system_python is None:
+        pytest.skip("no system python3 for the second login's agent")
     if subprocess.run(["id", OTHER], capture_output=True).returncode != 0:
         subprocess.run(["useradd", "-m", OTHER], check=True, capture_output=True)
-    shared = Path(tempfile.mkdtemp(prefix="ugro-ledger-", dir="/tmp"))
-    shared.chmod(0o777)
-    port = free_ports(1)
-    text = lab.cluster_toml(sim=SIM3, poll_interval=0.5).replace(
-        "rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port}]")
-    text = text.replace(str(lab.root / "work"), str(shared))
-    node1 = text.index('name = "node1"')
-    text = text[:node1] + text[node1:].replace('user = "root"', f'user = "{OTHER}"', 1)
-    path = tmp_path / "cluster.toml"
-    path.write_text(text)
+    # "*": no password, yet not locked ("!"), which sshd without PAM refuses even with a key.
+    subprocess.run(["usermod", "-p", "*", OTHER], check=True, capture_output=True)
+    root = Path(tempfile.mkdtemp(prefix="ugro-ledger-", dir="/tmp"))
+    root.chmod(0o755)
+    lab = LoopbackCluster(root / "lab", hosts=["127.0.9.2", "127.0.9.3"]).start()
     try:
+        lab.root.chmod(0o755)
+        lab.authorized_keys.chmod(0o644)
+        for folder in (lab.root / "work", lab.nodes[1].folder / "home"):  # node1's workdir and $HOME
+            folder.mkdir(exist_ok=True)
+            folder.chmod(0o777)
+        text = lab.cluster_toml(sim=SIM3[:2], poll_interval=0.5)
+        node1 = text.index('name = "node1"')
+        rest = text[node1:].replace('user = "root"', f'user = "{OTHER}"', 1)
+        rest = rest.replace(f'python = "{sys.executable}"', f'python = "{system_python}"', 1)
+        path = root / "cluster.toml"
+        path.write_text(text[:node1] + rest)
         yield path
     finally:
-        subprocess.run(["pkill", "-9", "-u", OTHER, "-f", "sleep"], check=False)
-        shutil.rmtree(shared, ignore_errors=True)
+        lab.stop()
+        subprocess.run(["pkill", "-9", "-u", OTHER], check=False)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_usage_by_user_splits_a_two_node_jobs_energy_between_the_nodes_logins(two_logins: Path,
@@ -133,7 +145,11 @@ def test_usage_by_user_splits_a_two_node_jobs_energy_between_the_nodes_logins(tw
         def shown() -> dict:
             return json.loads(ugro(config, "show", "1", "--json").stdout)
 
-        wait(lambda: shown()["state"] in ("succeeded", "failed"), 60, "the job to end")
+        try:
+            wait(lambda: shown()["state"] in ("succeeded", "failed"), 60, "the job to end")
+        except AssertionError:
+            nodes = json.loads(ugro(config, "status", "--json").stdout)["nodes"]
+            raise AssertionError(f"the job did not end: {shown()['reason']}; nodes: {nodes}") from None
         job = shown()
         assert job["state"] == "succeeded", job
         took = job["finished_at"] - job["started_at"]
