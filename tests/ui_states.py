@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ugro_tui.config import Cluster
-from ugro_tui.core.telemetry.model import ClusterState, NodeState
+from ugro_tui.core.telemetry.model import ClusterState, GpuProcess, NodeState
 
 from .conftest import cluster_from
 
@@ -341,3 +341,26 @@ def service_store(root):
                diagnosis="ModuleNotFoundError: No module named 'fastapi'",
                service=ServiceStatus("starting", 8005, "gpu2:8005", restarts=2, since=NOW - 300))
     return store
+
+
+def ledger_book() -> None:
+    """A week of the lab's use in the ledger (in this test's state dir): jobs 1 and 3 on the master's GPU and gpu1's,
+    idle GPUs, and a notebook of ollie's on gpu2; power sampled every 20 s for an hour a day."""
+    from ugro_tui.core.ledger.book import Book
+    from ugro_tui.core.telemetry.model import GpuSample
+
+    book = Book()
+    for day in range(7):
+        start = NOW - (6 - day) * 86400 - 3600
+        holders = {("gpu-master", 0): 1 if day < 4 else 3, ("gpu1", 0): 1 if day < 4 else None}
+        for step in range(181):
+            at = start + step * 20
+            for node, watts in (("gpu-master", 250.0 + 10 * day), ("gpu1", 180.0), ("gpu2", 25.0 + 40 * (day % 3))):
+                procs = () if node != "gpu2" or day % 3 == 0 else (GpuProcess(77, "ollie", "jupyter-lab", 900),)
+                sample = GpuSample(0, f"GPU-{node}", "RTX", 90.0 if holders.get((node, 0)) else 5.0, 4000, 12000,
+                                   60.0, watts if holders.get((node, 0)) or node == "gpu2" else 18.0, 300.0, 30.0,
+                                   procs)
+                book.observe(node, at, [sample], lambda n, g, h=holders: h.get((n, g)),
+                             {"gpu-master": "ugro", "gpu1": "ob", "gpu2": "ollie"}[node])
+    book.ended(1, NOW - 2 * 86400)
+    book.save()

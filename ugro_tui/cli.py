@@ -172,6 +172,11 @@ def _parser() -> argparse.ArgumentParser:
     events = sub.add_parser("events", parents=[common], help="job, node and GPU events (the last 1,000)")
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events until Ctrl-C")
     events.add_argument("--json", action="store_true", help='print {"events": [...]} (with --follow: a line each)')
+    usage = sub.add_parser("usage", parents=[common], help="GPU-hours, energy and cost: per user, node, job, ...")
+    usage.add_argument("--since", metavar="7d|DATE", help="from (default: 7 days ago)")
+    usage.add_argument("--until", metavar="DATE", help="until (default: now)")
+    usage.add_argument("--by", choices=("user", "node", "job", "sweep", "day"), default="user")
+    usage.add_argument("--json", action="store_true")
     kill = sub.add_parser("kill", parents=[common], help="signal a GPU process on a node (TERM by default)")
     kill.add_argument("node", metavar="NODE")
     kill.add_argument("pid", metavar="PID")
@@ -317,6 +322,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import events
 
         return events.run(args)
+    if args.verb == "usage":
+        from ugro_tui.commands import usage
+
+        return usage.run(args, _load(args))
     if args.verb == "kill":
         from ugro_tui.commands import kill
 

@@ -60,6 +60,7 @@ class Node:
     sim: SimSpec | None = None
     data: tuple[tuple[str, float, str], ...] = ()  # datasets every job placed here needs (path, min GB, sha256)
     code_dir: str = "~/.cache/ugro/code"  # where `--sync` trees live on the node
+    energy_price: float | None = None  # per kWh, where this node's electricity costs other than [cluster]'s
 
     @property
     def prelude(self) -> str:
@@ -118,6 +119,8 @@ class Cluster:
     history: int = 120
     read_only: bool = False  # refuse every change (submit, cancel, kill, node edits): a shared machine's viewer
     sync_limit_mb: int = 200  # the most a `--sync` tree may hold
+    energy_price: float = 0.0  # per kWh, in `currency`: every energy figure shows its cost
+    currency: str = "EUR"
     alerts: AlertsConfig = AlertsConfig()
     daemon: DaemonConfig = DaemonConfig()
     backend: str = "ssh"  # where jobs run: ugro's own dispatcher over SSH, or a Slurm cluster
@@ -269,9 +272,28 @@ def _keys(c: _Checker, key: str, value: Any) -> tuple[tuple[str, str], ...]:
 
 
 NODE_KEYS = ("name", "host", "port", "user", "identity_file", "python", "workdir", "labels",
-             "socket_ifname", "env", "transport", "sim", "data", "code_dir")
+             "socket_ifname", "env", "transport", "sim", "data", "code_dir", "energy_price")
 CLUSTER_KEYS = ("name", "backend", "poll_interval", "rendezvous_ports", "service_ports", "known_hosts", "ssh_config",
-                "connect_timeout", "history", "node_lost_after", "read_only", "sync_limit_mb")
+                "connect_timeout", "history", "node_lost_after", "read_only", "sync_limit_mb", "energy_price",
+                "currency")
+# ISO 4217's active codes: a price's currency is one of them (a typo such as "EUD" is one line, not a silent label)
+_ISO_4217 = (
+    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF "
+    "CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD "
+    "HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD "
+    "MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN "
+    "PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY "
+    "TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWL")
+CURRENCIES = frozenset(_ISO_4217.split())
+
+
+def _currency(c: _Checker, key: str, value: Any) -> str:
+    if not isinstance(value, str) or value.upper() not in CURRENCIES:
+        c.fail(key, f'expected an ISO 4217 currency code such as "EUR" or "USD", got {_show(value)}')
+    return value.upper()
+
+
+_PRICE = _number_in(0, 1000, "a price per kWh")
 
 
 def parse_node(source: str, index: int, table: Any) -> Node:
@@ -294,6 +316,7 @@ def parse_node(source: str, index: int, table: Any) -> Node:
         sim=c.get("sim", _sim),
         data=c.get("data", _data, default=()),
         code_dir=c.get("code_dir", _string(what="a path"), default="~/.cache/ugro/code"),
+        energy_price=c.get("energy_price", _PRICE),
     )
 
 
@@ -336,6 +359,8 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         node_lost_after=c.get("node_lost_after", _seconds(0.0, 86400.0), default=30.0),
         read_only=c.get("read_only", _boolean, default=False),
         sync_limit_mb=c.get("sync_limit_mb", _integer(1, 1_000_000), default=200),
+        energy_price=c.get("energy_price", _PRICE, default=0.0),
+        currency=c.get("currency", _currency, default="EUR"),
         nodes=tuple(nodes),
         keys=top.get("keys", _keys, default=()),
         alerts=top.get("alerts", _alerts, default=AlertsConfig()),

@@ -98,7 +98,8 @@ async def test_keys_are_remapped_from_the_config() -> None:
 
 async def test_jobs_keys_cancel_hold_retry_sort_filter(tmp_path) -> None:
     from ugro_tui.core.jobs.model import JobState
-    from ugro_tui.ui.screens.jobs import ConfirmScreen, JobDetailScreen, JobsScreen
+    from ugro_tui.ui.screens.job_detail import JobDetailScreen
+    from ugro_tui.ui.screens.jobs import ConfirmScreen, JobsScreen
 
     from ..ui_states import job_store
 

@@ -42,6 +42,6 @@ def test_status_json_shape() -> None:
     assert {"name", "state", "error", "gpus"} <= set(node)
     assert set(node["gpus"][0]) == {"index", "uuid", "name", "utilization_pct", "memory_used_mib",
                                     "memory_total_mib", "temperature_c", "power_w", "power_limit_w", "fan_pct",
-                                    "processes"}
+                                    "processes", "energy_mj"}
     assert node["gpus"][0]["processes"][0] == {"pid": 100, "user": "ob", "command": "python", "used_mib": 100,
                                                "ugro_job": None}

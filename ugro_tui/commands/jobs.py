@@ -151,14 +151,18 @@ def show(args: Namespace, cluster: Cluster) -> int:
     [job_id] = parse_ids([args.job])
     job = JobStore().get(job_id)
     from ugro_tui.core.jobs import events
+    from ugro_tui.core.ledger.book import Book
+    from ugro_tui.core.ledger.report import energy_doc, energy_lines
 
+    row = Book(reader=True).jobs.get(job.id)  # what its GPUs used, as the daemon's ledger recorded it
     if args.json:
         doc = job.to_json()
         doc["states"] = [{"t": t, "went": went} for t, went in events.states(job.id)]
+        doc.update(energy_doc(row, cluster))
         print(json.dumps(doc, indent=1))
         return 0
 
-    print("\n".join(detail(job) + event_lines(events.read(job.id))))
+    print("\n".join(detail(job) + energy_lines(row, cluster) + event_lines(events.read(job.id))))
     return 0
 
 

@@ -44,9 +44,18 @@ def _sweep(sweep_id: str) -> Sweep:
 
 
 def show(args: Namespace, cluster: Cluster) -> int:
+    from ugro_tui.core.ledger.book import Book
+    from ugro_tui.core.ledger.report import job_costs
+
     sweep = _sweep(args.id)
+    spent = job_costs(Book(reader=True), cluster, [j.id for j in sweep.trials])  # what each trial's GPUs used
+    kwh, cost = sum(k for k, _ in spent.values()), sum(c for _, c in spent.values())
     if args.json:
-        print(json.dumps(sweep.to_json(), indent=1))
+        doc = sweep.to_json()
+        for row in doc["trials"]:
+            row["kwh"], row["cost"] = (round(x, 6) for x in spent[row["id"]]) if row["id"] in spent else (None, None)
+        doc["energy"] = {"kwh": round(kwh, 6), "cost": round(cost, 4), "currency": cluster.currency}
+        print(json.dumps(doc, indent=1))
         return 0
     ran, full = sweep.saved_steps()
     print(f"sweep {sweep.id}: {sweep.name}, {len(sweep.trials)} trials, {sweep.metric} ({sweep.goal} is best)"
@@ -56,8 +65,12 @@ def show(args: Namespace, cluster: Cluster) -> int:
         params = " ".join(f"{k}={v}" for k, v in row.job.spec.params)
         rows.append((str(place), str(row.job.id), params or DASH, _value(row.best[1] if row.best else None),
                      DASH if row.best is None else str(row.best[0]),
-                     DASH if row.last_step is None else str(row.last_step), str(row.job.state)))
-    print(render(("#", "JOB", "PARAMS", f"BEST {sweep.metric.upper()}", "AT STEP", "LAST STEP", "STATE"), rows))
+                     DASH if row.last_step is None else str(row.last_step), str(row.job.state),
+                     *((f"{spent[row.job.id][0]:.3f}", f"{spent[row.job.id][1]:.2f}") if row.job.id in spent
+                       else (DASH, DASH))))
+    print(render(("#", "JOB", "PARAMS", f"BEST {sweep.metric.upper()}", "AT STEP", "LAST STEP", "STATE", "KWH",
+                  f"COST {cluster.currency}"), rows))
+    print(f"total: {kwh:.3f} kWh, {cost:.2f} {cluster.currency}")
     return 0
 
 

@@ -23,6 +23,7 @@ from ugro_tui.ui.screens.jobs import JobsScreen
 from ugro_tui.ui.screens.launch import LaunchScreen
 from ugro_tui.ui.screens.logs import LogsScreen
 from ugro_tui.ui.screens.nodes import NodesScreen
+from ugro_tui.ui.screens.usage import UsageScreen
 from ugro_tui.ui.session import Session
 
 THEME_VARIABLE_DEFAULTS = {"gpu-idle": "#5FB760", "gpu-busy": "#4EA8DE", "gpu-hot": "#E5534B",
@@ -32,13 +33,15 @@ THEME_VARIABLE_DEFAULTS = {"gpu-idle": "#5FB760", "gpu-busy": "#4EA8DE", "gpu-ho
 class UgroApp(ReadOnlyAware, App[None]):
     CSS_PATH = "ugro.tcss"
     TITLE = "ugro"
-    MODES = {"nodes": NodesScreen, "jobs": JobsScreen, "logs": LogsScreen, "doctor": DoctorScreen}
+    MODES = {"nodes": NodesScreen, "jobs": JobsScreen, "logs": LogsScreen, "doctor": DoctorScreen,
+             "usage": UsageScreen}
     DEFAULT_MODE = "nodes"
     BINDINGS = [
         Binding("1", "switch_mode('nodes')", "Nodes", id="view.nodes"),
         Binding("2", "switch_mode('jobs')", "Jobs", id="view.jobs"),
         Binding("3", "switch_mode('logs')", "Logs", id="view.logs"),
         Binding("4", "switch_mode('doctor')", "Doctor", id="view.doctor"),
+        Binding("5", "switch_mode('usage')", "Usage", id="view.usage"),
         Binding("n", "new_job", "New job", id="app.new_job"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("t", "next_theme", "Theme", id="app.theme", show=False),
@@ -202,6 +205,8 @@ class UgroApp(ReadOnlyAware, App[None]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Sweep view", "The latest sweep: its leaderboard and the trials' curves",
                             self.action_latest_sweep)
+        yield SystemCommand("Usage view", "Energy and cost per day by user or node, and the top jobs (ugro usage)",
+                            lambda: self.switch_mode("usage"))
         yield SystemCommand("Events", "Jobs started and ended, nodes offline, GPUs hot or idle (ugro events)",
                             self.action_events)
 

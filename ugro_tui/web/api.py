@@ -30,6 +30,8 @@ def error(status: int, message: str) -> web.Response:
 class Api:
     """Routes over the server's store, telemetry state and connections; `dispatcher()` says who dispatches."""
 
+    usage_of: Any = staticmethod(lambda _job_id: None)  # the daemon's ledger: a job's GPU use so far
+
     def __init__(self, cluster: Cluster, store: JobStore, state: ClusterState, pool: Any, dispatcher,
                  state_of=None, changed=lambda: None) -> None:
         self.cluster = cluster
@@ -57,7 +59,16 @@ class Api:
             web.post(f"{PREFIX}/jobs/{{id}}/{{action}}", self.act),
             web.get(f"{PREFIX}/jobs/{{id}}/logs", self.logs),
             web.get(f"{PREFIX}/openapi.json", self.openapi),
+            web.get("/metrics", self.metrics),
         ]
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """OpenMetrics for Prometheus (behind the token, as every route: `authorization` with a credentials_file)."""
+        from ugro_tui.core.ledger.metrics import CONTENT_TYPE, UgroCollector, render
+
+        jobs = await asyncio.to_thread(self.store.active)
+        body = render(UgroCollector(lambda: self.state, lambda: jobs, self.usage_of))
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "version": __version__, "dispatcher": self.dispatcher()})

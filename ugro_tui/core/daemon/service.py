@@ -26,9 +26,11 @@ from ugro_tui.atomic import write_atomic
 from ugro_tui.config import Cluster, load_cluster
 from ugro_tui.core.daemon import where
 from ugro_tui.core.daemon.client import running
+from ugro_tui.core.daemon.ledger_task import keep_ledger
 from ugro_tui.core.daemon.supervisor import Supervisor
-from ugro_tui.core.daemon.watchers import file_stamp, idle_limit, watch_events, watch_idle, watch_jobs
+from ugro_tui.core.daemon.watchers import file_stamp, idle_limit, watch_events, watch_idle, watch_jobs, watch_until_idle
 from ugro_tui.core.jobs.store import JobStore
+from ugro_tui.core.ledger.book import Book
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.runtime import Runtime
 from ugro_tui.core.telemetry.model import ClusterState, NodeStatus
@@ -97,8 +99,10 @@ class Daemon:
         self._lock: IO[str] | None = None
         self._pushed: dict[str, float | None] = {}
         self._runner: web.AppRunner | None = None
+        self.book = Book()  # GPU-hours and energy per job, node, day and user
         self.api = Api(cluster, self.store, self.state, self.pool, self.note, state_of=lambda: self.state,
                        changed=lambda: self.runtime.kick() if self.runtime is not None else None)
+        self.api.usage_of = self.book.job  # /metrics: a running job's energy so far
         self.web: Any = None  # the web view (a UgroWeb) while one is served
 
     # --- one per state dir -------------------------------------------------------------------------------------
@@ -149,8 +153,9 @@ class Daemon:
         self.supervisor.start("jobs", lambda: watch_jobs(self.store, self.publish))
         self.supervisor.start("events", lambda: watch_events(self.publish))
         self.supervisor.start("idle", lambda: watch_idle(self))
+        self.supervisor.start("ledger", lambda: keep_ledger(self, self.book))
         if self.until_idle:
-            self.supervisor.start("until-idle", self._until_idle)
+            self.supervisor.start("until-idle", lambda: watch_until_idle(self))
         log.info("ugro daemon %s pid %d on %s", __version__, os.getpid(), sock_path)
         await self.stopping.wait()
         await self.close()
@@ -170,11 +175,6 @@ class Daemon:
         if old is not None:
             self.runtime.lock, self.runtime.mine = old.lock, old.mine
         self.supervisor.start("telemetry", self._telemetry)
-
-    async def _until_idle(self) -> None:
-        while not (self.rounds and self.left == 0):
-            await asyncio.sleep(0.1)
-        self.stop()
 
     async def _telemetry(self) -> None:
         assert self.monitor is not None

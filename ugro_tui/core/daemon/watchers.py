@@ -91,3 +91,10 @@ async def watch_idle(daemon: Idle) -> None:
             log.info("idle for %.0f s with no client and no job: exiting", limit)
             daemon.stop()
             return
+
+
+async def watch_until_idle(daemon: Any) -> None:
+    """`ugro scheduler --until-idle`: stop after a round that left nothing to start or follow."""
+    while not (daemon.rounds and daemon.left == 0):
+        await asyncio.sleep(0.1)
+    daemon.stop()

@@ -184,6 +184,11 @@ class NvmlSource:
         except self.nv.NVMLError:
             return None
 
+    def _energy(self, h):
+        """mJ since the driver loaded (Volta and newer); None where the GPU or the library has no counter."""
+        getter = getattr(self.nv, "nvmlDeviceGetTotalEnergyConsumption", None)
+        return self._get(getter, h) if getter is not None else None
+
     def sample(self):
         nv = self.nv
         gpus = []
@@ -214,6 +219,7 @@ class NvmlSource:
                 "power_w": round(power / 1000.0, 2) if power is not None else None,
                 "power_limit_w": round(limit / 1000.0, 2) if limit is not None else None,
                 "fan_pct": self._get(nv.nvmlDeviceGetFanSpeed, h),
+                "energy_mj": self._energy(h),
                 "processes": procs,
             })
         return gpus

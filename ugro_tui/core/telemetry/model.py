@@ -65,6 +65,7 @@ class GpuSample:
     power_limit_w: float | None
     fan_pct: float | None
     processes: tuple[GpuProcess, ...] = ()
+    energy_mj: float | None = None  # NVML's total energy since the driver loaded, where the GPU has the counter
 
     @classmethod
     def from_agent(cls, raw: dict[str, Any]) -> GpuSample:
@@ -86,6 +87,7 @@ class GpuSample:
             utilization_pct=num("utilization_pct"), memory_used_mib=num("memory_used_mib"),
             memory_total_mib=num("memory_total_mib"), temperature_c=num("temperature_c"), power_w=num("power_w"),
             power_limit_w=num("power_limit_w"), fan_pct=num("fan_pct"), processes=procs,
+            energy_mj=num("energy_mj"),
         )
 
     @property
@@ -103,7 +105,7 @@ class GpuSample:
             "index": self.index, "uuid": self.uuid, "name": self.name, "utilization_pct": self.utilization_pct,
             "memory_used_mib": self.memory_used_mib, "memory_total_mib": self.memory_total_mib,
             "temperature_c": self.temperature_c, "power_w": self.power_w, "power_limit_w": self.power_limit_w,
-            "fan_pct": self.fan_pct,
+            "fan_pct": self.fan_pct, "energy_mj": self.energy_mj,
             "processes": [{"pid": p.pid, "user": p.user, "command": p.command, "used_mib": p.used_mib,
                            "ugro_job": p.ugro_job} for p in self.processes],
         }

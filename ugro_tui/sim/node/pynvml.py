@@ -90,6 +90,12 @@ def nvmlDeviceGetPowerUsage(h):
     return int(h["power"] * 1000)
 
 
+def nvmlDeviceGetTotalEnergyConsumption(h):
+    if h.get("energy_mj") is None:
+        raise NVMLError_NotSupported()
+    return h["energy_mj"]
+
+
 def nvmlDeviceGetEnforcedPowerLimit(h):
     return int(h["power_limit"] * 1000)
 

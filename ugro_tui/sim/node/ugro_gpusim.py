@@ -79,6 +79,34 @@ def processes(node):
     return out
 
 
+def _energy(node, now, powers):
+    """Each GPU's energy counter in mJ, as a driver keeps it: the simulator's power integrated over its own samples
+    (kept in a small file per node, replaced atomically: the agent and the nvidia-smi stand-in both sample)."""
+    path = os.path.join(os.environ.get("UGRO_SIM_STATE") or os.path.expanduser("~/.cache"),
+                        "ugro-sim-energy-%s.json" % node)
+    try:
+        with open(path) as f:
+            kept = json.load(f)
+    except (OSError, ValueError):
+        kept = {}
+    out = []
+    for index, power in enumerate(powers):
+        last_t, total = kept.get(str(index), (now, 1000.0 * 1e6 * (1 + index)))  # a boot's worth already
+        if now > last_t:
+            total += power * 1000.0 * (now - last_t)
+        kept[str(index)] = (max(now, last_t), total)
+        out.append(int(total))
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = "%s.%d.tmp" % (path, os.getpid())
+        with open(tmp, "w") as f:
+            json.dump(kept, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return out
+
+
 def has_fan(name):
     return not any(word in name for word in ("A100", "H100", "Tesla", "A10G"))
 
@@ -108,4 +136,7 @@ def snapshot(now=None):
             "fan": int(round(30 + 0.55 * util)) if has_fan(name) else None,
             "procs": mine,
         })
+    if cfg.get("energy_counter", True):
+        for gpu, total in zip(gpus, _energy(node, now, [g["power"] for g in gpus])):
+            gpu["energy_mj"] = total
     return gpus

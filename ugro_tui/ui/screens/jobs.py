@@ -8,12 +8,12 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Center, Middle, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.containers import Center, Middle
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from ugro_tui.core.jobs import actions
-from ugro_tui.core.jobs.describe import age, detail, event_lines, node_lines, placement_text, runtime, shape
+from ugro_tui.core.jobs.describe import age, placement_text, runtime, shape
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.read_only import ReadOnlyAware
@@ -28,36 +28,6 @@ HEALTH_COLOUR = {"starting": "accent", "ready": "success", "unhealthy": "error",
 SORTS = ("id", "priority", "state", "name")
 PAGE = 300  # rows added at a time: the view opens fast at 10,000 jobs, and more load as you scroll down
 COLUMNS = ("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON")
-
-
-class JobDetailScreen(ReportsWorkerFailures, ModalScreen[None]):
-    BINDINGS = [Binding("escape,enter,q", "dismiss", "Close", id="detail.close")]
-    DEFAULT_CSS = """
-    JobDetailScreen { align: center middle; }
-    JobDetailScreen > VerticalScroll { width: 100; max-width: 95%; height: auto; max-height: 90%;
-        border: round $primary; background: $surface; padding: 0 1; }
-    """
-
-    def __init__(self, job: Job, happened: list[tuple[float, str]] | None = None) -> None:
-        super().__init__()
-        self.job = job
-        self.happened = happened or []  # the job's events, read by the caller in a thread
-
-    def text(self) -> Text:
-        return Text("\n".join(detail(self.job) + node_lines(self.job, self.app.monitor_state)  # type: ignore
-                              + event_lines(self.happened)))
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll():
-            yield Static(self.text(), id="detail-text")
-            if self.job.spec.checkpoint_dir:
-                from ugro_tui.ui.screens.checkpoints import CheckpointList
-
-                yield CheckpointList(self.job)
-
-    def on_mount(self) -> None:
-        if self.job.state.active:  # its nodes' CPU and GPUs, live
-            self.set_interval(1.0, lambda: self.query_one("#detail-text", Static).update(self.text()))
 
 
 class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
@@ -269,8 +239,12 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     @work(group="job-actions", exit_on_error=False, description="open a job's detail")
     async def _open_detail(self, job: Job) -> None:
         from ugro_tui.core.jobs import events
+        from ugro_tui.core.ledger.book import Book
+        from ugro_tui.ui.screens.job_detail import JobDetailScreen
 
-        self.app.push_screen(JobDetailScreen(job, await asyncio.to_thread(events.read, job.id)))
+        happened = await asyncio.to_thread(events.read, job.id)
+        row = await asyncio.to_thread(lambda: Book(reader=True).jobs.get(job.id))  # what its GPUs used, so far
+        self.app.push_screen(JobDetailScreen(job, happened, row))
 
     @work(group="job-actions", exit_on_error=False, description="change a job")
     async def _act(self, verb: str, job: Job) -> None:

@@ -22,7 +22,7 @@ from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.widgets.metric_plot import Curve, MetricPlot, colours
 from ugro_tui.ui.workers import ReportsWorkerFailures
 
-COLUMNS = ("#", "JOB", "PARAMS", "BEST", "AT", "LAST", "STATE")
+COLUMNS = ("#", "JOB", "PARAMS", "BEST", "AT", "LAST", "STATE", "KWH", "COST")
 WIDE = 140  # columns from which the table and the plot sit side by side
 
 
@@ -51,6 +51,7 @@ class SweepScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         self.sweep_id = sweep_id
         self.sweep: Sweep | None = None
         self._shown: tuple = ()
+        self.spent: dict[int, tuple[float, float]] = {}  # kWh and cost per trial, from the daemon's ledger
 
     def compose(self) -> ComposeResult:
         yield HealthBar(id="health")
@@ -73,8 +74,15 @@ class SweepScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
     @work(group="sweep", exclusive=True, exit_on_error=False, description="read the sweep's trials")
     async def reload(self) -> None:
+        from ugro_tui.core.ledger.book import Book
+        from ugro_tui.core.ledger.report import job_costs
+
         jobs = await asyncio.to_thread(self.app.store.all)
         self.app.session.jobs_snapshot = jobs
+        sweep = find(jobs, self.sweep_id)
+        if sweep is not None:
+            ids = [j.id for j in sweep.trials]
+            self.spent = await asyncio.to_thread(lambda: job_costs(Book(reader=True), self.app.cluster, ids))
         self.show(jobs)
 
     def show(self, jobs: list[Job]) -> None:
@@ -82,7 +90,8 @@ class SweepScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         if sweep is None:
             self.query_one("#sweep-header", Static).update(f"sweep {self.sweep_id}: no trials in the store")
             return
-        signature = tuple((j.id, j.state, j.metric[-1] if j.metric else None) for j in sweep.trials)
+        signature = (tuple((j.id, j.state, j.metric[-1] if j.metric else None) for j in sweep.trials),
+                     tuple(sorted(self.spent.items())))
         if signature == self._shown:
             return
         self._shown = signature
@@ -91,8 +100,11 @@ class SweepScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         states = ", ".join(f"{n} {s}" for s, n in sorted(sweep.counts().items()))
         ran, full = sweep.saved_steps()
         rule = f" · early stop {sweep.early_stop}: {full - ran} trial-steps saved" if sweep.early_stop else ""
+        money = self.app.cluster.currency
+        spent = (f" · {sum(k for k, _ in self.spent.values()):.3f} kWh, "
+                 f"{sum(c for _, c in self.spent.values()):.2f} {money}") if self.spent else ""
         self.query_one("#sweep-header", Static).update(Text(
-            f"sweep {sweep.id} {sweep.name} · {len(sweep.trials)} trials: {states} · "
+            f"sweep {sweep.id} {sweep.name} · {len(sweep.trials)} trials: {states}{spent} · "
             f"{sweep.metric} ({sweep.goal} is best){rule}", no_wrap=True, overflow="ellipsis"))
         board = sweep.leaderboard()
         curves = [Curve(f"job {r.job.id}", tuple((s, v) for s, v, _ in r.job.metric), r.job.state is JobState.PRUNED)
@@ -106,7 +118,9 @@ class SweepScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             cells = [Text(c, style=dim) for c in (
                 str(place), str(job.id), " ".join(f"{k}={v}" for k, v in job.spec.params) or "–",
                 value_text(row.best[1] if row.best else None), "–" if row.best is None else str(row.best[0]),
-                "–" if row.last_step is None else str(row.last_step), str(job.state))]
+                "–" if row.last_step is None else str(row.last_step), str(job.state),
+                *((f"{self.spent[job.id][0]:.3f}", f"{self.spent[job.id][1]:.2f}") if job.id in self.spent
+                  else ("–", "–")))]
             if job.metric:  # the job id in its curve's colour: the key to the plot when it has no room for a legend
                 cells[1] = Text.assemble(("● ", "bright_black" if dim else shade), (str(job.id), dim))
             table.add_row(*cells, key=str(job.id))

@@ -15,7 +15,7 @@ LEGEND_FROM = 12  # rows: a smaller plot leaves the legend out (the Sweep view c
 @dataclass(frozen=True)
 class Curve:
     label: str
-    points: tuple[tuple[int, float], ...]   # (step, value)
+    points: tuple[tuple[float, float], ...]   # (step, value), or (minutes, value)
     dim: bool = False                       # a pruned trial
 
 
@@ -34,10 +34,11 @@ def colours(curves: Sequence[Curve]) -> list[str]:
 class MetricPlot(PlotextPlot):
     """Several (step, value) curves overlaid; redrawn only when what it shows changes."""
 
-    def __init__(self, *, ylabel: str = "loss", legend: bool = True, labels: bool = True, id: str | None = None
-                 ) -> None:
+    def __init__(self, *, ylabel: str = "loss", legend: bool = True, labels: bool = True, id: str | None = None,
+                 xlabel: str = "step") -> None:
         super().__init__(id=id)
         self.ylabel = ylabel
+        self.xlabel = xlabel
         self.legend = legend
         self.labels = labels  # the axes' names, on a row of their own
         self._shown: tuple = ()
@@ -52,7 +53,7 @@ class MetricPlot(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         if self.labels:
-            plt.xlabel("step")
+            plt.xlabel(self.xlabel)
             plt.ylabel(ylabel)
         legend = self.legend and self.size.height >= LEGEND_FROM
         for curve, shade in zip(curves, colours(curves), strict=True):
