@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -122,6 +123,17 @@ async def test_node_loss_goes_offline_then_back_online(solo_lab: LoopbackCluster
         solo_lab.restart_node(0)
         await until(lambda: node.state is NodeState.ONLINE, 20, "online again after restart")
         assert node.gpus and node.error is None
+
+
+async def test_an_agent_that_cannot_run_is_said_not_retried_silently(solo_lab: LoopbackCluster) -> None:
+    """The connection works but the agent never starts (a `python` the node lacks): the node says why, in its
+    error, instead of "connecting" for ever, and keeps retrying with backoff."""
+    text = solo_lab.cluster_toml(sim=[(["RTX 4070"], "nvml")], poll_interval=0.3)
+    cluster = cluster_from(text.replace(f'python = "{sys.executable}"', 'python = "/nonexistent/python3"'))
+    async with Monitor(cluster) as monitor:
+        node = monitor.state.nodes["node0"]
+        await until(lambda: "the telemetry agent does not run" in (node.error or ""), 30, "the agent's failure said")
+        assert node.state is not NodeState.ONLINE and not node.gpus
 
 
 async def test_changed_host_key_stops_retrying(solo_lab: LoopbackCluster) -> None:

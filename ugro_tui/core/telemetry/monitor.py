@@ -37,6 +37,7 @@ def _node_script() -> bytes:
 AGENT_SOURCE = _node_script()
 AGENT_PATH = f"~/.cache/ugro/agent-{hashlib.sha256(AGENT_SOURCE).hexdigest()[:12]}.py"
 STALE_AFTER = 3          # intervals without a sample
+AGENT_FAILS = 3          # agent starts in a row without a sample, on a live connection, before the node says so
 RECONNECT_AFTER = 10     # intervals without a sample: the stream is dead even if TCP says otherwise
 BACKOFF_CAP = 30.0       # seconds
 NO_RETRY = {"auth-failed": NodeState.AUTH_FAILED, "host-key-mismatch": NodeState.HOST_KEY_MISMATCH,
@@ -177,8 +178,12 @@ class Monitor:
             attempt += 1
             if await self._still_answers(transport):
                 # Only the agent ended (killed on the node, or it crashed): start it again on the same
-                # connection; what else is in flight on it (a launch, a log copy, a sync) goes on.
-                await asyncio.sleep(min(delay, self.interval))
+                # connection; what else is in flight on it (a launch, a log copy, a sync) goes on. One that
+                # keeps failing (no writable ~/.cache, a wrong `python`) is said, and retried with backoff.
+                if attempt >= AGENT_FAILS:
+                    status.error = f"the telemetry agent does not run: {reason}"
+                    self._emit(status)
+                await asyncio.sleep(delay if attempt >= AGENT_FAILS else min(delay, self.interval))
                 continue
             await transport.close()
             status.state, status.error = NodeState.OFFLINE, reason
