@@ -169,3 +169,27 @@ def test_usage_by_user_splits_a_two_node_jobs_energy_between_the_nodes_logins(tw
     assert energy is not None and energy["energy_source"] == "counter"
     assert set(job.get("gpu_history") or shown()["gpu_history"]) == {"node0:0", "node1:0"}
     assert time.time() - began < 120
+
+
+def test_a_damaged_ledger_file_is_set_aside_and_said_as_an_event(lab: LoopbackCluster, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    from ugro_tui import paths
+    from ugro_tui.core.ledger.book import day_of
+
+    yesterday = day_of(time.time() - 86400)
+    ledger = paths.state_dir() / "ledger"
+    ledger.mkdir(parents=True)
+    (ledger / "jobs.json").write_text('{"version": 1, "jobs": {"3": {"user": ')  # a half-written file
+    (ledger / "days.json").write_text('{"version": 1, "days": {"2026-12-01": {"node0": {"ob": {"gpu_seconds": '
+                                      '3600, "wh": 200.0, "source": "counter"}}}}}')
+    with private_lab(lab, tmp_path) as config, daemon_on(config, monkeypatch):
+        def said() -> list[dict]:
+            doc = json.loads(ugro(config, "events", "--json").stdout)
+            return [e for e in doc["events"] if e["event"] == "ledger-recovered"]
+
+        wait(lambda: said(), 30, "the ledger's recovery as an event")
+        assert "jobs.json was damaged: set aside as jobs.json.corrupt-" in said()[0]["message"]
+        assert len(list(ledger.glob("jobs.json.corrupt-*"))) == 1
+        # The other file's figures stand.
+        rows = json.loads(ugro(config, "usage", "--by", "user", "--since", "7d", "--json").stdout)["rows"]
+        assert [(r["user"], r["kwh"]) for r in rows if r["user"] == "ob"] == [("ob", 0.2)]

@@ -49,7 +49,8 @@ class Event:
     @property
     def bad(self) -> bool:
         """Worth a bell: a failure or an alert, not a job that started or ended well."""
-        return self.kind in ("job-failed", "node-offline", "gpu-hot", "gpu-idle", "service-unhealthy", "daemon-error")
+        return self.kind in ("job-failed", "node-offline", "gpu-hot", "gpu-idle", "service-unhealthy", "daemon-error",
+                             "ledger-recovered")
 
 
 def service_events(job: Any) -> list[Event]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import secrets
 import time
 from typing import Any
 
@@ -22,7 +23,22 @@ def held_gpus(store: JobStore) -> dict[tuple[str, int], int]:
             for node, gpus in job.placement for gpu in gpus}
 
 
+def report_recovery(book: Book) -> None:
+    """A ledger file found damaged (and set aside) when the daemon started: an event, as a job store recovery is
+    said, so the loss is never silent (`ugro events`, the app's toast, notify_command; the events watcher pushes
+    it to clients)."""
+    from ugro_tui.core.alerts.journal import Journal
+    from ugro_tui.core.alerts.rules import Event
+
+    for line in book.recovered:
+        event = Event(f"ledger-recovered-{secrets.token_hex(6)}", "ledger-recovered", time.time(), line)
+        Journal().add([event])
+    book.recovered.clear()
+
+
 async def keep_ledger(daemon: Any, book: Book, every: float = 1.0) -> None:
+    if book.recovered:
+        await asyncio.to_thread(report_recovery, book)
     seen: dict[str, float] = {}
     held: dict[tuple[str, int], int] = {}
     read_at = saved_at = 0.0
