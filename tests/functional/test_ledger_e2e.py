@@ -180,8 +180,8 @@ def test_a_damaged_ledger_file_is_set_aside_and_said_as_an_event(lab: LoopbackCl
     ledger = paths.state_dir() / "ledger"
     ledger.mkdir(parents=True)
     (ledger / "jobs.json").write_text('{"version": 1, "jobs": {"3": {"user": ')  # a half-written file
-    (ledger / "days.json").write_text('{"version": 1, "days": {"2026-12-01": {"node0": {"ob": {"gpu_seconds": '
-                                      '3600, "wh": 200.0, "source": "counter"}}}}}')
+    days = {yesterday: {"node0": {"ob": {"gpu_seconds": 3600, "wh": 200.0, "sources": ["counter"]}}}}
+    (ledger / "days.json").write_text(json.dumps({"version": 1, "days": days}))
     with private_lab(lab, tmp_path) as config, daemon_on(config, monkeypatch):
         def said() -> list[dict]:
             doc = json.loads(ugro(config, "events", "--json").stdout)
