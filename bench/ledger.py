@@ -1,6 +1,8 @@
 """The ledger's and `/metrics`' cost at 64 nodes x 8 GPUs and 1 Hz, side by side in one run.
 
-- The ledger: the daemon's work per second with the ledger on against off is exactly what the ledger task adds:
+- A real daemon at 64 nodes x 8 GPUs (64 sshd and agents on 127.0.7.x, 1 s samples), its CPU with
+  `[daemon] ledger = false` against on, measured alternately (off, on, off, on) so drift hits both alike.
+- The ledger in process: the daemon's work per second with the ledger on against off is exactly what the task adds:
   one `observe` per node sample (64 x 8 GPUs, half of them held by jobs), the store's placements read every
   2 s, and the two files saved every 15 s, amortized. Measured in process (CPU time per simulated second of
   samples), beside the floor the daemon pays anyway for the same samples (`apply_sample`, parsing the agent's
@@ -8,7 +10,7 @@
 - One `/metrics` scrape of that state (prometheus-client's OpenMetrics text, with 32 running jobs), beside the
   same state as the API's JSON (`state.to_json()` + `json.dumps`). Goal: <= 20 ms.
 
-Usage: python bench/ledger.py [--seconds N] [--nodes N]
+Usage: python bench/ledger.py [--seconds N] [--nodes N] [--daemon-seconds S] (0: skip the real daemon)
 """
 
 from __future__ import annotations
@@ -63,11 +65,59 @@ def library_only(state: ClusterState) -> bytes:
     return generate_latest(registry)
 
 
+def daemon_cpu_on_and_off(nodes: int, seconds: float) -> tuple[list[float], list[float]]:
+    """The real daemon's share of a core with the ledger off and on, twice each, alternately."""
+    import subprocess
+
+    from daemon import cpu_seconds  # bench/daemon.py
+
+    from ugro_tui.sim.loopback import LoopbackCluster
+
+    off: list[float] = []
+    on: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="ugro-bench-ledger-daemon-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        lab = LoopbackCluster(root / "lab", hosts=[f"127.0.7.{i}" for i in range(2, 2 + nodes)]).start()
+        env = dict(os.environ, XDG_STATE_HOME=str(root / "state"), XDG_RUNTIME_DIR=str(root), UGRO_AUTOSTART="0")
+        try:
+            for ledger in (False, True, False, True):
+                config = root / "cluster.toml"
+                config.write_text(f"[daemon]\nledger = {str(ledger).lower()}\n" + lab.cluster_toml(
+                    sim=[(["RTX 4070"] * GPUS, "nvml")] * nodes, poll_interval=1.0))
+                run = [sys.executable, "-m", "ugro_tui"]
+                subprocess.run([*run, "daemon", "start", "--config", str(config)], env=env, check=True,
+                               capture_output=True)
+                status = subprocess.run([*run, "daemon", "status", "--json", "--config", str(config)], env=env,
+                                        capture_output=True, text=True)
+                pid = json.loads(status.stdout)["pid"]
+                deadline = time.monotonic() + 120
+                while True:  # every node connected and sampling
+                    doc = json.loads(subprocess.run([*run, "daemon", "status", "--json", "--config", str(config)],
+                                                    env=env, capture_output=True, text=True).stdout)
+                    if sum(doc["connections"].values()) >= nodes or time.monotonic() > deadline:
+                        break
+                    time.sleep(1.0)
+                time.sleep(5.0)
+                before = cpu_seconds(pid)
+                time.sleep(seconds)
+                (on if ledger else off).append((cpu_seconds(pid) - before) / seconds)
+                subprocess.run([*run, "daemon", "stop", "--config", str(config)], env=env, capture_output=True)
+        finally:
+            lab.stop()
+    return off, on
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=120, help="simulated seconds of 1 Hz samples")
     parser.add_argument("--nodes", type=int, default=64)
+    parser.add_argument("--daemon-seconds", type=float, default=20.0)
     args = parser.parse_args()
+    if args.daemon_seconds:
+        off, on = daemon_cpu_on_and_off(args.nodes, args.daemon_seconds)
+        print(f"a real daemon at {args.nodes} nodes x {GPUS} GPUs, 1 Hz: ledger off "
+              f"{' / '.join(f'{x * 100:.2f}' for x in off)}% of a core, on {' / '.join(f'{x * 100:.2f}' for x in on)}%:"
+              f" the ledger adds {(statistics.mean(on) - statistics.mean(off)) * 100:.2f}% (goal <= 1%)")
     names = [f"node{i}" for i in range(args.nodes)]
     with tempfile.TemporaryDirectory(prefix="ugro-bench-ledger-") as tmp:
         os.environ["XDG_STATE_HOME"] = tmp

@@ -104,6 +104,7 @@ class DaemonConfig:
 
     idle_exit: float = 600.0  # seconds with no client, no unfinished job and no service; 0: never
     autostart: bool = True    # clients start one when none answers, as tmux starts its server
+    ledger: bool = True       # record GPU-hours, energy and each job's GPU history (`ugro usage`)
 
 
 @dataclass(frozen=True)
@@ -253,9 +254,10 @@ def _alerts(c: _Checker, key: str, value: Any) -> AlertsConfig:
 
 def _daemon(c: _Checker, key: str, value: Any) -> DaemonConfig:
     d = _Checker(c.source, c.where(key), value)
-    d.only(("idle_exit", "autostart"))
+    d.only(("idle_exit", "autostart", "ledger"))
     return DaemonConfig(idle_exit=d.get("idle_exit", _number_in(0, 7 * 86400, "seconds"), default=600.0),
-                        autostart=d.get("autostart", _boolean, default=True))
+                        autostart=d.get("autostart", _boolean, default=True),
+                        ledger=d.get("ledger", _boolean, default=True))
 
 
 KEY_RE = re.compile(r"^[a-z0-9_+-]+(,[a-z0-9_+-]+)*$")

@@ -198,3 +198,18 @@ def test_a_job_that_starved_its_gpus_says_so_in_words(tmp_path) -> None:
                                                              "minutes": 1.7, "of_minutes": 1.7}]
     [_, words] = energy_lines(book.jobs[9], cluster)
     assert "on a for 2 of 2 min the GPUs averaged 12% while the CPU was 97% busy: they waited for data" in words
+
+
+def test_the_ledger_may_be_turned_off_and_a_bad_switch_is_one_line() -> None:
+    from ugro_tui.config import parse_cluster
+    from ugro_tui.errors import ConfigError
+
+    nodes = [{"name": "a", "host": "127.0.0.2"}]
+    assert parse_cluster({"nodes": nodes}).daemon.ledger is True
+    assert parse_cluster({"daemon": {"ledger": False}, "nodes": nodes}).daemon.ledger is False
+    try:
+        parse_cluster({"daemon": {"ledger": "no"}, "nodes": nodes}, "c.toml")
+    except ConfigError as exc:
+        assert "daemon.ledger" in str(exc) and "\n" not in str(exc)
+    else:
+        raise AssertionError("a string accepted as the ledger switch")

@@ -153,7 +153,8 @@ class Daemon:
         self.supervisor.start("jobs", lambda: watch_jobs(self.store, self.publish))
         self.supervisor.start("events", lambda: watch_events(self.publish))
         self.supervisor.start("idle", lambda: watch_idle(self))
-        self.supervisor.start("ledger", lambda: keep_ledger(self, self.book))
+        if self.cluster.daemon.ledger:
+            self.supervisor.start("ledger", lambda: keep_ledger(self, self.book))
         if self.until_idle:
             self.supervisor.start("until-idle", lambda: watch_until_idle(self))
         log.info("ugro daemon %s pid %d on %s", __version__, os.getpid(), sock_path)
