@@ -69,9 +69,11 @@ def daemon_cpu_on_and_off(nodes: int, seconds: float) -> tuple[list[float], list
     """The real daemon's share of a core with the ledger off and on, twice each, alternately."""
     import subprocess
 
-    from daemon import cpu_seconds  # bench/daemon.py
-
     from ugro_tui.sim.loopback import LoopbackCluster
+
+    def cpu_seconds(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     off: list[float] = []
     on: list[float] = []
