@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import time
@@ -184,9 +185,13 @@ def test_after_a_store_recovery_a_started_job_is_found_not_started_twice(lab3, t
     finally:
         sched.kill()
         sched.wait()
-    def loops() -> list[int]:  # the job's own shell loop (its `sleep`s come and go)
-        return sorted(p for p in job_processes(first, "node0")
-                      if b"while" in Path(f"/proc/{p}/cmdline").read_bytes())
+    def loops() -> list[int]:  # the job's own shell loop (its `sleep`s come and go, even between two reads)
+        out = []
+        for pid in job_processes(first, "node0"):
+            with contextlib.suppress(OSError):
+                if b"while" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    out.append(pid)
+        return sorted(out)
 
     before = loops()
     assert len(before) == 1
