@@ -88,8 +88,11 @@ def test_killing_one_nodes_ranks_fails_the_job_and_tears_down_the_rest(config: P
         killed = 0
         for line in subprocess.run(["pgrep", "-f", "train_tiny.py --steps 100000"], capture_output=True,
                                    text=True).stdout.split():
-            environ = Path(f"/proc/{line}/environ").read_bytes() if Path(f"/proc/{line}/environ").exists() else b""
-            cmd = Path(f"/proc/{line}/cmdline").read_bytes() if Path(f"/proc/{line}/cmdline").exists() else b""
+            try:  # a process that ended after pgrep listed it is not one to kill
+                environ = Path(f"/proc/{line}/environ").read_bytes()
+                cmd = Path(f"/proc/{line}/cmdline").read_bytes()
+            except OSError:
+                continue
             if f"UGRO_NODE={node}\0".encode() in environ and b"torch.distributed.run" not in cmd:
                 subprocess.run(["kill", "-9", line])
                 killed += 1
