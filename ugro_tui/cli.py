@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--nproc-per-node", type=_positive_int, metavar="P")
     submit.add_argument("--gpus-per-node", type=_count, metavar="G", help="default: the procs per node")
     submit.add_argument("--min-gpu-mem", type=_gigabytes, metavar="GB", help="free memory each GPU needs")
+    submit.add_argument("--gpu-mem", type=_share_gb, metavar="GB",
+                        help="GPU memory each rank needs: the job may share cards with other such jobs")
+    submit.add_argument("--gpu-mem-enforce", action="store_true",
+                        help="stop the job when a rank uses over 10%% more than --gpu-mem (else a warning)")
     submit.add_argument("--nodes", metavar="A,B", help="allowed node names or labels")
     submit.add_argument("--priority", type=int, metavar="X", help="higher runs first (default 0)")
     submit.add_argument("--after", type=_positive_int, action="append", metavar="ID",
@@ -238,6 +242,16 @@ def _attempt(text: str) -> int | str:
 _positive_int = _number(int, 1, "a whole number")
 _gigabytes = _number(float, 0, "a number of GB")
 _seconds = _number(float, 0, "a number of seconds")
+
+
+def _share_gb(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GB, got {text!r}") from None
+    if not 0 < value < 1e6:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"expected a number of GB above 0, got {text}")
+    return value
 
 
 def _port(text: str) -> int:

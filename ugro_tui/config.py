@@ -61,6 +61,7 @@ class Node:
     data: tuple[tuple[str, float, str], ...] = ()  # datasets every job placed here needs (path, min GB, sha256)
     code_dir: str = "~/.cache/ugro/code"  # where `--sync` trees live on the node
     energy_price: float | None = None  # per kWh, where this node's electricity costs other than [cluster]'s
+    share_gpus: bool = True  # jobs that declare --gpu-mem may share a card here; false keeps every card whole
 
     @property
     def prelude(self) -> str:
@@ -122,6 +123,7 @@ class Cluster:
     sync_limit_mb: int = 200  # the most a `--sync` tree may hold
     energy_price: float = 0.0  # per kWh, in `currency`: every energy figure shows its cost
     currency: str = "EUR"
+    gpu_mem_headroom_gb: float = 0.5  # kept free on a card that jobs share
     alerts: AlertsConfig = AlertsConfig()
     daemon: DaemonConfig = DaemonConfig()
     backend: str = "ssh"  # where jobs run: ugro's own dispatcher over SSH, or a Slurm cluster
@@ -274,10 +276,10 @@ def _keys(c: _Checker, key: str, value: Any) -> tuple[tuple[str, str], ...]:
 
 
 NODE_KEYS = ("name", "host", "port", "user", "identity_file", "python", "workdir", "labels",
-             "socket_ifname", "env", "transport", "sim", "data", "code_dir", "energy_price")
+             "socket_ifname", "env", "transport", "sim", "data", "code_dir", "energy_price", "share_gpus")
 CLUSTER_KEYS = ("name", "backend", "poll_interval", "rendezvous_ports", "service_ports", "known_hosts", "ssh_config",
                 "connect_timeout", "history", "node_lost_after", "read_only", "sync_limit_mb", "energy_price",
-                "currency")
+                "currency", "gpu_mem_headroom_gb")
 # ISO 4217's active codes: a price's currency is one of them (a typo such as "EUD" is one line, not a silent label)
 _ISO_4217 = (
     "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF "
@@ -319,6 +321,7 @@ def parse_node(source: str, index: int, table: Any) -> Node:
         data=c.get("data", _data, default=()),
         code_dir=c.get("code_dir", _string(what="a path"), default="~/.cache/ugro/code"),
         energy_price=c.get("energy_price", _PRICE),
+        share_gpus=c.get("share_gpus", _boolean, default=True),
     )
 
 
@@ -363,6 +366,7 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         sync_limit_mb=c.get("sync_limit_mb", _integer(1, 1_000_000), default=200),
         energy_price=c.get("energy_price", _PRICE, default=0.0),
         currency=c.get("currency", _currency, default="EUR"),
+        gpu_mem_headroom_gb=c.get("gpu_mem_headroom_gb", _number_in(0, 1024, "a number of GB"), default=0.5),
         nodes=tuple(nodes),
         keys=top.get("keys", _keys, default=()),
         alerts=top.get("alerts", _alerts, default=AlertsConfig()),

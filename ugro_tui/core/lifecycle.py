@@ -97,7 +97,9 @@ def merge(cur: Job, now: Job) -> Job:
     if now.state.finished:
         return now
     keep_prune = now.state is not JobState.QUEUED  # a retry starts over: its predecessor's prune is done
-    return dataclasses.replace(now, cancel_requested=asked, prune=(cur.prune or now.prune) if keep_prune else "")
+    return dataclasses.replace(now, cancel_requested=asked, prune=(cur.prune or now.prune) if keep_prune else "",
+                               stop=(cur.stop or now.stop) if keep_prune else "",
+                               warning=(cur.warning or now.warning) if keep_prune else "")
 
 
 # --- the per-job error guard --------------------------------------------------------------------------------------

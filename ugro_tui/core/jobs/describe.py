@@ -12,7 +12,9 @@ DASH = "–"
 
 
 def shape(job: Job) -> str:
-    return f"{job.spec.nnodes}×{job.spec.gpus_per_node}"
+    """nodes × GPUs, and the GB per rank of a job that may share its cards: `1×1·3G`."""
+    mem = f"·{job.spec.gpu_mem_gb:g}G" if job.spec.gpu_mem_gb is not None else ""
+    return f"{job.spec.nnodes}×{job.spec.gpus_per_node}{mem}"
 
 
 def placement_text(job: Job) -> str:
@@ -40,12 +42,16 @@ def detail(job: Job) -> list[str]:
         f"job {job.id}: {s.name}  [{job.health}]",
         f"  command    : {s.kind} {' '.join(s.command)}",
         f"  shape      : {s.nnodes} node(s) × {s.nproc_per_node} proc(s), {s.gpus_per_node} GPU(s)/node"
-        + (f", ≥ {s.min_gpu_mem_gb:g} GB free" if s.min_gpu_mem_gb else ""),
+        + (f", ≥ {s.min_gpu_mem_gb:g} GB free" if s.min_gpu_mem_gb else "")
+        + (f", {s.gpu_mem_gb:g} GB per rank (may share a card{'; enforced' if s.gpu_mem_enforce else ''})"
+           if s.gpu_mem_gb is not None else ""),
         f"  priority   : {s.priority}" + (f"   after: {', '.join(map(str, s.after))}" if s.after else ""),
         f"  placement  : {placement_text(job)}" + (f"   rendezvous {job.rendezvous}" if job.rendezvous else ""),
         f"  attempt    : {job.attempt}" + ("" if s.kind == "service" else f" of {s.max_retries + 1}"),
         f"  reason     : {job.reason or DASH}",
     ]
+    if job.warning:
+        lines.append(f"  warning    : {job.warning}")
     if job.diagnosis:
         lines.append(f"  diagnosis  : {job.diagnosis}")
     if job.slurm is not None:

@@ -19,6 +19,7 @@ from typing import IO
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.early_stop import judge
+from ugro_tui.core.jobs.memory_watch import MemoryWatch, diagnose_shared
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, reroute, transition
 from ugro_tui.core.jobs.placement import Decision, NodeCapacity, allowed, capacity, job_order, place
 from ugro_tui.core.jobs.store import JobStore
@@ -170,20 +171,24 @@ class Dispatcher:
         self._sweeps = SweepTrials(self.store)
         self._limit_reasons: dict[int, str] = {}
         self._not_ready = NotReadyBackoff(clock)  # jobs whose placed nodes lacked their data or code
+        self.memory = MemoryWatch(self.store, state)  # ranks over their declared memory on a shared card
+        self._jobs: dict[int, Job] = {}  # the round's active jobs, for a diagnosis that names a card's sharers
 
     async def tick(self) -> list[Job]:
         """One round; returns the jobs still queued, starting or running afterwards."""
         jobs = {j.id: j for j in await self.store.active()}
         self._watch_nodes()
         tasks = [self._run(job.id, self._follow_one(job)) for job in jobs.values()
-                 if job.id not in self._busy and (job.state.active or job.cancel_requested or job.prune)]
+                 if job.id not in self._busy and (job.state.active or job.cancel_requested or job.prune
+                                                  or job.stop)]
         if tasks:
             await asyncio.wait(tasks, timeout=self.wait)
         online = {n for n, s in self.state.nodes.items() if s.state is NodeState.ONLINE}
         with contextlib.suppress(UgroError, OSError, TimeoutError, ConnectError):  # a node gone again: next round
             await self.launcher.sweep_leftovers(online)
-        jobs = {j.id: j for j in await self.store.active()}
+        jobs = self._jobs = {j.id: j for j in await self.store.active()}
         await self._early_stop(jobs)
+        await self.memory.observe(jobs)
         now = self.clock()
         waiting = [j for j in self._sweep_limits(await self._settle_dependencies(jobs), jobs)
                    if self._not_ready.due(j.id) and (j.service.next_start if j.service else 0.0) <= now]
@@ -269,10 +274,12 @@ class Dispatcher:
                 await self._save(dataclasses.replace(now, prune=""))
                 return
             job = now  # what the poll learned (exit codes, the metric) goes on into the stop
-        if (job.cancel_requested or job.prune) and not job.state.finished:
+        if (job.cancel_requested or job.prune or job.stop) and not job.state.finished:
             if job.state.active:
                 done = await self.launcher.cancel(job)
-                if job.prune and not job.cancel_requested and done.state is JobState.CANCELLED:
+                if job.stop and not job.cancel_requested and done.state is JobState.CANCELLED:
+                    done = reroute(done, JobState.FAILED, reason=job.stop)
+                elif job.prune and not job.cancel_requested and done.state is JobState.CANCELLED:
                     done = reroute(done, JobState.PRUNED, reason=job.prune)
                 await self._save(done)
             else:
@@ -287,7 +294,7 @@ class Dispatcher:
         elif job.state is JobState.STARTING:  # left by a dispatcher that died mid-launch
             await self._save(await self.launcher.reconcile(job))
         elif job.state is JobState.RUNNING:
-            now = await self.launcher.poll(job)
+            now = diagnose_shared(await self.launcher.poll(job), job, self._jobs, self.memory)
             lost = self.lost_nodes(now) if not now.state.finished else {}
             if lost:
                 now = await self.launcher.lose(now, lost)

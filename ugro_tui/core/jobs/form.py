@@ -38,6 +38,7 @@ class FormValues:
     nproc_per_node: str = "1"
     gpus_per_node: str = ""   # blank: one per process
     min_gpu_mem_gb: str = "0"
+    gpu_mem: str = ""         # GB per rank, may share a card; "3 enforce" stops a rank over it; blank: whole cards
     nodes: tuple[str, ...] = ()
     env: str = ""             # KEY=VALUE lines
     workdir: str = ""
@@ -148,6 +149,7 @@ def from_spec(spec: JobSpec) -> FormValues:
         nproc_per_node=str(spec.nproc_per_node),
         gpus_per_node="" if spec.gpus_per_node == spec.nproc_per_node else str(spec.gpus_per_node),
         min_gpu_mem_gb=f"{spec.min_gpu_mem_gb:g}", nodes=nodes,
+        gpu_mem="" if spec.gpu_mem_gb is None else f"{spec.gpu_mem_gb:g}{' enforce' if spec.gpu_mem_enforce else ''}",
         env="\n".join(f"{k}={v}" for k, v in spec.env if not k.startswith("UGRO_SWEEP_")),
         workdir=spec.workdir or "", sync=spec.sync or "", data=join_args([p for p, _, _ in spec.data]),
         priority=str(spec.priority), after=",".join(map(str, spec.after)),
@@ -165,6 +167,21 @@ def _whole(text: str, least: int, errors: dict[str, str], key: str, what: str) -
     if value < least:
         errors[key] = f"{what}: at least {least}"
     return value
+
+
+def _gpu_mem(text: str, errors: dict[str, str]) -> tuple[float | None, bool]:
+    """`3` or `3 enforce`: GB per rank (the job may share a card); blank: whole cards."""
+    words = text.split()
+    if not words:
+        return None, False
+    try:
+        value = float(words[0])
+        if not 0 < value < 1e6 or words[1:] not in ([], ["enforce"]):
+            raise ValueError
+    except ValueError:
+        errors["gpu_mem"] = "GPU mem per rank: a number of GB above 0, then `enforce` if over-use stops the job"
+        return None, False
+    return value, words[1:] == ["enforce"]
 
 
 def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | None = None) -> FormResult:
@@ -191,6 +208,7 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
     except ValueError:
         errors["min_gpu_mem_gb"] = "min GPU memory: a number of GB, 0 or more"
         min_mem = 0.0
+    gpu_mem, enforce = _gpu_mem(values.gpu_mem, errors)
     priority = 0
     try:
         priority = int(values.priority.strip() or "0")
@@ -272,6 +290,7 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
     spec = JobSpec(
         name=values.name.strip() or script.rsplit("/", 1)[-1], command=(script, *args), kind=values.kind,
         nnodes=nnodes, nproc_per_node=nproc, gpus_per_node=gpus, min_gpu_mem_gb=min_mem, nodes=tuple(values.nodes),
+        gpu_mem_gb=gpu_mem, gpu_mem_enforce=enforce,
         env=tuple(env), workdir=values.workdir.strip() or None, priority=priority, after=tuple(after),
         max_retries=retries, checkpoint_dir=values.checkpoint_dir.strip() or None, template=values.template,
         sync=sync, data=data, **extra, **keep, **service)  # type: ignore[arg-type]

@@ -95,6 +95,11 @@ def spec_type_problem(spec: JobSpec) -> str | None:
             return f"{key}: expected a whole number, got {value!r}"
     if isinstance(spec.min_gpu_mem_gb, bool) or not isinstance(spec.min_gpu_mem_gb, int | float):
         return f"min_gpu_mem_gb: expected a number of GB, got {spec.min_gpu_mem_gb!r}"
+    mem = spec.gpu_mem_gb
+    if mem is not None and (isinstance(mem, bool) or not isinstance(mem, int | float) or not 0 < mem < 1e6):
+        return f"gpu_mem_gb: expected a number of GB above 0 (the GPU memory each rank needs), got {mem!r}"
+    if not isinstance(spec.gpu_mem_enforce, bool):
+        return f"gpu_mem_enforce: expected true or false, got {spec.gpu_mem_enforce!r}"
     for name in spec.nodes:
         if why := _text_problem(name):
             return f"nodes: {why}"
@@ -158,6 +163,10 @@ class JobSpec:
     nproc_per_node: int = 1
     gpus_per_node: int = 1
     min_gpu_mem_gb: float = 0.0
+    # Sharing a card by memory (sharing.py): the GPU memory each rank needs; None takes whole cards. Enforced: a
+    # rank over it by 10% for 3 samples stops the job (else a warning).
+    gpu_mem_gb: float | None = None
+    gpu_mem_enforce: bool = False
     nodes: tuple[str, ...] = ()         # allowed node names or labels; empty: any
     env: tuple[tuple[str, str], ...] = ()
     workdir: str | None = None
@@ -297,6 +306,8 @@ class Job:
     diagnosis: str | None = None
     cancel_requested: bool = False   # set by `ugro cancel`; the dispatcher stops the processes
     prune: str = ""                  # set by early stopping (why); the dispatcher stops it, the state is pruned
+    stop: str = ""                   # set by a rule that ends it as failed (why), e.g. over its GPU memory
+    warning: str = ""                # what this attempt should know (a rank over its declared GPU memory)
     metric: tuple[Point, ...] = ()   # (step, value, first seen) by step, across attempts: what early stopping reads
     resume_step: int | None = None   # `ugro retry --from STEP`: the next attempt resumes from this checkpoint
     resume_from: str | None = None   # the checkpoint this attempt resumed from (never pruned while it runs)
@@ -317,7 +328,8 @@ class Job:
             "rendezvous": self.rendezvous,
             "runs": {node: asdict(run) for node, run in self.runs},
             "reason": self.reason, "diagnosis": self.diagnosis, "cancel_requested": self.cancel_requested,
-            "prune": self.prune, "resume_step": self.resume_step, "resume_from": self.resume_from,
+            "prune": self.prune, "stop": self.stop,
+            "warning": self.warning, "resume_step": self.resume_step, "resume_from": self.resume_from,
             "ran_on": list(self.ran_on),
             "sync": {"hash": self.spec.sync_hash, "nodes": {n: {"files_sent": f, "bytes_sent": b}
                                                             for n, f, b in self.sync_sent}}
@@ -350,6 +362,7 @@ class Job:
             runs=tuple((n, NodeRun(**r)) for n, r in (data.get("runs") or {}).items()),
             reason=data.get("reason", ""), diagnosis=data.get("diagnosis"),
             cancel_requested=bool(data.get("cancel_requested", False)), prune=str(data.get("prune") or ""),
+            stop=str(data.get("stop") or ""), warning=str(data.get("warning") or ""),
             resume_step=None if data.get("resume_step") is None else int(data["resume_step"]),
             resume_from=data.get("resume_from"), ran_on=tuple(str(n) for n in data.get("ran_on") or ()),
             metric=tuple((int(s), math.nan if v is None else float(v), float(t))
@@ -380,6 +393,8 @@ def transition(job: Job, to: JobState, *, reason: str = "", now: float | None = 
         changes.setdefault("rendezvous", None)
         changes.setdefault("finished_at", None)
         changes.setdefault("prune", "")
+        changes.setdefault("stop", "")
+        changes.setdefault("warning", "")
         if job.state is not JobState.HELD:  # released: still the same Slurm job; anything else: a new one
             changes.setdefault("slurm", None)
         if job.state.finished:  # run again: a cancel of an attempt before is done with (one asked since is kept)

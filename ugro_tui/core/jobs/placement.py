@@ -7,6 +7,11 @@ seconds: once it has waited that long it *reserves* every node it could use, so 
 those nodes drain until it fits. A job that could never fit on this cluster reserves nothing and says so.
 So a big job is never starved (jobs finish, its nodes drain, it starts), and a job that cannot fit blocks
 smaller ones for at most `starve_after`.
+
+A job that declares its memory per rank (`gpu_mem_gb`) may share cards (sharing.py says what a card has free):
+it goes on the cards with the least room that still hold it, so whole cards stay whole for jobs that need them,
+and each card's room shrinks by what it declared, so nothing is ever over-committed. A whole-card job takes only
+cards with no process and no job on them.
 """
 
 from __future__ import annotations
@@ -15,14 +20,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ugro_tui.config import Cluster
+from ugro_tui.core.jobs import sharing
 from ugro_tui.core.jobs.model import Job
+from ugro_tui.core.jobs.sharing import CardRoom, Holder, declared_mib, gb
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
 
 
 @dataclass(frozen=True)
 class FreeGpu:
+    """A card placement may use: whole (no process, no job on it) for any job, and with `room` for sharing jobs
+    (None: never shared, e.g. `share_gpus = false`, or held whole)."""
+
     index: int
     free_mib: int | None
+    whole: bool = True
+    room: CardRoom | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,7 @@ class NodeCapacity:
     free: tuple[FreeGpu, ...] = ()
     gpu_count: int = 0
     gpu_total_mib: int = 0   # the largest GPU's memory, for "could this ever fit"
+    headroom_mib: int = 0    # kept free on a shared card
 
 
 @dataclass(frozen=True)
@@ -54,25 +67,55 @@ def allowed(job: Job, node: NodeCapacity) -> bool:
 
 
 def _usable(job: Job, gpus: Sequence[FreeGpu]) -> list[FreeGpu]:
+    """The cards of one node the job may take, tightest first for a sharing job."""
     need = job.spec.min_gpu_mem_gb * 1024
-    if need <= 0:
-        return list(gpus)
-    return [g for g in gpus if g.free_mib is not None and g.free_mib >= need]
+    share = declared_mib(job.spec)
+    if share:
+        fits = [g for g in gpus if g.room is not None and g.room.room_mib >= max(share, need)]
+        return sorted(fits, key=lambda g: (g.room.room_mib if g.room else 0, g.index))
+    return [g for g in gpus if g.whole and (need <= 0 or (g.free_mib is not None and g.free_mib >= need))]
 
 
 def describe_need(job: Job) -> str:
     s = job.spec
-    mem = f" ≥ {s.min_gpu_mem_gb:g} GB" if s.min_gpu_mem_gb > 0 else ""
     nodes = f"{s.nnodes} node{'s' if s.nnodes != 1 else ''}"
+    if declared_mib(s):
+        on = f" on {nodes}" if s.nnodes != 1 else ""
+        return f"needs {gb(declared_mib(s))} on {s.gpus_per_node} GPU{'s' if s.gpus_per_node != 1 else ''}{on}"
+    mem = f" ≥ {s.min_gpu_mem_gb:g} GB" if s.min_gpu_mem_gb > 0 else ""
     gpus = f"{s.gpus_per_node} free GPU{'s' if s.gpus_per_node != 1 else ''}"
     return f"needs {nodes} with {gpus}{mem}"
 
 
+def _need_mib(job: Job, node: NodeCapacity) -> float:
+    """The card size the job needs on `node` to ever fit there."""
+    share = declared_mib(job.spec)
+    return max(job.spec.min_gpu_mem_gb * 1024, share + node.headroom_mib if share else 0)
+
+
 def could_ever_fit(job: Job, nodes: Sequence[NodeCapacity]) -> bool:
-    need = job.spec.min_gpu_mem_gb * 1024
     able = [n for n in nodes if allowed(job, n) and n.gpu_count >= job.spec.gpus_per_node
-            and (need <= 0 or n.gpu_total_mib >= need)]
+            and n.gpu_total_mib >= _need_mib(job, n)]
     return len(able) >= job.spec.nnodes
+
+
+def _never_reason(job: Job, nodes: Sequence[NodeCapacity], reason: str) -> str:
+    largest = max((n for n in nodes if allowed(job, n)), key=lambda n: n.gpu_total_mib, default=None)
+    if declared_mib(job.spec) and largest is not None and largest.gpu_total_mib < _need_mib(job, largest):
+        return (f"can never fit on this cluster: {reason}; the largest card is {largest.name}'s, "
+                f"{gb(largest.gpu_total_mib)} ({gb(largest.headroom_mib)} of it kept free)")
+    return f"can never fit on this cluster: {reason}"
+
+
+def _best_card(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[FreeGpu]]) -> str:
+    """A sharing job's wait in numbers: the card with the most room now, and what holds the rest of it."""
+    cards = [(g.room.room_mib, n.name, g) for n in nodes if allowed(job, n) for g in pool[n.name]
+             if g.room is not None]
+    if not cards:
+        return "no card may be shared now"
+    room, name, card = max(cards, key=lambda c: (c[0], c[1]))
+    held = card.room.describe() if card.room else ""
+    return f"best: {name}:{card.index} has {gb(room)} free" + (f" ({held})" if held else "")
 
 
 def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
@@ -86,26 +129,38 @@ def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
         s = job.spec
         home = set(job.ran_on) if s.checkpoint_dir else set()  # a retry goes where its checkpoints are, if free
         fitting = []
+        share = declared_mib(s)
         for node in nodes:
             if node.name in reserved or not allowed(job, node):
                 continue
             usable = _usable(job, pool[node.name])
             if len(usable) >= s.gpus_per_node:
-                fitting.append((node.name not in home, len(usable), order[node.name], node.name, usable))
+                usable = usable[: s.gpus_per_node] if share else usable
+                tight = sum(g.room.room_mib for g in usable if g.room) if share else len(usable)
+                fitting.append((node.name not in home, tight, order[node.name], node.name, usable))
         if len(fitting) >= s.nnodes:
-            chosen = sorted(fitting)[: s.nnodes]                     # its checkpoints' nodes, tightest fit first
-            chosen.sort(key=lambda f: f[2])                          # then config order: rank 0 on the first
+            chosen = sorted(fitting, key=lambda f: f[:3])[: s.nnodes]  # its checkpoints' nodes, tightest fit first
+            chosen.sort(key=lambda f: f[2])                            # then config order: rank 0 on the first
             placement = []
             for _, _, _, name, usable in chosen:
-                gpus = tuple(sorted(g.index for g in usable)[: s.gpus_per_node])
-                pool[name] = [g for g in pool[name] if g.index not in gpus]
+                if share:
+                    gpus = tuple(sorted(g.index for g in usable))
+                    pool[name] = [_taken(g, job.id, share) if g.index in gpus else g for g in pool[name]]
+                else:
+                    gpus = tuple(sorted(g.index for g in usable)[: s.gpus_per_node])
+                    pool[name] = [g for g in pool[name] if g.index not in gpus]
                 placement.append((name, gpus))
             decisions.append(Decision(job.id, tuple(placement)))
             continue
         free_now = len(fitting)
-        reason = f"{describe_need(job)}; {free_now} such node{'s' if free_now != 1 else ''} free now"
+        if share:
+            reason = (f"{describe_need(job)}; {free_now} such node{'s' if free_now != 1 else ''} now; "
+                      f"{_best_card(job, nodes, pool)}") if s.nnodes > 1 else \
+                f"{describe_need(job)}; {_best_card(job, nodes, pool)}"
+        else:
+            reason = f"{describe_need(job)}; {free_now} such node{'s' if free_now != 1 else ''} free now"
         if not could_ever_fit(job, nodes):
-            decisions.append(Decision(job.id, None, f"can never fit on this cluster: {reason}"))
+            decisions.append(Decision(job.id, None, _never_reason(job, nodes, reason.split(";")[0])))
             continue
         if now - job.submitted_at >= starve_after:
             holding = tuple(n.name for n in nodes if allowed(job, n) and n.name not in reserved)
@@ -117,16 +172,35 @@ def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
     return decisions
 
 
+def _taken(card: FreeGpu, job_id: int, mib: int) -> FreeGpu:
+    """A card after a sharing job was placed on it this round: no longer whole, its room smaller by the job's share."""
+    room = card.room or CardRoom(0)
+    return FreeGpu(card.index, card.free_mib, whole=False,
+                   room=CardRoom(room.room_mib - mib, (*room.holders, Holder(f"job {job_id}", 0, job_id, mib))))
+
+
 def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job]) -> list[NodeCapacity]:
-    """Free GPUs per node: online, no process on it (anyone's process makes it busy), not held by a job."""
-    taken = {(node, gpu) for job in jobs if job.state.active for node, gpus in job.placement for gpu in gpus}
+    """The cards placement may use, per online node. Whole: no process on it (anyone's process makes it busy) and
+    no job placed there. Shared: not held by a whole-card job, on a node that shares, with what it has free."""
+    active = [j for j in jobs if j.state.active]
+    whole_held = {(node, gpu) for job in active if not declared_mib(job.spec)
+                  for node, gpus in job.placement for gpu in gpus}
+    placed = {(node, gpu) for job in active for node, gpus in job.placement for gpu in gpus}
+    headroom = round(cluster.gpu_mem_headroom_gb * 1024)
     out = []
     for node in cluster.nodes:
         status = state.nodes.get(node.name)
         gpus = status.gpus if status is not None else ()
         online = status is not None and status.state is NodeState.ONLINE and status.error is None
-        free = tuple(FreeGpu(g.index, g.memory_free_mib) for g in gpus
-                     if online and not g.processes and (node.name, g.index) not in taken)
-        out.append(NodeCapacity(node.name, node.labels, free, len(gpus),
-                                max((g.memory_total_mib or 0 for g in gpus), default=0)))
+        free = []
+        for g in gpus if online else ():
+            if (node.name, g.index) in whole_held:
+                continue
+            whole = not g.processes and (node.name, g.index) not in placed
+            room = sharing.card_room(g, sharing.sharers_of(active, node.name, g.index), headroom) \
+                if node.share_gpus else None
+            if whole or room is not None:
+                free.append(FreeGpu(g.index, g.memory_free_mib, whole, room))
+        out.append(NodeCapacity(node.name, node.labels, tuple(free), len(gpus),
+                                max((g.memory_total_mib or 0 for g in gpus), default=0), headroom))
     return out

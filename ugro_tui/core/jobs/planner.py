@@ -39,6 +39,8 @@ def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePla
             ("UGRO_NNODES", str(spec.nnodes)), *([("UGRO_STORE", store)] if store else []),
             ("TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE", TEE_PREFIX), ("PYTHONUNBUFFERED", "1"),
         ]
+        if spec.gpu_mem_gb is not None:  # a shared card: the script holds each rank to it (README: sharing a card)
+            env.append(("UGRO_GPU_MEM_GB", f"{spec.gpu_mem_gb:g}"))
         if node.socket_ifname:
             env += [("NCCL_SOCKET_IFNAME", node.socket_ifname), ("GLOO_SOCKET_IFNAME", node.socket_ifname)]
         values = roles.node_values(job, cluster, node_rank, port) if spec.kind == "service" else {}

@@ -47,6 +47,8 @@ class Request:
     nproc_per_node: int | None = None
     gpus_per_node: int | None = None
     min_gpu_mem: float | None = None
+    gpu_mem: float | None = None
+    gpu_mem_enforce: bool = False
     nodes: str | None = None
     workdir: str | None = None
     priority: int | None = None
@@ -145,6 +147,8 @@ def spec_from_request(args: Request | Namespace, cluster: Cluster, given: dict[s
         nproc_per_node=nproc,
         gpus_per_node=_pick(args.gpus_per_node, base, "gpus_per_node", nproc),
         min_gpu_mem_gb=_pick(args.min_gpu_mem, base, "min_gpu_mem_gb", 0.0),
+        gpu_mem_gb=_pick(getattr(args, "gpu_mem", None), base, "gpu_mem_gb", None),
+        gpu_mem_enforce=True if getattr(args, "gpu_mem_enforce", False) else base.get("gpu_mem_enforce", False),
         nodes=tuple(args.nodes.split(",")) if args.nodes else _words(base, "nodes"),
         env=tuple(env.items()),
         workdir=_pick(args.workdir, base, "workdir", None),

@@ -24,7 +24,7 @@ SHIPPED = data.folder("templates")
 SPEC_KEYS = USER_KEYS
 SEARCH_KEYS = ("sweep", "trials", "seed")
 INT_KEYS = (*INT_FIELDS, "keep_last", "keep_best", "port", "health_failures", "max_restarts")
-FLOAT_KEYS = ("min_gpu_mem_gb", "health_initial_delay", "health_period", "health_timeout")
+FLOAT_KEYS = ("min_gpu_mem_gb", "gpu_mem_gb", "health_initial_delay", "health_period", "health_timeout")
 
 
 def user_dir() -> Path:
@@ -128,9 +128,9 @@ def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
                 raise UsageError(f"--set {key}={value}: expected a number") from None
         elif key in ("command", "worker_command"):
             data[key] = shlex.split(value)
-        elif key == "sync_git":
+        elif key in ("sync_git", "gpu_mem_enforce"):
             if value.lower() not in ("true", "false"):
-                raise UsageError(f"--set sync_git={value}: expected true or false")
+                raise UsageError(f"--set {key}={value}: expected true or false")
             data[key] = value.lower() == "true"
         elif key == "data":
             data[key] = shlex.split(value)

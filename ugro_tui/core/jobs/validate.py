@@ -20,7 +20,11 @@ def spec_problem(spec: JobSpec, cluster: Cluster) -> str | None:
         return f"--checkpoint-dir {spec.checkpoint_dir!r}: no `..` (keep it inside the node's home or workdir)"
     if spec.min_gpu_mem_gb < 0:
         return f"--min-gpu-mem must be ≥ 0 GB, got {spec.min_gpu_mem_gb:g}"
+    if spec.gpu_mem_gb is not None and spec.gpus_per_node < 1:
+        return "--gpu-mem is the GPU memory each rank needs on a card it shares; give --gpus-per-node 1 or more"
     if cluster.backend == "slurm":  # Slurm knows its nodes, and refuses what can never run in its own words
+        if spec.gpu_mem_gb is not None:
+            return "--gpu-mem shares cards on the SSH backend only (on Slurm, ask for GRES shards with [slurm] extra)"
         if spec.nodes:
             return "--nodes: on Slurm, pick nodes with [slurm] partition or extra = [\"--constraint=...\"]"
         if spec.kind == "service":

@@ -108,8 +108,8 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         if words:
             shown = [j for j in shown if all(w in self._haystack(j) for w in words)]
         # Rebuild only when something shows differently (ages tick over every 10 s at most).
-        signature = (self.sort_by, tuple(words), tuple((j.id, j.state, j.reason, j.placement) for j in shown),
-                     int(now) // 10)
+        signature = (self.sort_by, tuple(words),
+                     tuple((j.id, j.state, j.reason, j.warning, j.placement) for j in shown), int(now) // 10)
         if signature == self._shown:
             return
         self._shown = signature
@@ -135,7 +135,8 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             (str(j.id), Text(j.spec.name), Text(j.health, style=theme.get(
                 HEALTH_COLOUR.get(j.health) or STATE_COLOUR[j.state], "")),
              str(j.spec.priority), shape(j), placement_text(j), age(now - j.submitted_at), runtime(j, now),
-             Text(j.reason or "–")) for j in self._rows[start:start + count])
+             Text(f"⚠ {j.warning}", style=theme.get("warning", "")) if j.warning else Text(j.reason or "–"))
+            for j in self._rows[start:start + count])
         left = len(self._rows) - table.row_count
         table.border_subtitle = f"{table.row_count} of {len(self._rows)} shown; more load as you scroll" if left else ""
 
@@ -150,7 +151,8 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         job = self.selected()
         self._note_selected(job)
         why = self.query_one("#why", Static)
-        why.update(Text(f"job {job.id}: {job.reason or job.state}", no_wrap=True, overflow="ellipsis")
+        said = f"{job.reason or job.state}" + (f"; ⚠ {job.warning}" if job.warning else "") if job else ""
+        why.update(Text(f"job {job.id}: {said}", no_wrap=True, overflow="ellipsis")
                    if job else "")
 
     def _note_selected(self, job: Job | None) -> None:

@@ -43,6 +43,7 @@ TEXT_FIELDS = (  # (field, label, placeholder)
     ("nproc_per_node", "procs/node", "1"),
     ("gpus_per_node", "GPUs/node", "default: one per proc"),
     ("min_gpu_mem_gb", "min GPU mem GB", "0"),
+    ("gpu_mem", "GPU mem/rank GB", "3 (shares a card; `3 enforce` stops over-use)"),
     ("workdir", "workdir", "default: the node's workdir"),
     ("sync", "sync folder", ". (copied to the nodes first; .ugroignore)"),
     ("data", "data", "~/datasets/wikitext (checked on each node)"),
@@ -55,9 +56,9 @@ TEXT_FIELDS = (  # (field, label, placeholder)
     ("search", "search", "trials=8 max_concurrent=2 early_stop=median"),
     ("service", "service", "port=8000 health=/health restart=on-failure (kind service)"),
 )
-ORDER = ("name", "kind", "script", "args", "nnodes", "nproc_per_node", "gpus_per_node", "min_gpu_mem_gb", "nodes",
-         "env", "workdir", "sync", "data", "priority", "after", "max_retries", "checkpoint_dir", "keep", "sweep",
-         "search", "service")
+ORDER = ("name", "kind", "script", "args", "nnodes", "nproc_per_node", "gpus_per_node", "min_gpu_mem_gb", "gpu_mem",
+         "nodes", "env", "workdir", "sync", "data", "priority", "after", "max_retries", "checkpoint_dir", "keep",
+         "sweep", "search", "service")
 LABELS = {key: label for key, label, _ in TEXT_FIELDS} | {"kind": "kind", "nodes": "run on", "env": "env"}
 
 

@@ -1,0 +1,85 @@
+"""The dispatcher's watch on shared cards: a rank over its declared memory gets a warning (the job's reason while
+it runs, its events, the event journal and so notify_command), or with `gpu_mem_enforce` stops the job as failed;
+and a job that ran out of CUDA memory on a shared card is told who shared it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from ugro_tui.core.jobs import events
+from ugro_tui.core.jobs.async_store import AsyncJobStore
+from ugro_tui.core.jobs.model import Job, JobState
+from ugro_tui.core.jobs.sharing import OverUse, OverUseWatch, card_room, declared_mib, sharers_of
+from ugro_tui.core.telemetry.model import ClusterState, NodeState
+
+OOM = "CUDA out of memory"
+
+
+class MemoryWatch:
+    def __init__(self, store: AsyncJobStore, state: ClusterState) -> None:
+        self.store = store
+        self.state = state
+        self.watch = OverUseWatch()
+        self.seen: dict[str, float] = {}
+
+    async def observe(self, jobs: dict[int, Job]) -> None:
+        sharing = {j.id: j for j in jobs.values() if j.state is JobState.RUNNING and declared_mib(j.spec)}
+        found: list[OverUse] = []
+        for name, status in list(self.state.nodes.items()):
+            at = status.received_at
+            if at is None or at == self.seen.get(name) or status.state is not NodeState.ONLINE:
+                continue
+            self.seen[name] = at
+            found += self.watch.observe(name, at, status.gpus, sharing)
+        for over in found:
+            await self._act(sharing[over.job_id], over)
+
+    async def _act(self, job: Job, over: OverUse) -> None:
+        enforce = job.spec.gpu_mem_enforce
+        text = f"stopped: {over}" if enforce else f"warning: {over}"
+        await asyncio.to_thread(_tell, job, text)
+
+        def change(j: Job) -> Job:
+            if not j.state.active:
+                return j
+            if enforce:
+                return j if j.stop else dataclasses.replace(j, stop=f"stopped by --gpu-mem-enforce: {over}")
+            return dataclasses.replace(j, warning=str(over))
+
+        await self.store.update_active({job.id: change})
+
+    def shared_with(self, job: Job, jobs: dict[int, Job]) -> str:
+        """Who else was on the cards of a job that ran out of CUDA memory: the other sharing jobs and processes."""
+        others: list[str] = []
+        for node, gpus in job.placement:
+            status = self.state.nodes.get(node)
+            for gpu in status.gpus if status else ():
+                if gpu.index not in gpus:
+                    continue
+                room = card_room(gpu, sharers_of({**jobs, job.id: job}.values(), node, gpu.index), 0)
+                others += [f"{h} on {node}:{gpu.index}" for h in (room.holders if room else ()) if h.job != job.id]
+        return "; the card was shared with " + ", ".join(others) if others else ""
+
+
+def _tell(job: Job, text: str) -> None:
+    from ugro_tui.core.alerts.journal import Journal
+    from ugro_tui.core.alerts.rules import Event
+
+    events.add(job.id, text)
+    now = time.time()
+    Journal().add([Event(f"gpu-mem-over-{job.id}-{int(now)}", "gpu-mem-over", now, f"job {job.id} "
+                         f"({job.spec.name}): {text}", job.id, job.spec.name)])
+
+
+def diagnose_shared(job: Job, before: Job, jobs: dict[int, Job], watch: MemoryWatch) -> Job:
+    """A sharing job that failed with CUDA out of memory: its diagnosis names what shared its cards."""
+    if not declared_mib(job.spec) or not job.diagnosis or job.diagnosis == before.diagnosis \
+            or not job.diagnosis.startswith(OOM):
+        return job
+    cause, sep, hint = job.diagnosis.partition(" — ")
+    shared = watch.shared_with(before, jobs)
+    if not shared:
+        return job
+    return dataclasses.replace(job, diagnosis=f"{cause}{shared}{sep}{hint}")

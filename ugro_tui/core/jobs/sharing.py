@@ -1,0 +1,150 @@
+"""Sharing a card by memory, the one owner of the rule: what a job declares per card, what a card has free for
+such jobs, who holds it, and which ranks use more than they declared.
+
+A job that gives `gpu_mem_gb` (per rank) may share a card with other such jobs. What the card has free for one
+more is its total, minus what every process on it uses now (the sample's used memory, a foreign notebook's
+included), minus what sharing ugro jobs placed there declared but do not use yet, minus a headroom. A card that a
+whole-card job holds is never shared; a card with only foreign processes may be, by what they leave free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ugro_tui.core.jobs.model import Job, JobSpec
+from ugro_tui.core.telemetry.model import GpuSample
+
+OVER_BY = 1.10      # a rank over its declared memory by more than this share...
+OVER_SAMPLES = 3    # ...for this many samples in a row gets a warning (or, enforced, stops the job)
+
+
+def ranks_per_gpu(spec: JobSpec) -> int:
+    if spec.kind != "torchrun" or spec.gpus_per_node <= 0:
+        return 1
+    return max(1, math.ceil(spec.nproc_per_node / spec.gpus_per_node))
+
+
+def rank_mib(spec: JobSpec) -> int:
+    """What one rank declared, in MiB; 0 for a job that takes whole cards."""
+    return 0 if spec.gpu_mem_gb is None else math.ceil(spec.gpu_mem_gb * 1024)
+
+
+def declared_mib(spec: JobSpec) -> int:
+    """What the job declared on each of its cards (its ranks there together); 0: it takes whole cards."""
+    return rank_mib(spec) * ranks_per_gpu(spec)
+
+
+def gb(mib: float) -> str:
+    return f"{mib / 1024:.1f} GB"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Something that takes memory on a card: a job ("job 12") or a foreign process ("ollie's python")."""
+
+    what: str
+    mib: int
+    job: int | None = None
+    declared: int = 0   # a sharing job's declared MiB on this card
+
+    def __str__(self) -> str:
+        if self.job is None:
+            return f"{self.what} {gb(self.mib)}"
+        used = f", uses {gb(self.mib)}" if self.mib else ""
+        return f"{self.what} holds {gb(self.declared)}{used}"
+
+
+@dataclass(frozen=True)
+class CardRoom:
+    """A card as sharing sees it: the MiB a new sharing job may take (after the headroom), and who holds the rest."""
+
+    room_mib: int
+    holders: tuple[Holder, ...] = ()
+
+    def describe(self) -> str:
+        return ", ".join(map(str, self.holders))
+
+
+def process_label(user: str | None, command: str | None) -> str:
+    word = (command or "").split()[0].rsplit("/", 1)[-1] if command else "process"
+    return f"{user}'s {word}" if user else word
+
+
+def card_room(gpu: GpuSample, sharers: Iterable[Job], headroom_mib: int) -> CardRoom | None:
+    """What `gpu` leaves for one more sharing job, given the sharing jobs placed on it; None when its memory is
+    unknown (a card we cannot measure is never shared)."""
+    if gpu.memory_total_mib is None or gpu.memory_used_mib is None:
+        return None
+    sharers = list(sharers)
+    ids = {j.id for j in sharers}
+    holders: list[Holder] = []
+    unused = 0
+    for job in sharers:
+        declared = declared_mib(job.spec)
+        used = sum(p.used_mib or 0 for p in gpu.processes if p.ugro_job == job.id)
+        unused += max(0, declared - used)
+        holders.append(Holder(f"job {job.id}", used, job.id, declared))
+    for p in gpu.processes:
+        if p.ugro_job is None or p.ugro_job not in ids:
+            holders.append(Holder(process_label(p.user, p.command), p.used_mib or 0))
+    room = gpu.memory_total_mib - gpu.memory_used_mib - unused - headroom_mib
+    return CardRoom(max(0, room), tuple(sorted(holders, key=lambda h: -max(h.mib, h.declared))))
+
+
+def sharers_of(jobs: Iterable[Job], node: str, index: int) -> list[Job]:
+    """The active sharing jobs placed on one card."""
+    return [j for j in jobs if j.state.active and declared_mib(j.spec)
+            and any(n == node and index in gpus for n, gpus in j.placement)]
+
+
+@dataclass(frozen=True)
+class OverUse:
+    job_id: int
+    node: str
+    gpu: int
+    pid: int
+    used_mib: int
+    declared_mib: int
+
+    def __str__(self) -> str:
+        return (f"a rank on {self.node}:{self.gpu} (pid {self.pid}) uses {gb(self.used_mib)}, over its declared "
+                f"{gb(self.declared_mib)} by more than {round((OVER_BY - 1) * 100)}% for {OVER_SAMPLES} samples")
+
+
+class OverUseWatch:
+    """Counts, per rank, the samples in a row where it used more than its declared memory by over 10%; a rank that
+    reaches OVER_SAMPLES is reported once (until it comes back under)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[int, str, int, int], tuple[float, int]] = {}  # rank -> (last sample's time, count)
+        self._told: set[tuple[int, str, int, int]] = set()
+
+    def observe(self, node: str, sampled_at: float, gpus: Sequence[GpuSample], jobs: dict[int, Job]
+                ) -> list[OverUse]:
+        out = []
+        seen = set()
+        for gpu in gpus:
+            for p in gpu.processes:
+                job = jobs.get(p.ugro_job) if p.ugro_job is not None else None
+                limit = rank_mib(job.spec) if job is not None and job.state.active else 0
+                if not limit or p.used_mib is None:
+                    continue
+                key = (job.id, node, gpu.index, p.pid)
+                if p.used_mib <= limit * OVER_BY:
+                    self._runs.pop(key, None)
+                    self._told.discard(key)
+                    continue
+                seen.add(key)
+                last, count = self._runs.get(key, (0.0, 0))
+                if sampled_at > last:
+                    count += 1
+                self._runs[key] = (sampled_at, count)
+                if count >= OVER_SAMPLES and key not in self._told:
+                    self._told.add(key)
+                    out.append(OverUse(job.id, node, gpu.index, p.pid, p.used_mib, limit))
+        for key in [k for k in self._runs if k[1] == node and k not in seen]:
+            self._runs.pop(key, None)
+            self._told.discard(key)
+        return out
