@@ -17,7 +17,7 @@ from ugro_tui.core.jobs.model import Job, JobSpec, JobState
 from ugro_tui.core.jobs.request import spec_from_request
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id
-from ugro_tui.errors import UsageError
+from ugro_tui.errors import UgroError, UsageError
 
 
 def parse_ids(values: list[str]) -> list[int]:
@@ -31,7 +31,7 @@ def parse_ids(values: list[str]) -> list[int]:
 
 def submit(args: Namespace, cluster: Cluster) -> int:
     """Prints each new job's id on a line of its own, once all of them are stored (a sweep is one write)."""
-    spec, search = spec_from_request(args, cluster)
+    spec, search = spec_from_request(args, cluster, cards=lambda: _cards(cluster))
     if search and search.trials is not None and search.seed is None:  # reproducible: the seed is said
         search = Search(search.axes, search.trials, int.from_bytes(os.urandom(4), "big") >> 1)
     sweep_id = new_sweep_id() if search else None
@@ -58,6 +58,20 @@ def submit(args: Namespace, cluster: Cluster) -> int:
         print(f"sweep {sweep_id}: {len(jobs)} trial{'s' if len(jobs) != 1 else ''}{seed}; "
               f"`ugro sweep show {sweep_id}` ranks them", file=sys.stderr)
     return 0
+
+
+def _cards(cluster: Cluster) -> list:
+    """The cluster's GPUs for a `--gpu-mem` check: as the running daemon sees them, else as the config says."""
+    from ugro_tui.core.daemon.client import connect
+    from ugro_tui.core.jobs.request import sim_cards
+    from ugro_tui.core.jobs.sharing import cards_of
+
+    try:
+        daemon = connect(cluster, start=False)
+        found = cards_of(daemon.call("GET", "cluster", timeout=2.0)) if daemon is not None else []
+    except (UgroError, OSError):
+        found = []
+    return found or sim_cards(cluster)
 
 
 def _sync(spec: JobSpec, cluster: Cluster) -> tuple[JobSpec, dict[str, tuple[int, int]]]:

@@ -91,6 +91,14 @@ def format_users(users: list[UserUsage]) -> str:
     return render(("USER", "GPUS", "GPU MEMORY", "PROCESSES", "UGRO JOBS", "NODES"), rows) if rows else "no GPU users"
 
 
+def state_doc(state: ClusterState) -> dict:
+    """The state as JSON, each GPU with the sharing jobs on it (`shared_by`, `declared_mib`)."""
+    from ugro_tui.core.jobs.sharing import annotate
+    from ugro_tui.core.jobs.store import JobStore
+
+    return annotate(state.to_json(), JobStore().active())
+
+
 def _gb(mib: int | None) -> float | None:
     return None if mib is None else mib / 1024
 
@@ -100,7 +108,7 @@ def _print_once(cluster: Cluster, out: ClusterState, as_json: bool, users: bool)
         found = users_of(out, cluster)
         print(json.dumps({"users": [u.to_json() for u in found]}, indent=2) if as_json else format_users(found))
     else:
-        print(json.dumps(out.to_json(), indent=2) if as_json else format_state(out, cluster.name, time.time()))
+        print(json.dumps(state_doc(out), indent=2) if as_json else format_state(out, cluster.name, time.time()))
     return 0 if all(n.healthy for n in out.nodes.values()) else 1
 
 
@@ -135,7 +143,7 @@ async def _show(cluster: Cluster, state: ClusterState, as_json: bool, count: int
     shown = 0
     while count is None or shown < count:
         if as_json:
-            print(json.dumps(state.to_json()), flush=True)
+            print(json.dumps(state_doc(state)), flush=True)
         else:
             text = format_state(state, cluster.name, time.time())
             sys.stdout.write(("\x1b[H\x1b[2J" if tty else ("\n" if shown else "")) + text + "\n")

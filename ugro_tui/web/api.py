@@ -14,6 +14,7 @@ from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.actions import ACTIONS
 from ugro_tui.core.jobs.model import IllegalTransition, JobState
 from ugro_tui.core.jobs.request import Request, spec_from_request
+from ugro_tui.core.jobs.sharing import cards_of
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id, parse_axis
 from ugro_tui.core.telemetry.model import ClusterState
@@ -152,7 +153,7 @@ class Api:
         if not isinstance(body.get("hold", False), bool):
             raise UsageError(f"hold: expected true or false, got {body['hold']!r}")
         given = {k: v for k, v in body.items() if k not in REQUEST_KEYS}
-        spec, search = spec_from_request(args, self.cluster, given)
+        spec, search = spec_from_request(args, self.cluster, given, cards=lambda: cards_of(self.state.to_json()))
         if search and search.trials is not None and search.seed is None:
             search = Search(search.axes, search.trials, int.from_bytes(os.urandom(4), "big") >> 1)
         jobs = self.store.submit(expand(spec, search, new_sweep_id() if search else None),

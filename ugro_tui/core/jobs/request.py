@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 import tomllib
 from argparse import Namespace
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs import templates
 from ugro_tui.core.jobs.model import USER_KEYS, JobSpec
+from ugro_tui.core.jobs.sharing import Card, too_big
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.jobs.sweep import Search, parse_axis, parse_search
 from ugro_tui.core.jobs.validate import spec_problem
@@ -81,11 +83,12 @@ class Request:
     max_restarts: int | None = None
 
 
-def spec_from_request(args: Request | Namespace, cluster: Cluster, given: dict[str, Any] | None = None
-                      ) -> tuple[JobSpec, Search]:
+def spec_from_request(args: Request | Namespace, cluster: Cluster, given: dict[str, Any] | None = None,
+                      cards: Callable[[], list[Card]] | None = None) -> tuple[JobSpec, Search]:
     """The job a request describes, and its sweep (empty: one job). `args`: `ugro submit`'s flags, or a Request
     with the same fields; `given`: job-file keys that came another way (the web API's body), checked as a job
-    file's are; a template named in the flags is their base."""
+    file's are; a template named in the flags is their base. `cards`: the cluster's GPUs as far as known (asked only
+    of a job that declares its memory per rank)."""
     base: dict[str, Any] = {}
     search = Search()
     if args.file and args.template:
@@ -165,6 +168,10 @@ def spec_from_request(args: Request | Namespace, cluster: Cluster, given: dict[s
            for key in (*SEARCH_FLAGS, *SERVICE_FLAGS)},
     )
     validate_spec(spec, cluster)
+    if spec.gpu_mem_gb is not None:
+        problem = too_big(spec, (cards or (lambda: sim_cards(cluster)))(), round(cluster.gpu_mem_headroom_gb * 1024))
+        if problem:
+            raise UsageError(f"ugro submit: {problem}")
     if spec.kind == "service" and spec.port is not None:
         from ugro_tui.core.services.follow import port_problem
 
@@ -207,6 +214,11 @@ def _data(base: dict[str, Any], flags: list[str]) -> tuple[tuple[str, float, str
 
 def _pick(flag: Any, base: dict[str, Any], key: str, default: Any) -> Any:
     return flag if flag is not None else base.get(key, default)
+
+
+def sim_cards(cluster: Cluster) -> list[Card]:
+    """The cards a config describes itself (simulated nodes'); a real node's are known from its telemetry only."""
+    return [(n.name, i, g.memory_mib) for n in cluster.nodes if n.sim for i, g in enumerate(n.sim.gpus)]
 
 
 def validate_spec(spec: JobSpec, cluster: Cluster) -> None:

@@ -148,3 +148,67 @@ class OverUseWatch:
             self._runs.pop(key, None)
             self._told.discard(key)
         return out
+
+
+def shares(jobs: Iterable[Job]) -> dict[tuple[str, int], tuple[tuple[int, ...], int]]:
+    """Per card that sharing jobs hold now: (their ids, the MiB they declared there together)."""
+    out: dict[tuple[str, int], tuple[tuple[int, ...], int]] = {}
+    for job in jobs:
+        mib = declared_mib(job.spec)
+        if not job.state.active or not mib:
+            continue
+        for node, gpus in job.placement:
+            for index in gpus:
+                ids, total = out.get((node, index), ((), 0))
+                out[(node, index)] = ((*ids, job.id), total + mib)
+    return out
+
+
+def annotate(doc: dict, jobs: Iterable[Job]) -> dict:
+    """`ugro status --json`: each GPU gets `shared_by` (the sharing jobs' ids) and `declared_mib`."""
+    held = shares(jobs)
+    for node in doc.get("nodes", []):
+        for gpu in node.get("gpus", []):
+            ids, mib = held.get((node.get("name"), gpu.get("index")), ((), 0))
+            gpu["shared_by"], gpu["declared_mib"] = list(ids), mib
+    return doc
+
+
+def card_lines(jobs: Sequence[Job], node: str, gpus: Sequence[GpuSample]) -> dict[int, str]:
+    """The Nodes view's line under each shared card of `node`: who holds what there, declared and used."""
+    out = {}
+    for gpu in gpus:
+        sharers = sharers_of(jobs, node, gpu.index)
+        room = card_room(gpu, sharers, 0) if sharers else None
+        if room is not None:
+            out[gpu.index] = f"shared: {room.describe()}; {gb(room.room_mib)} free"
+    return out
+
+
+Card = tuple[str, int, int]  # (node, GPU index, total MiB)
+
+
+def too_big(spec: JobSpec, cards: Sequence[Card], headroom_mib: int) -> str | None:
+    """Why a job's declared memory fits no card of the cluster, naming the largest; None when one holds it (or no
+    card is known yet: the dispatcher says so once telemetry has them)."""
+    need = declared_mib(spec)
+    if not need or not cards:
+        return None
+    node, index, total = max(cards, key=lambda c: (c[2], c[0]))
+    if need + headroom_mib <= total:
+        return None
+    ranks = ranks_per_gpu(spec)
+    each = f" ({ranks} ranks per GPU)" if ranks > 1 else ""
+    return (f"--gpu-mem {spec.gpu_mem_gb:g}: {gb(need)}{each} is more than any card holds; the largest is "
+            f"{node}:{index} with {gb(total)}, {gb(headroom_mib)} of it kept free")
+
+
+def cards_of(doc: dict) -> list[Card]:
+    """The cards in a cluster state's JSON (the daemon's `GET /api/v1/cluster`)."""
+    out = []
+    for node in doc.get("nodes", []) if isinstance(doc, dict) else []:
+        for gpu in node.get("gpus", []) if isinstance(node, dict) else []:
+            total = gpu.get("memory_total_mib") if isinstance(gpu, dict) else None
+            if isinstance(total, int) and isinstance(node.get("name"), str) and isinstance(gpu.get("index"), int):
+                out.append((node["name"], gpu["index"], total))
+    return out

@@ -2,7 +2,8 @@
 
 Configured by $UGRO_SIM (JSON: node, gpus [[name, memory MiB, power limit W]], source). A process whose
 environment has UGRO_NODE=<this node> and CUDA_VISIBLE_DEVICES naming a GPU shows as that GPU's process and
-raises its utilization and memory (UGRO_SIM_MEM_MIB per process, default 1500).
+raises its utilization and memory (UGRO_SIM_MEM_MIB per process, default 1500). torchrun's agent is not one: it
+never opens the GPU, its ranks do.
 """
 
 import hashlib
@@ -40,13 +41,23 @@ def _read_env(pid):
         return None
     node = env.get(b"UGRO_NODE")
     cvd = env.get(b"CUDA_VISIBLE_DEVICES")
-    if node is None or cvd is None:
+    if node is None or cvd is None or _launcher(pid):
         return None
     try:
         gpus = [int(x) for x in cvd.decode().split(",") if x.strip().isdigit()]
         return node.decode(), gpus, int(env.get(b"UGRO_SIM_MEM_MIB", b"1500"))
     except ValueError:
         return None
+
+
+def _launcher(pid):
+    """torchrun's agent: it starts the ranks and never opens the GPU itself, so a driver does not list it."""
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"torch.distributed.run" in argv[:4] or any(a.endswith(b"/torchrun") or a == b"torchrun" for a in argv[:2])
 
 
 def _zombie(pid):

@@ -64,6 +64,20 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         self.refresh_health()
         self.action_move(0)
         self.set_interval(min(1.0, self.app.cluster.poll_interval) / 2, self._refresh_health_if_dirty)
+        self.set_interval(max(1.0, self.app.cluster.poll_interval), self.read_shares)
+        self.read_shares()
+
+    @work(group="shares", exclusive=True, exit_on_error=False, description="read which jobs share which GPUs")
+    async def read_shares(self) -> None:
+        """The line under each shared card: its jobs' declared and used memory (the store's active jobs)."""
+        from ugro_tui.core.jobs.sharing import card_lines
+
+        jobs = await asyncio.to_thread(self.app.store.active)
+        for name, card in list(self.cards.items()):
+            lines = card_lines(jobs, name, card.status.gpus)
+            if lines != card.shared:
+                card.shared = lines
+                card.refresh_status()
 
     def _refresh_health_if_dirty(self) -> None:
         if self._health_dirty:

@@ -43,6 +43,7 @@ class NodeCard(Widget):
         self.status = status
         self.clock = clock
         self.selected_gpu: int | None = None
+        self.shared: dict[int, str] = {}  # GPU index -> who shares it (sharing.card_lines), set by the screen
         self._lines = -1
 
     def refresh_status(self) -> None:
@@ -60,7 +61,8 @@ class NodeCard(Widget):
     def _line_count(self) -> int:
         host = 1 if self.status.host is not None else 0
         slurm = 1 if self.status.slurm is not None else 0
-        return max(1, len(self.status.gpus) + host + slurm + (1 if self.status.error else 0))
+        shared = sum(1 for g in self.status.gpus if g.index in self.shared)
+        return max(1, len(self.status.gpus) + shared + host + slurm + (1 if self.status.error else 0))
 
     def on_mount(self) -> None:
         # After the new theme's CSS is applied, so the badge takes its colours.
@@ -78,6 +80,9 @@ class NodeCard(Widget):
             if not live:  # last known numbers, not live ones
                 line.stylize("dim")
             lines.append(line)
+            if gpu.index in self.shared:
+                lines.append(Text(render.fit(f"  ↳ {self.shared[gpu.index]}", width), style=styles["memory"],
+                                  no_wrap=True))
         if self.status.host is not None:
             line = render.host_line(self.status.host, self.status.cpu_history, width, styles)
             if not live:
