@@ -212,6 +212,7 @@ def test_snapshot_filled_with_a_sweep(snap_compare, tmp_path, size) -> None:
 
     async def sweep(pilot) -> None:
         await type_into(pilot, "sweep", "lr=1e-4,2e-4,3e-4")
+        await type_into(pilot, "gpu_mem", "3")  # GB per rank: the trials may share cards
         pilot.app.screen.query_one("#f-script").focus()
 
     assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=size, run_before=press_then(keys, sweep))
@@ -223,6 +224,7 @@ def test_snapshot_validation_errors(snap_compare, tmp_path, size) -> None:
         await type_into(pilot, "nproc_per_node", "4")
         await type_into(pilot, "args", "--tag 'unclosed")
         await type_into(pilot, "sweep", "lr=")
+        await type_into(pilot, "gpu_mem", "abc")
         pilot.app.screen.query_one("#f-script").focus()
 
     assert snap_compare(app_for(JobStore(tmp_path)), terminal_size=size,

@@ -326,7 +326,8 @@ def preview(spec: JobSpec, cluster: Cluster, search: Search = NO_SEARCH) -> list
         lines = p.script.splitlines()
         command = next(line for line in lines[5:] if line and not line.startswith(("export", "echo", "mkdir")))
         gpus = dict(placement)[p.node]
-        user_env = " ".join(f"{k}={shlex.quote(v)}" for k, v in first.env)
+        share = [("UGRO_GPU_MEM_GB", f"{first.gpu_mem_gb:g}")] if first.gpu_mem_gb is not None else []
+        user_env = " ".join(f"{k}={shlex.quote(v)}" for k, v in (*share, *first.env))
         out.append((p.node, f"CUDA_VISIBLE_DEVICES={','.join(map(str, gpus))} {user_env + ' ' if user_env else ''}"
                             f"{command}"))
     return out
