@@ -181,7 +181,9 @@ def card_lines(jobs: Sequence[Job], node: str, gpus: Sequence[GpuSample]) -> dic
         sharers = sharers_of(jobs, node, gpu.index)
         room = card_room(gpu, sharers, 0) if sharers else None
         if room is not None:
-            out[gpu.index] = f"shared: {room.describe()}; {gb(room.room_mib)} free"
+            who = [f"job {h.job} {h.mib / 1024:.1f}/{h.declared / 1024:.1f}G" if h.job is not None
+                   else f"{h.what} {h.mib / 1024:.1f}G" for h in room.holders]
+            out[gpu.index] = f"shared: {' · '.join(who)} · {room.room_mib / 1024:.1f}G free"
     return out
 
 
