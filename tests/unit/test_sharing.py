@@ -262,3 +262,20 @@ def test_memory_watch_stops_an_enforced_job_and_warns_otherwise(tmp_path, monkey
     from ugro_tui.core.jobs import events
 
     assert any("warning: a rank on gpu1:0" in text for _, text in events.read(a.id))
+
+
+def test_a_starving_job_holds_only_what_it_needs() -> None:
+    """A whole-card job that waited too long holds as many nodes as it needs, the nearest to fitting it; a sharing
+    one keeps its memory on the roomiest card, and the rest of that card stays open to later jobs."""
+    nodes = [NodeCapacity("gpu-master", (), (card(0, 2 * GB, False),), 1, 12 * GB),
+             NodeCapacity("gpu1", (), (card(0, 5 * GB, False),), 1, 8 * GB),
+             NodeCapacity("gpu2", (), (card(0, 1 * GB, False),), 1, 8 * GB)]
+    whole, small = job(1, t=0.0), job(2, 1.0, t=5.0)
+    [held, placed] = place([whole, small], nodes, now=1000.0)
+    assert held.placement is None and held.reserved == ("gpu-master",)  # ties: config order, one node is enough
+    assert placed.placement == (("gpu2", (0,)),)  # the tightest card of the two still open
+    big, later = job(3, 4.0, t=0.0), job(4, 1.0, t=5.0)
+    nodes[1] = NodeCapacity("gpu1", (), (card(0, 3 * GB, False),), 1, 8 * GB)
+    [kept, fits] = place([big, later], nodes, now=1000.0)
+    assert kept.placement is None and "so gpu1:0 keeps 4.0 GB for it" in kept.reason
+    assert fits.placement == (("gpu2", (0,)),)

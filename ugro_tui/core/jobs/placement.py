@@ -3,10 +3,12 @@
 The rule: jobs are taken by priority (higher first), then in submission order (FIFO). A job that fits starts,
 all-or-nothing across its nodes, on the nodes that fit it most tightly (so big holes stay free for big jobs).
 A job that does not fit lets later, smaller jobs start around it (backfill), but only for `starve_after`
-seconds: once it has waited that long it *reserves* every node it could use, so nothing new starts there and
-those nodes drain until it fits. A job that could never fit on this cluster reserves nothing and says so.
-So a big job is never starved (jobs finish, its nodes drain, it starts), and a job that cannot fit blocks
-smaller ones for at most `starve_after`.
+seconds: once it has waited that long it *reserves* as many nodes as it needs, those nearest to fitting it
+(the most free cards), so nothing new starts there and they drain until it fits; the other nodes stay open to
+smaller jobs. Reserved nodes only gain free cards, so the choice moves only to nodes that are nearer still, and
+a big job is never starved (jobs finish, its nodes drain, it starts). A job that could never fit on this
+cluster reserves nothing and says so. A sharing job that waited that long keeps its memory on the cards with
+the most room instead: later jobs cannot take that room, and may still use the rest of the card.
 
 A job that declares its memory per rank (`gpu_mem_gb`) may share cards (sharing.py says what a card has free):
 it goes on the cards with the least room that still hold it, so whole cards stay whole for jobs that need them,
@@ -120,51 +122,61 @@ def _best_card(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[Fre
 
 def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
           starve_after: float = 600.0) -> list[Decision]:
-    """Decide for every waiting job, in priority/FIFO order. Never double-books a GPU."""
+    """Decide for every waiting job, in priority/FIFO order. Never double-books a GPU, never over-commits a card."""
     pool = {n.name: list(n.free) for n in nodes}
     order = {n.name: i for i, n in enumerate(nodes)}
     reserved: set[str] = set()
     decisions = []
+    # Jobs of one shape that did not fit: the next of that shape does not either, until a placement or a
+    # reservation changes what is free (a queue of 1,000 trials costs a few shapes, not 1,000 searches).
+    unfit: dict[tuple, tuple[str, bool]] = {}
     for job in sorted(waiting, key=job_order):
         s = job.spec
         home = set(job.ran_on) if s.checkpoint_dir else set()  # a retry goes where its checkpoints are, if free
-        fitting = []
         share = declared_mib(s)
-        for node in nodes:
-            if node.name in reserved or not allowed(job, node):
+        shape = (s.nnodes, s.gpus_per_node, share, s.min_gpu_mem_gb, s.nodes, tuple(sorted(home)))
+        known = unfit.get(shape)
+        if known is None:
+            fitting = []
+            for node in nodes:
+                if node.name in reserved or not allowed(job, node):
+                    continue
+                usable = _usable(job, pool[node.name])
+                if len(usable) >= s.gpus_per_node:
+                    usable = usable[: s.gpus_per_node] if share else usable
+                    tight = sum(g.room.room_mib for g in usable if g.room) if share else len(usable)
+                    fitting.append((node.name not in home, tight, order[node.name], node.name, usable))
+            if len(fitting) >= s.nnodes:
+                chosen = sorted(fitting, key=lambda f: f[:3])[: s.nnodes]  # its checkpoints' nodes, tightest first
+                chosen.sort(key=lambda f: f[2])                            # then config order: rank 0 on the first
+                placement = []
+                for _, _, _, name, usable in chosen:
+                    if share:
+                        gpus = tuple(sorted(g.index for g in usable))
+                        pool[name] = [_taken(g, job.id, share) if g.index in gpus else g for g in pool[name]]
+                    else:
+                        gpus = tuple(sorted(g.index for g in usable)[: s.gpus_per_node])
+                        pool[name] = [g for g in pool[name] if g.index not in gpus]
+                    placement.append((name, gpus))
+                decisions.append(Decision(job.id, tuple(placement)))
+                unfit.clear()
                 continue
-            usable = _usable(job, pool[node.name])
-            if len(usable) >= s.gpus_per_node:
-                usable = usable[: s.gpus_per_node] if share else usable
-                tight = sum(g.room.room_mib for g in usable if g.room) if share else len(usable)
-                fitting.append((node.name not in home, tight, order[node.name], node.name, usable))
-        if len(fitting) >= s.nnodes:
-            chosen = sorted(fitting, key=lambda f: f[:3])[: s.nnodes]  # its checkpoints' nodes, tightest fit first
-            chosen.sort(key=lambda f: f[2])                            # then config order: rank 0 on the first
-            placement = []
-            for _, _, _, name, usable in chosen:
-                if share:
-                    gpus = tuple(sorted(g.index for g in usable))
-                    pool[name] = [_taken(g, job.id, share) if g.index in gpus else g for g in pool[name]]
-                else:
-                    gpus = tuple(sorted(g.index for g in usable)[: s.gpus_per_node])
-                    pool[name] = [g for g in pool[name] if g.index not in gpus]
-                placement.append((name, gpus))
-            decisions.append(Decision(job.id, tuple(placement)))
-            continue
-        free_now = len(fitting)
-        if share:
-            reason = (f"{describe_need(job)}; {free_now} such node{'s' if free_now != 1 else ''} now; "
-                      f"{_best_card(job, nodes, pool)}") if s.nnodes > 1 else \
-                f"{describe_need(job)}; {_best_card(job, nodes, pool)}"
-        else:
-            reason = f"{describe_need(job)}; {free_now} such node{'s' if free_now != 1 else ''} free now"
-        if not could_ever_fit(job, nodes):
+            known = unfit[shape] = (_wait_reason(job, nodes, pool, len(fitting)), could_ever_fit(job, nodes))
+        reason, ever = known
+        if not ever:
             decisions.append(Decision(job.id, None, _never_reason(job, nodes, reason.split(";")[0])))
             continue
+        if now - job.submitted_at >= starve_after and share:
+            kept = _keep_room(job, nodes, pool, reserved, share)
+            unfit.clear()
+            where = ", ".join(f"{n}:{g}" for n, g in kept) or "no card"
+            decisions.append(Decision(job.id, None, f"{reason}; waited over {starve_after:g}s, so {where} "
+                                                    f"keep{'s' if len(kept) == 1 else ''} {gb(share)} for it"))
+            continue
         if now - job.submitted_at >= starve_after:
-            holding = tuple(n.name for n in nodes if allowed(job, n) and n.name not in reserved)
+            holding = _hold(job, nodes, pool, reserved)
             reserved.update(holding)
+            unfit.clear()
             reason += f"; waited over {starve_after:g}s, so {', '.join(holding)} take no new jobs until it starts"
             decisions.append(Decision(job.id, None, reason, holding))
             continue
@@ -172,11 +184,52 @@ def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
     return decisions
 
 
+def _hold(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[FreeGpu]], reserved: set[str]
+          ) -> tuple[str, ...]:
+    """The nodes a whole-card job that waited too long holds: as many as it needs, those nearest to fitting it
+    (the most whole cards free now), in config order; the others stay open to smaller jobs."""
+    able = [n for n in nodes if allowed(job, n) and n.name not in reserved and n.gpu_count >= job.spec.gpus_per_node
+            and n.gpu_total_mib >= _need_mib(job, n)]
+    ranked = sorted(able, key=lambda n: -sum(g.whole for g in pool[n.name]))
+    chosen = {n.name for n in ranked[: job.spec.nnodes]}
+    return tuple(n.name for n in nodes if n.name in chosen)
+
+
+def _keep_room(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[FreeGpu]], reserved: set[str],
+               share: int) -> list[tuple[str, int]]:
+    """A sharing job that waited too long keeps its memory on the cards nearest to holding it (the most room), so
+    later jobs cannot take that room while those cards drain; the rest of each card stays open to them."""
+    ranked = []
+    for node in nodes:
+        if node.name in reserved or not allowed(job, node) or node.gpu_total_mib < _need_mib(job, node):
+            continue
+        cards = sorted((g for g in pool[node.name] if g.room is not None), key=lambda g: -g.room.room_mib)
+        if len(cards) >= job.spec.gpus_per_node:
+            chosen = cards[: job.spec.gpus_per_node]
+            ranked.append((-sum(g.room.room_mib for g in chosen if g.room), node.name, chosen))
+    kept = []
+    for _, name, chosen in sorted(ranked)[: job.spec.nnodes]:
+        indexes = {g.index for g in chosen}
+        pool[name] = [_taken(g, job.id, share) if g.index in indexes else g for g in pool[name]]
+        kept += [(name, i) for i in sorted(indexes)]
+    return kept
+
+
+def _wait_reason(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[FreeGpu]], free_now: int) -> str:
+    such = f"{free_now} such node{'s' if free_now != 1 else ''}"
+    if not declared_mib(job.spec):
+        return f"{describe_need(job)}; {such} free now"
+    if job.spec.nnodes > 1:
+        return f"{describe_need(job)}; {such} now; {_best_card(job, nodes, pool)}"
+    return f"{describe_need(job)}; {_best_card(job, nodes, pool)}"
+
+
 def _taken(card: FreeGpu, job_id: int, mib: int) -> FreeGpu:
-    """A card after a sharing job was placed on it this round: no longer whole, its room smaller by the job's share."""
+    """A card after a sharing job was placed on it (or kept room on it) this round: no longer whole, its room
+    smaller by the job's share."""
     room = card.room or CardRoom(0)
-    return FreeGpu(card.index, card.free_mib, whole=False,
-                   room=CardRoom(room.room_mib - mib, (*room.holders, Holder(f"job {job_id}", 0, job_id, mib))))
+    return FreeGpu(card.index, card.free_mib, whole=False, room=CardRoom(
+        max(0, room.room_mib - mib), (*room.holders, Holder(f"job {job_id}", 0, job_id, mib))))
 
 
 def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job]) -> list[NodeCapacity]:
