@@ -35,6 +35,10 @@ def main() -> None:
     dist.init_process_group("nccl" if cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+    share = os.environ.get("UGRO_GPU_MEM_GB")  # --gpu-mem: this rank shares its card, so it keeps to its share
+    if cuda and share:
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, float(share) * 2**30 / total), device)
     torch.manual_seed(0)
     model = DDP(torch.nn.Linear(1, 1).to(device), device_ids=[device.index] if cuda else None)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)
