@@ -78,6 +78,16 @@ def test_two_jobs_share_a_card_a_third_waits_in_numbers_and_a_foreign_process_ke
         assert card["shared_by"] == [first, second] and card["declared_mib"] == 2 * 3072
         logs = ugro(config, "logs", str(first)).stdout
         assert "cuda 0 share 3" in logs, logs
+        # Someone's process grows on the shared card: its jobs are warned, naming it; ugro never stops it.
+        env["UGRO_NODE"], env["UGRO_SIM_MEM_MIB"] = "node1", "2048"
+        grower = subprocess.Popen(["sleep", "600"], env=env)
+        try:
+            wait(lambda: "short of what its jobs declared: " in jobs(config)[first]["warning"], 30, "the warning")
+            assert "'s sleep 2.0 GB (ugro does not stop processes it did not start)" in jobs(config)[first]["warning"]
+            assert grower.poll() is None and jobs(config)[first]["state"] == "running"
+        finally:
+            grower.kill()
+            grower.wait()
     finally:
         foreign.kill()
         foreign.wait()
@@ -104,3 +114,27 @@ def test_a_rank_over_its_share_is_warned_about_or_stopped_when_enforced(config: 
     assert "gpu-mem-over" in events
     stop.write_text("")
     wait(lambda: jobs(config)[warned]["state"] == "succeeded", 60, "the warned job to end well")
+
+
+def test_out_of_memory_on_a_shared_card_names_what_shared_it(config: Path, tmp_path: Path) -> None:
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD)
+    stop = tmp_path / "stop"
+    oom = tmp_path / "oom.py"
+    oom.write_text('import sys\nprint("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",'
+                   ' file=sys.stderr, flush=True)\nsys.exit(1)\n')
+    holder = submit(config, "--name", "holder", "--gpu-mem", "3", "--nodes", "node2", "--", str(script), str(stop))
+
+    def seen() -> bool:  # its rank on the card, as telemetry shows it
+        doc = json.loads(ugro(config, "status", "--json").stdout)
+        card = next(n for n in doc["nodes"] if n["name"] == "node2")["gpus"][0]
+        return any(p["ugro_job"] == holder for p in card["processes"])
+
+    wait(seen, 60, "the holder's rank on node2's card")
+    failed = submit(config, "--name", "oom", "--gpu-mem", "2", "--nodes", "node2", "--", str(oom))
+    wait(lambda: jobs(config)[failed]["state"] == "failed", 60, "the job to run out of memory")
+    diagnosis = jobs(config)[failed]["diagnosis"]
+    assert diagnosis.startswith("CUDA out of memory"), diagnosis
+    assert f"the card was shared with job {holder} holds 3.0 GB, uses 1.5 GB on node2:0" in diagnosis, diagnosis
+    stop.write_text("")
+    wait(lambda: jobs(config)[holder]["state"] == "succeeded", 60, "the holder to end well")

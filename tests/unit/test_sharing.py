@@ -279,3 +279,30 @@ def test_a_starving_job_holds_only_what_it_needs() -> None:
     [kept, fits] = place([big, later], nodes, now=1000.0)
     assert kept.placement is None and "so gpu1:0 keeps 4.0 GB for it" in kept.reason
     assert fits.placement == (("gpu2", (0,)),)
+
+
+def test_a_foreign_process_that_grows_on_a_shared_card_is_named_never_stopped(tmp_path, monkeypatch) -> None:
+    from ugro_tui.core.jobs.async_store import AsyncJobStore
+    from ugro_tui.core.jobs.store import JobStore
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    store = JobStore()
+    [a] = store.submit([job(0, 3.0).spec])
+    store.move(a.id, JobState.STARTING, placement=(("gpu2", (0,)),))
+    store.move(a.id, JobState.RUNNING)
+    mine = GpuProcess(100, "me", "python", 1 * GB, ugro_job=a.id)
+    cluster, state = lab({"gpu2": (sample(0, 300 + 1 * GB, procs=(mine,)),)})
+    watch = MemoryWatch(AsyncJobStore(store), state)
+
+    async def sample_at(t: float, foreign_mib: int) -> None:
+        ollie = GpuProcess(4242, "ollie", "python", foreign_mib)
+        state.nodes["gpu2"].gpus = (sample(0, 300 + 1 * GB + foreign_mib, procs=(mine, ollie)),)
+        state.nodes["gpu2"].received_at = t
+        await watch.observe({j.id: j for j in store.active()})
+
+    asyncio.run(sample_at(1.0, 4 * GB))  # 300 + 1024 + 4096 used, 2048 declared but unused: 8192 holds it
+    assert store.get(a.id).warning == ""
+    asyncio.run(sample_at(2.0, 6 * GB))  # 300 + 1024 + 6144 + 2048 > 8192
+    assert store.get(a.id).warning == ("gpu2:0 is 1.3 GB short of what its jobs declared: ollie's python 6.0 GB "
+                                       "(ugro does not stop processes it did not start)")
+    assert store.get(a.id).state is JobState.RUNNING and not store.get(a.id).stop

@@ -11,8 +11,8 @@ import time
 from ugro_tui.core.jobs import events
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.model import Job, JobState
-from ugro_tui.core.jobs.sharing import OverUse, OverUseWatch, card_room, declared_mib, sharers_of
-from ugro_tui.core.telemetry.model import ClusterState, NodeState
+from ugro_tui.core.jobs.sharing import OverUse, OverUseWatch, card_room, declared_mib, gb, sharers_of
+from ugro_tui.core.telemetry.model import ClusterState, GpuSample, NodeState
 
 OOM = "CUDA out of memory"
 
@@ -23,6 +23,7 @@ class MemoryWatch:
         self.state = state
         self.watch = OverUseWatch()
         self.seen: dict[str, float] = {}
+        self.short: set[tuple[str, int]] = set()  # shared cards told of being short (until they are not)
 
     async def observe(self, jobs: dict[int, Job]) -> None:
         sharing = {j.id: j for j in jobs.values() if j.state is JobState.RUNNING and declared_mib(j.spec)}
@@ -33,8 +34,35 @@ class MemoryWatch:
                 continue
             self.seen[name] = at
             found += self.watch.observe(name, at, status.gpus, sharing)
+            for gpu in status.gpus:
+                await self._short(name, gpu, sharers_of(sharing.values(), name, gpu.index))
         for over in found:
             await self._act(sharing[over.job_id], over)
+
+    async def _short(self, node: str, gpu: GpuSample, sharers: list[Job]) -> None:
+        """A shared card whose other processes grew so far that its jobs' declared memory no longer fits: the jobs
+        are warned, naming what grew. ugro never kills a process it did not start; new placements see the room
+        gone."""
+        room = card_room(gpu, sharers, 0)
+        key = (node, gpu.index)
+        if room is None or not sharers or gpu.memory_total_mib is None or gpu.memory_used_mib is None:
+            self.short.discard(key)
+            return
+        unused = sum(max(0, h.declared - h.mib) for h in room.holders if h.job is not None)
+        lacking = gpu.memory_used_mib + unused - gpu.memory_total_mib
+        foreign = [h for h in room.holders if h.job is None]
+        if lacking <= 0 or not foreign:
+            self.short.discard(key)
+            return
+        if key in self.short:
+            return
+        self.short.add(key)
+        text = (f"{node}:{gpu.index} is {gb(lacking)} short of what its jobs declared: "
+                + ", ".join(str(h) for h in foreign) + " (ugro does not stop processes it did not start)")
+        for job in sharers:
+            await asyncio.to_thread(_tell, job, f"warning: {text}")
+            await self.store.update_active({job.id: lambda j, t=text: dataclasses.replace(j, warning=t)
+                                            if j.state.active else j})
 
     async def _act(self, job: Job, over: OverUse) -> None:
         enforce = job.spec.gpu_mem_enforce
