@@ -150,3 +150,45 @@ def test_a_stored_job_with_a_bad_env_name_is_named_as_damaged(config: Path) -> N
     store.active_path.write_text(json.dumps(data))
     assert [j.id for j in store.active()] == [1] and store.damaged == [f"job 2: env: {BAD_ENV} (letters, digits and _, "
                                                                        "not starting with a digit)"]
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--gpu-mem", "0"], "--gpu-mem: expected a number of GB above 0, got 0"),
+    (["--gpu-mem", "-1"], "--gpu-mem: expected a number of GB above 0, got -1"),
+    (["--gpu-mem", "abc"], "--gpu-mem: expected a number of GB, got 'abc'"),
+    (["--gpu-mem", "nan"], "--gpu-mem: expected a number of GB above 0, got nan"),
+    (["--gpu-mem", "13"], "--gpu-mem 13: 13.0 GB is more than any card holds; the largest is gpu-master:0 with "
+                          "11.9 GB, 0.5 GB of it kept free"),
+    (["--gpu-mem", "2", "--gpus-per-node", "0"], "--gpu-mem is the GPU memory each rank needs on a card"),
+])
+def test_a_bad_gpu_mem_is_one_line_naming_the_largest_card(tmp_path: Path, args: list[str], words: str) -> None:
+    sim = tmp_path / "sim.toml"  # simulated cards: the config itself says how big they are (no daemon asked)
+    sim.write_text('[[nodes]]\nname = "gpu-master"\nhost = "127.0.0.2"\nsim = { gpus = ["RTX 5070 Ti"] }\n'
+                   '[[nodes]]\nname = "gpu1"\nhost = "127.0.0.3"\nsim = { gpus = ["RTX 4070"] }\n')
+    done = ugro(sim, "submit", *args, "--", "x.py")
+    assert done.returncode == 2 and words in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert JobStore().active() == []
+
+
+@pytest.mark.parametrize(("toml", "words"), [
+    ('command = ["x.py"]\ngpu_mem_gb = 0', "gpu_mem_gb: expected a number of GB above 0"),
+    ('command = ["x.py"]\ngpu_mem_gb = "lots"', "gpu_mem_gb: expected a number of GB above 0"),
+    ('command = ["x.py"]\ngpu_mem_gb = true', "gpu_mem_gb: expected a number of GB above 0"),
+    ('command = ["x.py"]\ngpu_mem_gb = 2\ngpu_mem_enforce = "yes"', "gpu_mem_enforce: expected true or false"),
+], ids=["zero", "text", "bool", "enforce-text"])
+def test_a_bad_gpu_mem_in_a_job_file(config: Path, tmp_path: Path, toml: str, words: str) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text(toml + "\n")
+    done = ugro(config, "submit", "--file", str(job))
+    assert done.returncode == 2 and words in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert JobStore().active() == []
+
+
+def test_a_bad_share_gpus_or_headroom_is_one_config_line(tmp_path: Path) -> None:
+    for table, words in (('[[nodes]]\nname = "a"\nhost = "127.0.0.2"\nshare_gpus = "yes"\n', "nodes[0].share_gpus"),
+                         ('[cluster]\ngpu_mem_headroom_gb = -1\n[[nodes]]\nname = "a"\nhost = "127.0.0.2"\n',
+                          "cluster.gpu_mem_headroom_gb: expected a number of GB from 0 to 1024, got -1")):
+        path = tmp_path / "bad.toml"
+        path.write_text(table)
+        done = ugro(path, "nodes")
+        assert done.returncode == 2 and words in done.stderr, done.stderr
