@@ -138,7 +138,8 @@ def queue(args: Namespace, cluster: Cluster) -> int:
     jobs = [j for j in store.all() if not wanted or j.state.value in wanted]
     now = time.time()
     rows = [(str(j.id), j.spec.name, j.health, str(j.spec.priority), shape(j), placement_text(j),
-             age(now - j.submitted_at), runtime(j, now), j.reason or DASH) for j in jobs]
+             age(now - j.submitted_at), runtime(j, now), f"⚠ {j.warning}" if j.warning else j.reason or DASH)
+            for j in jobs]
     print(render(("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON"), rows)
           if rows else "no jobs")
     _say_damaged(store)

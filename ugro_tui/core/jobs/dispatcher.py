@@ -188,7 +188,6 @@ class Dispatcher:
             await self.launcher.sweep_leftovers(online)
         jobs = self._jobs = {j.id: j for j in await self.store.active()}
         await self._early_stop(jobs)
-        await self.memory.observe(jobs)
         now = self.clock()
         waiting = [j for j in self._sweep_limits(await self._settle_dependencies(jobs), jobs)
                    if self._not_ready.due(j.id) and (j.service.next_start if j.service else 0.0) <= now]
@@ -196,6 +195,7 @@ class Dispatcher:
         decisions = place(waiting, capacity(self.cluster, self.state, list(jobs.values())), now=self.clock(),
                           starve_after=self.starve_after)
         await self._apply(decisions, jobs)
+        await self.memory.observe(jobs)  # after placing: a failure to warn never holds a job back
         return [j for j in await self.store.active() if j.state is not JobState.HELD]
 
     def _elsewhere(self, job: Job, now: float) -> Job:
