@@ -306,3 +306,29 @@ def test_a_foreign_process_that_grows_on_a_shared_card_is_named_never_stopped(tm
     assert store.get(a.id).warning == ("gpu2:0 is 1.3 GB short of what its jobs declared: ollie's python 6.0 GB "
                                        "(ugro does not stop processes it did not start)")
     assert store.get(a.id).state is JobState.RUNNING and not store.get(a.id).stop
+
+
+def test_two_jobs_started_at_once_on_one_node_get_rendezvous_ports_of_their_own(tmp_path, monkeypatch) -> None:
+    """Two jobs placed in one round on one shared card start concurrently, before either stored its rendezvous:
+    the second must not be handed the first one's port (its torchrun would join the other job's store)."""
+    from ugro_tui.core.jobs.launcher import SshLauncher
+    from ugro_tui.core.jobs.store import JobStore
+    from ugro_tui.core.pool import Pool
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    store = JobStore()
+    cluster = Cluster(nodes=(Node("a", "127.0.0.2"),), rendezvous_ports=(29500, 29509))
+    jobs = store.submit([job(0, 1.0).spec, job(0, 1.0).spec, job(0, 1.0).spec, job(0, 1.0).spec])
+    later, jobs = jobs[3], jobs[:3]
+    for j in jobs:
+        store.move(j.id, JobState.STARTING, placement=(("a", (0,)),))
+    launcher = SshLauncher(cluster, store, Pool(cluster))
+
+    async def pick() -> list[int]:
+        return list(await asyncio.gather(*(launcher.free_port(store.get(j.id)) for j in jobs)))
+
+    ports = asyncio.run(pick())
+    assert len(set(ports)) == 3, ports
+    assert sorted(ports) == [29500, 29501, 29502]
+    store.move(jobs[0].id, JobState.CANCELLED, reason="cancelled")  # an ended job's port is free again
+    assert asyncio.run(launcher.free_port(later)) == ports[0]

@@ -46,17 +46,24 @@ class SshLauncher(Launcher):
         self.keeper = CheckpointKeeper(cluster, pool)
         self._retained_at: dict[int, float] = {}
         self.services = ServiceFollower(self)
+        self._claimed: dict[int, int] = {}  # job id -> the rendezvous port it was given (kept while it is active)
 
     def transport(self, node: str) -> Transport:
         return self.pool.get(node)
 
     async def free_port(self, job: Job) -> int:
-        """A rendezvous port no other running job uses (jobs on one host share its ports)."""
-        used = {int(j.rendezvous.rsplit(":", 1)[1]) for j in await asyncio.to_thread(self.store.active)
-                if j.id != job.id and j.state.active and j.rendezvous}
+        """A rendezvous port no other running job uses (jobs on one host share its ports), nor one handed to a job
+        being started beside it: two jobs placed in one round on one node (two cards, or one shared card) start
+        at once, before either has stored its rendezvous."""
+        active = [j for j in await asyncio.to_thread(self.store.active) if j.id != job.id and j.state.active]
+        used = {int(j.rendezvous.rsplit(":", 1)[1]) for j in active if j.rendezvous}
+        ids = {j.id for j in active}
+        self._claimed = {jid: port for jid, port in self._claimed.items() if jid in ids}
+        used |= set(self._claimed.values())
         lo, hi = self.cluster.rendezvous_ports
         for port in range(lo, hi + 1):
             if port not in used:
+                self._claimed[job.id] = port
                 return port
         raise RuntimeError(f"every rendezvous port {lo}-{hi} is in use by a running job")
 
