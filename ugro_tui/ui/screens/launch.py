@@ -210,6 +210,7 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             error.display = False
         if self.app.cluster.backend == "slurm":  # Slurm picks the nodes ([slurm] partition, extra)
             self.query_one("#f-nodes").parent.display = False
+            self.query_one("#f-gpu_mem").parent.display = False  # Slurm places jobs itself: no sharing by memory
             self.query_one("#preview-box").border_title = "sbatch, and the command on each node"
         self.validate()
 
