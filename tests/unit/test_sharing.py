@@ -317,11 +317,14 @@ def test_two_jobs_started_at_once_on_one_node_get_rendezvous_ports_of_their_own(
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     store = JobStore()
-    cluster = Cluster(nodes=(Node("a", "127.0.0.2"),), rendezvous_ports=(29500, 29509))
-    jobs = store.submit([job(0, 1.0).spec, job(0, 1.0).spec, job(0, 1.0).spec, job(0, 1.0).spec])
-    later, jobs = jobs[3], jobs[:3]
+    cluster = Cluster(nodes=(Node("a", "127.0.0.2"), Node("b", "127.0.0.3")), rendezvous_ports=(29500, 29509))
+    plain = dataclasses.replace(job(0).spec, kind="command")
+    jobs = store.submit([job(0, 1.0).spec, job(0, 1.0).spec, job(0, 1.0).spec, job(0, 1.0).spec, job(0).spec, plain])
+    later, elsewhere, command, jobs = jobs[3], jobs[4], jobs[5], jobs[:3]
     for j in jobs:
         store.move(j.id, JobState.STARTING, placement=(("a", (0,)),))
+    for j, node in ((elsewhere, "b"), (command, "a")):
+        store.move(j.id, JobState.STARTING, placement=((node, (1,)),))
     launcher = SshLauncher(cluster, store, Pool(cluster))
 
     async def pick() -> list[int]:
@@ -330,5 +333,9 @@ def test_two_jobs_started_at_once_on_one_node_get_rendezvous_ports_of_their_own(
     ports = asyncio.run(pick())
     assert len(set(ports)) == 3, ports
     assert sorted(ports) == [29500, 29501, 29502]
+    # The port binds on the job's first node only; a plain command needs none, and takes none from the others.
+    assert asyncio.run(launcher.free_port(store.get(elsewhere.id))) == 29500
+    assert asyncio.run(launcher.free_port(store.get(command.id))) == 29500
     store.move(jobs[0].id, JobState.CANCELLED, reason="cancelled")  # an ended job's port is free again
+    later = store.move(later.id, JobState.STARTING, placement=(("a", (0,)),))
     assert asyncio.run(launcher.free_port(later)) == ports[0]
