@@ -46,31 +46,29 @@ class SshLauncher(Launcher):
         self.keeper = CheckpointKeeper(cluster, pool)
         self._retained_at: dict[int, float] = {}
         self.services = ServiceFollower(self)
-        self._claimed: dict[int, tuple[str, int]] = {}  # job id -> the (host, port) it was given, while active
+        self._claimed: dict[int, int] = {}  # job id -> the rendezvous port it was given (kept while it is active)
 
     def transport(self, node: str) -> Transport:
         return self.pool.get(node)
 
     async def free_port(self, job: Job) -> int:
-        """A rendezvous port on the job's first node that no other active job there uses, nor one handed to a job
-        being started beside it: two jobs placed in one round on one node (two cards, or one shared card) start
-        at once, before either has stored its rendezvous. A plain command needs none (any port is named)."""
+        """A rendezvous port no other active job uses (cluster-wide: torchrun's store listens on every interface,
+        and two node entries may be one machine), nor one handed to a job being started beside it: two jobs placed
+        in one round start at once, before either has stored its rendezvous. A plain command needs none."""
         lo, hi = self.cluster.rendezvous_ports
         if job.spec.kind == "command":
             return lo
-        host = self.cluster.node(job.placement[0][0]).host
         active = [j for j in await asyncio.to_thread(self.store.active) if j.id != job.id and j.state.active
                   and j.spec.kind != "command"]
-        used = {int(j.rendezvous.rsplit(":", 1)[1]) for j in active
-                if j.rendezvous and j.rendezvous.rsplit(":", 1)[0] == host}
+        used = {int(j.rendezvous.rsplit(":", 1)[1]) for j in active if j.rendezvous}
         ids = {j.id for j in active}
-        self._claimed = {jid: claim for jid, claim in self._claimed.items() if jid in ids}
-        used |= {port for at, port in self._claimed.values() if at == host}
+        self._claimed = {jid: port for jid, port in self._claimed.items() if jid in ids}
+        used |= set(self._claimed.values())
         for port in range(lo, hi + 1):
             if port not in used:
-                self._claimed[job.id] = (host, port)
+                self._claimed[job.id] = port
                 return port
-        raise RuntimeError(f"every rendezvous port {lo}-{hi} on {host} is in use by a running job")
+        raise RuntimeError(f"every rendezvous port {lo}-{hi} is in use by a running job")
 
     async def prepare_nodes(self, job: Job) -> Job:
         """Before anything starts: every placed node has the job's datasets and its code tree, or NotReady says
