@@ -48,6 +48,9 @@ async def test_the_app_follows_a_warm_daemon_without_a_connection_of_its_own_and
         os.kill(first["pid"], signal.SIGKILL)
         await wait_for(pilot, lambda: app.session.dispatch_note.startswith("dispatch: daemon pid")
                        and str(first["pid"]) not in app.session.dispatch_note, 40, "a new daemon, followed")
+        # The toast is a message the app handles after the note is set: wait for it, never assume it came.
+        await wait_for(pilot, lambda: any("reconnected" in n.message for n in app._notifications), 10,
+                       "the reconnected toast")
         messages = [n.message for n in app._notifications]
         assert any("went away" in m for m in messages) and any("reconnected" in m for m in messages), messages
         assert connections(cluster, os.getpid()) == {"node0": 0, "node1": 0, "node2": 0}
