@@ -50,7 +50,11 @@ class NodeCard(Widget):
         if not self.is_mounted:  # a sample or a key press before the card is mounted: on_mount draws it
             return
         text, style = render.badge(self.status, self.clock())
-        colour = self.get_component_rich_style(f"node-card--{style}", partial=True)
+        try:
+            colour = self.get_component_rich_style(f"node-card--{style}", partial=True)
+        except KeyError:  # mounted, but its CSS not applied yet (a sample at start-up): drawn once it is
+            self.call_after_refresh(self.refresh_status)
+            return
         self.border_title = Text.assemble((self.status.name, "bold"), "  ", (self.status.address, "dim"))
         self.border_subtitle = Text(text, style=colour)
         self.set_class(self.selected_gpu is not None, "-has-selection")
