@@ -45,19 +45,14 @@ class MemoryWatch:
         gone."""
         room = card_room(gpu, sharers, 0)
         key = (node, gpu.index)
-        if room is None or not sharers or gpu.memory_total_mib is None or gpu.memory_used_mib is None:
-            self.short.discard(key)
-            return
-        unused = sum(max(0, h.declared - h.mib) for h in room.holders if h.job is not None)
-        lacking = gpu.memory_used_mib + unused - gpu.memory_total_mib
-        foreign = [h for h in room.holders if h.job is None]
-        if lacking <= 0 or not foreign:
+        foreign = [h for h in room.holders if h.job is None] if room is not None and sharers else []
+        if room is None or not room.short_mib or not foreign:
             self.short.discard(key)
             return
         if key in self.short:
             return
         self.short.add(key)
-        text = (f"{node}:{gpu.index} is {gb(lacking)} short of what its jobs declared: "
+        text = (f"{node}:{gpu.index} is {gb(room.short_mib)} short of what its jobs declared: "
                 + ", ".join(str(h) for h in foreign) + " (ugro does not stop processes it did not start)")
         for job in sharers:
             await asyncio.to_thread(_tell, job, f"warning: {text}")

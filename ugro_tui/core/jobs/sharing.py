@@ -62,6 +62,7 @@ class CardRoom:
 
     room_mib: int
     holders: tuple[Holder, ...] = ()
+    short_mib: int = 0  # how far the card is from holding what its jobs declared (their processes or others grew)
 
     def describe(self) -> str:
         return ", ".join(map(str, self.holders))
@@ -89,8 +90,9 @@ def card_room(gpu: GpuSample, sharers: Iterable[Job], headroom_mib: int) -> Card
     for p in gpu.processes:
         if p.ugro_job is None or p.ugro_job not in ids:
             holders.append(Holder(process_label(p.user, p.command), p.used_mib or 0))
-    room = gpu.memory_total_mib - gpu.memory_used_mib - unused - headroom_mib
-    return CardRoom(max(0, room), tuple(sorted(holders, key=lambda h: -max(h.mib, h.declared))))
+    left = gpu.memory_total_mib - gpu.memory_used_mib - unused
+    return CardRoom(max(0, left - headroom_mib), tuple(sorted(holders, key=lambda h: -max(h.mib, h.declared))),
+                    max(0, -left))
 
 
 def sharers_of(jobs: Iterable[Job], node: str, index: int) -> list[Job]:
