@@ -191,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     fwd.add_argument("job", metavar="JOB")
     fwd.add_argument("--local-port", type=_number(int, 0, "a port number"), default=0, metavar="L",
                      help="the port here (default: a free one)")
+    _session_parser(sub, common)
     sched = sub.add_parser("scheduler", parents=[common], help="run the dispatcher headless")
     sched.add_argument("--until-idle", action="store_true", help="exit when nothing is queued, starting or running")
 
@@ -217,6 +218,31 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this long")
     demo.add_argument("--plain", action="store_true", help="print the live status as text instead of the app")
     return p
+
+
+def _session_parser(sub, common: argparse.ArgumentParser) -> None:
+    s = sub.add_parser("session", parents=[common], help="reserve GPUs for a shell (a job of kind session) and open it",
+                       description="Reserve GPUs for a shell, a notebook or an editor; given back when idle.")
+    s.add_argument("--gpus", type=_positive_int, default=1, metavar="N", help="GPUs on one node (default 1)")
+    s.add_argument("--node", metavar="NAME[:GPU]", help="this node, or this GPU of it (node0:1)")
+    s.add_argument("--min-gpu-mem", type=_gigabytes, default=0.0, metavar="GB", help="cards with at least this")
+    s.add_argument("--hours", type=_share_gb, default=12.0, metavar="H", help="given back after H hours (12)")
+    s.add_argument("--idle-stop", default="60", metavar="MIN", help="given back after MIN idle minutes (60; or 30s)")
+    s.add_argument("--name", metavar="N", help="its name in the queue")
+    s.add_argument("--priority", type=int, default=0, metavar="P", help="as for any job (higher first)")
+    s.add_argument("--workdir", metavar="DIR", help="where the shell starts (default: the node's workdir)")
+    s.add_argument("--no-attach", action="store_true", help="print the ssh command instead of opening the shell")
+    s.add_argument("--no-wait", action="store_true", help="refuse at once when no GPU is free, naming why")
+    s.add_argument("--ssh-config", action="store_true", help="add a `Host ugro-session-ID` entry (VS Code)")
+    verbs = s.add_subparsers(dest="session_verb", metavar="attach|end|extend|list")
+    a = verbs.add_parser("attach", parents=[common], help="another shell in a running session")
+    a.add_argument("id", metavar="ID")
+    a.add_argument("--no-attach", action="store_true", help="print the ssh command instead")
+    verbs.add_parser("end", parents=[common], help="give its GPUs back now").add_argument("id", metavar="ID")
+    e = verbs.add_parser("extend", parents=[common], help="keep it longer")
+    e.add_argument("id", metavar="ID")
+    e.add_argument("--hours", type=_share_gb, required=True, metavar="H", help="hours more than its end now")
+    verbs.add_parser("list", parents=[common], help="sessions: shells attached, idle, time left")
 
 
 def _number(kind: type, least: float, what: str):
@@ -281,6 +307,8 @@ def _change_asked(args: argparse.Namespace) -> str | None:
     verb = args.verb
     if verb in ("submit", "cancel", "hold", "release", "retry", "kill", "sync"):
         return f"ugro {verb}"
+    if verb == "session" and getattr(args, "session_verb", None) not in ("attach", "list"):
+        return f"ugro session {args.session_verb or ''}".strip()
     if verb == "nodes" and getattr(args, "nodes_verb", None):
         return f"ugro nodes {args.nodes_verb}"
     if verb == "sweep" and args.sweep_verb == "cancel":
@@ -348,6 +376,12 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import services
 
         return (services.list_services if args.verb == "services" else services.forward)(args, _load(args))
+    if args.verb == "session":
+        from ugro_tui.commands import session
+
+        handler = {None: session.start, "attach": session.attach, "end": session.end, "extend": session.extend,
+                   "list": session.list_sessions}[args.session_verb]
+        return handler(args, _load(args))
     if args.verb == "scheduler":
         from ugro_tui.commands import scheduler
 

@@ -99,7 +99,8 @@ def merge(cur: Job, now: Job) -> Job:
     keep_prune = now.state is not JobState.QUEUED  # a retry starts over: its predecessor's prune is done
     return dataclasses.replace(now, cancel_requested=asked, prune=(cur.prune or now.prune) if keep_prune else "",
                                stop=(cur.stop or now.stop) if keep_prune else "",
-                               warning=(cur.warning or now.warning) if keep_prune else "")
+                               warning=(cur.warning or now.warning) if keep_prune else "",
+                               session=cur.session if keep_prune else None)  # the session watch's and extend's
 
 
 # --- the per-job error guard --------------------------------------------------------------------------------------

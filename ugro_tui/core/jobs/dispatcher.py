@@ -24,6 +24,7 @@ from ugro_tui.core.jobs.model import Job, JobState, NodeRun, reroute, transition
 from ugro_tui.core.jobs.placement import Decision, NodeCapacity, allowed, capacity, job_order, place
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.lifecycle import JobGuard, NotReadyBackoff, dependencies, merge
+from ugro_tui.core.sessions.watch import SessionWatch
 from ugro_tui.core.sync.service import NotReady
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
 from ugro_tui.core.transport import ConnectError
@@ -71,6 +72,10 @@ class Launcher:
 
     async def sweep_leftovers(self, online: set[str]) -> None:
         """Kill what nodes that are back (`online`) still run of attempts that ended while they were away."""
+
+    async def session_probe(self, job: Job, message: str):
+        """A session's processes and attached shells on its node (sessions/probe.py); `message` goes to them."""
+        raise NotImplementedError
 
 
 class SweepTrials:
@@ -172,6 +177,7 @@ class Dispatcher:
         self._limit_reasons: dict[int, str] = {}
         self._not_ready = NotReadyBackoff(clock)  # jobs whose placed nodes lacked their data or code
         self.memory = MemoryWatch(self.store, state)  # ranks over their declared memory on a shared card
+        self.sessions = SessionWatch(self.store, state, launcher, clock)  # idle stops, ends, attached shells
         self._jobs: dict[int, Job] = {}  # the round's active jobs, for a diagnosis that names a card's sharers
 
     async def tick(self) -> list[Job]:
@@ -196,6 +202,7 @@ class Dispatcher:
                           starve_after=self.starve_after)
         await self._apply(decisions, jobs)
         await self.memory.observe(jobs)  # after placing: a failure to warn never holds a job back
+        await self.sessions.observe(jobs)
         return [j for j in await self.store.active() if j.state is not JobState.HELD]
 
     def _elsewhere(self, job: Job, now: float) -> Job:
@@ -278,7 +285,8 @@ class Dispatcher:
             if job.state.active:
                 done = await self.launcher.cancel(job)
                 if job.stop and not job.cancel_requested and done.state is JobState.CANCELLED:
-                    done = reroute(done, JobState.FAILED, reason=job.stop)
+                    ended = JobState.SUCCEEDED if job.spec.kind == "session" else JobState.FAILED  # given back
+                    done = reroute(done, ended, reason=job.stop)
                 elif job.prune and not job.cancel_requested and done.state is JobState.CANCELLED:
                     done = reroute(done, JobState.PRUNED, reason=job.prune)
                 await self._save(done)

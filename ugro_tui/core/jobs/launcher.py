@@ -30,6 +30,7 @@ from ugro_tui.core.transport import ConnectError, Transport, path_word
 from ugro_tui.errors import UgroError
 
 GRACE_SECONDS = 5.0
+SESSION_GRACE = 10.0  # a session's processes (a person's editor, notebook) get longer to save
 RETAIN_EVERY = 5.0  # seconds between retention passes while a job runs
 METRIC_EVERY = 5.0  # seconds between stored metric updates of a job that no early stopping reads
 
@@ -296,7 +297,7 @@ class SshLauncher(Launcher):
                                            return_exceptions=True)
             unreachable = {n for (n, r), a in zip([x for x in job.runs if x[1].pid], answers, strict=True)
                            if isinstance(a, BaseException)}
-            if not any(a is True for a in answers):
+            if not any(a is True for a in answers) and not await self._session_left(job):
                 break
             await asyncio.sleep(0.25)
         # KILL whatever is left, found by its env: a torchrun agent can outlive its shell's TERM and would keep
@@ -305,8 +306,26 @@ class SshLauncher(Launcher):
         await self.sync_logs(job)
         return unreachable
 
+    async def session_probe(self, job: Job, message: str):
+        from ugro_tui.core.sessions import probe
+
+        node = job.runs[0][0]
+        script = probe.command(self.cluster.node(node), job.id, await asyncio.to_thread(self.store.identity), message)
+        done = await self.transport(node).run(script, timeout=self.cluster.connect_timeout)
+        if not done.ok:
+            raise RuntimeError(f"{node}: {done.stderr.strip() or 'the session probe failed'}")
+        return probe.parse(done.stdout)
+
+    async def _session_left(self, job: Job) -> bool:
+        """A session's processes outlive its keeper (a shell, an editor saving): they get the whole grace."""
+        if job.spec.kind != "session":
+            return False
+        with contextlib.suppress(Exception):
+            return bool((await self.session_probe(job, "")).pids)
+        return False
+
     async def cancel(self, job: Job) -> Job:
-        unreachable = await self.terminate(job)
+        unreachable = await self.terminate(job, SESSION_GRACE if job.spec.kind == "session" else GRACE_SECONDS)
         job = dataclasses.replace(job, metric=await self._metric(job))
         self.metrics.forget(job.id)
         if unreachable:  # its processes there are swept when the node is back
@@ -318,10 +337,10 @@ class SshLauncher(Launcher):
     async def _stop(self, job: Job, sig: signal.Signals) -> None:
         await asyncio.gather(*(self.transport(n).signal_group(r.pid, sig) for n, r in job.runs
                                if r.pid and n in self.pool), return_exceptions=True)
-        if sig is signal.SIGKILL:  # torchrun's workers run in sessions of their own: find them by their env
+        if sig is signal.SIGKILL or job.spec.kind == "session":  # torchrun's workers, a session's shells: by env
             store = await asyncio.to_thread(self.store.identity)
             timeout = self.cluster.connect_timeout
-            await asyncio.gather(*(self.transport(n).run(sweep_command(job.id, n, store), timeout=timeout)
+            await asyncio.gather(*(self.transport(n).run(sweep_command(job.id, n, store, sig), timeout=timeout)
                                    for n, _ in job.runs if n in self.pool), return_exceptions=True)
 
 

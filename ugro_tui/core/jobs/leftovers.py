@@ -38,7 +38,7 @@ def leftovers_remove(items: list[tuple[int, str]]) -> None:
     _leftovers_write([i for i in leftovers_read() if i not in gone])
 
 
-def sweep_command(job_id: int, node: str, store: str) -> str:
+def sweep_command(job_id: int, node: str, store: str, sig: int = 9) -> str:
     """KILL every process on the node whose environment says it belongs to this job on this node, of this store
     (UGRO_STORE); a process with no UGRO_STORE was started before stores had one and matches by job and node."""
     want = shlex.quote(f"UGRO_JOB_ID={int(job_id)}")
@@ -47,4 +47,4 @@ def sweep_command(job_id: int, node: str, store: str) -> str:
     return ("for p in /proc/[0-9]*; do e=$(tr '\\0' '\\n' < \"$p/environ\" 2>/dev/null) || continue; "
             f"printf '%s\\n' \"$e\" | grep -qx {want} && printf '%s\\n' \"$e\" | grep -qx {here} && "
             f"{{ printf '%s\\n' \"$e\" | grep -qx {ours} || ! printf '%s\\n' \"$e\" | grep -q '^UGRO_STORE='; }} && "
-            "kill -9 \"${p#/proc/}\" 2>/dev/null; done; true")
+            f"kill -{int(sig)} \"${{p#/proc/}}\" 2>/dev/null; done; true")

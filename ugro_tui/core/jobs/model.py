@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from ugro_tui.core.services.status import ServiceStatus, service_problem
+from ugro_tui.core.sessions.status import SessionStatus, session_problem
 from ugro_tui.errors import UgroError
 from ugro_tui.names import env_name_problem
 
@@ -58,7 +59,7 @@ class BadSpec(UgroError):
 
 
 MAX_NAME = 200
-KINDS = ("torchrun", "command", "service")
+KINDS = ("torchrun", "command", "service", "session")
 INT_FIELDS = ("nnodes", "nproc_per_node", "gpus_per_node", "priority", "max_retries", "max_concurrent",
               "warmup_steps", "min_trials", "grace", "reduction_factor", "max_t")
 OPTIONAL_TEXT = ("workdir", "checkpoint_dir", "template", "sweep_id", "metric_regex", "early_stop", "sync",
@@ -88,7 +89,7 @@ def spec_type_problem(spec: JobSpec) -> str | None:
         if why := _text_problem(word):
             return f"command: {why}"
     if spec.kind not in KINDS:
-        return f"kind: expected torchrun, command or service, got {spec.kind!r}"
+        return f"kind: expected torchrun, command, service or session, got {spec.kind!r}"
     for key in INT_FIELDS:
         value = getattr(spec, key)
         if isinstance(value, bool) or not isinstance(value, int):
@@ -119,7 +120,7 @@ def spec_type_problem(spec: JobSpec) -> str | None:
         return f"sync_git: expected true or false, got {spec.sync_git!r}"
     if not isinstance(spec.data, tuple):
         return f"data: expected a list, got {spec.data!r}"
-    return service_problem(spec) or _search_problem(spec)
+    return service_problem(spec) or session_problem(spec) or _search_problem(spec)
 
 
 def _search_problem(spec: JobSpec) -> str | None:
@@ -158,7 +159,7 @@ def _search_problem(spec: JobSpec) -> str | None:
 class JobSpec:
     name: str
     command: tuple[str, ...]            # torchrun: script + args; command, service: argv (a service's head)
-    kind: str = "torchrun"              # torchrun | command | service
+    kind: str = "torchrun"              # torchrun | command | service | session
     nnodes: int = 1
     nproc_per_node: int = 1
     gpus_per_node: int = 1
@@ -208,6 +209,11 @@ class JobSpec:
     restart: str = "on-failure"                # never | on-failure | always
     max_restarts: int = 5
     worker_command: tuple[str, ...] = ()       # run on every node but the first (the head), started first
+    # Sessions (kind = "session", sessions/): given back after `hours`, or after `idle_stop_min` minutes with no
+    # shell attached and no process of it on its GPUs. `gpu_indexes`: these GPUs of its node, not any free ones.
+    hours: float = 12.0
+    idle_stop_min: float = 60.0
+    gpu_indexes: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -218,13 +224,14 @@ class JobSpec:
         out["env"] = dict(self.env)
         out["after"] = list(self.after)
         out["params"] = dict(self.params)
+        out["gpu_indexes"] = list(self.gpu_indexes)
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
         """A stored spec, checked: wrong types raise BadSpec (the store then names the job as damaged)."""
         data = dict(data)
-        for key in ("command", "nodes", "after", "worker_command"):
+        for key in ("command", "nodes", "after", "worker_command", "gpu_indexes"):
             if not isinstance(data.get(key, []), list):
                 raise BadSpec(f"{key}: expected a list, got {data[key]!r}")
         for key in ("env", "params"):
@@ -236,6 +243,7 @@ class JobSpec:
         data["env"] = tuple(dict(data.get("env", {})).items())
         data["params"] = tuple(dict(data.get("params", {})).items())
         data["after"] = tuple(data.get("after", ()))
+        data["gpu_indexes"] = tuple(data.get("gpu_indexes", ()))
         data["data"] = parse_data(data.get("data", []))
         known = {f for f in cls.__dataclass_fields__}
         spec = cls(**{k: v for k, v in data.items() if k in known})
@@ -315,6 +323,7 @@ class Job:
     sync_sent: tuple[tuple[str, int, int], ...] = ()  # per node: files and bytes of code that had to travel
     service: ServiceStatus | None = None  # a service's health, port and restarts
     slurm: SlurmRef | None = None         # the Slurm backend's job, once submitted there
+    session: SessionStatus | None = None  # a session's end, last activity and attached shells
     # The states this copy went through since it was read (transition() adds to it; never stored): the store
     # refuses a change of state that did not go through transition().
     trail: tuple[JobState, ...] = field(default=(), compare=False, repr=False)
@@ -337,6 +346,7 @@ class Job:
             "metric": [[s, v if math.isfinite(v) else None, round(t, 3)] for s, v, t in self.metric],
             "service": self.service.to_json() if self.service else None,
             "slurm": asdict(self.slurm) if self.slurm else None,
+            "session": self.session.to_json() if self.session else None,
             **({"endpoint": self.service.endpoint if self.service else None,
                 "restarts": self.service.restarts if self.service else 0, "health": self.health}
                if self.spec.kind == "service" else {}),
@@ -372,6 +382,7 @@ class Job:
             service=ServiceStatus.from_json(data.get("service")),
             slurm=SlurmRef(**{k: str(v) for k, v in data["slurm"].items() if k in SlurmRef.__dataclass_fields__})
             if isinstance(data.get("slurm"), dict) else None,
+            session=SessionStatus.from_json(data.get("session")),
         )
 
 
@@ -395,6 +406,7 @@ def transition(job: Job, to: JobState, *, reason: str = "", now: float | None = 
         changes.setdefault("prune", "")
         changes.setdefault("stop", "")
         changes.setdefault("warning", "")
+        changes.setdefault("session", None)
         if job.state is not JobState.HELD:  # released: still the same Slurm job; anything else: a new one
             changes.setdefault("slurm", None)
         if job.state.finished:  # run again: a cancel of an attempt before is done with (one asked since is kept)

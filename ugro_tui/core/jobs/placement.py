@@ -49,6 +49,7 @@ class NodeCapacity:
     gpu_count: int = 0
     gpu_total_mib: int = 0   # the largest GPU's memory, for "could this ever fit"
     headroom_mib: int = 0    # kept free on a shared card
+    sessions: tuple[tuple[int, str], ...] = ()  # (GPU index, "session 7 (name)") of the cards sessions hold
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ def _usable(job: Job, gpus: Sequence[FreeGpu]) -> list[FreeGpu]:
     """The cards of one node the job may take, tightest first for a sharing job."""
     need = job.spec.min_gpu_mem_gb * 1024
     share = declared_mib(job.spec)
+    if job.spec.gpu_indexes:  # these GPUs of the node (a session started on a chosen card)
+        gpus = [g for g in gpus if g.index in job.spec.gpu_indexes]
     if share:
         fits = [g for g in gpus if g.room is not None and g.room.room_mib >= max(share, need)]
         return sorted(fits, key=lambda g: (g.room.room_mib if g.room else 0, g.index))
@@ -97,7 +100,7 @@ def _need_mib(job: Job, node: NodeCapacity) -> float:
 
 def could_ever_fit(job: Job, nodes: Sequence[NodeCapacity]) -> bool:
     able = [n for n in nodes if allowed(job, n) and n.gpu_count >= job.spec.gpus_per_node
-            and n.gpu_total_mib >= _need_mib(job, n)]
+            and n.gpu_total_mib >= _need_mib(job, n) and n.gpu_count > max(job.spec.gpu_indexes, default=-1)]
     return len(able) >= job.spec.nnodes
 
 
@@ -134,7 +137,7 @@ def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
         s = job.spec
         home = set(job.ran_on) if s.checkpoint_dir else set()  # a retry goes where its checkpoints are, if free
         share = declared_mib(s)
-        shape = (s.nnodes, s.gpus_per_node, share, s.min_gpu_mem_gb, s.nodes, tuple(sorted(home)))
+        shape = (s.nnodes, s.gpus_per_node, share, s.min_gpu_mem_gb, s.nodes, tuple(sorted(home)), s.gpu_indexes)
         known = unfit.get(shape)
         if known is None:
             fitting = []
@@ -215,10 +218,17 @@ def _keep_room(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[Fre
     return kept
 
 
+def _held_by_sessions(job: Job, nodes: Sequence[NodeCapacity]) -> str:
+    """The cards the job could use that sessions hold, named: a person is using them, not a job that ends."""
+    held = [f"{n.name}:{i} is held by {who}" for n in nodes if allowed(job, n) for i, who in n.sessions
+            if not job.spec.gpu_indexes or i in job.spec.gpu_indexes]
+    return "; " + ", ".join(held[:3]) + (f" (+{len(held) - 3} more)" if len(held) > 3 else "") if held else ""
+
+
 def _wait_reason(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[FreeGpu]], free_now: int) -> str:
     such = f"{free_now} such node{'s' if free_now != 1 else ''}"
     if not declared_mib(job.spec):
-        return f"{describe_need(job)}; {such} free now"
+        return f"{describe_need(job)}; {such} free now{_held_by_sessions(job, nodes)}"
     if job.spec.nnodes > 1:
         return f"{describe_need(job)}; {such} now; {_best_card(job, nodes, pool)}"
     return f"{describe_need(job)}; {_best_card(job, nodes, pool)}"
@@ -240,6 +250,11 @@ def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job]) -> list[Nod
                   for node, gpus in job.placement for gpu in gpus}
     placed = {(node, gpu) for job in active for node, gpus in job.placement for gpu in gpus}
     headroom = round(cluster.gpu_mem_headroom_gb * 1024)
+    sessions: dict[str, list[tuple[int, str]]] = {}
+    for job in active:
+        if job.spec.kind == "session":
+            for node, gpus in job.placement:
+                sessions.setdefault(node, []).extend((g, f"session {job.id} ({job.spec.name})") for g in gpus)
     out = []
     for node in cluster.nodes:
         status = state.nodes.get(node.name)
@@ -255,5 +270,6 @@ def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job]) -> list[Nod
             if whole or room is not None:
                 free.append(FreeGpu(g.index, g.memory_free_mib, whole, room))
         out.append(NodeCapacity(node.name, node.labels, tuple(free), len(gpus),
-                                max((g.memory_total_mib or 0 for g in gpus), default=0), headroom))
+                                max((g.memory_total_mib or 0 for g in gpus), default=0), headroom,
+                                tuple(sessions.get(node.name, ()))))
     return out

@@ -39,6 +39,8 @@ def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePla
             ("UGRO_NNODES", str(spec.nnodes)), *([("UGRO_STORE", store)] if store else []),
             ("TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE", TEE_PREFIX), ("PYTHONUNBUFFERED", "1"),
         ]
+        if spec.kind == "session":  # its shells, and what they start, are found on the node by this
+            env.append(("UGRO_SESSION", str(job.id)))
         if spec.gpu_mem_gb is not None:  # a shared card: the script holds each rank to it (README: sharing a card)
             env.append(("UGRO_GPU_MEM_GB", f"{spec.gpu_mem_gb:g}"))
         if node.socket_ifname:
@@ -62,17 +64,23 @@ def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePla
         elif values:
             command = " ".join(python_command(node) if w == "{python}" else _word(roles.fill(w, values))
                                for w in roles.command_of(spec, node_rank))
+        elif spec.kind == "session":
+            command = "sleep 2147483647"  # the keeper: it holds the GPUs until the session ends
         else:
             command = " ".join(map(_word, spec.command))
         workdir = workdir_of(spec, node)
         rdw = path_word(rd)
+        setup = f"{node.prelude}{export_env(env)}{export_paths(paths)}"
+        if spec.kind == "session":  # what each shell of the session sources (sessions/shell.py)
+            command = (f"cat > {rdw}/session.sh <<'UGRO_SESSION_EOF'\ncd {path_word(workdir)} 2>/dev/null\n"
+                       f"{setup}\nUGRO_SESSION_EOF\n{command}")
         role = ("head" if node_rank == 0 else "worker") if values else f"node rank {node_rank}"
         script = "\n".join([
             "#!/bin/sh",
             f"# ugro job {job.id} attempt {job.attempt} on {node.name} ({role})",
             f"echo $$ > {rdw}/pid",
             f"mkdir -p {path_word(workdir)} && cd {path_word(workdir)} || {{ echo 97 > {rdw}/exit; exit 97; }}",
-            f"{node.prelude}{export_env(env)}{export_paths(paths)}",
+            setup,
             command,
             "code=$?",
             f'echo "$code" > {rdw}/exit.tmp && mv -f {rdw}/exit.tmp {rdw}/exit',

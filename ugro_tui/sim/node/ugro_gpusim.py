@@ -43,6 +43,8 @@ def _read_env(pid):
     cvd = env.get(b"CUDA_VISIBLE_DEVICES")
     if node is None or cvd is None or _launcher(pid):
         return None
+    if b"UGRO_SESSION" in env and b"UGRO_SIM_MEM_MIB" not in env:
+        return None  # a session's keeper and shells never open the GPU; what a session runs on it says its memory
     try:
         gpus = [int(x) for x in cvd.decode().split(",") if x.strip().isdigit()]
         return node.decode(), gpus, int(env.get(b"UGRO_SIM_MEM_MIB", b"1500"))

@@ -1,0 +1,58 @@
+"""What the daemon asks a session's node (one round trip): the session's processes, which of them are attached
+shells and on which terminal; with a message, it is written to those terminals (as `wall` would). The script is
+Python 3.8, like all node code."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+from ugro_tui.config import Node
+from ugro_tui.core.transport import python_command
+
+SCRIPT = r'''
+import json, os, sys
+want, store, message = sys.argv[1].encode(), sys.argv[2].encode(), sys.argv[3]
+pids, shells = [], []
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    try:
+        with open("/proc/%s/environ" % pid, "rb") as f:
+            env = dict(i.split(b"=", 1) for i in f.read().split(b"\0") if b"=" in i)
+    except (OSError, ValueError):
+        continue
+    if env.get(b"UGRO_SESSION") != want or (store and env.get(b"UGRO_STORE", store) != store):
+        continue
+    pids.append(int(pid))
+    if env.get(b"UGRO_SHELL") == pid.encode():
+        try:
+            tty = os.readlink("/proc/%s/fd/0" % pid)
+        except OSError:
+            tty = ""
+        shells.append([int(pid), tty])
+        if message and tty.startswith("/dev/pts/"):
+            try:
+                with open(tty, "w") as t:
+                    t.write("\r\n\a" + message + "\r\n")
+            except OSError:
+                pass
+print(json.dumps({"pids": pids, "shells": shells}))
+'''
+
+
+@dataclass(frozen=True)
+class Seen:
+    pids: frozenset[int]
+    shells: tuple[tuple[int, str], ...]  # (pid, terminal)
+
+
+def command(node: Node, job_id: int, store: str, message: str = "") -> str:
+    return (f"{python_command(node)} -c {shlex.quote(SCRIPT)} {shlex.quote(str(job_id))} {shlex.quote(store)} "
+            f"{shlex.quote(message)}")
+
+
+def parse(stdout: str) -> Seen:
+    doc = json.loads(stdout.strip().splitlines()[-1])
+    return Seen(frozenset(int(p) for p in doc["pids"]), tuple((int(p), str(t)) for p, t in doc["shells"]))
