@@ -123,3 +123,80 @@ def test_an_idle_session_is_given_back_and_a_busy_one_is_not(config: Path) -> No
         stand_in.wait(10)
     ugro(config, "session", "end", str(busy))
     wait(lambda: jobs(config)[busy]["state"] == "succeeded", 40, "the busy one ended by hand")
+
+
+def daemon_pid(config: Path) -> int:
+    done = ugro(config, "daemon", "status", "--json")
+    return int(json.loads(done.stdout)["pid"])
+
+
+def test_a_killed_daemon_loses_no_session_and_the_next_one_warns_its_shell_and_ends_it_on_time(
+        config: Path) -> None:
+    sid, argv = start_session(config, "--node", "node1", "--hours", "0.012")  # 43 s: warned 21 s before its end
+    pane = f"ugro-session-t-{os.getpid()}"
+    subprocess.run(["tmux", "kill-session", "-t", pane], capture_output=True)
+    subprocess.run(["tmux", "new-session", "-d", "-s", pane, "-x", "120", "-y", "30", shlex.join(argv)], check=True)
+    try:
+        wait(lambda: capture(pane).rstrip().endswith(("$", "#")), 30, "the session's shell prompt")
+        pid = daemon_pid(config)
+        os.kill(pid, signal.SIGKILL)
+        wait(lambda: subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0, 10, "it died")
+        assert jobs(config)[sid]["state"] == "running"  # the keeper and the run dir carry it
+        assert ugro(config, "daemon", "start").returncode == 0
+        wait(lambda: jobs(config)[sid]["session"]["shells"] == 1, 30, "the new daemon counting the shell")
+        wait(lambda: f"session {sid}" in capture(pane) and "ends in" in capture(pane), 40, "the wall message")
+        extra = ugro(config, "session", "list").stdout
+        assert f"{sid} " in extra and "node1:0" in extra, extra
+        wait(lambda: jobs(config)[sid]["state"] == "succeeded", 60, "the session given back at its end")
+        assert jobs(config)[sid]["reason"].startswith("given back: it reached its end"), jobs(config)[sid]["reason"]
+        wait(lambda: "closed" in capture(pane) or not capture(pane).strip()
+             or subprocess.run(["tmux", "has-session", "-t", pane], capture_output=True).returncode != 0,
+             30, "its shell ended (TERM, then KILL)")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", pane], capture_output=True)
+
+
+def test_no_wait_refuses_at_once_naming_why_and_extend_moves_the_end(config: Path) -> None:
+    first, _ = start_session(config, "--node", "node2")
+    refused = ugro(config, "session", "--node", "node2", "--no-wait", "--no-attach")
+    assert refused.returncode != 0 and "no GPU for it now (--no-wait)" in refused.stderr, refused.stderr
+    assert f"node2:0 is held by session {first}" in refused.stderr, refused.stderr
+    second = max(jobs(config))
+    assert jobs(config)[second]["state"] == "cancelled"
+    before = jobs(config)[first]["session"]["ends_at"]
+    done = ugro(config, "session", "extend", str(first), "--hours", "2")
+    assert done.returncode == 0, done.stderr
+    assert abs(jobs(config)[first]["session"]["ends_at"] - (before + 7200)) < 1
+    wrong = ugro(config, "session", "attach", str(second))
+    assert wrong.returncode != 0 and "cancelled" in wrong.stderr and "Traceback" not in wrong.stderr
+    ugro(config, "session", "end", str(first))
+    wait(lambda: jobs(config)[first]["state"] == "succeeded", 40, "ended")
+
+
+def test_d_in_the_nodes_view_suspends_the_app_into_a_session_shell_and_comes_back(config: Path) -> None:
+    """As a user does it in a terminal (tmux at 80x24): select a GPU, `d`, a shell on that GPU, `exit`, the app."""
+    import sys
+
+    keep = ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "UGRO_AUTOSTART", "PATH")
+    app = ["env", *(f"{k}={os.environ[k]}" for k in keep if k in os.environ), sys.executable, "-m", "ugro_tui",
+           "--config", str(config)]
+    pane = f"ugro-app-{os.getpid()}"
+    subprocess.run(["tmux", "kill-session", "-t", pane], capture_output=True)
+    subprocess.run(["tmux", "new-session", "-d", "-s", pane, "-x", "80", "-y", "24", shlex.join(app)], check=True)
+    try:
+        wait(lambda: "RTX 4070" in capture(pane) and "online" in capture(pane), 40, "the Nodes view")
+        wait(lambda: "processes on node0 GPU 0" in capture(pane), 10, "the first GPU selected")
+        tmux(pane, "j")
+        chosen = 1
+        wait(lambda: "processes on node0 GPU 1" in capture(pane), 10, "node0's second GPU selected")
+        tmux(pane, "d")
+        wait(lambda: capture(pane).rstrip().endswith(("$", "#")), 40, "the session's shell in this terminal")
+        tmux(pane, "echo CVD=$CUDA_VISIBLE_DEVICES NODE=$UGRO_NODE", "Enter")
+        wait(lambda: f"CVD={chosen} NODE=node0" in capture(pane), 20, "the shell on the selected GPU")
+        [sid] = [i for i, j in jobs(config).items() if j["spec"]["kind"] == "session"]
+        assert jobs(config)[sid]["placement"] == {"node0": [chosen]}
+        tmux(pane, "exit", "Enter")
+        wait(lambda: f"back from session {sid}" in capture(pane), 30, "the app back, saying so")
+        assert jobs(config)[sid]["state"] == "running"  # the session keeps its GPU until ended or idle
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", pane], capture_output=True)

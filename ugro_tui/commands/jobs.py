@@ -17,6 +17,7 @@ from ugro_tui.core.jobs.model import Job, JobSpec, JobState
 from ugro_tui.core.jobs.request import spec_from_request
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id
+from ugro_tui.core.sessions.watch import reason_of
 from ugro_tui.errors import UgroError, UsageError
 
 
@@ -138,7 +139,7 @@ def queue(args: Namespace, cluster: Cluster) -> int:
     jobs = [j for j in store.all() if not wanted or j.state.value in wanted]
     now = time.time()
     rows = [(str(j.id), j.spec.name, j.health, str(j.spec.priority), shape(j), placement_text(j),
-             age(now - j.submitted_at), runtime(j, now), f"⚠ {j.warning}" if j.warning else j.reason or DASH)
+             age(now - j.submitted_at), runtime(j, now), f"⚠ {j.warning}" if j.warning else reason_of(j, now) or DASH)
             for j in jobs]
     print(render(("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON"), rows)
           if rows else "no jobs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 # Action names (with their parameters where one action both looks and changes) that change jobs, nodes or files.
 CHANGES = frozenset({
     "new_job", "cancel_job", "hold", "retry", "edit", "add_node", "edit_node", "remove_node", "trust",
-    "cancel_sweep", "submit", "save_template", "save", "signal", "resume", ("run", (True,)),
+    "cancel_sweep", "submit", "save_template", "save", "signal", "resume", ("run", (True,)), "session",
 })
 
 

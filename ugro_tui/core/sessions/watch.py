@@ -156,3 +156,18 @@ def session_columns(job: Job, now: float) -> tuple[str, str, str]:
     shells = job.session.shells if job.session else 0
     _, left, _ = ending(job, now)
     return str(shells), minutes(idle_for(job, now)), minutes(max(0.0, left))
+
+
+def session_line(job: Job, now: float) -> str:
+    """A running session in a few words for the Jobs view and `ugro queue`: shells, idle time, time left."""
+    shells, idle, left = session_columns(job, now)
+    which, _, _ = ending(job, now)
+    attached = f"{shells} shell{'s' if shells != '1' else ''} attached"
+    return f"session: {attached} · idle {idle} · given back in {left}" + (" (idle stop)" if which == "idle" else "")
+
+
+def reason_of(job: Job, now: float) -> str:
+    """What the reason column says: a running session's line, else the job's reason."""
+    if job.spec.kind == "session" and job.state is JobState.RUNNING and not job.stop:
+        return session_line(job, now)
+    return job.reason

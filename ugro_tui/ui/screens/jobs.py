@@ -15,6 +15,8 @@ from textual.widgets import DataTable, Footer, Input, Static
 from ugro_tui.core.jobs import actions
 from ugro_tui.core.jobs.describe import age, placement_text, runtime, shape
 from ugro_tui.core.jobs.model import Job, JobState
+from ugro_tui.core.sessions.actions import end_session
+from ugro_tui.core.sessions.watch import reason_of
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.read_only import ReadOnlyAware
 from ugro_tui.ui.widgets.dialogs import ConfirmScreen
@@ -109,7 +111,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             shown = [j for j in shown if all(w in self._haystack(j) for w in words)]
         # Rebuild only when something shows differently (ages tick over every 10 s at most).
         signature = (self.sort_by, tuple(words),
-                     tuple((j.id, j.state, j.reason, j.warning, j.placement) for j in shown), int(now) // 10)
+                     tuple((j.id, j.state, j.reason, j.warning, j.placement, j.session) for j in shown), int(now) // 10)
         if signature == self._shown:
             return
         self._shown = signature
@@ -135,7 +137,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             (str(j.id), Text(j.spec.name), Text(j.health, style=theme.get(
                 HEALTH_COLOUR.get(j.health) or STATE_COLOUR[j.state], "")),
              str(j.spec.priority), shape(j), placement_text(j), age(now - j.submitted_at), runtime(j, now),
-             Text(f"⚠ {j.warning}", style=theme.get("warning", "")) if j.warning else Text(j.reason or "–"))
+             Text(f"⚠ {j.warning}", style=theme.get("warning", "")) if j.warning else Text(reason_of(j, now) or "–"))
             for j in self._rows[start:start + count])
         left = len(self._rows) - table.row_count
         table.border_subtitle = f"{table.row_count} of {len(self._rows)} shown; more load as you scroll" if left else ""
@@ -251,7 +253,8 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     @work(group="job-actions", exit_on_error=False, description="change a job")
     async def _act(self, verb: str, job: Job) -> None:
         try:  # in a thread: another process may hold the store's lock for a while
-            self.notify(await asyncio.to_thread(actions.ACTIONS[verb], self.app.store, job.id), timeout=3)
+            act = end_session if verb == "end" else actions.ACTIONS[verb]
+            self.notify(await asyncio.to_thread(act, self.app.store, job.id), timeout=3)
         except UgroError as exc:
             self.notify(str(exc), severity="error", timeout=5)
         else:
@@ -263,12 +266,15 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         if job is None:
             return
 
+        session = job.spec.kind == "session"
+
         def answered(yes: bool | None) -> None:
             if yes:
-                self._act("cancel", job)
+                self._act("end" if session else "cancel", job)
 
         where = f" on {placement_text(job)}" if job.state.active else ""
-        self.app.push_screen(ConfirmScreen(f"Cancel job {job.id} ({job.spec.name}){where}?"), answered)
+        ask = "End session" if session else "Cancel job"
+        self.app.push_screen(ConfirmScreen(f"{ask} {job.id} ({job.spec.name}){where}?"), answered)
 
     def action_hold(self) -> None:
         job = self.selected()

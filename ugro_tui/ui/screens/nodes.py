@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from ugro_tui.core.telemetry.model import GpuSample, NodeStatus
+from ugro_tui.errors import UgroError
 from ugro_tui.ui.read_only import ReadOnlyAware
 from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.widgets.node_card import NodeCard
@@ -32,6 +33,7 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         Binding("r", "retry", "Retry", id="nodes.retry"),
         Binding("a", "trust", "Trust key", id="nodes.trust", show=False),
         Binding("K", "signal", "Signal", id="nodes.signal"),
+        Binding("d", "session", "Session", id="nodes.session"),
         Binding("u", "users", "Users", id="nodes.users", show=False),
         Binding("N", "add_node", "Add node", id="nodes.add"),
         Binding("E", "edit_node", "Edit node", id="nodes.edit", show=False),
@@ -298,6 +300,31 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         from ugro_tui.ui.screens.users import UsersScreen
 
         self.app.push_screen(UsersScreen())
+
+    def action_session(self) -> None:
+        """A session on the selected GPU, and its shell in this terminal (the app suspends until it exits)."""
+        from ugro_tui.ui.session_shell import free_gpu_problem
+
+        if self.cursor is None:
+            self.notify("select a GPU first (j/k)", timeout=3)
+            return
+        problem = free_gpu_problem(self.app, *self.cursor)
+        if problem:
+            self.notify(f"no session there: {problem}", severity="warning", timeout=5)
+            return
+        self.open_session(*self.cursor)
+
+    @work(group="session", exclusive=True, exit_on_error=False, description="start a session and open its shell")
+    async def open_session(self, node: str, index: int) -> None:
+        from ugro_tui.ui.session_shell import open_shell, start_session
+
+        self.notify(f"starting a session on {node}:{index}", timeout=3)
+        try:
+            job = await start_session(self.app, node, index)
+        except UgroError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.notify(open_shell(self.app, job), timeout=10)
 
     def action_signal(self) -> None:
         """Pick GPU processes of the selected node and a signal, confirm, then send (as the node's SSH user)."""
