@@ -58,12 +58,16 @@ def open_shell(app: Any, job: Job) -> str:
     argv = attach_argv(app.cluster, job)
     try:
         with app.suspend():
-            code = subprocess.call(argv)  # the terminal is the shell's until it exits
+            code = run_shell(argv)  # the terminal is the shell's until it exits
     except SuspendNotSupported:  # in a browser: no terminal to hand over
         return f"session {job.id} holds {_where(job)}: `ugro session attach {job.id}` opens its shell"
     until = time.strftime("%H:%M", time.localtime((job.session or fresh(job)).ends_at))
     return (f"back from session {job.id}'s shell (exit {code}); it keeps {_where(job)} until {until} or "
             "until idle — ctrl+d in the Jobs view ends it")
+
+
+def run_shell(argv: list[str]) -> int:
+    return subprocess.call(argv)
 
 
 def _where(job: Job) -> str:
