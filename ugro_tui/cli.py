@@ -226,7 +226,7 @@ def _session_parser(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--gpus", type=_positive_int, default=1, metavar="N", help="GPUs on one node (default 1)")
     s.add_argument("--node", metavar="NAME[:GPU]", help="this node, or this GPU of it (node0:1)")
     s.add_argument("--min-gpu-mem", type=_gigabytes, default=0.0, metavar="GB", help="cards with at least this")
-    s.add_argument("--hours", type=_share_gb, default=12.0, metavar="H", help="given back after H hours (12)")
+    s.add_argument("--hours", type=_hours, default=12.0, metavar="H", help="given back after H hours (12)")
     s.add_argument("--idle-stop", default="60", metavar="MIN", help="given back after MIN idle minutes (60; or 30s)")
     s.add_argument("--name", metavar="N", help="its name in the queue")
     s.add_argument("--priority", type=int, default=0, metavar="P", help="as for any job (higher first)")
@@ -241,7 +241,7 @@ def _session_parser(sub, common: argparse.ArgumentParser) -> None:
     verbs.add_parser("end", parents=[common], help="give its GPUs back now").add_argument("id", metavar="ID")
     e = verbs.add_parser("extend", parents=[common], help="keep it longer")
     e.add_argument("id", metavar="ID")
-    e.add_argument("--hours", type=_share_gb, required=True, metavar="H", help="hours more than its end now")
+    e.add_argument("--hours", type=_hours, required=True, metavar="H", help="hours more than its end now")
     verbs.add_parser("list", parents=[common], help="sessions: shells attached, idle, time left")
 
 
@@ -277,6 +277,16 @@ def _share_gb(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of GB, got {text!r}") from None
     if not 0 < value < 1e6:  # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"expected a number of GB above 0, got {text}")
+    return value
+
+
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of hours, got {text!r}") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"expected a number of hours above 0, got {text}")
     return value
 
 

@@ -192,3 +192,31 @@ def test_a_bad_share_gpus_or_headroom_is_one_config_line(tmp_path: Path) -> None
         path.write_text(table)
         done = ugro(path, "nodes")
         assert done.returncode == 2 and words in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["session", "--node", "gpu9"], "--node 'gpu9': no such node in"),
+    (["session", "--node", "gpu1:x"], "--node 'gpu1:x': expected NODE or NODE:GPU"),
+    (["session", "--idle-stop", "abc"], "--idle-stop 'abc': expected minutes, or 30s, 5m, 2h"),
+    (["session", "--hours", "0"], "--hours: expected a number of hours above 0, got 0"),
+    (["session", "extend", "1", "--hours", "x"], "--hours: expected a number of hours, got 'x'"),
+    (["session", "--gpus", "0"], "--gpus: expected 1 or more"),
+    (["session", "attach", "99"], "job 99"),
+    (["session", "end", "abc"], "is not a job id"),
+    (["session", "extend", "1"], "the following arguments are required: --hours"),
+])
+def test_a_bad_session_is_one_line(config: Path, args: list[str], words: str) -> None:
+    done = ugro(config, *args)
+    assert done.returncode == 2 and words in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert json.loads(ugro(config, "queue", "--json").stdout)["jobs"] == []  # nothing was queued
+
+
+def test_a_session_verb_on_a_job_that_is_no_session_and_read_only(config: Path) -> None:
+    assert ugro(config, "submit", "--", "x.py").stdout == "1\n"
+    for verb in ("attach", "end"):
+        done = ugro(config, "session", verb, "1")
+        assert done.returncode == 2 and "job 1 (x.py) is a torchrun job, not a session" in done.stderr, done.stderr
+    for args in (["session", "--read-only"], ["session", "--read-only", "end", "1"]):
+        done = ugro(config, *args)
+        assert done.returncode == 2 and done.stderr.startswith("read-only: ugro session"), done.stderr
+    assert "no sessions" in ugro(config, "session", "--read-only", "list").stdout  # looking is fine
