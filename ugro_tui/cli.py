@@ -234,6 +234,9 @@ def _session_parser(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--no-attach", action="store_true", help="print the ssh command instead of opening the shell")
     s.add_argument("--no-wait", action="store_true", help="refuse at once when no GPU is free, naming why")
     s.add_argument("--ssh-config", action="store_true", help="add a `Host ugro-session-ID` entry (VS Code)")
+    s.add_argument("--jupyter", action="store_true", help="run JupyterLab in it, forwarded here until Ctrl-C")
+    s.add_argument("--local-port", type=_number(int, 0, "a port number"), default=0, metavar="L",
+                   help="--jupyter: the port here (default: a free one)")
     verbs = s.add_subparsers(dest="session_verb", metavar="attach|end|extend|list")
     a = verbs.add_parser("attach", parents=[common], help="another shell in a running session")
     a.add_argument("id", metavar="ID")

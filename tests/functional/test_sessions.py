@@ -40,6 +40,19 @@ def jobs(config: Path) -> dict[int, dict]:
     return {j["id"]: j for j in json.loads(done.stdout)["jobs"]}
 
 
+def session_processes(sid: int, root: Path) -> list[int]:
+    """Processes of this test's session `sid` still alive (the loopback nodes are this machine)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"UGRO_SESSION={sid}".encode() in env and any(str(root).encode() in e for e in env):
+            found.append(int(entry))
+    return found
+
+
 def capture(pane: str) -> str:
     return subprocess.run(["tmux", "capture-pane", "-p", "-t", pane], capture_output=True, text=True).stdout
 
@@ -199,3 +212,31 @@ def test_d_in_the_nodes_view_suspends_the_app_into_a_session_shell_and_comes_bac
         assert jobs(config)[sid]["state"] == "running"  # the session keeps its GPU until ended or idle
     finally:
         subprocess.run(["tmux", "kill-session", "-t", pane], capture_output=True)
+
+
+def test_jupyter_in_a_session_is_forwarded_here_with_its_token(config: Path) -> None:
+    import sys
+    import urllib.request
+
+    pytest.importorskip("jupyterlab")
+    keep = {k: os.environ[k] for k in ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "PATH")}
+    command = subprocess.Popen([sys.executable, "-m", "ugro_tui", "session", "--config", str(config), "--node",
+                                "node1", "--jupyter", "--name", "notebook"], env={**os.environ, **keep},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = command.stdout.readline().strip()  # blocks until the forward listens (or the command ends)
+        assert url.startswith("http://127.0.0.1:") and "/lab?token=" in url, command.stderr.read()
+        base, token = url.split("/lab?token=")
+        with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=30) as reply:
+            assert reply.status == 200 and "started" in json.loads(reply.read())
+        with pytest.raises(urllib.error.HTTPError):  # the token is needed
+            urllib.request.urlopen(f"{base}/api/sessions", timeout=30)
+    finally:
+        command.send_signal(signal.SIGINT)
+        command.wait(20)
+    [sid] = [i for i, j in jobs(config).items() if j["spec"]["kind"] == "session"]
+    assert jobs(config)[sid]["state"] == "running"  # the forward stopped; the session did not
+    assert session_processes(sid, config.parent)  # JupyterLab, found by its environment
+    ugro(config, "session", "end", str(sid))
+    wait(lambda: jobs(config)[sid]["state"] == "succeeded", 40, "ended")
+    assert not session_processes(sid, config.parent)  # JupyterLab got TERM with the rest of it

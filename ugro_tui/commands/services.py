@@ -58,8 +58,9 @@ def forward(args: Namespace, cluster: Cluster) -> int:
     if not 0 <= args.local_port <= 65535:
         raise UsageError(f"ugro forward: --local-port {args.local_port}: expected a port number 0-65535")
     job = JobStore().get(job_id)
-    if job.spec.kind != "service":
-        raise UsageError(f"ugro forward: job {job_id} ({job.spec.name}) is a {job.spec.kind} job, not a service")
+    if job.spec.kind != "service" and not job.spec.jupyter:
+        raise UsageError(f"ugro forward: job {job_id} ({job.spec.name}) is a {job.spec.kind} job, not a service"
+                         " nor a session with --jupyter")
     if job.state.finished:
         raise UgroError(f"ugro forward: service job {job_id} is {job.state}: {job.reason or 'nothing to reach'}")
     from ugro_tui.core.daemon.client import require

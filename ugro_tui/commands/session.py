@@ -21,6 +21,7 @@ from ugro_tui.core.sessions.watch import fresh, minutes, session_columns
 from ugro_tui.errors import UgroError, UsageError
 
 WAIT_STEP = 0.2
+JUPYTER_WITHIN = 120.0  # seconds JupyterLab may take to start
 
 
 def parse_duration_min(text: str) -> float:
@@ -53,7 +54,7 @@ def spec_of(args: Namespace, cluster: Cluster) -> JobSpec:
     spec = JobSpec(name=args.name or f"{getpass.getuser()}-session", command=("session",), kind="session",
                    gpus_per_node=gpus, nodes=(node,) if node else (), min_gpu_mem_gb=args.min_gpu_mem,
                    hours=args.hours, idle_stop_min=parse_duration_min(args.idle_stop), gpu_indexes=indexes,
-                   priority=args.priority, workdir=args.workdir)
+                   priority=args.priority, workdir=args.workdir, jupyter=args.jupyter)
     problem = spec_type_problem(spec)
     if problem:
         raise UsageError(f"ugro session: {problem}")
@@ -113,12 +114,47 @@ def reach(args: Namespace, cluster: Cluster, job: Job) -> int:
         print(f"ssh ugro-session-{job.id} (and VS Code Remote-SSH) reach it: {path}", file=sys.stderr)
         _offer_include(path)
     argv = shell.attach_argv(cluster, job)
+    if job.spec.jupyter:
+        print(f"a shell in it: ugro session attach {job.id}", file=sys.stderr)
+        return jupyter(cluster, job, args.local_port)
     if args.no_attach:
         print(shlex.join(argv), flush=True)
         return 0
     sys.stdout.flush()
     os.execvp(argv[0], argv)
     return 0  # not reached
+
+
+def jupyter(cluster: Cluster, job: Job, local_port: int) -> int:
+    """Wait for JupyterLab to say its port and token, then forward it here through the daemon (as `ugro forward`
+    does for a service) and print its URL, until Ctrl-C; the session goes on without it."""
+    import signal
+
+    from ugro_tui.core.daemon.client import require
+
+    store = JobStore()
+    began = time.monotonic()
+    while not (job.session and job.session.jupyter_port):
+        if job.state is not JobState.RUNNING:
+            raise UgroError(f"ugro session: session {job.id} is {job.state}: {job.reason}")
+        if time.monotonic() - began > JUPYTER_WITHIN:
+            raise UgroError(f"ugro session: JupyterLab did not start in session {job.id} within {JUPYTER_WITHIN:g}s;"
+                            f" its output: ugro logs {job.id}")
+        time.sleep(WAIT_STEP)
+        job = store.get(job.id)
+    daemon = require(cluster, "session")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
+    try:
+        for line in daemon.lines("POST", "daemon/forward", {"job": job.id, "local_port": local_port}, timeout=30):
+            if line.get("kind") == "listening":
+                print(f"http://127.0.0.1:{line['port']}/lab?token={job.session.jupyter_token}", flush=True)
+                print(f"JupyterLab of session {job.id}, forwarded through the ugro daemon; Ctrl-C stops the forward "
+                      f"(the session goes on: `ugro forward {job.id}` reaches it again)", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        return 0
+    print("ugro session: the daemon went away, and the forward with it", file=sys.stderr)
+    return 1
 
 
 def _offer_include(path) -> None:

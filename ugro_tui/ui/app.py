@@ -221,7 +221,7 @@ class UgroApp(ReadOnlyAware, App[None]):
         import asyncio
 
         from ugro_tui.core.alerts.journal import journal_path, read_events
-        from ugro_tui.core.alerts.rules import SERVICE_TOASTS
+        from ugro_tui.core.alerts.rules import TOASTS
 
         first = self._events_offset is None
         new, self._events_offset = await asyncio.to_thread(read_events, journal_path(), self._events_offset or 0)
@@ -233,7 +233,7 @@ class UgroApp(ReadOnlyAware, App[None]):
                             else "warning", timeout=10)
                 if self.cluster.alerts.bell:
                     self.bell()
-            elif event.kind in SERVICE_TOASTS:
+            elif event.kind in TOASTS:
                 self.notify(event.message, title=event.kind, timeout=6)
 
     @work(group="sweep-open", exclusive=True, exit_on_error=False, description="find the latest sweep")

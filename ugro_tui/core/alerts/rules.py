@@ -23,6 +23,7 @@ JOB_EVENTS = {"succeeded": "job-succeeded", "failed": "job-failed", "cancelled":
 KINDS = ("job-started", "job-succeeded", "job-failed", "job-cancelled", "node-offline", "node-online", "gpu-hot",
          "gpu-idle", "service-ready", "service-unhealthy", "service-restarted")
 SERVICE_TOASTS = ("service-ready", "service-unhealthy", "service-restarted")  # shown in the app, not rung for
+TOASTS = (*SERVICE_TOASTS, "session-ended")
 DOWN = (NodeState.OFFLINE, NodeState.AUTH_FAILED, NodeState.HOST_KEY_MISMATCH, NodeState.UNKNOWN_HOST_KEY)
 
 
@@ -50,7 +51,7 @@ class Event:
     def bad(self) -> bool:
         """Worth a bell: a failure or an alert, not a job that started or ended well."""
         return self.kind in ("job-failed", "node-offline", "gpu-hot", "gpu-idle", "service-unhealthy", "daemon-error",
-                             "ledger-recovered")
+                             "ledger-recovered", "session-ending")
 
 
 def service_events(job: Any) -> list[Event]:

@@ -309,8 +309,10 @@ class SshLauncher(Launcher):
     async def session_probe(self, job: Job, message: str):
         from ugro_tui.core.sessions import probe
 
-        node = job.runs[0][0]
-        script = probe.command(self.cluster.node(node), job.id, await asyncio.to_thread(self.store.identity), message)
+        node, run = job.runs[0]
+        jupyter = f"{run.run_dir}/jupyter" if job.spec.jupyter and run.run_dir else ""
+        script = probe.command(self.cluster.node(node), job.id, await asyncio.to_thread(self.store.identity), message,
+                               jupyter)
         done = await self.transport(node).run(script, timeout=self.cluster.connect_timeout)
         if not done.ok:
             raise RuntimeError(f"{node}: {done.stderr.strip() or 'the session probe failed'}")

@@ -214,6 +214,7 @@ class JobSpec:
     hours: float = 12.0
     idle_stop_min: float = 60.0
     gpu_indexes: tuple[int, ...] = ()
+    jupyter: bool = False                      # a session that runs JupyterLab on its node's loopback
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -53,6 +53,8 @@ def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePla
         if spec.checkpoint_dir:
             paths = [("UGRO_CHECKPOINT_DIR", _home(spec, node, spec.checkpoint_dir)),
                      ("UGRO_RESUME_FROM", _home(spec, node, job.resume_from or ""))]
+        if spec.jupyter:  # JupyterLab says its port and token in a file there (sessions/watch.py reads it)
+            paths.append(("JUPYTER_RUNTIME_DIR", f"{rd}/jupyter"))
         if spec.kind == "torchrun":
             argv = [python_command(node), "-m", "torch.distributed.run",
                     "--nnodes", str(spec.nnodes), "--nproc-per-node", str(spec.nproc_per_node),
@@ -65,7 +67,7 @@ def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePla
             command = " ".join(python_command(node) if w == "{python}" else _word(roles.fill(w, values))
                                for w in roles.command_of(spec, node_rank))
         elif spec.kind == "session":
-            command = "sleep 2147483647"  # the keeper: it holds the GPUs until the session ends
+            command = keeper(spec, node)
         else:
             command = " ".join(map(_word, spec.command))
         workdir = workdir_of(spec, node)
@@ -89,6 +91,15 @@ def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePla
         ])
         plans.append(NodePlan(name, rd, script))
     return plans
+
+
+def keeper(spec, node: Node) -> str:
+    """What a session runs while it holds its GPUs: JupyterLab on the node's loopback (a free port of its
+    choosing), or nothing but a sleep that the session's end stops."""
+    if not spec.jupyter:
+        return "sleep 2147483647"
+    return (f"{python_command(node)} -m jupyterlab --no-browser --allow-root --ip 127.0.0.1 --port 0 "
+            "--ServerApp.root_dir=.")
 
 
 def _home(spec, node: Node, folder: str) -> str:

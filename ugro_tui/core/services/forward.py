@@ -59,8 +59,9 @@ async def forward_service(store: Any, pool: Any, job_id: int, local_port: int) -
 
     async def opener() -> tuple[Any, Any]:
         job = await asyncio.to_thread(store.get, job_id)
-        if job.state is not JobState.RUNNING or job.service is None or not job.service.port or not job.placement:
+        port = job.service.port if job.service else job.session.jupyter_port if job.session else 0
+        if job.state is not JobState.RUNNING or not port or not job.placement:
             raise ConnectionRefusedError(f"job {job_id} is {job.health}: nothing to reach now")
-        return await pool.get(job.placement[0][0]).open_tcp(NODE_LOOPBACK, job.service.port)
+        return await pool.get(job.placement[0][0]).open_tcp(NODE_LOOPBACK, port)
 
     return await pipe_forward(local_port, opener)

@@ -12,8 +12,8 @@ from ugro_tui.config import Node
 from ugro_tui.core.transport import python_command
 
 SCRIPT = r'''
-import json, os, sys
-want, store, message = sys.argv[1].encode(), sys.argv[2].encode(), sys.argv[3]
+import glob, json, os, sys
+want, store, message, jdir = sys.argv[1].encode(), sys.argv[2].encode(), sys.argv[3], sys.argv[4]
 pids, shells = [], []
 for pid in os.listdir("/proc"):
     if not pid.isdigit():
@@ -38,7 +38,15 @@ for pid in os.listdir("/proc"):
                     t.write("\r\n\a" + message + "\r\n")
             except OSError:
                 pass
-print(json.dumps({"pids": pids, "shells": shells}))
+jupyter = None
+for path in sorted(glob.glob(os.path.join(os.path.expanduser(jdir), "jpserver-*.json"))) if jdir else ():
+    try:
+        with open(path) as f:
+            info = json.load(f)
+        jupyter = [int(info["port"]), str(info.get("token") or "")]
+    except (OSError, ValueError, KeyError, TypeError):
+        continue
+print(json.dumps({"pids": pids, "shells": shells, "jupyter": jupyter}))
 '''
 
 
@@ -46,13 +54,16 @@ print(json.dumps({"pids": pids, "shells": shells}))
 class Seen:
     pids: frozenset[int]
     shells: tuple[tuple[int, str], ...]  # (pid, terminal)
+    jupyter: tuple[int, str] | None = None  # JupyterLab's (port, token), once it wrote them
 
 
-def command(node: Node, job_id: int, store: str, message: str = "") -> str:
-    return (f"{python_command(node)} -c {shlex.quote(SCRIPT)} {shlex.quote(str(job_id))} {shlex.quote(store)} "
-            f"{shlex.quote(message)}")
+def command(node: Node, job_id: int, store: str, message: str = "", jupyter_dir: str = "") -> str:
+    words = [str(job_id), store, message, jupyter_dir]
+    return f"{python_command(node)} -c {shlex.quote(SCRIPT)} " + " ".join(map(shlex.quote, words))
 
 
 def parse(stdout: str) -> Seen:
     doc = json.loads(stdout.strip().splitlines()[-1])
-    return Seen(frozenset(int(p) for p in doc["pids"]), tuple((int(p), str(t)) for p, t in doc["shells"]))
+    jupyter = doc.get("jupyter")
+    return Seen(frozenset(int(p) for p in doc["pids"]), tuple((int(p), str(t)) for p, t in doc["shells"]),
+                (int(jupyter[0]), str(jupyter[1])) if jupyter else None)

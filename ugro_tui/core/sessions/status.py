@@ -15,9 +15,12 @@ class SessionStatus:
     active_at: float         # the last time a shell was attached or a process of it used its GPUs
     shells: int = 0          # shells attached now
     warned: str = ""         # "idle" or "time": the warning already given for the coming end
+    jupyter_port: int = 0    # JupyterLab's port on the node's loopback, once it said (--jupyter)
+    jupyter_token: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"ends_at": self.ends_at, "active_at": self.active_at, "shells": self.shells, "warned": self.warned}
+        return {"ends_at": self.ends_at, "active_at": self.active_at, "shells": self.shells, "warned": self.warned,
+                "jupyter_port": self.jupyter_port, "jupyter_token": self.jupyter_token}
 
     @classmethod
     def from_json(cls, doc: Any) -> SessionStatus | None:
@@ -25,7 +28,8 @@ class SessionStatus:
             return None
         try:
             return cls(float(doc["ends_at"]), float(doc["active_at"]), int(doc.get("shells") or 0),
-                       str(doc.get("warned") or ""))
+                       str(doc.get("warned") or ""), int(doc.get("jupyter_port") or 0),
+                       str(doc.get("jupyter_token") or ""))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -48,6 +52,10 @@ def session_problem(spec: Any) -> str | None:
     for index in spec.gpu_indexes:
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             return f"gpu_indexes: expected GPU indexes (0, 1, ...), got {index!r}"
+    if not isinstance(spec.jupyter, bool):
+        return f"jupyter: expected true or false, got {spec.jupyter!r}"
+    if spec.jupyter and spec.kind != "session":
+        return "jupyter: only a session runs JupyterLab (ugro session --jupyter)"
     if spec.gpu_indexes and len(spec.gpu_indexes) != spec.gpus_per_node:
         return f"gpu_indexes: names {len(spec.gpu_indexes)} GPUs; the job asks for {spec.gpus_per_node}"
     if (spec.kind == "session") and (spec.nnodes != 1 or spec.gpus_per_node < 1):

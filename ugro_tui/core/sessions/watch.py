@@ -107,6 +107,8 @@ class SessionWatch:
         active = max(status.active_at, self._active.get(job.id, 0.0))
         status = dataclasses.replace(status, active_at=active, shells=len(seen.shells),
                                      warned="" if busy and status.warned == "idle" else status.warned)
+        if seen.jupyter and not status.jupyter_port:
+            status = dataclasses.replace(status, jupyter_port=seen.jupyter[0], jupyter_token=seen.jupyter[1])
         which, left, why = ending(dataclasses.replace(job, session=status), now)
         stop = ""
         if left <= 0:
@@ -122,7 +124,8 @@ class SessionWatch:
             with contextlib.suppress(Exception):
                 await self.launcher.session_probe(job, text)  # a wall message in its attached shells
         old = job.session
-        if stop or old is None or (status.shells, status.warned) != (old.shells, old.warned) \
+        if stop or old is None or (status.shells, status.warned, status.jupyter_port) != (
+                old.shells, old.warned, old.jupyter_port) \
                 or status.active_at - old.active_at >= min(30.0, job.spec.idle_stop_min * 20):  # a third of it
             await self.store.update_active({job.id: lambda j: _stored(j, status, stop)})
 
@@ -134,7 +137,8 @@ def _stored(job: Job, seen: SessionStatus, stop: str) -> Job:
     cur = job.session or seen
     extended = cur.ends_at != seen.ends_at
     status = dataclasses.replace(cur, active_at=max(cur.active_at, seen.active_at), shells=seen.shells,
-                                 warned=cur.warned if extended else seen.warned)
+                                 warned=cur.warned if extended else seen.warned, jupyter_port=seen.jupyter_port,
+                                 jupyter_token=seen.jupyter_token)
     if extended and stop.startswith("given back: it reached"):
         stop = ""
     return dataclasses.replace(job, session=status, stop=job.stop or stop)
