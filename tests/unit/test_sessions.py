@@ -118,3 +118,21 @@ def test_the_shell_command_quotes_the_run_dir_and_refuses_a_session_not_placed()
     assert "'/w/it'\"'\"'s here'/session.sh" in command and command.endswith('exec "${SHELL:-/bin/sh}" -i')
     with pytest.raises(UgroError, match="holds no GPUs yet"):
         shell.remote_shell(dataclasses.replace(job, runs=()))
+
+
+def test_a_session_through_a_job_file_or_the_api_and_not_on_slurm() -> None:
+    from ugro_tui.core.jobs.actions import ACTIONS
+    from ugro_tui.core.jobs.request import Request, spec_from_request
+
+    cluster = Cluster(nodes=(Node("node0", "127.0.0.2"),))
+    spec, _ = spec_from_request(Request(), cluster, {"kind": "session", "hours": 2, "gpu_indexes": [0],
+                                                     "jupyter": True, "nodes": ["node0"]})
+    assert (spec.command, spec.hours, spec.gpu_indexes, spec.jupyter) == (("session",), 2, (0,), True)
+    with pytest.raises(UsageError, match="hours: expected a number of hours above 0"):
+        spec_from_request(Request(), cluster, {"kind": "session", "hours": "x"})
+    with pytest.raises(UsageError, match="jupyter: only a session runs JupyterLab"):
+        spec_from_request(Request(), cluster, {"command": ["x.py"], "jupyter": True})
+    slurm = dataclasses.replace(cluster, backend="slurm")
+    with pytest.raises(UsageError, match="sessions run on the SSH backend only"):
+        spec_from_request(Request(), slurm, {"kind": "session"})
+    assert "end" in ACTIONS  # the API's POST /api/v1/jobs/ID/end, the Jobs view's ctrl+d

@@ -40,4 +40,11 @@ def retry(store: JobStore, job_id: int) -> str:
     return f"{job_id}: queued again"
 
 
-ACTIONS = {"cancel": cancel, "hold": hold, "release": release, "retry": retry}
+def end(store: JobStore, job_id: int) -> str:
+    """A session's end (sessions/actions.py): its GPUs go back to the queue."""
+    from ugro_tui.core.sessions.actions import end_session
+
+    return end_session(store, job_id)
+
+
+ACTIONS = {"cancel": cancel, "hold": hold, "release": release, "retry": retry, "end": end}

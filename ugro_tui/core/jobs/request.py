@@ -126,6 +126,8 @@ def spec_from_request(args: Request | Namespace, cluster: Cluster, given: dict[s
     if not isinstance(raw_command, list):
         raise UsageError(f"ugro submit: command: expected a list of words or one string, got {raw_command!r}")
     command = list(args.command or raw_command)
+    if not command and _pick(args.kind, base, "kind", "torchrun") == "session":
+        command = ["session"]  # a session runs no command of its own: its keeper holds the GPUs
     for word in command:
         if not isinstance(word, str):
             raise UsageError(f"ugro submit: command: expected text, got {word!r}")
@@ -164,6 +166,8 @@ def spec_from_request(args: Request | Namespace, cluster: Cluster, given: dict[s
         sync_git=True if getattr(args, "sync_git", False) else base.get("sync_git", False),
         data=_data(base, getattr(args, "data", None) or []),
         worker_command=_worker_command(getattr(args, "worker_command", None), base),
+        hours=base.get("hours", 12.0), idle_stop_min=base.get("idle_stop_min", 60.0),
+        gpu_indexes=tuple(_words(base, "gpu_indexes")), jupyter=base.get("jupyter", False),
         **{key: _pick(getattr(args, key, None), base, key, JobSpec.__dataclass_fields__[key].default)
            for key in (*SEARCH_FLAGS, *SERVICE_FLAGS)},
     )

@@ -8,12 +8,14 @@ import time
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.sessions.watch import fresh
-from ugro_tui.errors import UgroError
+from ugro_tui.errors import UgroError, UsageError
 
 
 def end_session(store: JobStore, job_id: int) -> str:
     """What `ugro session end` and ctrl+d in the Jobs view do: the daemon gives its GPUs back."""
     job = store.get(job_id)
+    if job.spec.kind != "session":
+        raise UsageError(f"job {job_id} ({job.spec.name}) is a {job.spec.kind} job, not a session: cancel it instead")
     if not job.state.active:
         from ugro_tui.core.jobs.actions import cancel
 

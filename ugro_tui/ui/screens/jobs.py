@@ -15,7 +15,6 @@ from textual.widgets import DataTable, Footer, Input, Static
 from ugro_tui.core.jobs import actions
 from ugro_tui.core.jobs.describe import age, placement_text, runtime, shape
 from ugro_tui.core.jobs.model import Job, JobState
-from ugro_tui.core.sessions.actions import end_session
 from ugro_tui.core.sessions.watch import reason_of
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.read_only import ReadOnlyAware
@@ -253,8 +252,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     @work(group="job-actions", exit_on_error=False, description="change a job")
     async def _act(self, verb: str, job: Job) -> None:
         try:  # in a thread: another process may hold the store's lock for a while
-            act = end_session if verb == "end" else actions.ACTIONS[verb]
-            self.notify(await asyncio.to_thread(act, self.app.store, job.id), timeout=3)
+            self.notify(await asyncio.to_thread(actions.ACTIONS[verb], self.app.store, job.id), timeout=3)
         except UgroError as exc:
             self.notify(str(exc), severity="error", timeout=5)
         else:
