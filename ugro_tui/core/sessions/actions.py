@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from ugro_tui.core.jobs.model import Job
+from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.sessions.watch import fresh
 from ugro_tui.errors import UgroError, UsageError
@@ -16,10 +16,9 @@ def end_session(store: JobStore, job_id: int) -> str:
     job = store.get(job_id)
     if job.spec.kind != "session":
         raise UsageError(f"job {job_id} ({job.spec.name}) is a {job.spec.kind} job, not a session: cancel it instead")
-    if not job.state.active:
-        from ugro_tui.core.jobs.actions import cancel
-
-        return cancel(store, job_id)
+    if not job.state.active:  # it never held its GPUs: cancelled
+        store.move(job_id, JobState.CANCELLED, reason="cancelled by the user")
+        return f"{job_id}: cancelled"
 
     def ask(j: Job) -> Job:
         if not j.state.active:
