@@ -126,6 +126,9 @@ def test_an_idle_session_is_given_back_and_a_busy_one_is_not(config: Path) -> No
         assert j[busy]["state"] == "running", j[busy]
         events = ugro(config, "show", str(idle)).stdout
         assert "ends in" in events and "session ended: given back" in events, events
+        said = json.loads(ugro(config, "events", "--json").stdout)["events"]
+        kinds = [e["event"] for e in said if e["job_id"] == idle]
+        assert "session-ending" in kinds and "session-ended" in kinds, said  # notify_command and the app get them
         began = j[busy]["started_at"]
         # Seen busy past its idle limit, and still holding its GPU.
         wait(lambda: jobs(config)[busy]["session"]["active_at"] > began + 8, 30, "the busy one seen active")

@@ -94,11 +94,12 @@ def wait_placed(store: JobStore, job_id: int, *, no_wait: bool) -> Job:
         if job.state.finished:
             raise UgroError(f"ugro session: session {job_id} {job.state}: {job.reason}")
         if job.state is JobState.QUEUED and job.reason and job.reason != said:
-            if no_wait:
+            if no_wait or job.reason.startswith("can never fit"):
                 from ugro_tui.core.jobs.actions import cancel
 
                 cancel(store, job_id)
-                raise UgroError(f"ugro session: no GPU for it now (--no-wait): {job.reason}")
+                why = "" if job.reason.startswith("can never fit") else "no GPU for it now (--no-wait): "
+                raise UgroError(f"ugro session: {why}{job.reason}")
             said = job.reason
             print(f"session {job_id} waits: {said}", file=sys.stderr, flush=True)
         time.sleep(WAIT_STEP)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ugro_tui.core.jobs.metric import best
-from ugro_tui.core.jobs.model import Job
+from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.telemetry.model import ClusterState, byte_rate
 
 DASH = "–"
@@ -74,6 +74,13 @@ def detail(job: Job) -> list[str]:
         lines.append("  data       : " + ", ".join(p + (f" ≥{g:g} GB" if g else "") + (" sha256" if h else "")
                                            for p, g, h in s.data))
     lines += service_lines(job)
+    if s.kind == "session":
+        from ugro_tui.core.sessions.watch import reason_of
+
+        lines.append(f"  session    : idle stop {s.idle_stop_min:g} min, --hours {s.hours:g}"
+                     + (f"; {reason_of(job, time.time())}" if job.state is JobState.RUNNING else "")
+                     + (f"; JupyterLab on the node's port {job.session.jupyter_port} (`ugro forward {job.id}`)"
+                        if job.session and job.session.jupyter_port else ""))
     for node, run in job.runs:
         code = DASH if run.exit_code is None else run.exit_code
         lines.append(f"  {node:10s} : pid {run.pid or DASH}  exit {code}  {run.run_dir or ''}")
