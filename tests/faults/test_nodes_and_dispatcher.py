@@ -278,3 +278,22 @@ def test_a_two_role_service_survives_the_dispatcher_killed_while_launching_it(la
     finally:
         sched.kill()
         sched.wait()
+
+
+def test_a_node_lost_under_a_session_ends_it_with_that_reason(lab3, tmp_path: Path) -> None:
+    config = write_config(lab3, tmp_path / "cluster.toml")
+    sched = scheduler(config)
+    try:
+        done = ugro(config, "session", "--node", "node1", "--no-attach", timeout=60)
+        assert done.returncode == 0, done.stderr
+        sid = int(done.stderr.split("session ", 1)[1].split(":", 1)[0])
+        wait(lambda: job_processes(sid, "node1"), 30, "the session's keeper")
+        lab3.kill_node(1)  # the machine is gone: its sshd, and what it ran (a shell on it is gone anyway)
+        kill_job_processes(sid, "node1")
+        wait(lambda: job(config, sid)["state"] == "failed", 60, "the session to end")
+        assert "node node1 lost (unreachable since" in job(config, sid)["reason"], job(config, sid)["reason"]
+        later = ugro(config, "session", "--node", "node2", "--no-attach", timeout=60)
+        assert later.returncode == 0, later.stderr  # the queue goes on
+    finally:
+        sched.kill()
+        sched.wait()

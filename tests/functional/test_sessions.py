@@ -11,6 +11,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,15 +41,19 @@ def jobs(config: Path) -> dict[int, dict]:
     return {j["id"]: j for j in json.loads(done.stdout)["jobs"]}
 
 
-def session_processes(sid: int, root: Path) -> list[int]:
-    """Processes of this test's session `sid` still alive (the loopback nodes are this machine)."""
+def session_processes(sid: int) -> list[int]:
+    """Processes of this test's session `sid` still alive (the loopback nodes are this machine): by its id and
+    this test's store (UGRO_STORE), as the daemon finds them."""
+    from ugro_tui.core.jobs.store import JobStore
+
+    ours = f"UGRO_STORE={JobStore().identity()}".encode()
     found = []
     for entry in os.listdir("/proc"):
         try:
             env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if f"UGRO_SESSION={sid}".encode() in env and any(str(root).encode() in e for e in env):
+        if f"UGRO_SESSION={sid}".encode() in env and ours in env:
             found.append(int(entry))
     return found
 
@@ -184,8 +189,23 @@ def test_no_wait_refuses_at_once_naming_why_and_extend_moves_the_end(config: Pat
     assert abs(jobs(config)[first]["session"]["ends_at"] - (before + 7200)) < 1
     wrong = ugro(config, "session", "attach", str(second))
     assert wrong.returncode != 0 and "cancelled" in wrong.stderr and "Traceback" not in wrong.stderr
-    ugro(config, "session", "end", str(first))
-    wait(lambda: jobs(config)[first]["state"] == "succeeded", 40, "ended")
+    # A process of the session that ignores TERM (an editor that will not quit) is killed after the 10 s grace.
+    attach = shlex.split(ugro(config, "session", "attach", str(first), "--no-attach").stdout.strip())
+    remote = attach[-1].replace('UGRO_SHELL=$$ && export UGRO_SHELL && exec "${SHELL:-/bin/sh}" -i',
+                                "trap '' TERM && exec sleep 600")
+    stubborn = subprocess.Popen([attach[0], "-T", *attach[2:-1], remote], stdin=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        wait(lambda: len(session_processes(first)) >= 2 or stubborn.poll() is not None, 20, "the stubborn process")
+        assert stubborn.poll() is None, stubborn.stderr.read() if stubborn.stderr else ""
+        asked = time.monotonic()
+        ugro(config, "session", "end", str(first))
+        wait(lambda: jobs(config)[first]["state"] == "succeeded", 60, "ended")
+        assert time.monotonic() - asked >= 9.5  # it had its grace: TERM, then KILL after 10 s
+        assert not session_processes(first)
+    finally:
+        stubborn.kill()
+        stubborn.wait(10)
 
 
 def test_d_in_the_nodes_view_suspends_the_app_into_a_session_shell_and_comes_back(config: Path) -> None:
@@ -239,7 +259,7 @@ def test_jupyter_in_a_session_is_forwarded_here_with_its_token(config: Path) -> 
         command.wait(20)
     [sid] = [i for i, j in jobs(config).items() if j["spec"]["kind"] == "session"]
     assert jobs(config)[sid]["state"] == "running"  # the forward stopped; the session did not
-    assert session_processes(sid, config.parent)  # JupyterLab, found by its environment
+    assert session_processes(sid)  # JupyterLab, found by its environment
     ugro(config, "session", "end", str(sid))
     wait(lambda: jobs(config)[sid]["state"] == "succeeded", 40, "ended")
-    assert not session_processes(sid, config.parent)  # JupyterLab got TERM with the rest of it
+    assert not session_processes(sid)  # JupyterLab got TERM with the rest of it

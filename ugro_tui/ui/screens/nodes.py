@@ -174,6 +174,8 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         cards.styles.grid_size_columns = max(1, event.size.width // CARD_WIDTH)
 
     def node_updated(self, status: NodeStatus) -> None:
+        if not (self.is_mounted and self.is_attached):  # before its children are there (on_mount shows it all) or
+            return                                       # after it was removed: nothing to draw on
         card = self.cards.get(status.name)
         if card is not None and card.is_attached:
             card.refresh_status()
@@ -224,7 +226,8 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         if self.cursor is not None:
             card = self.cards[self.cursor[0]]
             gpu = next((g for g in card.status.gpus if g.index == self.cursor[1]), None)
-        self.query_one(ProcessTable).show(self.cursor[0] if self.cursor else None, gpu)
+        for table in self.query(ProcessTable):  # none while the screen mounts or goes
+            table.show(self.cursor[0] if self.cursor else None, gpu)
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
