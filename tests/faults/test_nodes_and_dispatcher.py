@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import signal
 import time
@@ -284,6 +285,8 @@ def test_a_node_lost_under_a_session_ends_it_with_that_reason(lab3, tmp_path: Pa
     config = write_config(lab3, tmp_path / "cluster.toml")
     sched = scheduler(config)
     try:
+        wait(lambda: json.loads(ugro(config, "daemon", "status", "--json").stdout)["running"], 30,
+             "the scheduler (the daemon in the foreground) to answer")
         done = ugro(config, "session", "--node", "node1", "--no-attach", timeout=60)
         assert done.returncode == 0, done.stderr
         sid = int(done.stderr.split("session ", 1)[1].split(":", 1)[0])
