@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--min-gpu-mem", type=_gigabytes, metavar="GB", help="free memory each GPU needs")
     submit.add_argument("--gpu-mem", type=_share_gb, metavar="GB",
                         help="GPU memory each rank needs: the job may share cards with other such jobs")
+    submit.add_argument("--preemptible", action="store_true",
+                        help="a job of higher priority may stop it (TERM, preempt_grace to save) and requeue it")
     submit.add_argument("--gpu-mem-enforce", action="store_true",
                         help="stop the job when a rank uses over 10%% more than --gpu-mem (else a warning)")
     submit.add_argument("--nodes", metavar="A,B", help="allowed node names or labels")

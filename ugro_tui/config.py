@@ -124,6 +124,7 @@ class Cluster:
     energy_price: float = 0.0  # per kWh, in `currency`: every energy figure shows its cost
     currency: str = "EUR"
     gpu_mem_headroom_gb: float = 0.5  # kept free on a card that jobs share
+    preempt_grace: float = 60.0  # seconds a preempted job has, after TERM, to save its work before KILL
     alerts: AlertsConfig = AlertsConfig()
     daemon: DaemonConfig = DaemonConfig()
     backend: str = "ssh"  # where jobs run: ugro's own dispatcher over SSH, or a Slurm cluster
@@ -279,7 +280,7 @@ NODE_KEYS = ("name", "host", "port", "user", "identity_file", "python", "workdir
              "socket_ifname", "env", "transport", "sim", "data", "code_dir", "energy_price", "share_gpus")
 CLUSTER_KEYS = ("name", "backend", "poll_interval", "rendezvous_ports", "service_ports", "known_hosts", "ssh_config",
                 "connect_timeout", "history", "node_lost_after", "read_only", "sync_limit_mb", "energy_price",
-                "currency", "gpu_mem_headroom_gb")
+                "currency", "gpu_mem_headroom_gb", "preempt_grace")
 # ISO 4217's active codes: a price's currency is one of them (a typo such as "EUD" is one line, not a silent label)
 _ISO_4217 = (
     "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF "
@@ -367,6 +368,7 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         energy_price=c.get("energy_price", _PRICE, default=0.0),
         currency=c.get("currency", _currency, default="EUR"),
         gpu_mem_headroom_gb=c.get("gpu_mem_headroom_gb", _number_in(0, 1024, "a number of GB"), default=0.5),
+        preempt_grace=c.get("preempt_grace", _number_in(0, 86400, "a number of seconds"), default=60.0),
         nodes=tuple(nodes),
         keys=top.get("keys", _keys, default=()),
         alerts=top.get("alerts", _alerts, default=AlertsConfig()),

@@ -35,8 +35,10 @@ def config(tmp_path: Path) -> Path:
     ('command = ["x.py"]\nname = "' + "n" * 1_000_000 + '"', "name: at most 200 characters"),
     ('command = ["x.py", "a\\u0000b"]', "command: contains a NUL byte"),
     ('command = ["x.py"]\nnodes = "gpu1"', "nodes: expected a list"),
+    ('command = ["x.py"]\npreemptible = "yes"', "preemptible: expected true or false, got 'yes'"),
+    ('kind = "session"\nhours = "all night"', "hours: expected a number of hours above 0"),
 ], ids=["env-string", "mem-lots", "command-ints", "workdir-int", "env-int", "priority-high", "name-newline",
-        "name-empty", "name-1mb", "command-nul", "nodes-string"])  # ids: a 1 MB test id would reach the env
+        "name-empty", "name-1mb", "command-nul", "nodes-string", "preemptible-yes", "session-hours"])  # ids: a 1 MB test id would reach the env
 def test_a_bad_job_file_is_one_line_and_nothing_is_queued(config: Path, tmp_path: Path, toml: str, words: str):
     job = tmp_path / "job.toml"
     job.write_text(toml + "\n")

@@ -70,7 +70,7 @@ def retry_or_fail(job: Job, why: str, diagnosis: str | None) -> Job:
     asked before wins: the job ends cancelled, and its reason keeps what ended the attempt."""
     if job.cancel_requested:
         return transition(job, JobState.CANCELLED, reason=f"cancelled by the user; {why}", diagnosis=diagnosis)
-    if job.attempt <= job.spec.max_retries:
+    if job.attempt - job.preemptions <= job.spec.max_retries:  # a preempted attempt spent no retry
         resume = " from its checkpoint dir" if job.spec.checkpoint_dir else ""
         return transition(job, JobState.QUEUED, reason=f"retrying{resume}: {why}", diagnosis=diagnosis)
     return transition(job, JobState.FAILED, reason=why, diagnosis=diagnosis)
@@ -99,6 +99,7 @@ def merge(cur: Job, now: Job) -> Job:
     keep_prune = now.state is not JobState.QUEUED  # a retry starts over: its predecessor's prune is done
     return dataclasses.replace(now, cancel_requested=asked, prune=(cur.prune or now.prune) if keep_prune else "",
                                stop=(cur.stop or now.stop) if keep_prune else "",
+                               preempt=(cur.preempt or now.preempt) if keep_prune else now.preempt,
                                warning=(cur.warning or now.warning) if keep_prune else "",
                                session=cur.session if keep_prune else None)  # the session watch's and extend's
 

@@ -4,6 +4,8 @@ It fits y = 3x - 1 + noise with a linear model and prints `step N loss X` on eve
 it saves a checkpoint the way ugro expects: a folder `step-000120/` in $UGRO_CHECKPOINT_DIR (or --checkpoint-dir)
 on every node, with `state.pt`, `.metadata` from rank 0, and a `.complete` marker written last. It resumes from
 $UGRO_RESUME_FROM (or --resume-from), which ugro sets to the newest complete checkpoint when it runs a job again.
+On TERM (a preemption: ugro gives $UGRO_PREEMPT_GRACE seconds) every rank agrees on the step, saves it and leaves,
+so the job resumes where it stopped and redoes no step.
 Run it with torchrun, e.g. through `ugro submit --nnodes 3 -- examples/train_tiny.py --steps 60`.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -52,6 +55,8 @@ def main() -> None:
         start = state["step"] + 1
         print(f"resumed from {args.resume_from} at step {start}", flush=True)
     gen = torch.Generator().manual_seed(1000 + rank)
+    asked = torch.zeros(1)  # set by TERM; every rank learns it at the same step through the all_reduce below
+    signal.signal(signal.SIGTERM, lambda *_: asked.fill_(1.0))
     for step in range(start, args.steps):
         x = torch.randn(args.batch, 1, generator=gen).to(device)
         y = 3 * x - 1 + 0.01 * torch.randn(args.batch, 1, generator=gen).to(device)
@@ -60,9 +65,18 @@ def main() -> None:
         loss.backward()
         opt.step()
         print(f"step {step} loss {loss.item():.5f}", flush=True)
-        if folder is not None and local_rank == 0 and (step % args.save_every == 0 or step == args.steps - 1):
+        stop = asked.clone()
+        dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+        preempted = bool(stop.item())
+        if folder is not None and local_rank == 0 and (step % args.save_every == 0 or step == args.steps - 1
+                                                       or preempted):
             save(folder / f"step-{step:06d}", {"model": model.module.state_dict(), "opt": opt.state_dict(),
                                                "step": step}, rank, world)
+        if preempted:
+            dist.barrier()  # every node's part is saved
+            print(f"preempted: saved step {step}", flush=True)
+            sys.stdout.flush()
+            os._exit(0)
         if args.sleep:
             time.sleep(args.sleep)
     dist.barrier()

@@ -12,9 +12,9 @@ DASH = "–"
 
 
 def shape(job: Job) -> str:
-    """nodes × GPUs, and the GB per rank of a job that may share its cards: `1×1·3G`."""
+    """nodes × GPUs, the GB per rank of a job that may share its cards (`1×1·3G`), `·P` when preemptible."""
     mem = f"·{job.spec.gpu_mem_gb:g}G" if job.spec.gpu_mem_gb is not None else ""
-    return f"{job.spec.nnodes}×{job.spec.gpus_per_node}{mem}"
+    return f"{job.spec.nnodes}×{job.spec.gpus_per_node}{mem}" + ("·P" if job.spec.preemptible else "")
 
 
 def placement_text(job: Job) -> str:
@@ -47,7 +47,9 @@ def detail(job: Job) -> list[str]:
            if s.gpu_mem_gb is not None else ""),
         f"  priority   : {s.priority}" + (f"   after: {', '.join(map(str, s.after))}" if s.after else ""),
         f"  placement  : {placement_text(job)}" + (f"   rendezvous {job.rendezvous}" if job.rendezvous else ""),
-        f"  attempt    : {job.attempt}" + ("" if s.kind == "service" else f" of {s.max_retries + 1}"),
+        f"  attempt    : {job.attempt}" + ("" if s.kind == "service" else f" of {s.max_retries + 1}")
+        + (f"   preempted {job.preemptions}× (no retry spent)" if job.preemptions else "")
+        + ("   preemptible" if s.preemptible else ""),
         f"  reason     : {job.reason or DASH}",
     ]
     if job.warning:

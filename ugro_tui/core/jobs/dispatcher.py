@@ -19,6 +19,7 @@ from typing import IO
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.early_stop import judge
+from ugro_tui.core.jobs.events import tell
 from ugro_tui.core.jobs.memory_watch import MemoryWatch, diagnose_shared
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, reroute, transition
 from ugro_tui.core.jobs.placement import Decision, NodeCapacity, allowed, capacity, job_order, place
@@ -72,6 +73,11 @@ class Launcher:
 
     async def sweep_leftovers(self, online: set[str]) -> None:
         """Kill what nodes that are back (`online`) still run of attempts that ended while they were away."""
+
+    async def preempt(self, job: Job) -> Job:
+        """Stop a preempted job's processes (its grace to save first) and return it queued again."""
+        done = await self.cancel(job)
+        return reroute(done, JobState.QUEUED, reason=job.preempt) if done.state is JobState.CANCELLED else done
 
     async def session_probe(self, job: Job, message: str):
         """A session's processes and attached shells on its node (sessions/probe.py); `message` goes to them."""
@@ -199,7 +205,8 @@ class Dispatcher:
                    if self._not_ready.due(j.id) and (j.service.next_start if j.service else 0.0) <= now]
         waiting = [self._elsewhere(j, now) for j in waiting]
         decisions = place(waiting, capacity(self.cluster, self.state, list(jobs.values())), now=self.clock(),
-                          starve_after=self.starve_after)
+                          starve_after=self.starve_after, running=[j for j in jobs.values()
+                                                                   if j.state is JobState.RUNNING])
         await self._apply(decisions, jobs)
         await self.memory.observe(jobs)  # after placing: a failure to warn never holds a job back
         await self.sessions.observe(jobs)
@@ -281,7 +288,13 @@ class Dispatcher:
                 await self._save(dataclasses.replace(now, prune=""))
                 return
             job = now  # what the poll learned (exit codes, the metric) goes on into the stop
-        if (job.cancel_requested or job.prune or job.stop) and not job.state.finished:
+        if job.preempt and job.state is JobState.RUNNING and not (job.cancel_requested or job.prune or job.stop):
+            done = await self.launcher.preempt(job)
+            if done.state is JobState.QUEUED:
+                done = dataclasses.replace(done, preemptions=job.preemptions + 1)
+                await asyncio.to_thread(tell, done, f"preempted: {job.preempt}", "job-preempted")
+            await self._save(done)
+        elif (job.cancel_requested or job.prune or job.stop) and not job.state.finished:
             if job.state.active:
                 done = await self.launcher.cancel(job)
                 if job.stop and not job.cancel_requested and done.state is JobState.CANCELLED:
@@ -334,14 +347,24 @@ class Dispatcher:
     async def _apply(self, decisions: list[Decision], jobs: dict[int, Job]) -> None:
         reasons = dict(self._limit_reasons)
         for d in decisions:
+            if d.preempt:
+                await self._mark_preempted(jobs[d.job_id], d.preempt)
             if d.placement is None:
-                reasons[d.job_id] = d.reason
+                waiting = jobs.get(d.job_id)
+                reasons[d.job_id] = f"{waiting.preempt}; {d.reason}" if waiting and waiting.preempt else d.reason
                 continue
             if d.job_id in self._busy:
                 continue
             job = await self.store.move(d.job_id, JobState.STARTING, reason="starting", placement=d.placement)
             self._run(job.id, self._start(job))
         await self._set_reasons(jobs, reasons)
+
+    async def _mark_preempted(self, by: Job, victims: tuple[int, ...]) -> None:
+        """The running jobs placement chose to make room for `by`: the follow stops and requeues them (once: a job
+        already being preempted keeps who preempted it first)."""
+        why = f"preempted by job {by.id} (priority {by.spec.priority})"
+        await self.store.update_active({vid: lambda j: dataclasses.replace(j, preempt=why)
+                                        if j.state is JobState.RUNNING and not j.preempt else j for vid in victims})
 
     async def _start(self, job: Job) -> None:
         if job.id in self._recovered:  # its start may be the write a recovery lost: look on the nodes first
@@ -367,6 +390,10 @@ class Dispatcher:
                                     if j.state is JobState.STARTING else j)
             return
         await self._save(started)
+        if started.preemptions:
+            where = f" from {started.resume_from}" if started.resume_from else " (no checkpoint to resume from)"
+            await asyncio.to_thread(tell, started, f"resumed after {started.preemptions} preemption(s){where}",
+                                    "job-resumed")
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait for the follows and starts in flight (a scheduler that is asked to stop, and the tests)."""

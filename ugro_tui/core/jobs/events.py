@@ -49,3 +49,15 @@ def read(job_id: int, kind: str = "jsonl") -> list[tuple[float, str]]:
         except (ValueError, KeyError, TypeError):
             continue  # a torn last line
     return out
+
+
+def tell(job, text: str, kind: str) -> None:
+    """A happening worth more than the job's own events: also in the event journal, so `notify_command`, `ugro
+    events` and the app's toasts get it (gpu-mem-over, session-ending, job-preempted, ...)."""
+    from ugro_tui.core.alerts.journal import Journal
+    from ugro_tui.core.alerts.rules import Event
+
+    add(job.id, text)
+    now = time.time()
+    said = text if kind.startswith("session-") else f"job {job.id} ({job.spec.name}): {text}"  # a session's names it
+    Journal().add([Event(f"{kind}-{job.id}-{int(now)}", kind, now, said, job.id, job.spec.name)])

@@ -306,6 +306,16 @@ class SshLauncher(Launcher):
         await self.sync_logs(job)
         return unreachable
 
+    async def preempt(self, job: Job) -> Job:
+        """TERM with `preempt_grace` to save (UGRO_PREEMPT_GRACE told the job), KILL after it, then queued again
+        with the reason; it spends no retry, and resumes from its newest complete checkpoint when placed again."""
+        unreachable = await self.terminate(job, self.cluster.preempt_grace)
+        job = dataclasses.replace(job, metric=await self._metric(job))
+        self.metrics.forget(job.id)
+        if unreachable:  # its processes there are swept when the node is back
+            await asyncio.to_thread(leftovers_add, [(job.id, n) for n in sorted(unreachable)])
+        return transition(job, JobState.QUEUED, reason=job.preempt)
+
     async def session_probe(self, job: Job, message: str):
         from ugro_tui.core.sessions import probe
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 
 from ugro_tui.core.jobs import events
 from ugro_tui.core.jobs.async_store import AsyncJobStore
@@ -55,14 +54,14 @@ class MemoryWatch:
         text = (f"{node}:{gpu.index} is {gb(room.short_mib)} short of what its jobs declared: "
                 + ", ".join(str(h) for h in foreign) + " (ugro does not stop processes it did not start)")
         for job in sharers:
-            await asyncio.to_thread(_tell, job, f"warning: {text}")
+            await asyncio.to_thread(events.tell, job, f"warning: {text}", "gpu-mem-over")
             await self.store.update_active({job.id: lambda j, t=text: dataclasses.replace(j, warning=t)
                                             if j.state.active else j})
 
     async def _act(self, job: Job, over: OverUse) -> None:
         enforce = job.spec.gpu_mem_enforce
         text = f"stopped: {over}" if enforce else f"warning: {over}"
-        await asyncio.to_thread(_tell, job, text)
+        await asyncio.to_thread(events.tell, job, text, "gpu-mem-over")
 
         def change(j: Job) -> Job:
             if not j.state.active:
@@ -84,16 +83,6 @@ class MemoryWatch:
                 room = card_room(gpu, sharers_of({**jobs, job.id: job}.values(), node, gpu.index), 0)
                 others += [f"{h} on {node}:{gpu.index}" for h in (room.holders if room else ()) if h.job != job.id]
         return "; the card was shared with " + ", ".join(others) if others else ""
-
-
-def _tell(job: Job, text: str) -> None:
-    from ugro_tui.core.alerts.journal import Journal
-    from ugro_tui.core.alerts.rules import Event
-
-    events.add(job.id, text)
-    now = time.time()
-    Journal().add([Event(f"gpu-mem-over-{job.id}-{int(now)}", "gpu-mem-over", now, f"job {job.id} "
-                         f"({job.spec.name}): {text}", job.id, job.spec.name)])
 
 
 def diagnose_shared(job: Job, before: Job, jobs: dict[int, Job], watch: MemoryWatch) -> Job:

@@ -99,6 +99,8 @@ def spec_type_problem(spec: JobSpec) -> str | None:
     mem = spec.gpu_mem_gb
     if mem is not None and (isinstance(mem, bool) or not isinstance(mem, int | float) or not 0 < mem < 1e6):
         return f"gpu_mem_gb: expected a number of GB above 0 (the GPU memory each rank needs), got {mem!r}"
+    if not isinstance(spec.preemptible, bool):
+        return f"preemptible: expected true or false, got {spec.preemptible!r}"
     if not isinstance(spec.gpu_mem_enforce, bool):
         return f"gpu_mem_enforce: expected true or false, got {spec.gpu_mem_enforce!r}"
     for name in spec.nodes:
@@ -168,6 +170,7 @@ class JobSpec:
     # rank over it by 10% for 3 samples stops the job (else a warning).
     gpu_mem_gb: float | None = None
     gpu_mem_enforce: bool = False
+    preemptible: bool = False  # a job of higher priority may stop it (TERM, a grace, KILL) and requeue it
     nodes: tuple[str, ...] = ()         # allowed node names or labels; empty: any
     env: tuple[tuple[str, str], ...] = ()
     workdir: str | None = None
@@ -317,6 +320,8 @@ class Job:
     prune: str = ""                  # set by early stopping (why); the dispatcher stops it, the state is pruned
     stop: str = ""                   # set by a rule that ends it as failed (why), e.g. over its GPU memory
     warning: str = ""                # what this attempt should know (a rank over its declared GPU memory)
+    preempt: str = ""                # set by placement (who preempts it); the dispatcher stops and requeues it
+    preemptions: int = 0             # attempts ended by a preemption: they spend no retry
     metric: tuple[Point, ...] = ()   # (step, value, first seen) by step, across attempts: what early stopping reads
     resume_step: int | None = None   # `ugro retry --from STEP`: the next attempt resumes from this checkpoint
     resume_from: str | None = None   # the checkpoint this attempt resumed from (never pruned while it runs)
@@ -338,7 +343,7 @@ class Job:
             "rendezvous": self.rendezvous,
             "runs": {node: asdict(run) for node, run in self.runs},
             "reason": self.reason, "diagnosis": self.diagnosis, "cancel_requested": self.cancel_requested,
-            "prune": self.prune, "stop": self.stop,
+            "prune": self.prune, "stop": self.stop, "preempt": self.preempt, "preemptions": self.preemptions,
             "warning": self.warning, "resume_step": self.resume_step, "resume_from": self.resume_from,
             "ran_on": list(self.ran_on),
             "sync": {"hash": self.spec.sync_hash, "nodes": {n: {"files_sent": f, "bytes_sent": b}
@@ -374,6 +379,7 @@ class Job:
             reason=data.get("reason", ""), diagnosis=data.get("diagnosis"),
             cancel_requested=bool(data.get("cancel_requested", False)), prune=str(data.get("prune") or ""),
             stop=str(data.get("stop") or ""), warning=str(data.get("warning") or ""),
+            preempt=str(data.get("preempt") or ""), preemptions=int(data.get("preemptions") or 0),
             resume_step=None if data.get("resume_step") is None else int(data["resume_step"]),
             resume_from=data.get("resume_from"), ran_on=tuple(str(n) for n in data.get("ran_on") or ()),
             metric=tuple((int(s), math.nan if v is None else float(v), float(t))
@@ -393,6 +399,7 @@ def transition(job: Job, to: JobState, *, reason: str = "", now: float | None = 
         raise IllegalTransition(f"job {job.id} is {job.state}; it cannot become {to}")
     now = time.time() if now is None else now
     if to is JobState.STARTING:
+        changes.setdefault("preempt", "")  # a preempted job's mark stays while it waits, to say why it waits
         changes.setdefault("started_at", now)
         changes.setdefault("attempt", job.attempt + 1)
     if to.finished:
@@ -413,6 +420,7 @@ def transition(job: Job, to: JobState, *, reason: str = "", now: float | None = 
         if job.state.finished:  # run again: a cancel of an attempt before is done with (one asked since is kept)
             changes.setdefault("cancel_requested", False)
             changes.setdefault("attempt", 0)
+            changes.setdefault("preemptions", 0)
             changes.setdefault("diagnosis", None)
             changes.setdefault("service", None)  # run again from scratch: no restarts counted yet
     return replace(job, state=to, reason=reason, trail=(job.trail or (job.state,)) + (to,), **changes)

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ugro_tui.config import Cluster
-from ugro_tui.core.jobs import sharing
-from ugro_tui.core.jobs.model import Job
+from ugro_tui.core.jobs import preemption, sharing
+from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.jobs.sharing import CardRoom, Holder, declared_mib, gb
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
 
@@ -50,6 +50,7 @@ class NodeCapacity:
     gpu_total_mib: int = 0   # the largest GPU's memory, for "could this ever fit"
     headroom_mib: int = 0    # kept free on a shared card
     sessions: tuple[tuple[int, str], ...] = ()  # (GPU index, "session 7 (name)") of the cards sessions hold
+    held: tuple[tuple[int, int | None], ...] = ()  # (GPU index, memory MiB) of cards whole-card jobs hold
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Decision:
     placement: tuple[tuple[str, tuple[int, ...]], ...] | None
     reason: str = ""
     reserved: tuple[str, ...] = ()
+    preempt: tuple[int, ...] = ()  # running jobs to stop (and requeue) so that this one fits
 
 
 def job_order(job: Job) -> tuple[int, float, int]:
@@ -124,9 +126,12 @@ def _best_card(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[Fre
 
 
 def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
-          starve_after: float = 600.0) -> list[Decision]:
-    """Decide for every waiting job, in priority/FIFO order. Never double-books a GPU, never over-commits a card."""
+          starve_after: float = 600.0, running: Sequence[Job] = ()) -> list[Decision]:
+    """Decide for every waiting job, in priority/FIFO order. Never double-books a GPU, never over-commits a card.
+    A job that does not fit may preempt `running` preemptible jobs of lower priority (preemption.py)."""
     pool = {n.name: list(n.free) for n in nodes}
+    all_victims = _victims(running, nodes)
+    victims = dict(all_victims)
     order = {n.name: i for i, n in enumerate(nodes)}
     reserved: set[str] = set()
     decisions = []
@@ -140,28 +145,9 @@ def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
         shape = (s.nnodes, s.gpus_per_node, share, s.min_gpu_mem_gb, s.nodes, tuple(sorted(home)), s.gpu_indexes)
         known = unfit.get(shape)
         if known is None:
-            fitting = []
-            for node in nodes:
-                if node.name in reserved or not allowed(job, node):
-                    continue
-                usable = _usable(job, pool[node.name])
-                if len(usable) >= s.gpus_per_node:
-                    usable = usable[: s.gpus_per_node] if share else usable
-                    tight = sum(g.room.room_mib for g in usable if g.room) if share else len(usable)
-                    fitting.append((node.name not in home, tight, order[node.name], node.name, usable))
+            fitting = _fitting(job, nodes, pool, reserved, home, order)
             if len(fitting) >= s.nnodes:
-                chosen = sorted(fitting, key=lambda f: f[:3])[: s.nnodes]  # its checkpoints' nodes, tightest first
-                chosen.sort(key=lambda f: f[2])                            # then config order: rank 0 on the first
-                placement = []
-                for _, _, _, name, usable in chosen:
-                    if share:
-                        gpus = tuple(sorted(g.index for g in usable))
-                        pool[name] = [_taken(g, job.id, share) if g.index in gpus else g for g in pool[name]]
-                    else:
-                        gpus = tuple(sorted(g.index for g in usable)[: s.gpus_per_node])
-                        pool[name] = [g for g in pool[name] if g.index not in gpus]
-                    placement.append((name, gpus))
-                decisions.append(Decision(job.id, tuple(placement)))
+                decisions.append(Decision(job.id, _take(job, fitting, pool)))
                 unfit.clear()
                 continue
             known = unfit[shape] = (_wait_reason(job, nodes, pool, len(fitting)), could_ever_fit(job, nodes))
@@ -169,6 +155,17 @@ def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
         if not ever:
             decisions.append(Decision(job.id, None, _never_reason(job, nodes, reason.split(";")[0])))
             continue
+        if s.priority > min((v.priority for v in victims.values()), default=s.priority):
+            chosen = preemption.choose(job, pool, victims, lambda p, j=job, h=home: len(
+                _fitting(j, nodes, p, reserved, h, order)) >= j.spec.nnodes)
+            if chosen:
+                trial = preemption.with_cards(pool, [victims.pop(vid) for vid in chosen])
+                for name, gpus in _take(job, _fitting(job, nodes, trial, reserved, home, order), trial):
+                    pool[name] = [g for g in pool[name] if g.index not in gpus]  # kept for it while they stop
+                unfit.clear()
+                decisions.append(Decision(job.id, None, preemption.reason(reason, chosen, all_victims),
+                                          preempt=chosen))
+                continue
         if now - job.submitted_at >= starve_after and share:
             kept = _keep_room(job, nodes, pool, reserved, share)
             unfit.clear()
@@ -185,6 +182,56 @@ def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
             continue
         decisions.append(Decision(job.id, None, reason))
     return decisions
+
+
+def _victims(running: Sequence[Job], nodes: Sequence[NodeCapacity]) -> dict[int, preemption.Victim]:
+    """The running jobs that may be preempted: preemptible, holding whole cards."""
+    held = {(n.name, i): mib for n in nodes for i, mib in n.held}
+    out = {}
+    for job in running:
+        if not job.spec.preemptible or job.state is not JobState.RUNNING or declared_mib(job.spec):
+            continue
+        cards = tuple((node, FreeGpu(g, held[(node, g)])) for node, gpus in job.placement for g in gpus
+                      if (node, g) in held)
+        if cards:
+            out[job.id] = preemption.Victim(job.id, job.spec.name, job.spec.priority, job.started_at or 0.0, cards,
+                                              bool(job.preempt))
+    return out
+
+
+def _fitting(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[FreeGpu]], reserved: set[str],
+             home: set[str], order: dict[str, int]) -> list[tuple]:
+    """The nodes the job could start on now, each with the cards it would take."""
+    s = job.spec
+    share = declared_mib(s)
+    fitting = []
+    for node in nodes:
+        if node.name in reserved or not allowed(job, node):
+            continue
+        usable = _usable(job, pool[node.name])
+        if len(usable) >= s.gpus_per_node:
+            usable = usable[: s.gpus_per_node] if share else usable
+            tight = sum(g.room.room_mib for g in usable if g.room) if share else len(usable)
+            fitting.append((node.name not in home, tight, order[node.name], node.name, usable))
+    return fitting
+
+
+def _take(job: Job, fitting: list[tuple], pool: dict[str, list[FreeGpu]]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """All or nothing: the nodes that fit it best, its cards taken out of the pool (or their room shrunk)."""
+    s = job.spec
+    share = declared_mib(s)
+    chosen = sorted(fitting, key=lambda f: f[:3])[: s.nnodes]  # its checkpoints' nodes, tightest first
+    chosen.sort(key=lambda f: f[2])                            # then config order: rank 0 on the first
+    placement = []
+    for _, _, _, name, usable in chosen:
+        if share:
+            gpus = tuple(sorted(g.index for g in usable))
+            pool[name] = [_taken(g, job.id, share) if g.index in gpus else g for g in pool[name]]
+        else:
+            gpus = tuple(sorted(g.index for g in usable)[: s.gpus_per_node])
+            pool[name] = [g for g in pool[name] if g.index not in gpus]
+        placement.append((name, gpus))
+    return tuple(placement)
 
 
 def _hold(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[FreeGpu]], reserved: set[str]
@@ -271,5 +318,7 @@ def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job]) -> list[Nod
                 free.append(FreeGpu(g.index, g.memory_free_mib, whole, room))
         out.append(NodeCapacity(node.name, node.labels, tuple(free), len(gpus),
                                 max((g.memory_total_mib or 0 for g in gpus), default=0), headroom,
-                                tuple(sessions.get(node.name, ()))))
+                                tuple(sessions.get(node.name, ())),
+                                tuple((g.index, g.memory_total_mib) for g in gpus if (node.name, g.index) in whole_held)
+                                if online else ()))
     return out

@@ -41,6 +41,8 @@ def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePla
         ]
         if spec.kind == "session":  # its shells, and what they start, are found on the node by this
             env.append(("UGRO_SESSION", str(job.id)))
+        if spec.preemptible:  # a job that saves on TERM loses nothing (README: preemption)
+            env.append(("UGRO_PREEMPT_GRACE", f"{cluster.preempt_grace:g}"))
         if spec.gpu_mem_gb is not None:  # a shared card: the script holds each rank to it (README: sharing a card)
             env.append(("UGRO_GPU_MEM_GB", f"{spec.gpu_mem_gb:g}"))
         if node.socket_ifname:

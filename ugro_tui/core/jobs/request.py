@@ -51,6 +51,7 @@ class Request:
     min_gpu_mem: float | None = None
     gpu_mem: float | None = None
     gpu_mem_enforce: bool = False
+    preemptible: bool = False
     nodes: str | None = None
     workdir: str | None = None
     priority: int | None = None
@@ -154,6 +155,7 @@ def spec_from_request(args: Request | Namespace, cluster: Cluster, given: dict[s
         min_gpu_mem_gb=_pick(args.min_gpu_mem, base, "min_gpu_mem_gb", 0.0),
         gpu_mem_gb=_pick(getattr(args, "gpu_mem", None), base, "gpu_mem_gb", None),
         gpu_mem_enforce=True if getattr(args, "gpu_mem_enforce", False) else base.get("gpu_mem_enforce", False),
+        preemptible=True if getattr(args, "preemptible", False) else base.get("preemptible", False),
         nodes=tuple(args.nodes.split(",")) if args.nodes else _words(base, "nodes"),
         env=tuple(env.items()),
         workdir=_pick(args.workdir, base, "workdir", None),

@@ -31,6 +31,8 @@ def spec_problem(spec: JobSpec, cluster: Cluster) -> str | None:
             return "--kind service runs on the SSH backend only (Slurm jobs end at their time limit)"
         if spec.kind == "session":
             return "sessions run on the SSH backend only (on Slurm, `salloc` gives a shell)"
+        if spec.preemptible:
+            return "--preemptible: on Slurm, preemption is Slurm's own (a QoS with PreemptMode=REQUEUE)"
         return None
     known = {n.name for n in cluster.nodes} | {label for n in cluster.nodes for label in n.labels}
     for name in spec.nodes:

@@ -113,14 +113,14 @@ class SessionWatch:
         stop = ""
         if left <= 0:
             stop = why
-            await asyncio.to_thread(_tell, job, f"session ended: {why}", "session-ended")
+            await asyncio.to_thread(events.tell, job, f"session ended: {why}", "session-ended")
         elif left <= warn_lead(job.spec.idle_stop_min * 60 if which == "idle" else job.spec.hours * 3600) \
                 and status.warned != which:
             text = (f"ugro: session {job.id} ({job.spec.name}) ends in {minutes(left)}: "
                     + ("it has been idle" if which == "idle" else "it reaches its --hours")
                     + f"; `ugro session extend {job.id} --hours N` keeps it")
             status = dataclasses.replace(status, warned=which)
-            await asyncio.to_thread(_tell, job, text, "session-ending")
+            await asyncio.to_thread(events.tell, job, text, "session-ending")
             with contextlib.suppress(Exception):
                 await self.launcher.session_probe(job, text)  # a wall message in its attached shells
         old = job.session
@@ -142,15 +142,6 @@ def _stored(job: Job, seen: SessionStatus, stop: str) -> Job:
     if extended and stop.startswith("given back: it reached"):
         stop = ""
     return dataclasses.replace(job, session=status, stop=job.stop or stop)
-
-
-def _tell(job: Job, text: str, kind: str) -> None:
-    from ugro_tui.core.alerts.journal import Journal
-    from ugro_tui.core.alerts.rules import Event
-
-    events.add(job.id, text)
-    now = time.time()
-    Journal().add([Event(f"{kind}-{job.id}-{int(now)}", kind, now, text, job.id, job.spec.name)])
 
 
 def session_columns(job: Job, now: float) -> tuple[str, str, str]:
