@@ -38,7 +38,8 @@ def config(tmp_path: Path) -> Path:
     ('command = ["x.py"]\npreemptible = "yes"', "preemptible: expected true or false, got 'yes'"),
     ('kind = "session"\nhours = "all night"', "hours: expected a number of hours above 0"),
 ], ids=["env-string", "mem-lots", "command-ints", "workdir-int", "env-int", "priority-high", "name-newline",
-        "name-empty", "name-1mb", "command-nul", "nodes-string", "preemptible-yes", "session-hours"])  # ids: a 1 MB test id would reach the env
+        "name-empty", "name-1mb", "command-nul", "nodes-string", "preemptible-yes",
+        "session-hours"])  # ids: a 1 MB test id would reach the env
 def test_a_bad_job_file_is_one_line_and_nothing_is_queued(config: Path, tmp_path: Path, toml: str, words: str):
     job = tmp_path / "job.toml"
     job.write_text(toml + "\n")
