@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", default=os.environ.get("UGRO_CHECKPOINT_DIR"))
     parser.add_argument("--save-every", type=int, default=10)
     parser.add_argument("--resume-from", default=os.environ.get("UGRO_RESUME_FROM") or None)
+    parser.add_argument("--no-save-on-term", action="store_true", help="die on TERM as most scripts do (bench)")
     args = parser.parse_args()
 
     cuda = torch.cuda.is_available()
@@ -56,7 +57,8 @@ def main() -> None:
         print(f"resumed from {args.resume_from} at step {start}", flush=True)
     gen = torch.Generator().manual_seed(1000 + rank)
     asked = torch.zeros(1)  # set by TERM; every rank learns it at the same step through the all_reduce below
-    signal.signal(signal.SIGTERM, lambda *_: asked.fill_(1.0))
+    if not args.no_save_on_term:
+        signal.signal(signal.SIGTERM, lambda *_: asked.fill_(1.0))
     for step in range(start, args.steps):
         x = torch.randn(args.batch, 1, generator=gen).to(device)
         y = 3 * x - 1 + 0.01 * torch.randn(args.batch, 1, generator=gen).to(device)
