@@ -325,14 +325,16 @@ class SshLauncher(Launcher):
                                jupyter)
         done = await self.transport(node).run(script, timeout=self.cluster.connect_timeout)
         if not done.ok:
-            raise RuntimeError(f"{node}: {done.stderr.strip() or 'the session probe failed'}")
+            raise probe.ProbeFailed(f"{node}: {done.stderr.strip() or 'the session probe failed'}")
         return probe.parse(done.stdout)
 
     async def _session_left(self, job: Job) -> bool:
         """A session's processes outlive its keeper (a shell, an editor saving): they get the whole grace."""
         if job.spec.kind != "session":
             return False
-        with contextlib.suppress(Exception):
+        from ugro_tui.core.sessions.probe import PROBE_ERRORS
+
+        with contextlib.suppress(*PROBE_ERRORS):  # a node that does not answer: its processes are swept by env
             return bool((await self.session_probe(job, "")).pids)
         return False
 

@@ -9,7 +9,7 @@ import shlex
 from dataclasses import dataclass
 
 from ugro_tui.config import Node
-from ugro_tui.core.transport import python_command
+from ugro_tui.core.transport import ConnectError, python_command
 
 SCRIPT = r'''
 import glob, json, os, sys
@@ -62,8 +62,20 @@ def command(node: Node, job_id: int, store: str, message: str = "", jupyter_dir:
     return f"{python_command(node)} -c {shlex.quote(SCRIPT)} " + " ".join(map(shlex.quote, words))
 
 
+class ProbeFailed(Exception):
+    """The node answered, but not with what the probe prints (its python failed, or the output was cut)."""
+
+
+# What a look at a session's node may meet: the node not answering, or a bad answer. The watch skips that look
+# (whether the node is lost is the dispatcher's to judge).
+PROBE_ERRORS = (ProbeFailed, ConnectError, OSError, TimeoutError)
+
+
 def parse(stdout: str) -> Seen:
-    doc = json.loads(stdout.strip().splitlines()[-1])
-    jupyter = doc.get("jupyter")
-    return Seen(frozenset(int(p) for p in doc["pids"]), tuple((int(p), str(t)) for p, t in doc["shells"]),
-                (int(jupyter[0]), str(jupyter[1])) if jupyter else None)
+    try:
+        doc = json.loads(stdout.strip().splitlines()[-1])
+        jupyter = doc.get("jupyter")
+        return Seen(frozenset(int(p) for p in doc["pids"]), tuple((int(p), str(t)) for p, t in doc["shells"]),
+                    (int(jupyter[0]), str(jupyter[1])) if jupyter else None)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ProbeFailed(f"the session probe's answer could not be read: {exc}") from None

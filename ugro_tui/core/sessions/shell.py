@@ -138,8 +138,14 @@ def included(ssh_config: Path | None = None, path: Path | None = None) -> bool:
     except FileNotFoundError:
         return False
     target = str(path or config_path())
-    return any(line.strip().split(None, 1)[1:] and target in shlex.split(line.strip().split(None, 1)[1])
-               for line in text.splitlines() if line.strip().lower().startswith("include"))
+    for line in text.splitlines():
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:  # an unbalanced quote: not an Include of ours
+            continue
+        if words and words[0].lower() == "include" and target in words[1:]:
+            return True
+    return False
 
 
 def add_include(ssh_config: Path | None = None, path: Path | None = None) -> None:

@@ -18,7 +18,7 @@ from ugro_tui.core.jobs import events
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.sessions import shell
-from ugro_tui.core.sessions.probe import Seen
+from ugro_tui.core.sessions.probe import PROBE_ERRORS, Seen
 from ugro_tui.core.sessions.status import SessionStatus, warn_lead
 from ugro_tui.core.telemetry.model import ClusterState
 
@@ -95,9 +95,7 @@ class SessionWatch:
     async def _look(self, job: Job) -> None:
         try:
             seen = await self.launcher.session_probe(job, "")
-        except NotImplementedError:
-            return
-        except Exception:  # noqa: BLE001 - a node that does not answer now: its loss is the dispatcher's to judge
+        except (NotImplementedError, *PROBE_ERRORS):  # no such launcher, or the node does not answer now
             return
         now = self.clock()
         status = job.session or fresh(job)
@@ -121,7 +119,7 @@ class SessionWatch:
                     + f"; `ugro session extend {job.id} --hours N` keeps it")
             status = dataclasses.replace(status, warned=which)
             await asyncio.to_thread(events.tell, job, text, "session-ending")
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*PROBE_ERRORS):
                 await self.launcher.session_probe(job, text)  # a wall message in its attached shells
         old = job.session
         if stop or old is None or (status.shells, status.warned, status.jupyter_port) != (
