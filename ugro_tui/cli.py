@@ -7,6 +7,8 @@ import os
 import sys
 
 from ugro_tui import __version__
+from ugro_tui.cli_types import attempt, count, gigabytes, number, port, positive_int, seconds, share_gb
+from ugro_tui.cli_verbs import session_parser, yield_parsers
 from ugro_tui.errors import UgroError
 
 EPILOG = """\
@@ -42,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     add = nodes_sub.add_parser("add", parents=[common], help="add a node to cluster.toml (comments are kept)")
     add.add_argument("name", metavar="NAME")
     add.add_argument("--host", required=True, metavar="H")
-    add.add_argument("--port", type=_number(int, 1, "a port number"), metavar="P")
+    add.add_argument("--port", type=number(int, 1, "a port number"), metavar="P")
     add.add_argument("--user", metavar="U")
     add.add_argument("--identity-file", metavar="PATH")
     add.add_argument("--python", metavar="CMD", help="the node's python (default python3)")
@@ -56,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="GPU status of every node")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument("--watch", action="store_true", help="refresh in place every poll interval")
-    status.add_argument("--count", type=_positive_int, metavar="N", help="with --watch: stop after N refreshes")
+    status.add_argument("--count", type=positive_int, metavar="N", help="with --watch: stop after N refreshes")
     status.add_argument("--by-user", action="store_true",
                         help="GPUs and GPU memory per user across the cluster, and ugro jobs per user")
 
@@ -69,30 +71,30 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--sweep", action="append", metavar="KEY=SPACE", default=[],
                         help="a search axis: KEY=V1,V2 (grid), KEY=uniform:LO:HI, KEY=loguniform:LO:HI, "
                              "KEY=int:LO:HI, KEY=choice:A,B; {KEY} in the args and $UGRO_SWEEP_KEY get each value")
-    submit.add_argument("--trials", type=_positive_int, metavar="N",
+    submit.add_argument("--trials", type=positive_int, metavar="N",
                         help="draw N trials (needed for ranges; a grid is then drawn without repeats)")
-    submit.add_argument("--seed", type=_number(int, 0, "a whole number"), metavar="S", help="the draw's seed")
-    submit.add_argument("--max-concurrent", type=_count, metavar="K", help="run at most K trials of the sweep at once")
+    submit.add_argument("--seed", type=number(int, 0, "a whole number"), metavar="S", help="the draw's seed")
+    submit.add_argument("--max-concurrent", type=count, metavar="K", help="run at most K trials of the sweep at once")
     submit.add_argument("--metric", metavar="NAME", help="the metric trials are ranked by (default loss)")
     submit.add_argument("--goal", choices=("min", "max"), help="lower or higher is better (default min)")
     submit.add_argument("--metric-regex", metavar="RE",
                         help="two groups, (step) and (value); default: `step N NAME X` lines")
     submit.add_argument("--early-stop", choices=("median", "asha"), help="stop clearly worse trials early")
-    submit.add_argument("--warmup-steps", type=_count, metavar="W", help="median: not before step W (default 0)")
-    submit.add_argument("--min-trials", type=_positive_int, metavar="M",
+    submit.add_argument("--warmup-steps", type=count, metavar="W", help="median: not before step W (default 0)")
+    submit.add_argument("--min-trials", type=positive_int, metavar="M",
                         help="median: other trials needed at the step (default 5)")
-    submit.add_argument("--grace", type=_positive_int, metavar="G", help="asha: the first rung's step (default 1)")
-    submit.add_argument("--reduction-factor", type=_number(int, 2, "a whole number"), metavar="R",
+    submit.add_argument("--grace", type=positive_int, metavar="G", help="asha: the first rung's step (default 1)")
+    submit.add_argument("--reduction-factor", type=number(int, 2, "a whole number"), metavar="R",
                         help="asha: one in R trials goes on at each rung (default 3)")
-    submit.add_argument("--max-t", type=_count, metavar="T", help="asha: no rung past step T")
+    submit.add_argument("--max-t", type=count, metavar="T", help="asha: no rung past step T")
     submit.add_argument("--name")
     submit.add_argument("--kind", choices=("torchrun", "command", "service"),
                         help="service: runs until cancelled, with a port, a health probe and restarts")
-    submit.add_argument("--nnodes", type=_positive_int, metavar="K")
-    submit.add_argument("--nproc-per-node", type=_positive_int, metavar="P")
-    submit.add_argument("--gpus-per-node", type=_count, metavar="G", help="default: the procs per node")
-    submit.add_argument("--min-gpu-mem", type=_gigabytes, metavar="GB", help="free memory each GPU needs")
-    submit.add_argument("--gpu-mem", type=_share_gb, metavar="GB",
+    submit.add_argument("--nnodes", type=positive_int, metavar="K")
+    submit.add_argument("--nproc-per-node", type=positive_int, metavar="P")
+    submit.add_argument("--gpus-per-node", type=count, metavar="G", help="default: the procs per node")
+    submit.add_argument("--min-gpu-mem", type=gigabytes, metavar="GB", help="free memory each GPU needs")
+    submit.add_argument("--gpu-mem", type=share_gb, metavar="GB",
                         help="GPU memory each rank needs: the job may share cards with other such jobs")
     submit.add_argument("--preemptible", action="store_true",
                         help="a job of higher priority may stop it (TERM, preempt_grace to save) and requeue it")
@@ -100,31 +102,31 @@ def _parser() -> argparse.ArgumentParser:
                         help="stop the job when a rank uses over 10%% more than --gpu-mem (else a warning)")
     submit.add_argument("--nodes", metavar="A,B", help="allowed node names or labels")
     submit.add_argument("--priority", type=int, metavar="X", help="higher runs first (default 0)")
-    submit.add_argument("--after", type=_positive_int, action="append", metavar="ID",
+    submit.add_argument("--after", type=positive_int, action="append", metavar="ID",
                         help="start after job ID succeeds")
     submit.add_argument("--hold", action="store_true", help="store it held; `ugro release` queues it")
     submit.add_argument("--env", action="append", metavar="NAME=VALUE")
     submit.add_argument("--workdir", metavar="DIR")
-    submit.add_argument("--max-retries", type=_count, metavar="N")
+    submit.add_argument("--max-retries", type=count, metavar="N")
     submit.add_argument("--checkpoint-dir", metavar="DIR",
                         help="the job's checkpoints (relative: to the node's workdir); $UGRO_CHECKPOINT_DIR")
-    submit.add_argument("--keep-last", type=_count, metavar="N", help="keep the newest N complete checkpoints")
-    submit.add_argument("--keep-best", type=_count, metavar="K", help="and the best K by the metric")
+    submit.add_argument("--keep-last", type=count, metavar="N", help="keep the newest N complete checkpoints")
+    submit.add_argument("--keep-best", type=count, metavar="K", help="and the best K by the metric")
     submit.add_argument("--sync", nargs="?", const=".", metavar="DIR",
                         help="copy DIR (default: here) to the job's nodes first and run there (.ugroignore)")
     submit.add_argument("--sync-git", action="store_true", help="with --sync: send .git/ too")
     submit.add_argument("--data", action="append", metavar="PATH",
                         help="a dataset every placed node must have (checked before launch)")
     svc = submit.add_argument_group("services (--kind service)")
-    svc.add_argument("--port", type=_port, metavar="P", help="the head's port (default: a free one from service_ports)")
+    svc.add_argument("--port", type=port, metavar="P", help="the head's port (default: a free one from service_ports)")
     svc.add_argument("--health", metavar="PATH", help="GET this path; 2xx is healthy (default: a TCP connect)")
-    svc.add_argument("--health-initial-delay", type=_seconds, metavar="S", help="time to get healthy (default 600)")
-    svc.add_argument("--health-period", type=_seconds, metavar="S", help="between probes (default 10)")
-    svc.add_argument("--health-timeout", type=_seconds, metavar="S", help="per probe (default 5)")
-    svc.add_argument("--health-failures", type=_positive_int, metavar="N",
+    svc.add_argument("--health-initial-delay", type=seconds, metavar="S", help="time to get healthy (default 600)")
+    svc.add_argument("--health-period", type=seconds, metavar="S", help="between probes (default 10)")
+    svc.add_argument("--health-timeout", type=seconds, metavar="S", help="per probe (default 5)")
+    svc.add_argument("--health-failures", type=positive_int, metavar="N",
                      help="failed probes in a row that make it unhealthy (default 3)")
     svc.add_argument("--restart", choices=("never", "on-failure", "always"), help="default on-failure")
-    svc.add_argument("--max-restarts", type=_count, metavar="N", help="then it fails (default 5)")
+    svc.add_argument("--max-restarts", type=count, metavar="N", help="then it fails (default 5)")
     svc.add_argument("--worker-command", metavar="CMD",
                      help="what the other nodes run, started before the head (e.g. rpc-server --port {port})")
     submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- SCRIPT_OR_CMD [ARGS...]")
@@ -157,10 +159,10 @@ def _parser() -> argparse.ArgumentParser:
     ckpt.add_argument("--to", metavar="DIR", help="with --pull: where (default ./checkpoints/job-ID)")
     logs = sub.add_parser("logs", parents=[common], help="a job's output, per rank or per node")
     logs.add_argument("job", metavar="JOB")
-    logs.add_argument("--rank", type=_count, metavar="N", help="only global rank N (without its prefix)")
+    logs.add_argument("--rank", type=count, metavar="N", help="only global rank N (without its prefix)")
     logs.add_argument("--node", metavar="NAME", help="only what ran on this node")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
-    logs.add_argument("--attempt", metavar="N|all", type=_attempt,
+    logs.add_argument("--attempt", metavar="N|all", type=attempt,
                       help="an earlier attempt of a retried job (default: the latest), or all of them in order")
     sweeps = sub.add_parser("sweeps", parents=[common], help="list sweeps with their best trial")
     sweeps.add_argument("--json", action="store_true", help='print {"sweeps": [...]}')
@@ -191,9 +193,10 @@ def _parser() -> argparse.ArgumentParser:
     services.add_argument("--json", action="store_true", help='print {"services": [...]}')
     fwd = sub.add_parser("forward", parents=[common], help="reach a service from here through SSH until Ctrl-C")
     fwd.add_argument("job", metavar="JOB")
-    fwd.add_argument("--local-port", type=_number(int, 0, "a port number"), default=0, metavar="L",
+    fwd.add_argument("--local-port", type=number(int, 0, "a port number"), default=0, metavar="L",
                      help="the port here (default: a free one)")
-    _session_parser(sub, common)
+    session_parser(sub, common)
+    yield_parsers(sub, common)
     sched = sub.add_parser("scheduler", parents=[common], help="run the dispatcher headless")
     sched.add_argument("--until-idle", action="store_true", help="exit when nothing is queued, starting or running")
 
@@ -211,7 +214,7 @@ def _parser() -> argparse.ArgumentParser:
 
     webp = sub.add_parser("web", parents=[common], help="the app in a browser and a JSON API, behind a token")
     webp.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
-    webp.add_argument("--port", type=_number(int, 1, "a port number"), default=8420, metavar="P")
+    webp.add_argument("--port", type=number(int, 1, "a port number"), default=8420, metavar="P")
     webp.add_argument("--no-dispatch", action="store_true", help="never run the dispatcher here")
     webp.add_argument("--tls-cert", metavar="FILE")
     webp.add_argument("--tls-key", metavar="FILE")
@@ -220,85 +223,6 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this long")
     demo.add_argument("--plain", action="store_true", help="print the live status as text instead of the app")
     return p
-
-
-def _session_parser(sub, common: argparse.ArgumentParser) -> None:
-    s = sub.add_parser("session", parents=[common], help="reserve GPUs for a shell (a job of kind session) and open it",
-                       description="Reserve GPUs for a shell, a notebook or an editor; given back when idle.")
-    s.add_argument("--gpus", type=_positive_int, default=1, metavar="N", help="GPUs on one node (default 1)")
-    s.add_argument("--node", metavar="NAME[:GPU]", help="this node, or this GPU of it (node0:1)")
-    s.add_argument("--min-gpu-mem", type=_gigabytes, default=0.0, metavar="GB", help="cards with at least this")
-    s.add_argument("--hours", type=_hours, default=12.0, metavar="H", help="given back after H hours (12)")
-    s.add_argument("--idle-stop", default="60", metavar="MIN", help="given back after MIN idle minutes (60; or 30s)")
-    s.add_argument("--name", metavar="N", help="its name in the queue")
-    s.add_argument("--priority", type=int, default=0, metavar="P", help="as for any job (higher first)")
-    s.add_argument("--workdir", metavar="DIR", help="where the shell starts (default: the node's workdir)")
-    s.add_argument("--no-attach", action="store_true", help="print the ssh command instead of opening the shell")
-    s.add_argument("--no-wait", action="store_true", help="refuse at once when no GPU is free, naming why")
-    s.add_argument("--ssh-config", action="store_true", help="add a `Host ugro-session-ID` entry (VS Code)")
-    s.add_argument("--jupyter", action="store_true", help="run JupyterLab in it, forwarded here until Ctrl-C")
-    s.add_argument("--local-port", type=_number(int, 0, "a port number"), default=0, metavar="L",
-                   help="--jupyter: the port here (default: a free one)")
-    verbs = s.add_subparsers(dest="session_verb", metavar="attach|end|extend|list")
-    a = verbs.add_parser("attach", parents=[common], help="another shell in a running session")
-    a.add_argument("id", metavar="ID")
-    a.add_argument("--no-attach", action="store_true", help="print the ssh command instead")
-    verbs.add_parser("end", parents=[common], help="give its GPUs back now").add_argument("id", metavar="ID")
-    e = verbs.add_parser("extend", parents=[common], help="keep it longer")
-    e.add_argument("id", metavar="ID")
-    e.add_argument("--hours", type=_hours, required=True, metavar="H", help="hours more than its end now")
-    verbs.add_parser("list", parents=[common], help="sessions: shells attached, idle, time left")
-
-
-def _number(kind: type, least: float, what: str):
-    """An argparse type: a `kind` number of at least `least`, with a message in the user's words."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not least <= value < 1e9:
-            raise argparse.ArgumentTypeError(f"expected {least:g} or more, got {text}")
-        return value
-
-    return parse
-
-
-_count = _number(int, 0, "a whole number")
-
-
-def _attempt(text: str) -> int | str:
-    return text if text == "all" else _count(text)
-_positive_int = _number(int, 1, "a whole number")
-_gigabytes = _number(float, 0, "a number of GB")
-_seconds = _number(float, 0, "a number of seconds")
-
-
-def _share_gb(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of GB, got {text!r}") from None
-    if not 0 < value < 1e6:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"expected a number of GB above 0, got {text}")
-    return value
-
-
-def _hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of hours, got {text!r}") from None
-    if not 0 < value < 1e6:
-        raise argparse.ArgumentTypeError(f"expected a number of hours above 0, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    if not (text.isascii() and text.isdecimal()) or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
-    return int(text)
 
 
 def _load(args: argparse.Namespace):
@@ -320,7 +244,7 @@ def _load(args: argparse.Namespace):
 def _change_asked(args: argparse.Namespace) -> str | None:
     """What the command would change, in the user's words; None for one that only looks."""
     verb = args.verb
-    if verb in ("submit", "cancel", "hold", "release", "retry", "kill", "sync"):
+    if verb in ("submit", "cancel", "hold", "release", "retry", "kill", "sync", "yield", "unyield"):
         return f"ugro {verb}"
     if verb == "session" and getattr(args, "session_verb", None) not in ("attach", "list"):
         return f"ugro session {args.session_verb or ''}".strip()
@@ -397,6 +321,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         handler = {None: session.start, "attach": session.attach, "end": session.end, "extend": session.extend,
                    "list": session.list_sessions}[args.session_verb]
         return handler(args, _load(args))
+    if args.verb in ("yield", "unyield"):
+        from ugro_tui.commands import yields
+
+        return (yields.yield_node if args.verb == "yield" else yields.unyield_node)(args, _load(args))
     if args.verb == "scheduler":
         from ugro_tui.commands import scheduler
 

@@ -62,6 +62,7 @@ class Node:
     code_dir: str = "~/.cache/ugro/code"  # where `--sync` trees live on the node
     energy_price: float | None = None  # per kWh, where this node's electricity costs other than [cluster]'s
     share_gpus: bool = True  # jobs that declare --gpu-mem may share a card here; false keeps every card whole
+    desktop: bool = False  # someone sits at it: its GPUs are yielded to a process ugro did not start
 
     @property
     def prelude(self) -> str:
@@ -125,6 +126,9 @@ class Cluster:
     currency: str = "EUR"
     gpu_mem_headroom_gb: float = 0.5  # kept free on a card that jobs share
     preempt_grace: float = 60.0  # seconds a preempted job has, after TERM, to save its work before KILL
+    yield_min_mib: int = 512  # a desktop's GPU is yielded to a process ugro did not start that holds more than this
+    yield_after: float = 20.0  # ... for this many seconds
+    yield_idle_minutes: float = 5.0  # and comes back once that process has been gone this long
     alerts: AlertsConfig = AlertsConfig()
     daemon: DaemonConfig = DaemonConfig()
     backend: str = "ssh"  # where jobs run: ugro's own dispatcher over SSH, or a Slurm cluster
@@ -277,10 +281,11 @@ def _keys(c: _Checker, key: str, value: Any) -> tuple[tuple[str, str], ...]:
 
 
 NODE_KEYS = ("name", "host", "port", "user", "identity_file", "python", "workdir", "labels",
-             "socket_ifname", "env", "transport", "sim", "data", "code_dir", "energy_price", "share_gpus")
+             "socket_ifname", "env", "transport", "sim", "data", "code_dir", "energy_price", "share_gpus", "desktop")
 CLUSTER_KEYS = ("name", "backend", "poll_interval", "rendezvous_ports", "service_ports", "known_hosts", "ssh_config",
                 "connect_timeout", "history", "node_lost_after", "read_only", "sync_limit_mb", "energy_price",
-                "currency", "gpu_mem_headroom_gb", "preempt_grace")
+                "currency", "gpu_mem_headroom_gb", "preempt_grace", "yield_min_mib", "yield_after",
+                "yield_idle_minutes")
 # ISO 4217's active codes: a price's currency is one of them (a typo such as "EUD" is one line, not a silent label)
 _ISO_4217 = (
     "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF "
@@ -323,6 +328,7 @@ def parse_node(source: str, index: int, table: Any) -> Node:
         code_dir=c.get("code_dir", _string(what="a path"), default="~/.cache/ugro/code"),
         energy_price=c.get("energy_price", _PRICE),
         share_gpus=c.get("share_gpus", _boolean, default=True),
+        desktop=c.get("desktop", _boolean, default=False),
     )
 
 
@@ -369,6 +375,9 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         currency=c.get("currency", _currency, default="EUR"),
         gpu_mem_headroom_gb=c.get("gpu_mem_headroom_gb", _number_in(0, 1024, "a number of GB"), default=0.5),
         preempt_grace=c.get("preempt_grace", _number_in(0, 86400, "a number of seconds"), default=60.0),
+        yield_min_mib=c.get("yield_min_mib", _integer(0, 1_000_000), default=512),
+        yield_after=c.get("yield_after", _number_in(0, 86400, "a number of seconds"), default=20.0),
+        yield_idle_minutes=c.get("yield_idle_minutes", _number_in(0, 10080, "a number of minutes"), default=5.0),
         nodes=tuple(nodes),
         keys=top.get("keys", _keys, default=()),
         alerts=top.get("alerts", _alerts, default=AlertsConfig()),

@@ -61,7 +61,7 @@ def test_a_session_on_a_chosen_gpu_and_the_reason_that_names_it() -> None:
     chosen = Job(1, JobSpec("s", ("session",), kind="session", nodes=("node0",), gpu_indexes=(1,)))
     [d] = place([chosen], nodes, now=0.0)
     assert d.placement == (("node0", (1,)),)
-    held = [NodeCapacity("node0", (), (FreeGpu(0, 8000),), 2, 8192, sessions=((1, "session 1 (s)"),))]
+    held = [NodeCapacity("node0", (), (FreeGpu(0, 8000),), 2, 8192, claims=((1, "held by session 1 (s)"),))]
     whole = Job(2, JobSpec("j", ("x.py",), gpus_per_node=2))
     on_one = Job(3, JobSpec("k", ("x.py",), gpu_indexes=(1,)))
     reasons = {d.job_id: d.reason for d in place([whole, on_one], held, now=0.0)}

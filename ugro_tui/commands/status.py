@@ -91,12 +91,23 @@ def format_users(users: list[UserUsage]) -> str:
     return render(("USER", "GPUS", "GPU MEMORY", "PROCESSES", "UGRO JOBS", "NODES"), rows) if rows else "no GPU users"
 
 
-def state_doc(state: ClusterState) -> dict:
-    """The state as JSON, each GPU with the sharing jobs on it (`shared_by`, `declared_mib`)."""
+def state_doc(state: ClusterState, cluster: Cluster) -> dict:
+    """The state as JSON, each GPU with the sharing jobs on it (`shared_by`, `declared_mib`) and whom it is yielded
+    to (`yielded_to`), and the yields in effect (`yielded`)."""
     from ugro_tui.core.jobs.sharing import annotate
     from ugro_tui.core.jobs.store import JobStore
+    from ugro_tui.core.jobs.yields import YieldBook, yielded
 
-    return annotate(state.to_json(), JobStore().active())
+    store = JobStore()
+    doc = annotate(state.to_json(), store.active())
+    yields = YieldBook(store.root).read()
+    idle_s = cluster.yield_idle_minutes * 60
+    doc["yielded"] = [y.to_json(idle_s) for y in yields]
+    for node in doc.get("nodes", []):
+        for gpu in node.get("gpus", []):
+            y = yielded(yields, node.get("name"), gpu.get("index"))
+            gpu["yielded_to"] = y.to if y is not None else None
+    return doc
 
 
 def _gb(mib: int | None) -> float | None:
@@ -108,7 +119,8 @@ def _print_once(cluster: Cluster, out: ClusterState, as_json: bool, users: bool)
         found = users_of(out, cluster)
         print(json.dumps({"users": [u.to_json() for u in found]}, indent=2) if as_json else format_users(found))
     else:
-        print(json.dumps(state_doc(out), indent=2) if as_json else format_state(out, cluster.name, time.time()))
+        doc = json.dumps(state_doc(out, cluster), indent=2) if as_json else None
+        print(doc or format_state(out, cluster.name, time.time()))
     return 0 if all(n.healthy for n in out.nodes.values()) else 1
 
 
@@ -143,7 +155,7 @@ async def _show(cluster: Cluster, state: ClusterState, as_json: bool, count: int
     shown = 0
     while count is None or shown < count:
         if as_json:
-            print(json.dumps(state_doc(state)), flush=True)
+            print(json.dumps(state_doc(state, cluster)), flush=True)
         else:
             text = format_state(state, cluster.name, time.time())
             sys.stdout.write(("\x1b[H\x1b[2J" if tty else ("\n" if shown else "")) + text + "\n")

@@ -24,7 +24,9 @@ from ugro_tui.core.jobs.memory_watch import MemoryWatch, diagnose_shared
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, reroute, transition
 from ugro_tui.core.jobs.placement import Decision, NodeCapacity, allowed, capacity, job_order, place
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.lifecycle import JobGuard, NotReadyBackoff, dependencies, merge
+from ugro_tui.core.jobs.yield_watch import YieldWatch
+from ugro_tui.core.jobs.yields import STOP_PREFIX
+from ugro_tui.core.lifecycle import JobGuard, NotReadyBackoff, dependencies, merge, retry_or_fail
 from ugro_tui.core.sessions.watch import SessionWatch
 from ugro_tui.core.sync.service import NotReady
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
@@ -82,6 +84,12 @@ class Launcher:
     async def session_probe(self, job: Job, message: str):
         """A session's processes and attached shells on its node (sessions/probe.py); `message` goes to them."""
         raise NotImplementedError
+
+
+def _retried(done: Job, why: str) -> Job:
+    """A job stopped for a forced yield: its attempt failed, so its retry policy decides (queued again or failed)."""
+    return retry_or_fail(dataclasses.replace(done, state=JobState.RUNNING, trail=done.trail[:-1]), why,
+                         done.diagnosis)
 
 
 class SweepTrials:
@@ -184,6 +192,7 @@ class Dispatcher:
         self._not_ready = NotReadyBackoff(clock)  # jobs whose placed nodes lacked their data or code
         self.memory = MemoryWatch(self.store, state)  # ranks over their declared memory on a shared card
         self.sessions = SessionWatch(self.store, state, launcher, clock)  # idle stops, ends, attached shells
+        self.yields = YieldWatch(lambda: self.cluster, self.store, state, clock)  # desktops' GPUs for their owners
         self._jobs: dict[int, Job] = {}  # the round's active jobs, for a diagnosis that names a card's sharers
 
     async def tick(self) -> list[Job]:
@@ -204,7 +213,12 @@ class Dispatcher:
         waiting = [j for j in self._sweep_limits(await self._settle_dependencies(jobs), jobs)
                    if self._not_ready.due(j.id) and (j.service.next_start if j.service else 0.0) <= now]
         waiting = [self._elsewhere(j, now) for j in waiting]
-        decisions = place(waiting, capacity(self.cluster, self.state, list(jobs.values())), now=self.clock(),
+        try:
+            yields = await self.yields.observe(jobs)
+        except OSError as exc:  # the yields file could not be written: the ones known stand, the queue goes on
+            self.yields.problem = f"the yields file could not be written: {exc}"
+            yields = self.yields.yields
+        decisions = place(waiting, capacity(self.cluster, self.state, list(jobs.values()), yields), now=self.clock(),
                           starve_after=self.starve_after, running=[j for j in jobs.values()
                                                                    if j.state is JobState.RUNNING])
         await self._apply(decisions, jobs)
@@ -299,7 +313,8 @@ class Dispatcher:
                 done = await self.launcher.cancel(job)
                 if job.stop and not job.cancel_requested and done.state is JobState.CANCELLED:
                     ended = JobState.SUCCEEDED if job.spec.kind == "session" else JobState.FAILED  # given back
-                    done = reroute(done, ended, reason=job.stop)
+                    done = reroute(done, ended, reason=job.stop) if ended is JobState.SUCCEEDED or \
+                        not job.stop.startswith(STOP_PREFIX) else _retried(done, job.stop)
                 elif job.prune and not job.cancel_requested and done.state is JobState.CANCELLED:
                     done = reroute(done, JobState.PRUNED, reason=job.prune)
                 await self._save(done)

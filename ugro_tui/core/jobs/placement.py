@@ -25,6 +25,7 @@ from ugro_tui.config import Cluster
 from ugro_tui.core.jobs import preemption, sharing
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.jobs.sharing import CardRoom, Holder, declared_mib, gb
+from ugro_tui.core.jobs.yields import Yield, yielded
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
 
 
@@ -49,7 +50,7 @@ class NodeCapacity:
     gpu_count: int = 0
     gpu_total_mib: int = 0   # the largest GPU's memory, for "could this ever fit"
     headroom_mib: int = 0    # kept free on a shared card
-    sessions: tuple[tuple[int, str], ...] = ()  # (GPU index, "session 7 (name)") of the cards sessions hold
+    claims: tuple[tuple[int, str], ...] = ()  # (GPU index, "held by session 7 (name)" / "yielded to ollie")
     held: tuple[tuple[int, int | None], ...] = ()  # (GPU index, memory MiB) of cards whole-card jobs hold
 
 
@@ -265,9 +266,9 @@ def _keep_room(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[Fre
     return kept
 
 
-def _held_by_sessions(job: Job, nodes: Sequence[NodeCapacity]) -> str:
-    """The cards the job could use that sessions hold, named: a person is using them, not a job that ends."""
-    held = [f"{n.name}:{i} is held by {who}" for n in nodes if allowed(job, n) for i, who in n.sessions
+def _claimed(job: Job, nodes: Sequence[NodeCapacity]) -> str:
+    """The cards the job could use that people hold (sessions, yields), named: no job's end frees them."""
+    held = [f"{n.name}:{i} is {what}" for n in nodes if allowed(job, n) for i, what in n.claims
             if not job.spec.gpu_indexes or i in job.spec.gpu_indexes]
     return "; " + ", ".join(held[:3]) + (f" (+{len(held) - 3} more)" if len(held) > 3 else "") if held else ""
 
@@ -275,7 +276,7 @@ def _held_by_sessions(job: Job, nodes: Sequence[NodeCapacity]) -> str:
 def _wait_reason(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[FreeGpu]], free_now: int) -> str:
     such = f"{free_now} such node{'s' if free_now != 1 else ''}"
     if not declared_mib(job.spec):
-        return f"{describe_need(job)}; {such} free now{_held_by_sessions(job, nodes)}"
+        return f"{describe_need(job)}; {such} free now{_claimed(job, nodes)}"
     if job.spec.nnodes > 1:
         return f"{describe_need(job)}; {such} now; {_best_card(job, nodes, pool)}"
     return f"{describe_need(job)}; {_best_card(job, nodes, pool)}"
@@ -289,36 +290,45 @@ def _taken(card: FreeGpu, job_id: int, mib: int) -> FreeGpu:
         max(0, room.room_mib - mib), (*room.holders, Holder(f"job {job_id}", 0, job_id, mib))))
 
 
-def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job]) -> list[NodeCapacity]:
+def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job], yields: Sequence[Yield] = ()
+             ) -> list[NodeCapacity]:
     """The cards placement may use, per online node. Whole: no process on it (anyone's process makes it busy) and
-    no job placed there. Shared: not held by a whole-card job, on a node that shares, with what it has free."""
+    no job placed there. Shared: not held by a whole-card job, on a node that shares, with what it has free. A
+    yielded card is neither, and no job is preempted to get it."""
     active = [j for j in jobs if j.state.active]
     whole_held = {(node, gpu) for job in active if not declared_mib(job.spec)
                   for node, gpus in job.placement for gpu in gpus}
     placed = {(node, gpu) for job in active for node, gpus in job.placement for gpu in gpus}
     headroom = round(cluster.gpu_mem_headroom_gb * 1024)
-    sessions: dict[str, list[tuple[int, str]]] = {}
+    claims: dict[str, list[tuple[int, str]]] = {}
     for job in active:
         if job.spec.kind == "session":
             for node, gpus in job.placement:
-                sessions.setdefault(node, []).extend((g, f"session {job.id} ({job.spec.name})") for g in gpus)
+                claims.setdefault(node, []).extend((g, f"held by session {job.id} ({job.spec.name})") for g in gpus)
+    idle_s = cluster.yield_idle_minutes * 60
     out = []
     for node in cluster.nodes:
         status = state.nodes.get(node.name)
         gpus = status.gpus if status is not None else ()
         online = status is not None and status.state is NodeState.ONLINE and status.error is None
+        mine = claims.get(node.name, [])
+        gone = set()
+        for g in gpus:
+            y = yielded(list(yields), node.name, g.index)
+            if y is not None:
+                gone.add(g.index)
+                mine.append((g.index, y.describe(idle_s)))
         free = []
         for g in gpus if online else ():
-            if (node.name, g.index) in whole_held:
+            if (node.name, g.index) in whole_held or g.index in gone:
                 continue
             whole = not g.processes and (node.name, g.index) not in placed
             room = sharing.card_room(g, sharing.sharers_of(active, node.name, g.index), headroom) \
                 if node.share_gpus else None
             if whole or room is not None:
                 free.append(FreeGpu(g.index, g.memory_free_mib, whole, room))
+        held = tuple((g.index, g.memory_total_mib) for g in gpus
+                     if (node.name, g.index) in whole_held and g.index not in gone) if online else ()
         out.append(NodeCapacity(node.name, node.labels, tuple(free), len(gpus),
-                                max((g.memory_total_mib or 0 for g in gpus), default=0), headroom,
-                                tuple(sessions.get(node.name, ())),
-                                tuple((g.index, g.memory_total_mib) for g in gpus if (node.name, g.index) in whole_held)
-                                if online else ()))
+                                max((g.memory_total_mib or 0 for g in gpus), default=0), headroom, tuple(mine), held))
     return out
