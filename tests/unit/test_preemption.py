@@ -68,3 +68,24 @@ def test_a_preempted_attempt_spends_no_retry_and_the_mark_survives_a_follow() ->
     assert retry_or_fail(dataclasses.replace(retried, preemptions=0), "x", None).state is JobState.FAILED
     marked = dataclasses.replace(job, preempt="preempted by job 9 (priority 5)")
     assert merge(marked, job).preempt == marked.preempt
+
+
+def test_the_form_takes_preemptible_after_the_priority_and_shows_it_again() -> None:
+    from ugro_tui.config import parse_cluster
+    from ugro_tui.core.jobs.form import FormValues, check, from_spec
+
+    cluster = parse_cluster({"nodes": [{"name": "a", "host": "127.0.0.1"}]})
+    done = check(FormValues(script="train.py", priority="2 preemptible"), cluster)
+    assert done.spec is not None and done.spec.preemptible and done.spec.priority == 2, done.errors
+    assert from_spec(done.spec).priority == "2 preemptible"
+    bad = check(FormValues(script="train.py", priority="2 maybe"), cluster)
+    assert bad.spec is None and bad.errors["priority"].startswith("priority: a whole number")
+
+
+def test_a_preempted_job_waiting_names_the_running_job_it_waits_for() -> None:
+    busy = NodeCapacity("a", (), (), 1, 8192, held=((0, 8192),), running=((0, "job 12 (urgent)"),))
+    back = dataclasses.replace(waiting(3, 0), preempt="preempted by job 12 (priority 5)")
+    [d] = place([back], [busy], now=200.0)
+    assert d.reason.endswith("; waits for job 12 (urgent) on a:0"), d.reason
+    [d] = place([waiting(4, 0)], [busy], now=200.0)
+    assert "waits for" not in d.reason  # a job never preempted says only what it needs

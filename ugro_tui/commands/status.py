@@ -114,13 +114,22 @@ def _gb(mib: int | None) -> float | None:
     return None if mib is None else mib / 1024
 
 
+def _yield_lines(cluster: Cluster) -> str:
+    """Under the table: each yield in effect, `node0:0 yielded to ollie until 22:40 (by hand)`."""
+    from ugro_tui.core.jobs.store import JobStore
+    from ugro_tui.core.jobs.yields import YieldBook
+
+    idle_s = cluster.yield_idle_minutes * 60
+    return "".join(f"\n{y.cards()} {y.describe(idle_s)} ({y.why})" for y in YieldBook(JobStore().root).read())
+
+
 def _print_once(cluster: Cluster, out: ClusterState, as_json: bool, users: bool) -> int:
     if users:
         found = users_of(out, cluster)
         print(json.dumps({"users": [u.to_json() for u in found]}, indent=2) if as_json else format_users(found))
     else:
         doc = json.dumps(state_doc(out, cluster), indent=2) if as_json else None
-        print(doc or format_state(out, cluster.name, time.time()))
+        print(doc or format_state(out, cluster.name, time.time()) + _yield_lines(cluster))
     return 0 if all(n.healthy for n in out.nodes.values()) else 1
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 CHANGES = frozenset({
     "new_job", "cancel_job", "hold", "retry", "edit", "add_node", "edit_node", "remove_node", "trust",
     "cancel_sweep", "submit", "save_template", "save", "signal", "resume", ("run", (True,)), "session",
+    "yield_gpu",
 })
 
 

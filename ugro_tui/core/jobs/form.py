@@ -44,7 +44,7 @@ class FormValues:
     workdir: str = ""
     sync: str = ""            # a folder here to copy to the nodes first (the job runs there); blank: none
     data: str = ""            # dataset paths each placed node must have, space-separated
-    priority: str = "0"
+    priority: str = "0"       # "0 preemptible": a job of higher priority may stop and requeue it
     after: str = ""
     max_retries: str = "0"
     checkpoint_dir: str = ""
@@ -152,7 +152,7 @@ def from_spec(spec: JobSpec) -> FormValues:
         gpu_mem="" if spec.gpu_mem_gb is None else f"{spec.gpu_mem_gb:g}{' enforce' if spec.gpu_mem_enforce else ''}",
         env="\n".join(f"{k}={v}" for k, v in spec.env if not k.startswith("UGRO_SWEEP_")),
         workdir=spec.workdir or "", sync=spec.sync or "", data=join_args([p for p, _, _ in spec.data]),
-        priority=str(spec.priority), after=",".join(map(str, spec.after)),
+        priority=f"{spec.priority}{' preemptible' if spec.preemptible else ''}", after=",".join(map(str, spec.after)),
         max_retries=str(spec.max_retries), checkpoint_dir=spec.checkpoint_dir or "", search=search_words(spec),
         keep=" ".join(f"{w}={v}" for w, v in (("last", spec.keep_last), ("best", spec.keep_best)) if v is not None),
         service=service_words(spec), template=spec.template)
@@ -209,11 +209,16 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
         errors["min_gpu_mem_gb"] = "min GPU memory: a number of GB, 0 or more"
         min_mem = 0.0
     gpu_mem, enforce = _gpu_mem(values.gpu_mem, errors)
-    priority = 0
+    priority, preemptible = 0, False
+    words = values.priority.split()
     try:
-        priority = int(values.priority.strip() or "0")
+        priority = int(words[0] if words else "0")
+        if words[1:] not in ([], ["preemptible"]):
+            raise ValueError(words)
+        preemptible = words[1:] == ["preemptible"]
     except ValueError:
-        errors["priority"] = "priority: a whole number (higher runs first)"
+        errors["priority"] = "priority: a whole number (higher runs first), then `preemptible` if a higher one may " \
+                             "stop it"
     retries = _whole(values.max_retries or "0", 0, errors, "max_retries", "max retries")
     after: list[int] = []
     for item in (a.strip() for a in values.after.split(",") if a.strip()):
@@ -291,7 +296,8 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
         name=values.name.strip() or script.rsplit("/", 1)[-1], command=(script, *args), kind=values.kind,
         nnodes=nnodes, nproc_per_node=nproc, gpus_per_node=gpus, min_gpu_mem_gb=min_mem, nodes=tuple(values.nodes),
         gpu_mem_gb=gpu_mem, gpu_mem_enforce=enforce,
-        env=tuple(env), workdir=values.workdir.strip() or None, priority=priority, after=tuple(after),
+        env=tuple(env), workdir=values.workdir.strip() or None, priority=priority, preemptible=preemptible,
+        after=tuple(after),
         max_retries=retries, checkpoint_dir=values.checkpoint_dir.strip() or None, template=values.template,
         sync=sync, data=data, **extra, **keep, **service)  # type: ignore[arg-type]
     problem = spec_problem(spec, cluster)  # the CLI's last word too, so both refuse the same jobs

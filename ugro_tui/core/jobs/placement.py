@@ -52,6 +52,7 @@ class NodeCapacity:
     headroom_mib: int = 0    # kept free on a shared card
     claims: tuple[tuple[int, str], ...] = ()  # (GPU index, "held by session 7 (name)" / "yielded to ollie")
     held: tuple[tuple[int, int | None], ...] = ()  # (GPU index, memory MiB) of cards whole-card jobs hold
+    running: tuple[tuple[int, str], ...] = ()  # (GPU index, "job 12 (urgent)") of the jobs on its cards
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
         s = job.spec
         home = set(job.ran_on) if s.checkpoint_dir else set()  # a retry goes where its checkpoints are, if free
         share = declared_mib(s)
-        shape = (s.nnodes, s.gpus_per_node, share, s.min_gpu_mem_gb, s.nodes, tuple(sorted(home)), s.gpu_indexes)
+        shape = (s.nnodes, s.gpus_per_node, share, s.min_gpu_mem_gb, s.nodes, tuple(sorted(home)), s.gpu_indexes,
+                 bool(job.preempt))
         known = unfit.get(shape)
         if known is None:
             fitting = _fitting(job, nodes, pool, reserved, home, order)
@@ -273,10 +275,23 @@ def _claimed(job: Job, nodes: Sequence[NodeCapacity]) -> str:
     return "; " + ", ".join(held[:3]) + (f" (+{len(held) - 3} more)" if len(held) > 3 else "") if held else ""
 
 
+def _waits_for(job: Job, nodes: Sequence[NodeCapacity]) -> str:
+    """A preempted job's wait: the running jobs on the cards it may use (the one that preempted it, mostly)."""
+    if not job.preempt:
+        return ""
+    on: dict[str, list[str]] = {}
+    for n in nodes:
+        if allowed(job, n):
+            for i, who in n.running:
+                on.setdefault(who, []).append(f"{n.name}:{i}")
+    named = [f"{who} on {', '.join(cards)}" for who, cards in list(on.items())[:3]]
+    return f"; waits for {', '.join(named)}" if named else ""
+
+
 def _wait_reason(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[FreeGpu]], free_now: int) -> str:
     such = f"{free_now} such node{'s' if free_now != 1 else ''}"
     if not declared_mib(job.spec):
-        return f"{describe_need(job)}; {such} free now{_claimed(job, nodes)}"
+        return f"{describe_need(job)}; {such} free now{_claimed(job, nodes)}{_waits_for(job, nodes)}"
     if job.spec.nnodes > 1:
         return f"{describe_need(job)}; {such} now; {_best_card(job, nodes, pool)}"
     return f"{describe_need(job)}; {_best_card(job, nodes, pool)}"
@@ -301,7 +316,10 @@ def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job], yields: Seq
     placed = {(node, gpu) for job in active for node, gpus in job.placement for gpu in gpus}
     headroom = round(cluster.gpu_mem_headroom_gb * 1024)
     claims: dict[str, list[tuple[int, str]]] = {}
+    running: dict[str, list[tuple[int, str]]] = {}
     for job in active:
+        for node, gpus in job.placement if job.spec.kind != "session" else ():
+            running.setdefault(node, []).extend((g, f"job {job.id} ({job.spec.name})") for g in gpus)
         if job.spec.kind == "session":
             for node, gpus in job.placement:
                 claims.setdefault(node, []).extend((g, f"held by session {job.id} ({job.spec.name})") for g in gpus)
@@ -330,5 +348,6 @@ def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job], yields: Seq
         held = tuple((g.index, g.memory_total_mib) for g in gpus
                      if (node.name, g.index) in whole_held and g.index not in gone) if online else ()
         out.append(NodeCapacity(node.name, node.labels, tuple(free), len(gpus),
-                                max((g.memory_total_mib or 0 for g in gpus), default=0), headroom, tuple(mine), held))
+                                max((g.memory_total_mib or 0 for g in gpus), default=0), headroom, tuple(mine), held,
+                                tuple(running.get(node.name, ()))))
     return out

@@ -47,7 +47,7 @@ TEXT_FIELDS = (  # (field, label, placeholder)
     ("workdir", "workdir", "default: the node's workdir"),
     ("sync", "sync folder", ". (copied to the nodes first; .ugroignore)"),
     ("data", "data", "~/datasets/wikitext (checked on each node)"),
-    ("priority", "priority", "0 (higher runs first)"),
+    ("priority", "priority", "0 (higher runs first; `0 preemptible` may be stopped)"),
     ("after", "after jobs", "3,4 (start when they succeed)"),
     ("max_retries", "max retries", "0"),
     ("checkpoint_dir", "checkpoint dir", "resume from here on a retry"),

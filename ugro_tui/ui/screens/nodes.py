@@ -34,6 +34,7 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         Binding("a", "trust", "Trust key", id="nodes.trust", show=False),
         Binding("K", "signal", "Signal", id="nodes.signal"),
         Binding("d", "session", "Session", id="nodes.session"),
+        Binding("Y", "yield_gpu", "Yield", id="nodes.yield", show=False),
         Binding("u", "users", "Users", id="nodes.users", show=False),
         Binding("N", "add_node", "Add node", id="nodes.add"),
         Binding("E", "edit_node", "Edit node", id="nodes.edit", show=False),
@@ -71,14 +72,21 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
     @work(group="shares", exclusive=True, exit_on_error=False, description="read which jobs share which GPUs")
     async def read_shares(self) -> None:
-        """The line under each shared card: its jobs' declared and used memory (the store's active jobs)."""
+        """The lines under each shared or yielded card: its jobs' declared and used memory (the store's active
+        jobs), whom it is yielded to (the yields file); and the yielded GPUs in the header."""
         from ugro_tui.core.jobs.sharing import card_lines
+        from ugro_tui.ui.yielding import yield_lines
 
         jobs = await asyncio.to_thread(self.app.store.active)
+        yielded, note = await asyncio.to_thread(yield_lines, self.app)
+        if note != getattr(self.app, "yields_note", ""):
+            self.app.yields_note = note
+            self.refresh_health()
         for name, card in list(self.cards.items()):
             lines = card_lines(jobs, name, card.status.gpus)
-            if lines != card.shared:
-                card.shared = lines
+            mine = yielded.get(name, {})
+            if lines != card.shared or mine != card.yielded:
+                card.shared, card.yielded = lines, mine
                 card.refresh_status()
 
     def _refresh_health_if_dirty(self) -> None:
@@ -376,6 +384,16 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
                 continue
             ok, message = await self.app.signal_through_daemon(target.node, target.pid, signal)  # its connection
             self.notify(message, severity="information" if ok else "error", timeout=6 if ok else 10)
+
+    def action_yield_gpu(self) -> None:
+        """The selected GPU to the person at the node, or back to the queue when it is yielded (confirmed where a
+        job that is not preemptible would stop, or the node is no desktop)."""
+        from ugro_tui.ui.yielding import ask_yield
+
+        if self.cursor is None:
+            self.notify("select a GPU first (j/k)", timeout=3)
+            return
+        ask_yield(self, *self.cursor)
 
     def action_retry(self) -> None:
         if self.cursor is not None:

@@ -20,6 +20,9 @@ class HealthBar(Static):
         note = app.session.dispatch_note  # type: ignore[attr-defined]
         if app.session.store_recovered:  # type: ignore[attr-defined]
             note = f"{note}  STORE RECOVERED (ugro queue --ack-recovery)"
+        yielded = getattr(app, "yields_note", "")
+        if yielded:
+            note = f"{yielded}  {note}"
         if app.cluster.read_only:  # type: ignore[attr-defined]
             note = f"READ-ONLY  {note}"
         self.show(app.cluster.name, app.monitor_state.health(), note)  # type: ignore[attr-defined]

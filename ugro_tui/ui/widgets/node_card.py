@@ -44,6 +44,7 @@ class NodeCard(Widget):
         self.clock = clock
         self.selected_gpu: int | None = None
         self.shared: dict[int, str] = {}  # GPU index -> who shares it (sharing.card_lines), set by the screen
+        self.yielded: dict[int, str] = {}  # GPU index -> "yielded to ollie until 22:40", set by the screen
         self._lines = -1
 
     def refresh_status(self) -> None:
@@ -65,7 +66,7 @@ class NodeCard(Widget):
     def _line_count(self) -> int:
         host = 1 if self.status.host is not None else 0
         slurm = 1 if self.status.slurm is not None else 0
-        shared = sum(1 for g in self.status.gpus if g.index in self.shared)
+        shared = sum((g.index in self.shared) + (g.index in self.yielded) for g in self.status.gpus)
         return max(1, len(self.status.gpus) + shared + host + slurm + (1 if self.status.error else 0))
 
     def on_mount(self) -> None:
@@ -84,6 +85,9 @@ class NodeCard(Widget):
             if not live:  # last known numbers, not live ones
                 line.stylize("dim")
             lines.append(line)
+            if gpu.index in self.yielded:
+                lines.append(Text(render.fit(f"  ↳ {self.yielded[gpu.index]}", width), style=styles["warn"],
+                                  no_wrap=True))
             if gpu.index in self.shared:
                 lines.append(Text(render.fit(f"  ↳ {self.shared[gpu.index]}", width), style=styles["memory"],
                                   no_wrap=True))
