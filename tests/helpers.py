@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
@@ -30,3 +32,13 @@ def wait(predicate: Callable[[], Any], timeout: float, what: str, every: float =
         assert time.monotonic() - began < timeout, f"timed out waiting for {what}"
         time.sleep(every)
     return time.monotonic() - began
+
+
+def job(config: Path, job_id: int) -> dict:
+    """`ugro show ID --json`: the job as the store has it now."""
+    return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
+
+
+def steps_done(text: str) -> list[int]:
+    """The steps `examples/train_tiny.py` printed (`step N loss ...`), in order."""
+    return [int(s) for s in re.findall(r"^step (\d+) loss", text, re.MULTILINE)]

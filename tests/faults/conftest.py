@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -14,8 +13,6 @@ from pathlib import Path
 import pytest
 
 from ugro_tui.sim.loopback import LoopbackCluster, job_processes
-
-from ..helpers import ugro
 
 NODE_LOST_AFTER = 3.0
 INTERVAL = 0.5
@@ -45,10 +42,6 @@ def write_config(lab: LoopbackCluster, path: Path, *, drop: str | None = None) -
 def scheduler(config: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "ugro_tui", "scheduler", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def job(config: Path, job_id: int) -> dict:
-    return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
 
 
 def kill_job_processes(job_id: int | None = None, node: str | None = None) -> None:

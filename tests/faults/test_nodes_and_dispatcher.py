@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import ugro, wait
+from ..helpers import job, ugro, wait
 from .conftest import (
     INTERVAL,
     NODE_LOST_AFTER,
     freeze,
-    job,
     job_processes,
     kill_job_processes,
     scheduler,

@@ -10,8 +10,8 @@ import pytest
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.sim.loopback import LoopbackCluster, job_processes
 
-from ..helpers import ugro, wait
-from .conftest import job, scheduler, write_config
+from ..helpers import job, ugro, wait
+from .conftest import scheduler, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 

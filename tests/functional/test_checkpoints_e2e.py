@@ -15,7 +15,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import FIXTURES, private_lab
-from ..helpers import ugro, wait
+from ..helpers import job, ugro, wait
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(300)
@@ -26,10 +26,6 @@ SCRIPT = str(FIXTURES / "jobs" / "ckpt_job.py")
 def config(lab: LoopbackCluster, tmp_path: Path):
     with private_lab(lab, tmp_path, ports=3) as path:
         yield path
-
-
-def job(config: Path, job_id: int) -> dict:
-    return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
 
 
 def on_node(config: Path, node: str) -> Path:

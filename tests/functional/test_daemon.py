@@ -20,7 +20,7 @@ from ugro_tui.core.daemon.client import running
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import daemon_lab
-from ..helpers import ugro, wait
+from ..helpers import job, ugro, wait
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -35,10 +35,6 @@ def status(config: Path) -> dict | None:
     done = ugro(config, "daemon", "status", "--json")
     doc = json.loads(done.stdout)
     return doc if doc["running"] else None
-
-
-def job(config: Path, job_id: int) -> dict:
-    return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
 
 
 def ssh_connections_to(port: int) -> dict[int, int]:

@@ -15,7 +15,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import daemon_on, private_lab
-from ..helpers import ugro, wait
+from ..helpers import job, steps_done, ugro, wait
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(300)
@@ -30,14 +30,6 @@ def config(lab: LoopbackCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             yield path
 
 
-def job(config: Path, job_id: int) -> dict:
-    return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
-
-
-def steps(text: str) -> list[int]:
-    return [int(s) for s in re.findall(r"^step (\d+) loss", text, re.MULTILINE)]
-
-
 def test_a_preempted_job_saves_on_term_is_requeued_and_resumes_where_it_stopped(config: Path,
                                                                                tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
@@ -45,7 +37,7 @@ def test_a_preempted_job_saves_on_term_is_requeued_and_resumes_where_it_stopped(
                "--max-retries", "0", "--checkpoint-dir", str(ckpt), "--", TINY, "--steps", "60", "--sleep", "0.25",
                "--save-every", "1000")
     assert low.returncode == 0, low.stderr
-    wait(lambda: len(steps(ugro(config, "logs", "1", "--rank", "0").stdout)) >= 5, 120, "the long job training")
+    wait(lambda: len(steps_done(ugro(config, "logs", "1", "--rank", "0").stdout)) >= 5, 120, "the long job training")
     assert job(config, 1)["spec"]["preemptible"] and job(config, 1)["preemptions"] == 0
     high = ugro(config, "submit", "--nodes", "node1", "--priority", "5", "--name", "urgent", "--kind", "command",
                 "--", "sh", "-c", "sleep 2; echo urgent done")
@@ -61,7 +53,7 @@ def test_a_preempted_job_saves_on_term_is_requeued_and_resumes_where_it_stopped(
     second = ugro(config, "logs", "1", "--rank", "0", "--attempt", "2").stdout
     saved = int(re.search(r"preempted: saved step (\d+)", first).group(1))
     assert f"resumed from {ckpt}/step-{saved:06d} at step {saved + 1}" in second, second
-    done_before, done_after = steps(first), steps(second)
+    done_before, done_after = steps_done(first), steps_done(second)
     assert done_before == list(range(saved + 1)) and done_after == list(range(saved + 1, 60))  # 0 steps redone
     events = ugro(config, "show", "1").stdout
     assert "preempted: preempted by job 2 (priority 5)" in events and "resumed after 1 preemption(s)" in events

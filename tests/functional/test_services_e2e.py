@@ -14,7 +14,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster, job_processes
 
 from ..conftest import free_ports, private_lab, processes_in
-from ..helpers import ugro, wait
+from ..helpers import job, ugro, wait
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,10 +35,6 @@ def config(lab: LoopbackCluster, tmp_path: Path):
         finally:
             sched.kill()
             sched.wait()
-
-
-def job(config: Path, job_id: int) -> dict:
-    return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
 
 
 def submit(config: Path, *args: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import SIM3, private_lab
-from ..helpers import ugro, wait
+from ..helpers import job, ugro, wait
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(300)
@@ -25,10 +24,6 @@ TINY = str(Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py")
 def config(lab: LoopbackCluster, tmp_path: Path):
     with private_lab(lab, tmp_path) as path:
         yield path
-
-
-def job(config: Path, job_id: int) -> dict:
-    return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
 
 
 def scheduler(config: Path) -> subprocess.Popen[str]:

@@ -18,7 +18,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import daemon_on, private_lab
-from ..helpers import ugro, wait
+from ..helpers import job, steps_done, ugro, wait
 
 pytestmark = pytest.mark.timeout(300)
 TINY = str(Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py")
@@ -32,14 +32,6 @@ def config(lab: LoopbackCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         path.write_text(text.replace('name = "node0"\n', 'name = "node0"\ndesktop = true\n', 1))
         with daemon_on(path, monkeypatch):
             yield path
-
-
-def job(config: Path, job_id: int) -> dict:
-    return json.loads(ugro(config, "show", str(job_id), "--json").stdout)
-
-
-def steps(text: str) -> list[int]:
-    return [int(s) for s in re.findall(r"^step (\d+) loss", text, re.MULTILINE)]
 
 
 def game(node: str) -> subprocess.Popen[bytes]:
@@ -56,7 +48,7 @@ def test_a_desktops_gpu_is_yielded_to_its_owners_process_and_the_job_comes_back_
     low = ugro(config, "submit", "--nodes", "node0", "--preemptible", "--name", "sweep", "--max-retries", "0",
                "--checkpoint-dir", str(ckpt), "--", TINY, "--steps", "40", "--sleep", "0.25", "--save-every", "1000")
     assert low.returncode == 0, low.stderr
-    wait(lambda: len(steps(ugro(config, "logs", "1", "--rank", "0").stdout)) >= 3, 120, "the job training")
+    wait(lambda: len(steps_done(ugro(config, "logs", "1", "--rank", "0").stdout)) >= 3, 120, "the job training")
     owner = game("node0")
     try:
         wait(lambda: job(config, 1)["state"] == "queued", 60, "the job yielding the desktop's GPU")
@@ -75,7 +67,8 @@ def test_a_desktops_gpu_is_yielded_to_its_owners_process_and_the_job_comes_back_
     first = ugro(config, "logs", "1", "--rank", "0", "--attempt", "1").stdout
     second = ugro(config, "logs", "1", "--rank", "0", "--attempt", "2").stdout
     saved = int(re.search(r"preempted: saved step (\d+)", first).group(1))
-    assert steps(first) == list(range(saved + 1)) and steps(second) == list(range(saved + 1, 40))  # none redone
+    assert steps_done(first) == list(range(saved + 1))
+    assert steps_done(second) == list(range(saved + 1, 40))  # no step done twice
     kinds = [e["event"] for e in json.loads(ugro(config, "events", "--json").stdout)["events"]]
     assert "gpu-yielded" in kinds and "gpu-unyielded" in kinds and "job-preempted" in kinds, kinds
     assert json.loads(ugro(config, "status", "--json").stdout)["yielded"] == []
