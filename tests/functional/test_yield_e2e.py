@@ -94,3 +94,6 @@ def test_yield_by_hand_forced_for_a_job_that_is_not_preemptible_and_given_back(c
     assert "node1 (every GPU) yielded to ob until " in ugro(config, "status").stdout
     assert ugro(config, "unyield", "node1").stdout.strip() == "node1 is back in the queue"
     wait(lambda: job(config, 2)["state"] == "succeeded", 60, "the next job once the node was given back")
+    told = [(e["event"], e["message"]) for e in json.loads(ugro(config, "events", "--json").stdout)["events"]]
+    assert ("gpu-unyielded", "node1 (every GPU) is back in the queue (it was yielded to ob)") in told, told
+    assert any(kind == "gpu-yielded" and message.endswith(": by hand") for kind, message in told), told

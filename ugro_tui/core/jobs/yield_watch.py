@@ -39,6 +39,7 @@ class YieldWatch:
         self.seen: dict[tuple[str, int], float] = {}  # a foreign process on a desktop's card: since when
         self.sampled: dict[str, float] = {}
         self.yields: list[Yield] = []
+        self.started = False  # the first round compares with the file (a restarted daemon tells nothing again)
         self.problem = ""  # the last trouble with the yields file, for `ugro status`
 
     async def observe(self, jobs: dict[int, Job]) -> list[Yield]:
@@ -48,10 +49,11 @@ class YieldWatch:
         now = self.clock()
         found = self._look(cluster, now)
         idle_s = cluster.yield_idle_minutes * 60
-        before, after = await asyncio.to_thread(self.book.change, lambda ys: self._update(ys, found, now, idle_s))
+        stored, after = await asyncio.to_thread(self.book.change, lambda ys: self._update(ys, found, now, idle_s))
+        before = self.yields if self.started else stored  # what the last round saw: yields by hand count too
+        self.started = True
         for y in after:
-            if y not in before and not any(b.node == y.node and b.gpus == y.gpus and b.auto == y.auto
-                                           for b in before):
+            if not any(b.node == y.node and b.gpus == y.gpus and b.auto == y.auto for b in before):
                 await asyncio.to_thread(_tell, "gpu-yielded", y, f"{y.cards()} {y.describe(idle_s)}: {y.why}")
         for y in before:
             if not any(a.node == y.node and a.gpus == y.gpus for a in after):
