@@ -7,7 +7,17 @@ import os
 import sys
 
 from ugro_tui import __version__
-from ugro_tui.cli_types import attempt, count, gigabytes, number, port, positive_int, seconds, share_gb
+from ugro_tui.cli_types import (
+    attempt,
+    count,
+    gigabytes,
+    node_count,
+    number,
+    port,
+    positive_int,
+    seconds,
+    share_gb,
+)
 from ugro_tui.cli_verbs import session_parser, yield_parsers
 from ugro_tui.errors import UgroError
 
@@ -90,7 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--name")
     submit.add_argument("--kind", choices=("torchrun", "command", "service"),
                         help="service: runs until cancelled, with a port, a health probe and restarts")
-    submit.add_argument("--nnodes", type=positive_int, metavar="K")
+    submit.add_argument("--nnodes", type=node_count, metavar="K|MIN:MAX",
+                        help="nodes; MIN:MAX starts on at least MIN, up to MAX, and goes on while MIN remain (elastic)")
+    submit.add_argument("--elastic-restarts", type=count, metavar="N",
+                        help="elastic: torchrun's --max-restarts, a node lost or joining (default 3)")
     submit.add_argument("--nproc-per-node", type=positive_int, metavar="P")
     submit.add_argument("--gpus-per-node", type=count, metavar="G", help="default: the procs per node")
     submit.add_argument("--min-gpu-mem", type=gigabytes, metavar="GB", help="free memory each GPU needs")

@@ -74,3 +74,15 @@ def gpu_list(text: str) -> tuple[int, ...]:
     if not parts or not all(p.isascii() and p.isdecimal() and int(p) < 64 for p in parts):
         raise argparse.ArgumentTypeError(f"expected GPU indexes such as 0 or 0,1, got {text!r}")
     return tuple(sorted({int(p) for p in parts}))
+
+
+def node_count(text: str) -> str:
+    """`--nnodes`: K, or MIN:MAX (elastic); the job's checks take it from here."""
+    from ugro_tui.core.jobs.elastic import parse_nnodes
+    from ugro_tui.errors import UsageError
+
+    try:
+        parse_nnodes(text, "")
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
+    return text

@@ -18,3 +18,12 @@ def env_name_problem(name: object) -> str | None:
     if not isinstance(name, str) or not ENV_NAME_RE.match(name):
         return f"{name!r} is not a variable name (letters, digits and _, not starting with a digit)"
     return None
+
+
+def text_problem(value: object) -> str | None:
+    """Why `value` is no usable text (not a string, or with a NUL byte), or None."""
+    if not isinstance(value, str):
+        return f"expected text, got {value!r}"
+    if "\0" in value:
+        return "contains a NUL byte"
+    return None

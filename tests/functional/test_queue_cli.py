@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ugro_tui.core.jobs.dispatcher import Dispatcher, DispatcherLock, Launcher
+from ugro_tui.core.jobs.dispatch_lock import DispatcherLock
+from ugro_tui.core.jobs.dispatcher import Dispatcher, Launcher
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.telemetry.model import ClusterState

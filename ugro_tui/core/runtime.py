@@ -14,7 +14,8 @@ from ugro_tui import paths
 from ugro_tui.config import Cluster
 from ugro_tui.core.alerts.service import AlertService
 from ugro_tui.core.backends import Backend
-from ugro_tui.core.jobs.dispatcher import Dispatcher, DispatcherLock
+from ugro_tui.core.jobs.dispatch_lock import DispatcherLock
+from ugro_tui.core.jobs.dispatcher import Dispatcher
 from ugro_tui.core.jobs.launcher import SshLauncher
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.jobs.store import JobStore

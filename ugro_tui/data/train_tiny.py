@@ -6,6 +6,9 @@ on every node, with `state.pt`, `.metadata` from rank 0, and a `.complete` marke
 $UGRO_RESUME_FROM (or --resume-from), which ugro sets to the newest complete checkpoint when it runs a job again.
 On TERM (a preemption: ugro gives $UGRO_PREEMPT_GRACE seconds) every rank agrees on the step, saves it and leaves,
 so the job resumes where it stopped and redoes no step.
+It is elastic (`ugro submit --nnodes 2:3`): when torchrun restarts its workers because a node went or joined, the
+ranks agree on the newest complete checkpoint any of them has, the one that has it loads it and sends the weights
+to the others, and training goes on with the new world size.
 Run it with torchrun, e.g. through `ugro submit --nnodes 3 -- examples/train_tiny.py --steps 60`.
 """
 
@@ -44,21 +47,18 @@ def main() -> None:
         total = torch.cuda.get_device_properties(device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, float(share) * 2**30 / total), device)
     torch.manual_seed(0)
-    model = DDP(torch.nn.Linear(1, 1).to(device), device_ids=[device.index] if cuda else None)
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr)
-    start = 0
     folder = Path(args.checkpoint_dir) if args.checkpoint_dir else None
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if args.resume_from:
-        state = torch.load(Path(args.resume_from) / "state.pt", map_location=device)
-        model.module.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = state["step"] + 1
-        print(f"resumed from {args.resume_from} at step {start}", flush=True)
+    net = torch.nn.Linear(1, 1).to(device)
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0  # torchrun re-formed the group
+    start = resume(net, Path(args.resume_from) if args.resume_from else None, folder, restarted, rank, world)
+    model = DDP(net, device_ids=[device.index] if cuda else None)
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr)  # plain SGD keeps no state beyond the weights
     gen = torch.Generator().manual_seed(1000 + rank)
     asked = torch.zeros(1)  # set by TERM; every rank learns it at the same step through the all_reduce below
+    termed = []  # this rank got TERM itself (not only through the all_reduce)
     if not args.no_save_on_term:
-        signal.signal(signal.SIGTERM, lambda *_: asked.fill_(1.0))
+        signal.signal(signal.SIGTERM, lambda *_: (asked.fill_(1.0), termed.append(1)))
     for step in range(start, args.steps):
         x = torch.randn(args.batch, 1, generator=gen).to(device)
         y = 3 * x - 1 + 0.01 * torch.randn(args.batch, 1, generator=gen).to(device)
@@ -78,7 +78,9 @@ def main() -> None:
             dist.barrier()  # every node's part is saved
             print(f"preempted: saved step {step}", flush=True)
             sys.stdout.flush()
-            os._exit(0)
+            # A rank that only learnt of it (its node's agent is restarting the group for a node that joined
+            # elsewhere) must not look finished: its agent would end, so it exits as failed and rejoins.
+            os._exit(0 if termed else 1)
         if args.sleep:
             time.sleep(args.sleep)
     dist.barrier()
@@ -90,6 +92,32 @@ def main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def resume(net: torch.nn.Module, given: Path | None, folder: Path | None, restarted: bool, rank: int,
+           world: int) -> int:
+    """The step to start at. Every rank says the newest complete checkpoint it can read (the one ugro gave, or after
+    an elastic restart the newest in the folder); the lowest rank holding the newest loads it and sends the
+    weights to the others (a node that just joined may have none)."""
+    path = given
+    if path is None and restarted and folder is not None:
+        done = sorted(p.parent for p in folder.glob("step-*/.complete"))
+        path = done[-1] if done else None
+    mine = int(torch.load(path / "state.pt")["step"]) if path is not None and (path / "state.pt").is_file() else -1
+    best = torch.tensor([mine])
+    dist.all_reduce(best, op=dist.ReduceOp.MAX)
+    if best.item() < 0:
+        return 0
+    src = torch.tensor([rank if mine == best.item() else world])
+    dist.all_reduce(src, op=dist.ReduceOp.MIN)
+    if rank == src.item():
+        net.load_state_dict(torch.load(path / "state.pt")["model"])
+    for tensor in net.state_dict().values():
+        dist.broadcast(tensor, int(src.item()))
+    start = int(best.item()) + 1
+    where = path if path is not None and mine == best.item() else f"step-{int(best.item()):06d} (rank {src.item()}'s)"
+    print(f"resumed from {where} at step {start} with {world} ranks", flush=True)
+    return start
 
 
 def save(where: Path, state: dict, rank: int, world: int) -> None:

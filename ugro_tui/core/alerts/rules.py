@@ -21,7 +21,8 @@ IDLE_CLEAR_PCT = 10.0
 JOB_EVENTS = {"succeeded": "job-succeeded", "failed": "job-failed", "cancelled": "job-cancelled",
               "pruned": "job-cancelled"}
 KINDS = ("job-started", "job-succeeded", "job-failed", "job-cancelled", "node-offline", "node-online", "gpu-hot",
-         "gpu-idle", "service-ready", "service-unhealthy", "service-restarted")
+         "gpu-idle", "service-ready", "service-unhealthy", "service-restarted", "gpu-mem-over", "session-ending",
+         "session-ended", "job-preempted", "job-resumed", "job-resized", "gpu-yielded", "gpu-unyielded")
 SERVICE_TOASTS = ("service-ready", "service-unhealthy", "service-restarted")  # shown in the app, not rung for
 TOASTS = (*SERVICE_TOASTS, "session-ended", "job-preempted", "job-resumed")
 DOWN = (NodeState.OFFLINE, NodeState.AUTH_FAILED, NodeState.HOST_KEY_MISMATCH, NodeState.UNKNOWN_HOST_KEY)

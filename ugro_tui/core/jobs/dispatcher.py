@@ -9,17 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import IO
 
 from ugro_tui.config import Cluster
+from ugro_tui.core.jobs import elastic
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.early_stop import judge
 from ugro_tui.core.jobs.events import tell
+from ugro_tui.core.jobs.leftovers import leftovers_read
 from ugro_tui.core.jobs.memory_watch import MemoryWatch, diagnose_shared
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, reroute, transition
 from ugro_tui.core.jobs.placement import Decision, NodeCapacity, allowed, capacity, job_order, place
@@ -81,6 +79,10 @@ class Launcher:
         done = await self.cancel(job)
         return reroute(done, JobState.QUEUED, reason=job.preempt) if done.state is JobState.CANCELLED else done
 
+    async def grow(self, job: Job, node: str, gpus: tuple[int, ...]) -> Job:
+        """An elastic job's agent on one more node; returns the job with that node placed and running."""
+        raise NotImplementedError
+
     async def session_probe(self, job: Job, message: str):
         """A session's processes and attached shells on its node (sessions/probe.py); `message` goes to them."""
         raise NotImplementedError
@@ -129,44 +131,6 @@ async def mark_pruned(store: AsyncJobStore, sweeps: SweepTrials, jobs: dict[int,
         await store.update_active({jid: (lambda j, why=why: dataclasses.replace(j, prune=why)
                                          if j.state is JobState.RUNNING and not j.prune else j)
                                    for jid, why in verdicts.items()})
-
-
-class DispatcherLock:
-    """flock on `dispatcher.lock`; the holder writes who it is, so the TUI can show it."""
-
-    def __init__(self, root: Path) -> None:
-        self.path = root / "dispatcher.lock"
-        self._file: IO[str] | None = None
-
-    def acquire(self, owner: str) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")  # noqa: SIM115 - held open for as long as we dispatch
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            return False
-        f.seek(0)
-        f.truncate()
-        f.write(f"{owner} pid {os.getpid()}\n")
-        f.flush()
-        self._file = f
-        return True
-
-    def holder(self) -> str | None:
-        """Who dispatches now, if not us: e.g. "scheduler pid 4242"."""
-        if self._file is not None:
-            return None
-        try:
-            return self.path.read_text().strip() or None
-        except OSError:
-            return None
-
-    def release(self) -> None:
-        if self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
 
 
 class Dispatcher:
@@ -218,10 +182,11 @@ class Dispatcher:
         except OSError as exc:  # the yields file could not be written: the ones known stand, the queue goes on
             self.yields.problem = f"the yields file could not be written: {exc}"
             yields = self.yields.yields
-        decisions = place(waiting, capacity(self.cluster, self.state, list(jobs.values()), yields), now=self.clock(),
-                          starve_after=self.starve_after, running=[j for j in jobs.values()
-                                                                   if j.state is JobState.RUNNING])
+        caps = capacity(self.cluster, self.state, list(jobs.values()), yields)
+        decisions = place(waiting, caps, now=self.clock(), starve_after=self.starve_after,
+                          running=[j for j in jobs.values() if j.state is JobState.RUNNING])
         await self._apply(decisions, jobs)
+        await self._grow(jobs, caps, decisions)
         await self.memory.observe(jobs)  # after placing: a failure to warn never holds a job back
         await self.sessions.observe(jobs)
         return [j for j in await self.store.active() if j.state is not JobState.HELD]
@@ -373,6 +338,25 @@ class Dispatcher:
             job = await self.store.move(d.job_id, JobState.STARTING, reason="starting", placement=d.placement)
             self._run(job.id, self._start(job))
         await self._set_reasons(jobs, reasons)
+
+    async def _grow(self, jobs: dict[int, Job], caps: list[NodeCapacity], decisions: list[Decision]) -> None:
+        """Elastic jobs below MAX take a node that fits them and that this round left free (one each per round)."""
+        growing = [j for j in jobs.values() if elastic.may_grow(j) and j.id not in self._busy]
+        if not growing:
+            return
+        taken = {(n, g) for d in decisions for n, gpus in d.placement or () for g in gpus}
+        reserved = {n for d in decisions for n in d.reserved}
+        free = {c.name: [g.index for g in c.free if g.whole and (c.name, g.index) not in taken] for c in caps
+                if c.name not in reserved}
+        able = {j.id: {c.name for c in caps if allowed(j, c) and all(
+            g.free_mib is None or g.free_mib >= j.spec.min_gpu_mem_gb * 1024 for g in c.free)} for j in growing}
+        avoid = set(await asyncio.to_thread(leftovers_read))  # a lost node's part is swept before it rejoins
+        for job, node, gpus in elastic.grow_choices(growing, free, able, avoid):
+            self._run(job.id, self._grow_onto(job, node, gpus))
+
+    async def _grow_onto(self, job: Job, node: str, gpus: tuple[int, ...]) -> None:
+        grown = await self.launcher.grow(job, node, gpus)
+        await self._save(await asyncio.to_thread(elastic.grew, grown, node))
 
     async def _mark_preempted(self, by: Job, victims: tuple[int, ...]) -> None:
         """The running jobs placement chose to make room for `by`: the follow stops and requeues them (once: a job

@@ -15,9 +15,10 @@ import time
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.diagnose import diagnose
 from ugro_tui.core.jobs.dispatcher import Launcher
+from ugro_tui.core.jobs.elastic import went_on, without
 from ugro_tui.core.jobs.keeper import CheckpointError, CheckpointKeeper
 from ugro_tui.core.jobs.leftovers import leftovers_add, leftovers_read, leftovers_remove, sweep_command
-from ugro_tui.core.jobs.logs import local_copy, sync_node
+from ugro_tui.core.jobs.logs import local_copy, set_aside, sync_node
 from ugro_tui.core.jobs.metric import MetricFollower
 from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.jobs.planner import plan, run_dir
@@ -109,20 +110,10 @@ class SshLauncher(Launcher):
             job = await self.services.assign_ports(job)
         plans = plan(job, self.cluster, port, await asyncio.to_thread(self.store.identity))
 
-        async def start_node(p) -> tuple[str, NodeRun]:
-            # One round trip per node: a clean run dir, the script from stdin, and the detached start.
-            rd = path_word(p.run_dir)
-            script = (f"rm -rf {rd} && mkdir -p {rd} && cat > {rd}/run.sh && chmod 755 {rd}/run.sh && "
-                      f"{{ setsid nohup sh {rd}/run.sh >{rd}/console.log 2>&1 </dev/null & echo $!; }}")
-            done = await self.transport(p.node).run(script, stdin=p.script.encode())
-            if not done.ok or not done.stdout.strip().isdigit():
-                raise RuntimeError(f"{p.node}: could not start the job: {done.stderr.strip() or done.stdout.strip()}")
-            return p.node, NodeRun(pid=int(done.stdout.strip()), run_dir=p.run_dir)
-
         if service:
-            results = await self.services.start_in_order(job, plans, start_node)
+            results = await self.services.start_in_order(job, plans, self._start_node)
         else:
-            results = await asyncio.gather(*(start_node(p) for p in plans), return_exceptions=True)
+            results = await asyncio.gather(*(self._start_node(p) for p in plans), return_exceptions=True)
         runs = tuple(r for r in results if not isinstance(r, BaseException))
         failed = [r for r in results if isinstance(r, BaseException)]
         endpoint = f"{self.cluster.node(job.placement[0][0]).host}:{port}"
@@ -137,6 +128,28 @@ class SshLauncher(Launcher):
                 return dataclasses.replace(job, reason=f"starting on {job.service.endpoint}", service=status)
             return transition(job, JobState.RUNNING, reason=f"starting on {job.service.endpoint}", service=status)
         return transition(job, JobState.RUNNING, reason="running")
+
+    async def _start_node(self, p) -> tuple[str, NodeRun]:
+        """One round trip per node: a clean run dir, the script from stdin, and the detached start."""
+        rd = path_word(p.run_dir)
+        script = (f"rm -rf {rd} && mkdir -p {rd} && cat > {rd}/run.sh && chmod 755 {rd}/run.sh && "
+                  f"{{ setsid nohup sh {rd}/run.sh >{rd}/console.log 2>&1 </dev/null & echo $!; }}")
+        done = await self.transport(p.node).run(script, stdin=p.script.encode())
+        if not done.ok or not done.stdout.strip().isdigit():
+            raise RuntimeError(f"{p.node}: could not start the job: {done.stderr.strip() or done.stdout.strip()}")
+        return p.node, NodeRun(pid=int(done.stdout.strip()), run_dir=p.run_dir)
+
+    async def grow(self, job: Job, node: str, gpus: tuple[int, ...]) -> Job:
+        """An elastic job below MAX: its agent on one more node, under the same rendezvous; the running agents take
+        it in at their next check (torchrun restarts their workers, which resume from the newest checkpoint)."""
+        grown = dataclasses.replace(job, placement=(*job.placement, (node, gpus)))
+        port = int((job.rendezvous or ":0").rsplit(":", 1)[1])
+        [p] = [p for p in plan(grown, self.cluster, port, await asyncio.to_thread(self.store.identity))
+               if p.node == node]
+        await asyncio.to_thread(set_aside, job, node)  # its earlier part on that node, if any, keeps its log
+        name, run = await self._start_node(p)
+        return dataclasses.replace(grown, runs=(*job.runs, (name, run)),
+                                   ran_on=tuple(dict.fromkeys((*job.ran_on, node))))
 
     async def _status(self, job: Job, node: str, run: NodeRun) -> NodeRun:
         rd = path_word(run.run_dir or "")
@@ -183,6 +196,9 @@ class SshLauncher(Launcher):
         await self._retain(dataclasses.replace(job, metric=metric), ended=ended)  # keep_best: the freshest values
         codes = {n: r.exit_code for n, r in job.runs}
         bad = {n: c for n, c in codes.items() if c not in (None, 0)}
+        smaller = without(job, bad) if bad and any(c is None for c in codes.values()) else None
+        if smaller is not None:  # an elastic job's node ended badly: the others re-form without it
+            return await asyncio.to_thread(went_on, smaller, f"node {_exits(bad)}")
         if bad and any(c is None for c in codes.values()):
             await self._stop(job, signal.SIGTERM)  # one node failed: tear down the others
             return job
@@ -210,13 +226,16 @@ class SshLauncher(Launcher):
         return retry_or_fail(job, why, diagnosis)
 
     async def lose(self, job: Job, lost: dict[str, float]) -> Job:
-        """Nodes of a running job stayed unreachable too long: end the attempt now, tear down the others, and
-        remember to sweep the lost nodes when they come back."""
-        reachable = dataclasses.replace(job, runs=tuple((n, r) for n, r in job.runs if n not in lost))
-        await self._stop(reachable, signal.SIGKILL)  # at once: the attempt is over, nothing of it can finish
+        """Nodes of a running job stayed unreachable too long: an elastic job goes on without them while MIN
+        remain; any other attempt ends now, the others torn down. The lost nodes are swept when they come back."""
         await asyncio.to_thread(leftovers_add, [(job.id, node) for node in lost])
         since = ", ".join(f"node {n} lost (unreachable since {time.strftime('%H:%M:%S', time.localtime(t))})"
                           for n, t in sorted(lost.items()))
+        smaller = without(job, lost)
+        if smaller is not None:
+            return await asyncio.to_thread(went_on, smaller, since)
+        reachable = dataclasses.replace(job, runs=tuple((n, r) for n, r in job.runs if n not in lost))
+        await self._stop(reachable, signal.SIGKILL)  # at once: the attempt is over, nothing of it can finish
         if job.spec.kind == "service":
             return await self.services.lost(reachable, since, since)
         return self._failed(job, since, since)

@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import re
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -60,6 +61,15 @@ def local_copy(job: Job, node: str) -> Path:
     return local_dir(job) / f"{node}.log"
 
 
+def set_aside(job: Job, node: str) -> None:
+    """An elastic job back on a node it left in this attempt: the copies of its earlier part there are kept
+    under another name, so the new part's logs (counted from 0 again) are copied from their start."""
+    stamp = int(time.time())
+    for path in (local_copy(job, node), local_dir(job) / node):
+        if path.exists():
+            path.rename(path.with_name(f"{path.name}.before-{stamp}"))
+
+
 def rank_copy(job: Job, node: str, local_rank: int, stream: str) -> Path:
     return local_dir(job) / node / f"{local_rank}.{stream}"
 
@@ -92,7 +102,11 @@ def _local_ranks(job: Job, node: str) -> list[int]:
 
 
 def fetch_script(run_dir: str, offsets: dict[str, int]) -> str:
-    """One shell script that prints every followed file's new bytes, each framed as `NAME COUNT\\n` + bytes."""
+    """One shell script that prints every followed file's new bytes, each framed as `NAME COUNT\\n` + bytes.
+
+    A rank's stream is its files of every torchrun restart in order (`attempt_0`, `attempt_1`, ...: an elastic job
+    re-forms its group), read as one: earlier restarts' files never change again, so an offset stays valid (but
+    for the rewrite that `r` below handles)."""
     def cases(stream_index: int) -> str:
         ranks = sorted({int(k.split(".")[0]) for k in offsets if k != "console"})
         arms = " ".join(f"{r}) o={offsets.get(f'{r}.{STREAMS[stream_index]}', 0)};;" for r in ranks)
@@ -103,11 +117,21 @@ def fetch_script(run_dir: str, offsets: dict[str, int]) -> str:
         "f() { n=0; if [ -f \"$2\" ]; then n=$(( $(wc -c < \"$2\") - $3 )); "
         f"[ \"$n\" -gt {FILE_CHUNK} ] && n={FILE_CHUNK}; [ \"$n\" -lt 0 ] && n=0; fi; "
         "printf '%s %s\\n' \"$1\" \"$n\"; [ \"$n\" -eq 0 ] || tail -c +$(($3 + 1)) \"$2\" | head -c \"$n\"; }",
+        # r NAME LOCAL_RANK FILE OFFSET: the rank's FILE of every restart as one stream from OFFSET. torchrun names a
+        # restart's folder by its failures, so a restart for a node that joined rewrites the newest file: a stream
+        # shorter than the copy is such a rewrite, and what was read before it is kept in a skip file (B bytes).
+        "r() { b=$(cat \"torchrun/.ugro-$1\" 2>/dev/null || echo 0); t=0; e=0; i=0; fs=''; "
+        "while d=$(echo torchrun/*/attempt_$i) && [ -d \"$d\" ]; do p=\"$d/$2/$3\"; "
+        "if [ -f \"$p\" ]; then fs=\"$fs $p\"; e=$t; t=$((t + $(wc -c < \"$p\"))); fi; i=$((i + 1)); done; "
+        "if [ $((b + t)) -lt \"$4\" ]; then b=$(($4 - e)); echo \"$b\" > \"torchrun/.ugro-$1\"; fi; "
+        f"n=$((b + t - $4)); [ \"$n\" -gt {FILE_CHUNK} ] && n={FILE_CHUNK}; [ \"$n\" -lt 0 ] && n=0; "
+        "printf '%s %s\\n' \"$1\" \"$n\"; [ \"$n\" -eq 0 ] && return; k=$(($4 - b)); "
+        "for p in $fs; do s=$(wc -c < \"$p\"); if [ \"$k\" -ge \"$s\" ]; then k=$((k - s)); "
+        "else tail -c +$((k + 1)) \"$p\"; k=0; fi; done | head -c \"$n\"; }",
         f"f console console.log {int(offsets.get('console', 0))}",
-        "for d in torchrun/*/attempt_0/[0-9]*; do",
-        "  [ -d \"$d\" ] || continue; l=${d##*/}",
-        f"  {cases(0)}; f \"$l.stdout\" \"$d/stdout.log\" $o",
-        f"  {cases(1)}; f \"$l.stderr\" \"$d/stderr.log\" $o",
+        "for l in $(for d in torchrun/*/attempt_*/[0-9]*; do [ -d \"$d\" ] && echo \"${d##*/}\"; done | sort -un); do",
+        f"  {cases(0)}; r \"$l.stdout\" \"$l\" stdout.log $o",
+        f"  {cases(1)}; r \"$l.stderr\" \"$l\" stderr.log $o",
         "done",
         "exit 0",
     ])

@@ -9,10 +9,11 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from ugro_tui.core.jobs.search_checks import search_problem
 from ugro_tui.core.services.status import ServiceStatus, service_problem
 from ugro_tui.core.sessions.status import SessionStatus, session_problem
 from ugro_tui.errors import UgroError
-from ugro_tui.names import env_name_problem
+from ugro_tui.names import env_name_problem, text_problem
 
 
 class JobState(StrEnum):
@@ -60,33 +61,23 @@ class BadSpec(UgroError):
 
 MAX_NAME = 200
 KINDS = ("torchrun", "command", "service", "session")
-INT_FIELDS = ("nnodes", "nproc_per_node", "gpus_per_node", "priority", "max_retries", "max_concurrent",
+INT_FIELDS = ("nnodes", "nnodes_min", "elastic_restarts", "nproc_per_node", "gpus_per_node", "priority",
+              "max_retries", "max_concurrent",
               "warmup_steps", "min_trials", "grace", "reduction_factor", "max_t")
 OPTIONAL_TEXT = ("workdir", "checkpoint_dir", "template", "sweep_id", "metric_regex", "early_stop", "sync",
                  "sync_hash")
-EARLY_STOP_RULES = ("median", "asha")
-METRIC_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
-LEAST = {"max_concurrent": 0, "warmup_steps": 0, "min_trials": 1, "grace": 1, "reduction_factor": 2, "max_t": 0}
-
-
-def _text_problem(value: object) -> str | None:
-    if not isinstance(value, str):
-        return f"expected text, got {value!r}"
-    if "\0" in value:
-        return "contains a NUL byte"
-    return None
 
 
 def spec_type_problem(spec: JobSpec) -> str | None:
     """The first field of `spec` with a wrong type or an impossible value, as `field: why`, or None."""
-    if (why := _text_problem(spec.name)) or (why := None if spec.name.strip() else "is empty"):
+    if (why := text_problem(spec.name)) or (why := None if spec.name.strip() else "is empty"):
         return f"name: {why}"
     if len(spec.name) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in spec.name):
         return f"name: at most {MAX_NAME} characters, no newlines or control characters"
     if not isinstance(spec.command, tuple) or not spec.command:
         return "command: expected the script or program and its arguments"
     for word in spec.command:
-        if why := _text_problem(word):
+        if why := text_problem(word):
             return f"command: {why}"
     if spec.kind not in KINDS:
         return f"kind: expected torchrun, command, service or session, got {spec.kind!r}"
@@ -104,16 +95,16 @@ def spec_type_problem(spec: JobSpec) -> str | None:
     if not isinstance(spec.gpu_mem_enforce, bool):
         return f"gpu_mem_enforce: expected true or false, got {spec.gpu_mem_enforce!r}"
     for name in spec.nodes:
-        if why := _text_problem(name):
+        if why := text_problem(name):
             return f"nodes: {why}"
     for pair in spec.env:
-        if not (isinstance(pair, tuple) and len(pair) == 2) or any(_text_problem(x) for x in pair):
+        if not (isinstance(pair, tuple) and len(pair) == 2) or any(text_problem(x) for x in pair):
             return f"env: expected NAME = \"text\" pairs, got {pair!r}"
         if why := env_name_problem(pair[0]):
             return f"env: {why}"
     for key in OPTIONAL_TEXT:
         value = getattr(spec, key)
-        if value is not None and (why := _text_problem(value)):
+        if value is not None and (why := text_problem(value)):
             return f"{key}: {why}"
     for dep in spec.after:
         if isinstance(dep, bool) or not isinstance(dep, int):
@@ -122,39 +113,11 @@ def spec_type_problem(spec: JobSpec) -> str | None:
         return f"sync_git: expected true or false, got {spec.sync_git!r}"
     if not isinstance(spec.data, tuple):
         return f"data: expected a list, got {spec.data!r}"
-    return service_problem(spec) or session_problem(spec) or _search_problem(spec)
-
-
-def _search_problem(spec: JobSpec) -> str | None:
-    """The sweep and early-stopping settings: the metric, its pattern and the rule's numbers."""
-    for pair in spec.params:
-        if not (isinstance(pair, tuple) and len(pair) == 2) or any(_text_problem(x) for x in pair):
-            return f"params: expected NAME = \"value\" pairs, got {pair!r}"
-    for key, least in LEAST.items():
-        if getattr(spec, key) < least:
-            return f"{key}: expected {least} or more, got {getattr(spec, key)}"
-    if _text_problem(spec.metric) or not METRIC_NAME_RE.match(spec.metric):
-        return f"metric: expected a name such as loss or val_acc, got {spec.metric!r}"
-    if spec.goal not in ("min", "max"):
-        return f"goal: expected min or max, got {spec.goal!r}"
-    if spec.early_stop is not None and spec.early_stop not in EARLY_STOP_RULES:
-        return f"early_stop: expected {' or '.join(EARLY_STOP_RULES)}, got {spec.early_stop!r}"
-    for key in ("keep_last", "keep_best"):
-        value = getattr(spec, key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            return f"{key}: expected a whole number of 0 or more, got {value!r}"
-    if spec.keep_last == 0 and spec.keep_best in (0, None):
-        return "keep_last: 0 with keep_best 0 would delete every checkpoint; keep at least one"
-    if (spec.keep_last is not None or spec.keep_best is not None) and not spec.checkpoint_dir:
-        return "keep_last/keep_best: give the job a checkpoint_dir to keep checkpoints in"
-    if spec.metric_regex is not None:
-        try:
-            groups = re.compile(spec.metric_regex).groups
-        except re.error as exc:
-            return f"metric_regex: invalid regular expression: {exc}"
-        if groups != 2:
-            return f"metric_regex: needs two groups, (step) and (value); it has {groups}"
-    return None
+    if spec.nnodes_min and not 1 <= spec.nnodes_min <= spec.nnodes:
+        return f"nnodes: {spec.nnodes_min}:{spec.nnodes}: MIN must be 1 to MAX"
+    if spec.nnodes_min and spec.kind != "torchrun":
+        return f"nnodes: {spec.nnodes_min}:{spec.nnodes} (elastic) is for torchrun jobs, not {spec.kind}"
+    return service_problem(spec) or session_problem(spec) or search_problem(spec)
 
 
 @dataclass(frozen=True)
@@ -162,7 +125,7 @@ class JobSpec:
     name: str
     command: tuple[str, ...]            # torchrun: script + args; command, service: argv (a service's head)
     kind: str = "torchrun"              # torchrun | command | service | session
-    nnodes: int = 1
+    nnodes: int = 1                     # elastic (nnodes_min > 0): the most nodes
     nproc_per_node: int = 1
     gpus_per_node: int = 1
     min_gpu_mem_gb: float = 0.0
@@ -171,6 +134,8 @@ class JobSpec:
     gpu_mem_gb: float | None = None
     gpu_mem_enforce: bool = False
     preemptible: bool = False  # a job of higher priority may stop it (TERM, a grace, KILL) and requeue it
+    nnodes_min: int = 0        # elastic (`--nnodes MIN:MAX`): starts on MIN to nnodes nodes, goes on above MIN
+    elastic_restarts: int = 3  # torchrun's --max-restarts of an elastic job (a node lost or joining)
     nodes: tuple[str, ...] = ()         # allowed node names or labels; empty: any
     env: tuple[tuple[str, str], ...] = ()
     workdir: str | None = None

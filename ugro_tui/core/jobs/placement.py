@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs import preemption, sharing
+from ugro_tui.core.jobs.elastic import least_nodes, node_count
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.jobs.sharing import CardRoom, Holder, declared_mib, gb
 from ugro_tui.core.jobs.yields import Yield, yielded
@@ -87,7 +88,7 @@ def _usable(job: Job, gpus: Sequence[FreeGpu]) -> list[FreeGpu]:
 
 def describe_need(job: Job) -> str:
     s = job.spec
-    nodes = f"{s.nnodes} node{'s' if s.nnodes != 1 else ''}"
+    nodes = f"{node_count(s).replace(':', ' to ')} node{'s' if s.nnodes != 1 else ''}"
     if declared_mib(s):
         on = f" on {nodes}" if s.nnodes != 1 else ""
         return f"needs {gb(declared_mib(s))} on {s.gpus_per_node} GPU{'s' if s.gpus_per_node != 1 else ''}{on}"
@@ -105,7 +106,7 @@ def _need_mib(job: Job, node: NodeCapacity) -> float:
 def could_ever_fit(job: Job, nodes: Sequence[NodeCapacity]) -> bool:
     able = [n for n in nodes if allowed(job, n) and n.gpu_count >= job.spec.gpus_per_node
             and n.gpu_total_mib >= _need_mib(job, n) and n.gpu_count > max(job.spec.gpu_indexes, default=-1)]
-    return len(able) >= job.spec.nnodes
+    return len(able) >= least_nodes(job.spec)
 
 
 def _never_reason(job: Job, nodes: Sequence[NodeCapacity], reason: str) -> str:
@@ -144,12 +145,12 @@ def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
         s = job.spec
         home = set(job.ran_on) if s.checkpoint_dir else set()  # a retry goes where its checkpoints are, if free
         share = declared_mib(s)
-        shape = (s.nnodes, s.gpus_per_node, share, s.min_gpu_mem_gb, s.nodes, tuple(sorted(home)), s.gpu_indexes,
-                 bool(job.preempt))
+        shape = (s.nnodes, s.nnodes_min, s.gpus_per_node, share, s.min_gpu_mem_gb, s.nodes, tuple(sorted(home)),
+                 s.gpu_indexes, bool(job.preempt))
         known = unfit.get(shape)
         if known is None:
             fitting = _fitting(job, nodes, pool, reserved, home, order)
-            if len(fitting) >= s.nnodes:
+            if len(fitting) >= least_nodes(s):  # an elastic job starts on MIN, and takes up to MAX
                 decisions.append(Decision(job.id, _take(job, fitting, pool)))
                 unfit.clear()
                 continue
@@ -160,7 +161,7 @@ def place(waiting: Sequence[Job], nodes: Sequence[NodeCapacity], *, now: float,
             continue
         if s.priority > min((v.priority for v in victims.values()), default=s.priority):
             chosen = preemption.choose(job, pool, victims, lambda p, j=job, h=home: len(
-                _fitting(j, nodes, p, reserved, h, order)) >= j.spec.nnodes)
+                _fitting(j, nodes, p, reserved, h, order)) >= least_nodes(j.spec))
             if chosen:
                 trial = preemption.with_cards(pool, [victims.pop(vid) for vid in chosen])
                 for name, gpus in _take(job, _fitting(job, nodes, trial, reserved, home, order), trial):
@@ -244,7 +245,7 @@ def _hold(job: Job, nodes: Sequence[NodeCapacity], pool: dict[str, list[FreeGpu]
     able = [n for n in nodes if allowed(job, n) and n.name not in reserved and n.gpu_count >= job.spec.gpus_per_node
             and n.gpu_total_mib >= _need_mib(job, n)]
     ranked = sorted(able, key=lambda n: -sum(g.whole for g in pool[n.name]))
-    chosen = {n.name for n in ranked[: job.spec.nnodes]}
+    chosen = {n.name for n in ranked[: least_nodes(job.spec)]}
     return tuple(n.name for n in nodes if n.name in chosen)
 
 

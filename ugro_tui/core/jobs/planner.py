@@ -6,6 +6,7 @@ import shlex
 from dataclasses import dataclass
 
 from ugro_tui.config import Cluster, Node
+from ugro_tui.core.jobs import elastic
 from ugro_tui.core.jobs.logs import TEE_PREFIX
 from ugro_tui.core.jobs.model import Job
 from ugro_tui.core.services import roles
@@ -41,6 +42,8 @@ def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePla
         ]
         if spec.kind == "session":  # its shells, and what they start, are found on the node by this
             env.append(("UGRO_SESSION", str(job.id)))
+        if elastic.is_elastic(spec):  # torch 2.x keeps the first round's store address when rank 0 moves to
+            env.append(("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1"))  # another node: each round publishes anew
         if spec.preemptible:  # a job that saves on TERM loses nothing (README: preemption)
             env.append(("UGRO_PREEMPT_GRACE", f"{cluster.preempt_grace:g}"))
         if spec.gpu_mem_gb is not None:  # a shared card: the script holds each rank to it (README: sharing a card)
@@ -59,9 +62,9 @@ def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePla
             paths.append(("JUPYTER_RUNTIME_DIR", f"{rd}/jupyter"))
         if spec.kind == "torchrun":
             argv = [python_command(node), "-m", "torch.distributed.run",
-                    "--nnodes", str(spec.nnodes), "--nproc-per-node", str(spec.nproc_per_node),
+                    "--nnodes", elastic.node_count(spec), "--nproc-per-node", str(spec.nproc_per_node),
                     "--rdzv-backend", "c10d", "--rdzv-endpoint", shlex.quote(endpoint),
-                    "--rdzv-id", shlex.quote(f"ugro-{job.id}-{job.attempt}"), "--max-restarts", "0",
+                    "--rdzv-id", shlex.quote(f"ugro-{job.id}-{job.attempt}"), *elastic_args(spec, node_rank == 0),
                     "--log-dir", path_word(f"{rd}/torchrun"), "--redirects", "3", "--tee", "3",
                     *map(_word, spec.command)]
             command = " ".join(argv)
@@ -93,6 +96,18 @@ def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePla
         ])
         plans.append(NodePlan(name, rd, script))
     return plans
+
+
+def elastic_args(spec, first: bool) -> list[str]:
+    """torchrun's restarts: none for a fixed job (a failure ends the attempt, ugro retries it); an elastic one
+    re-forms its group when a node goes or joins, waits briefly for more nodes, and drops a silent one soon. Its
+    first node hosts the rendezvous store, named outright: where node addresses are all this machine's (a loopback
+    lab), torchrun's guess would let whichever agent starts first host it, and its node's loss would end them all."""
+    if not elastic.is_elastic(spec):
+        return ["--max-restarts", "0"]
+    conf = (f"last_call_timeout={elastic.LAST_CALL},keep_alive_interval={elastic.KEEP_ALIVE},"
+            f"keep_alive_max_attempt=3,is_host={'true' if first else 'false'}")
+    return ["--max-restarts", str(spec.elastic_restarts), "--rdzv-conf", conf]
 
 
 def keeper(spec, node: Node) -> str:

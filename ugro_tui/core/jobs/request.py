@@ -13,6 +13,7 @@ from typing import Any
 
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs import templates
+from ugro_tui.core.jobs.elastic import parse_nnodes
 from ugro_tui.core.jobs.model import USER_KEYS, JobSpec
 from ugro_tui.core.jobs.sharing import Card, too_big
 from ugro_tui.core.jobs.store import JobStore
@@ -45,7 +46,8 @@ class Request:
     env: list[str] | None = None
     name: str | None = None
     kind: str | None = None
-    nnodes: int | None = None
+    nnodes: int | str | None = None  # 3, or "2:3" (elastic)
+    elastic_restarts: int | None = None
     nproc_per_node: int | None = None
     gpus_per_node: int | None = None
     min_gpu_mem: float | None = None
@@ -145,11 +147,16 @@ def spec_from_request(args: Request | Namespace, cluster: Cluster, given: dict[s
             raise UsageError(f"ugro submit: --env {item!r}: expected NAME=VALUE")
         env[key] = value
     nproc = _pick(args.nproc_per_node, base, "nproc_per_node", 1)
+    try:
+        least, most = parse_nnodes(_pick(args.nnodes, base, "nnodes", 1), "--nnodes" if args.nnodes else "nnodes")
+    except UsageError as exc:
+        raise UsageError(f"ugro submit: {exc}") from None
     spec = JobSpec(
         name=_pick(args.name, base, "name", Path(command[0]).name),
         command=tuple(command),
         kind=_pick(args.kind, base, "kind", "torchrun"),
-        nnodes=_pick(args.nnodes, base, "nnodes", 1),
+        nnodes=most, nnodes_min=least or _pick(None, base, "nnodes_min", 0),
+        elastic_restarts=_pick(getattr(args, "elastic_restarts", None), base, "elastic_restarts", 3),
         nproc_per_node=nproc,
         gpus_per_node=_pick(args.gpus_per_node, base, "gpus_per_node", nproc),
         min_gpu_mem_gb=_pick(args.min_gpu_mem, base, "min_gpu_mem_gb", 0.0),

@@ -116,6 +116,8 @@ def apply_sets(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
             data["env"] = dict(data.get("env", {})) | {key[4:]: value}
         elif key not in SPEC_KEYS:
             raise UsageError(f"--set {key!r}: not a job setting; one of {', '.join(SPEC_KEYS)} or env.NAME")
+        elif key == "nnodes" and ":" in value:  # elastic: MIN:MAX, checked with the rest of the job
+            data[key] = value
         elif key in INT_KEYS:
             try:
                 data[key] = int(value)
