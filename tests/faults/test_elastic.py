@@ -46,6 +46,7 @@ def test_an_elastic_job_goes_on_without_a_lost_node_and_grows_back(lab3, tmp_pat
         wait(lambda: len(job(config, jid)["placement"]) == 2, 90, "the job going on with 2 nodes")
         j = job(config, jid)
         assert j["state"] == "running" and "node node2 lost" in j["reason"], j
+        assert j["elastic"] == {"nnodes_min": 2, "nnodes_max": 3, "nodes": 2}, j
         wait(lambda: "with 2 ranks" in log(config, jid), 120, "the group re-formed with 2 ranks")
         at_loss = len(losses(config, jid))
         wait(lambda: len(losses(config, jid)) >= at_loss + 10, 120, "training on with 2 nodes")

@@ -30,7 +30,7 @@ def parse_nnodes(text: object, flag: str = "--nnodes") -> tuple[int, int]:
         raise UsageError(f"{flag} {text}: expected a node count such as 2, or MIN:MAX such as 2:3")
     if not sep:
         if int(low) < 1:
-            raise UsageError(f"{flag} {text}: expected 1 node or more")
+            raise UsageError(f"{flag} {text}: expected 1 or more nodes")
         return 0, int(low)
     lo, hi = int(low), int(high)
     if lo < 1:

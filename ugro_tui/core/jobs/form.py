@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass, field, fields
 
 from ugro_tui.config import Cluster
+from ugro_tui.core.jobs.elastic import node_count, parse_nnodes
 from ugro_tui.core.jobs.model import BadSpec, Job, JobSpec, parse_data
 from ugro_tui.core.jobs.placement import NodeCapacity
 from ugro_tui.core.jobs.planner import plan
@@ -145,7 +146,7 @@ def from_spec(spec: JobSpec) -> FormValues:
     nodes = spec.nodes
     script, *args = spec.command or ("",)
     return FormValues(
-        name=spec.name, kind=spec.kind, script=script, args=join_args(args), nnodes=str(spec.nnodes),
+        name=spec.name, kind=spec.kind, script=script, args=join_args(args), nnodes=node_count(spec),
         nproc_per_node=str(spec.nproc_per_node),
         gpus_per_node="" if spec.gpus_per_node == spec.nproc_per_node else str(spec.gpus_per_node),
         min_gpu_mem_gb=f"{spec.min_gpu_mem_gb:g}", nodes=nodes,
@@ -197,7 +198,11 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
     except ValueError as exc:
         errors["args"] = f"args: {exc} (quote with ' or \")"
         args = []
-    nnodes = _whole(values.nnodes, 1, errors, "nnodes", "nodes")
+    nodes_min, nnodes = 0, 1
+    try:
+        nodes_min, nnodes = parse_nnodes(values.nnodes.strip() or "1", "nodes:")
+    except UgroError as exc:
+        errors["nnodes"] = f"{exc} (MIN:MAX: elastic)"
     nproc = _whole(values.nproc_per_node, 1, errors, "nproc_per_node", "procs per node")
     gpus = nproc if not values.gpus_per_node.strip() else _whole(values.gpus_per_node, 0, errors, "gpus_per_node",
                                                                    "GPUs per node")
@@ -243,8 +248,8 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
     chosen = [n for n in cluster.nodes if not values.nodes or n.name in values.nodes
               or any(label in values.nodes for label in n.labels)]
     slurm = cluster.backend == "slurm"  # Slurm knows its nodes and their GPUs, and says what can never run
-    if "nnodes" not in errors and "nodes" not in errors and nnodes > len(chosen) and not slurm:
-        errors["nnodes"] = f"nodes: {nnodes} asked, {len(chosen)} chosen"
+    if "nnodes" not in errors and "nodes" not in errors and (nodes_min or nnodes) > len(chosen) and not slurm:
+        errors["nnodes"] = f"nodes: {nodes_min or nnodes} asked, {len(chosen)} chosen"
     if capacity and gpus and "nproc_per_node" not in errors and not slurm:
         counts = {c.name: c.gpu_count for c in capacity if c.gpu_count}
         sized = [(counts[n.name], n.name) for n in chosen if n.name in counts]
@@ -294,7 +299,8 @@ def check(values: FormValues, cluster: Cluster, capacity: list[NodeCapacity] | N
     extra = {k: v for k, v in options.items() if k not in ("trials", "seed")}
     spec = JobSpec(
         name=values.name.strip() or script.rsplit("/", 1)[-1], command=(script, *args), kind=values.kind,
-        nnodes=nnodes, nproc_per_node=nproc, gpus_per_node=gpus, min_gpu_mem_gb=min_mem, nodes=tuple(values.nodes),
+        nnodes=nnodes, nnodes_min=nodes_min, nproc_per_node=nproc, gpus_per_node=gpus, min_gpu_mem_gb=min_mem,
+        nodes=tuple(values.nodes),
         gpu_mem_gb=gpu_mem, gpu_mem_enforce=enforce,
         env=tuple(env), workdir=values.workdir.strip() or None, priority=priority, preemptible=preemptible,
         after=tuple(after),

@@ -311,6 +311,8 @@ class Job:
             "prune": self.prune, "stop": self.stop, "preempt": self.preempt, "preemptions": self.preemptions,
             "warning": self.warning, "resume_step": self.resume_step, "resume_from": self.resume_from,
             "ran_on": list(self.ran_on),
+            "elastic": {"nnodes_min": self.spec.nnodes_min, "nnodes_max": self.spec.nnodes,
+                        "nodes": len(self.placement)} if self.spec.nnodes_min else None,
             "sync": {"hash": self.spec.sync_hash, "nodes": {n: {"files_sent": f, "bytes_sent": b}
                                                             for n, f, b in self.sync_sent}}
             if self.spec.sync_hash else None,

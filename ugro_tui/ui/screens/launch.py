@@ -39,7 +39,7 @@ TEXT_FIELDS = (  # (field, label, placeholder)
     ("name", "name", "default: the script's name"),
     ("script", "script", "train.py (kind command: the program)"),
     ("args", "args", "--lr {lr} --epochs 3"),
-    ("nnodes", "nodes", "1"),
+    ("nnodes", "nodes", "1 (2:3: elastic, on 2 to 3 nodes)"),
     ("nproc_per_node", "procs/node", "1"),
     ("gpus_per_node", "GPUs/node", "default: one per proc"),
     ("min_gpu_mem_gb", "min GPU mem GB", "0"),
