@@ -1,7 +1,8 @@
 """An elastic torchrun job (`--nnodes 2:3`, gloo on the CPU) on a loopback lab of its own: one node dies (its
 sshd and its processes killed, as a machine that goes away), and the job goes on with the two left from its
 newest checkpoint, staying `running` while its loss keeps falling; when the node comes back, the job grows onto
-it again. Bad node counts are one line."""
+it again. A node yielded under it is given up alone, and taken again once given back. Bad node counts are one
+line."""
 
 from __future__ import annotations
 
@@ -63,6 +64,16 @@ def test_an_elastic_job_goes_on_without_a_lost_node_and_grows_back(lab3, tmp_pat
         last = [v for s, v in trained[-5:]]
         assert max(last) < min(first), (first, last)  # the loss kept falling through both changes
         assert "grew onto node2" in ugro(config, "show", str(jid)).stdout
+        # Yielded, node1 is given up alone: its agent gets TERM (the workers save), the others re-form without it.
+        said = ugro(config, "yield", "node1", "--force", "--to", "ollie")
+        assert said.returncode == 0, said.stderr
+        wait(lambda: [n for n in job(config, jid)["placement"]] == ["node0", "node2"], 90, "node1 given up")
+        j = job(config, jid)
+        assert j["state"] == "running" and "node1 (every GPU) yielded to ollie" in j["reason"], j
+        wait(lambda: "with 2 ranks" in log(config, jid).rsplit("with 3 ranks", 1)[-1], 120, "2 ranks again")
+        assert ugro(config, "unyield", "node1").returncode == 0
+        wait(lambda: len(job(config, jid)["placement"]) == 3, 120, "the job growing back onto node1")
+        assert job(config, jid)["state"] == "running"
         assert ugro(config, "cancel", str(jid)).returncode == 0
         wait(lambda: job(config, jid)["state"] == "cancelled", 60, "the cancel")
     finally:

@@ -83,6 +83,10 @@ class Launcher:
         """An elastic job's agent on one more node; returns the job with that node placed and running."""
         raise NotImplementedError
 
+    async def shed(self, job: Job, nodes: set[str]) -> Job:
+        """Stop an elastic job's part on `nodes` (TERM, its grace to save, KILL); returns it without them."""
+        raise NotImplementedError
+
     async def session_probe(self, job: Job, message: str):
         """A session's processes and attached shells on its node (sessions/probe.py); `message` goes to them."""
         raise NotImplementedError
@@ -156,7 +160,8 @@ class Dispatcher:
         self._not_ready = NotReadyBackoff(clock)  # jobs whose placed nodes lacked their data or code
         self.memory = MemoryWatch(self.store, state)  # ranks over their declared memory on a shared card
         self.sessions = SessionWatch(self.store, state, launcher, clock)  # idle stops, ends, attached shells
-        self.yields = YieldWatch(lambda: self.cluster, self.store, state, clock)  # desktops' GPUs for their owners
+        self.yields = YieldWatch(lambda: self.cluster, self.store, state, clock,  # desktops' GPUs for their owners
+                                 shed=self._shed)
         self._jobs: dict[int, Job] = {}  # the round's active jobs, for a diagnosis that names a card's sharers
 
     async def tick(self) -> list[Job]:
@@ -353,6 +358,15 @@ class Dispatcher:
         avoid = set(await asyncio.to_thread(leftovers_read))  # a lost node's part is swept before it rejoins
         for job, node, gpus in elastic.grow_choices(growing, free, able, avoid):
             self._run(job.id, self._grow_onto(job, node, gpus))
+
+    def _shed(self, job: Job, nodes: set[str], why: str) -> None:
+        """An elastic job gives up some of its nodes (yielded) and goes on with the others."""
+        if job.id not in self._busy:
+            self._run(job.id, self._shed_nodes(job, nodes, why))
+
+    async def _shed_nodes(self, job: Job, nodes: set[str], why: str) -> None:
+        smaller = await self.launcher.shed(job, nodes)
+        await self._save(await asyncio.to_thread(elastic.went_on, smaller, why))
 
     async def _grow_onto(self, job: Job, node: str, gpus: tuple[int, ...]) -> None:
         grown = await self.launcher.grow(job, node, gpus)

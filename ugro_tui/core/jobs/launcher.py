@@ -151,6 +151,16 @@ class SshLauncher(Launcher):
         return dataclasses.replace(grown, runs=(*job.runs, (name, run)),
                                    ran_on=tuple(dict.fromkeys((*job.ran_on, node))))
 
+    async def shed(self, job: Job, nodes: set[str]) -> Job:
+        """Its agents there get TERM with the preemption grace (the workers save, torchrun re-forms the group on
+        the nodes left), then KILL."""
+        part = dataclasses.replace(job, runs=tuple((n, r) for n, r in job.runs if n in nodes))
+        await self.terminate(part, grace=self.cluster.preempt_grace)
+        smaller = without(job, nodes)
+        if smaller is None:  # the placement changed meanwhile: nothing else of it is stopped
+            raise UgroError(f"job {job.id} cannot go on without {', '.join(sorted(nodes))}")
+        return smaller
+
     async def _status(self, job: Job, node: str, run: NodeRun) -> NodeRun:
         rd = path_word(run.run_dir or "")
         t = self.transport(node)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.async_store import AsyncJobStore
+from ugro_tui.core.jobs.elastic import without
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.jobs.sharing import gb
 from ugro_tui.core.jobs.yields import STOP_PREFIX, Yield, YieldBook, expired, hits, take, yielded
@@ -30,12 +31,14 @@ STAYING = GpuProcess(-1, None, None, None)  # a foreign process there for less t
 
 class YieldWatch:
     def __init__(self, cluster: Callable[[], Cluster], store: AsyncJobStore, state: ClusterState,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 shed: Callable[[Job, set[str], str], None] = lambda job, nodes, why: None) -> None:
         self.cluster = cluster  # as it is now (cluster.toml may change under a running daemon)
         self.store = store
         self.book = YieldBook(store.sync.root)
         self.state = state
         self.clock = clock
+        self.shed = shed  # an elastic job gives up the yielded nodes alone (the dispatcher stops that part)
         self.seen: dict[tuple[str, int], float] = {}  # a foreign process on a desktop's card: since when
         self.sampled: dict[str, float] = {}
         self.yields: list[Yield] = []
@@ -118,7 +121,10 @@ class YieldWatch:
             if y is None:
                 continue
             why = f"{y.cards()} {y.describe(idle_s)} ({y.why})"
-            if job.spec.preemptible:
+            gone = {n for n, gpus in job.placement if any(yielded(yields, n, g) for g in gpus)}
+            if (job.spec.preemptible or y.force) and without(job, gone) is not None:
+                self.shed(job, gone, why)  # it goes on with the nodes left
+            elif job.spec.preemptible:
                 changes[job.id] = lambda j, w=why: dataclasses.replace(j, preempt=w) \
                     if j.state is JobState.RUNNING and not j.preempt else j
             elif y.force:
