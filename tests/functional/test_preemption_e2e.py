@@ -48,7 +48,7 @@ def test_a_preempted_job_saves_on_term_is_requeued_and_resumes_where_it_stopped(
     wait(lambda: job(config, 2)["state"] == "succeeded", 60, "the urgent job")
     wait(lambda: job(config, 1)["state"] == "succeeded", 180, "the long job resumed and finished")
     j = job(config, 1)
-    assert j["preemptions"] == 1 and j["reason"] == "every node exited 0", j
+    assert j["preemptions"] == 1 and j["reason"] == "every node exited 0" and j["retries_used"] == 0, j
     first = ugro(config, "logs", "1", "--rank", "0", "--attempt", "1").stdout
     second = ugro(config, "logs", "1", "--rank", "0", "--attempt", "2").stdout
     saved = int(re.search(r"preempted: saved step (\d+)", first).group(1))

@@ -47,8 +47,9 @@ def detail(job: Job) -> list[str]:
            if s.gpu_mem_gb is not None else ""),
         f"  priority   : {s.priority}" + (f"   after: {', '.join(map(str, s.after))}" if s.after else ""),
         f"  placement  : {placement_text(job)}" + (f"   rendezvous {job.rendezvous}" if job.rendezvous else ""),
-        f"  attempt    : {job.attempt}" + ("" if s.kind == "service" else f" of {s.max_retries + 1}")
-        + (f"   preempted {job.preemptions}× (no retry spent)" if job.preemptions else "")
+        f"  attempt    : {job.attempt - job.preemptions}" + ("" if s.kind == "service" else f" of {s.max_retries + 1}")
+        + (f"   preempted {job.preemptions}× (no retry spent; run {job.attempt}, `ugro logs --attempt N`)"
+           if job.preemptions else "")
         + ("   preemptible" if s.preemptible else ""),
         f"  reason     : {job.reason or DASH}",
     ]

@@ -303,7 +303,8 @@ class Job:
         return {
             "id": self.id, "name": self.spec.name, "state": str(self.state), "priority": self.spec.priority,
             "spec": self.spec.to_json(), "submitted_at": self.submitted_at, "started_at": self.started_at,
-            "finished_at": self.finished_at, "attempt": self.attempt,
+            "finished_at": self.finished_at, "attempt": self.attempt,  # the run: its logs, `ugro logs --attempt`
+            "retries_used": max(0, self.attempt - 1 - self.preemptions),  # a preempted run spends none
             "placement": {node: list(gpus) for node, gpus in self.placement},
             "rendezvous": self.rendezvous,
             "runs": {node: asdict(run) for node, run in self.runs},
