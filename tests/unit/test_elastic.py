@@ -81,6 +81,9 @@ def test_the_form_takes_min_max_nodes() -> None:
     assert bad.spec is None and "MIN is more than MAX" in bad.errors["nnodes"]
     assert Job(1, done.spec, placement=(("n0", (0,)),)).to_json()["elastic"] == {
         "nnodes_min": 2, "nnodes_max": 3, "nodes": 1}
+    from ugro_tui.core.jobs.describe import shape
+
+    assert shape(Job(1, done.spec)) == "2:3×1"
 
 
 def test_rank_logs_read_every_restart_as_one_stream_even_when_torchrun_rewrites_one(tmp_path: Path) -> None:

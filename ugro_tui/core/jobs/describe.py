@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ugro_tui.core.jobs.elastic import node_count
 from ugro_tui.core.jobs.metric import best
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.telemetry.model import ClusterState, byte_rate
@@ -12,9 +13,10 @@ DASH = "–"
 
 
 def shape(job: Job) -> str:
-    """nodes × GPUs, the GB per rank of a job that may share its cards (`1×1·3G`), `·P` when preemptible."""
+    """nodes × GPUs (`2:3×1` elastic), the GB per rank of a job that may share its cards (`1×1·3G`), `·P` when
+    preemptible."""
     mem = f"·{job.spec.gpu_mem_gb:g}G" if job.spec.gpu_mem_gb is not None else ""
-    return f"{job.spec.nnodes}×{job.spec.gpus_per_node}{mem}" + ("·P" if job.spec.preemptible else "")
+    return f"{node_count(job.spec)}×{job.spec.gpus_per_node}{mem}" + ("·P" if job.spec.preemptible else "")
 
 
 def placement_text(job: Job) -> str:
