@@ -251,7 +251,9 @@ def test_jupyter_in_a_session_is_forwarded_here_with_its_token(config: Path) -> 
     keep = {k: os.environ[k] for k in ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "PATH")}
     command = subprocess.Popen([sys.executable, "-m", "ugro_tui", "session", "--config", str(config), "--node",
                                 "node1", "--jupyter", "--name", "notebook"], env={**os.environ, **keep},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # Ctrl-C as from a terminal: a test run started in the background ignores SIGINT, and its children inherit it.
     try:
         url = command.stdout.readline().strip()  # blocks until the forward listens (or the command ends)
         assert url.startswith("http://127.0.0.1:") and "/lab?token=" in url, command.stderr.read()
