@@ -66,12 +66,15 @@ def test_it_goes_on_without_a_node_while_min_remain_and_never_without_the_rendez
 
 def test_it_grows_onto_a_free_node_it_is_not_on_unless_that_node_is_still_to_be_swept() -> None:
     job = Job(1, ELASTIC, state=JobState.RUNNING, placement=(("n0", (0,)), ("n1", (0,))))
-    free = {"n0": [1], "n1": [], "n2": [0]}
+    free = {"n0": [(1, 8000)], "n1": [], "n2": [(0, 8000)]}
     [(grown, node, gpus)] = grow_choices([job], dict(free), {1: {"n0", "n1", "n2"}}, set())
     assert (grown.id, node, gpus) == (1, "n2", (0,))
     assert grow_choices([job], dict(free), {1: {"n0", "n1", "n2"}}, {(1, "n2")}) == []
     full = Job(2, ELASTIC, state=JobState.RUNNING, placement=(("n0", (0,)), ("n1", (0,)), ("n2", (0,))))
-    assert grow_choices([full], {"n3": [0]}, {2: {"n3"}}, set()) == []
+    assert grow_choices([full], {"n3": [(0, 8000)]}, {2: {"n3"}}, set()) == []
+    big = Job(3, JobSpec("b", ("x",), nnodes=3, nnodes_min=2, min_gpu_mem_gb=10), state=JobState.RUNNING,
+              placement=job.placement)
+    assert grow_choices([big], dict(free), {3: {"n2"}}, set()) == []  # n2's card has too little free
 
 
 def test_the_form_takes_min_max_nodes() -> None:

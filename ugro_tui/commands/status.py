@@ -96,12 +96,11 @@ def state_doc(state: ClusterState, cluster: Cluster) -> dict:
     to (`yielded_to`), and the yields in effect (`yielded`)."""
     from ugro_tui.core.jobs.sharing import annotate
     from ugro_tui.core.jobs.store import JobStore
-    from ugro_tui.core.jobs.yields import YieldBook, yielded
+    from ugro_tui.core.jobs.yields import yielded
 
     store = JobStore()
     doc = annotate(state.to_json(), store.active())
-    yields = YieldBook(store.root).read()
-    idle_s = cluster.yield_idle_minutes * 60
+    yields, idle_s = _yields(cluster)
     doc["yielded"] = [y.to_json(idle_s) for y in yields]
     for node in doc.get("nodes", []):
         for gpu in node.get("gpus", []):
@@ -114,13 +113,18 @@ def _gb(mib: int | None) -> float | None:
     return None if mib is None else mib / 1024
 
 
-def _yield_lines(cluster: Cluster) -> str:
-    """Under the table: each yield in effect, `node0:0 yielded to ollie until 22:40 (by hand)`."""
+def _yields(cluster: Cluster) -> tuple[list, float]:
+    """The yields in effect (the file beside the job store), and how long an auto yield outlasts its process."""
     from ugro_tui.core.jobs.store import JobStore
     from ugro_tui.core.jobs.yields import YieldBook
 
-    idle_s = cluster.yield_idle_minutes * 60
-    return "".join(f"\n{y.cards()} {y.describe(idle_s)} ({y.why})" for y in YieldBook(JobStore().root).read())
+    return YieldBook(JobStore().root).read(), cluster.yield_idle_minutes * 60
+
+
+def _yield_lines(cluster: Cluster) -> str:
+    """Under the table: each yield in effect, `node0:0 yielded to ollie until 22:40 (by hand)`."""
+    yields, idle_s = _yields(cluster)
+    return "".join(f"\n{y.cards()} {y.describe(idle_s)} ({y.why})" for y in yields)
 
 
 def _print_once(cluster: Cluster, out: ClusterState, as_json: bool, users: bool) -> int:

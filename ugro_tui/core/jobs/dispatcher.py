@@ -351,10 +351,9 @@ class Dispatcher:
             return
         taken = {(n, g) for d in decisions for n, gpus in d.placement or () for g in gpus}
         reserved = {n for d in decisions for n in d.reserved}
-        free = {c.name: [g.index for g in c.free if g.whole and (c.name, g.index) not in taken] for c in caps
-                if c.name not in reserved}
-        able = {j.id: {c.name for c in caps if allowed(j, c) and all(
-            g.free_mib is None or g.free_mib >= j.spec.min_gpu_mem_gb * 1024 for g in c.free)} for j in growing}
+        free = {c.name: [(g.index, g.free_mib) for g in c.free if g.whole and (c.name, g.index) not in taken]
+                for c in caps if c.name not in reserved}
+        able = {j.id: {c.name for c in caps if allowed(j, c)} for j in growing}
         avoid = set(await asyncio.to_thread(leftovers_read))  # a lost node's part is swept before it rejoins
         for job, node, gpus in elastic.grow_choices(growing, free, able, avoid):
             self._run(job.id, self._grow_onto(job, node, gpus))

@@ -91,22 +91,24 @@ def may_grow(job: Job) -> bool:
             and not (job.preempt or job.stop or job.prune or job.cancel_requested))
 
 
-def grow_choices(jobs: Sequence[Job], free: dict[str, list[int]], allowed: dict[int, set[str]],
+def grow_choices(jobs: Sequence[Job], free: dict[str, list[tuple[int, int | None]]], allowed: dict[int, set[str]],
                  avoid: set[tuple[int, str]]) -> list[tuple[Job, str, tuple[int, ...]]]:
     """One node per running elastic job below MAX, by priority: the first allowed node it is not on with enough
-    whole free GPUs (`free`: node -> free GPU indexes after this round's placements). `avoid`: (job, node) pairs
-    not to use yet (what a lost node still runs of the job is swept first)."""
+    whole free GPUs of the memory it asks (`free`: node -> (GPU index, free MiB) left by this round's placements).
+    `avoid`: (job, node) pairs not to use yet (what a lost node still runs of the job is swept first)."""
     out = []
     for job in sorted(jobs, key=lambda j: (-j.spec.priority, j.submitted_at, j.id)):
         if not may_grow(job):
             continue
         on = {n for n, _ in job.placement}
-        for node, gpus in free.items():
+        need = job.spec.min_gpu_mem_gb * 1024
+        for node, cards in free.items():
             if node in on or node not in allowed.get(job.id, set()) or (job.id, node) in avoid:
                 continue
-            if len(gpus) >= job.spec.gpus_per_node:
-                taken = tuple(sorted(gpus)[: job.spec.gpus_per_node])
-                free[node] = [g for g in gpus if g not in taken]
+            fit = sorted(i for i, mib in cards if need <= 0 or (mib is not None and mib >= need))
+            if len(fit) >= job.spec.gpus_per_node:
+                taken = tuple(fit[: job.spec.gpus_per_node])
+                free[node] = [c for c in cards if c[0] not in taken]
                 out.append((job, node, taken))
                 break
     return out

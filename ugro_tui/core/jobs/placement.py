@@ -333,7 +333,7 @@ def capacity(cluster: Cluster, state: ClusterState, jobs: list[Job], yields: Seq
         mine = claims.get(node.name, [])
         gone = set()
         for g in gpus:
-            y = yielded(list(yields), node.name, g.index)
+            y = yielded(yields, node.name, g.index)
             if y is not None:
                 gone.add(g.index)
                 mine.append((g.index, y.describe(idle_s)))

@@ -12,7 +12,7 @@ import dataclasses
 import fcntl
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,7 +117,7 @@ class YieldBook:
             return before, after
 
 
-def yielded(yields: list[Yield], node: str, gpu: int) -> Yield | None:
+def yielded(yields: Sequence[Yield], node: str, gpu: int) -> Yield | None:
     return next((y for y in yields if y.covers(node, gpu)), None)
 
 
