@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated XDG environment and the real loopback SSH cluster (127.0.0.2-4 only)."""
+"""Shared fixtures: an isolated XDG environment and the real loopback SSH cluster (127.0.W.2-4 only, W the
+xdist worker)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import pytest
 from ugro_tui.config import Cluster, parse_cluster
 from ugro_tui.sim.loopback import LoopbackCluster, free_port
 
-from .helpers import run_ugro, ugro  # noqa: F401  (the tests import run_ugro from here)
+from . import helpers
+from .helpers import host, run_ugro, ugro  # noqa: F401  (the tests import run_ugro from here)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # node0: NVML path, node1: nvidia-smi path, node2: no driver at all.
@@ -37,9 +39,15 @@ def isolated_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UGRO_AUTOSTART", "0")  # a test that wants the daemon starts it, and stops it
 
 
+@pytest.fixture(scope="session", autouse=True)
+def worker_scope(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Where this worker's tests run their jobs: helpers.job_processes looks no further."""
+    helpers.SCOPE[:] = [tmp_path_factory.getbasetemp().resolve()]
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackCluster]:
-    cluster = LoopbackCluster(tmp_path_factory.mktemp("lab")).start()
+    cluster = LoopbackCluster(tmp_path_factory.mktemp("lab"), hosts=[host(2), host(3), host(4)]).start()
     yield cluster
     cluster.stop()
 
@@ -59,7 +67,7 @@ def lab_config(lab: LoopbackCluster, tmp_path: Path) -> tuple[Cluster, Path]:
 @pytest.fixture
 def solo_lab(tmp_path: Path) -> Iterator[LoopbackCluster]:
     """A one-node cluster of its own, for tests that kill a node or change its host key."""
-    cluster = LoopbackCluster(tmp_path / "solo", hosts=["127.0.0.5"]).start()
+    cluster = LoopbackCluster(tmp_path / "solo", hosts=[host(5)]).start()
     yield cluster
     cluster.stop()
 
@@ -67,15 +75,16 @@ def solo_lab(tmp_path: Path) -> Iterator[LoopbackCluster]:
 SIM3 = [(["RTX 5070 Ti"], "nvml"), (["RTX 4070"], "nvml"), (["RTX 3070 Ti"], "nvml")]  # one GPU per node
 
 
-def free_ports(count: int, hosts: tuple[str, ...] = ("127.0.0.2", "127.0.0.3", "127.0.0.4")) -> int:
+def free_ports(count: int, hosts: tuple[str, ...] = ()) -> int:
     """The first of `count` consecutive ports free on every host (jobs that run at once use one each)."""
+    hosts = hosts or (host(2), host(3), host(4))
     for _ in range(50):
         port = free_port(hosts[0])
         try:
             for offset in range(count):
-                for host in hosts:
+                for address in hosts:
                     with socket.socket() as s:
-                        s.bind((host, port + offset))
+                        s.bind((address, port + offset))
         except OSError:
             continue
         return port

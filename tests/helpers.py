@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -10,6 +11,34 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# Each pytest-xdist worker runs its loopback labs on addresses of its own (gw0: 127.0.0.x, gw1: 127.0.1.x, ...),
+# so no two workers' nodes, ports or processes meet.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
+def host(last: int) -> str:
+    """This worker's loopback address ending in `last` (2-4: the shared lab, 5: solo, 6-8: a fault lab)."""
+    return f"127.0.{WORKER}.{last}"
+
+
+SCOPE: list[Path] = []  # this worker's temp folder (set once by conftest): its tests' jobs run under it
+
+
+def job_processes(job_id: int | None = None, node: str | None = None, store: str | None = None) -> list[int]:
+    """The live processes of ugro jobs started by this worker's tests (job ids and node names repeat across the
+    workers' labs; a job's processes run in its node's workdir, under this worker's temp folder)."""
+    from ugro_tui.sim.loopback import job_processes as every
+
+    mine = []
+    for pid in every(job_id, node, store):
+        try:
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            continue
+        if any(cwd == root or root in cwd.parents for root in SCOPE):
+            mine.append(pid)
+    return mine
 
 
 def run_ugro(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

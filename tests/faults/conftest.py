@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ugro_tui.sim.loopback import LoopbackCluster, job_processes
+from ugro_tui.sim.loopback import LoopbackCluster
+
+from ..helpers import host, job_processes
 
 NODE_LOST_AFTER = 3.0
 INTERVAL = 0.5
@@ -20,7 +22,7 @@ INTERVAL = 0.5
 
 @pytest.fixture
 def lab3(tmp_path: Path) -> Iterator[LoopbackCluster]:
-    lab = LoopbackCluster(tmp_path / "lab3", hosts=["127.0.0.6", "127.0.0.7", "127.0.0.8"]).start()
+    lab = LoopbackCluster(tmp_path / "lab3", hosts=[host(6), host(7), host(8)]).start()
     yield lab
     for i in range(len(lab.nodes)):
         thaw(lab, i)

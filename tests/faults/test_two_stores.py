@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.sim.loopback import LoopbackCluster, job_processes
+from ugro_tui.sim.loopback import LoopbackCluster
 
-from ..helpers import job, ugro, wait
+from ..helpers import job, job_processes, ugro, wait
 from .conftest import scheduler, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]

@@ -13,7 +13,7 @@ import pytest
 
 from ugro_tui.sim.loopback import LoopbackCluster, free_port
 
-from ..conftest import FIXTURES, run_ugro
+from ..conftest import FIXTURES, host, run_ugro
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("autostart")  # `ugro doctor` runs in the daemon it starts
@@ -26,7 +26,7 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 def config(lab: LoopbackCluster, tmp_path: Path, env: dict[str, dict[str, str]] | None = None,
            port: int | None = None) -> Path:
     """Every node has one simulated GPU; `env` gives a node's env table (default: the venv's bin on PATH)."""
-    port = port or free_port("127.0.0.2")
+    port = port or free_port(host(2))
     text = lab.cluster_toml(sim=[(["RTX 4070"], "nvml")] * 3, names=NAMES).replace(
         "rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port}]")
     for name in NAMES:
@@ -67,7 +67,7 @@ def test_all_pass_and_the_smoke_run_passes_for_real(lab: LoopbackCluster, tmp_pa
             assert checks[(name, check)]["status"] == "ok", checks[(name, check)]
         # torch here is a CPU build and the nodes have (simulated) GPUs: the doctor says torch cannot use them.
         assert checks[(name, "cuda")]["status"] == "warn" and "cannot use" in checks[(name, "cuda")]["detail"]
-    assert checks[("gpu1", "rendezvous")]["detail"].startswith("127.0.0.2:")
+    assert checks[("gpu1", "rendezvous")]["detail"].startswith(f"{host(2)}:")
     for check in ("torch versions", "NCCL versions", "gpu counts", "hostnames"):
         assert checks[("cluster", check)]["status"] == "ok", checks[("cluster", check)]
     smoke = checks[("cluster", "smoke")]
@@ -110,9 +110,9 @@ def test_a_node_with_another_torch_fails_the_version_check(lab: LoopbackCluster,
 @pytest.fixture
 def held_port() -> Iterator[int]:
     """Another program holds the one rendezvous port on the master's machine."""
-    port = free_port("127.0.0.2")
+    port = free_port(host(2))
     holder = socket.socket()
-    holder.bind(("127.0.0.2", port))
+    holder.bind((host(2), port))
     holder.listen()
     yield port
     holder.close()
@@ -133,8 +133,8 @@ def test_a_rendezvous_port_the_master_cannot_use(lab: LoopbackCluster, tmp_path:
 def test_an_unreachable_master_fails_once_and_the_others_are_still_checked(lab: LoopbackCluster,
                                                                           tmp_path: Path) -> None:
     path = config(lab, tmp_path)
-    dead = free_port("127.0.0.9")  # bound and released: nothing listens there
-    text = path.read_text().replace('[[nodes]]\nname = "gpu-master"', '[[nodes]]\nname = "gone"\nhost = "127.0.0.9"\n'
+    dead = free_port(host(9))  # bound and released: nothing listens there
+    text = path.read_text().replace('[[nodes]]\nname = "gpu-master"', f'[[nodes]]\nname = "gone"\nhost = "{host(9)}"\n'
                                     f'port = {dead}\n\n[[nodes]]\nname = "gpu-master"', 1)
     path.write_text(text)
     code, report = doctor(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ugro_tui.sim.loopback import LoopbackCluster, free_port, write_key
 
-from ..conftest import run_ugro
+from ..conftest import host, run_ugro
 
 
 def check(config: Path, *extra: str) -> tuple[int, list[dict]]:
@@ -27,9 +27,9 @@ def test_all_three_nodes_ok(lab_config) -> None:
 
 def test_nothing_listening_is_refused_fast(lab: LoopbackCluster, tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
-    port = free_port("127.0.0.9")  # bound and released: nothing listens there now
+    port = free_port(host(9))  # bound and released: nothing listens there now
     config.write_text(f'[cluster]\nknown_hosts = "{lab.known_hosts_path}"\n[[nodes]]\nname = "gone"\n'
-                      f'host = "127.0.0.9"\nport = {port}\nidentity_file = "{lab.client_key_path}"\n')
+                      f'host = "{host(9)}"\nport = {port}\nidentity_file = "{lab.client_key_path}"\n')
     code, [node] = check(config)
     assert code == 1
     assert node["result"] == "refused" and node["seconds"] < 2
@@ -60,7 +60,7 @@ def test_unknown_host_key_needs_explicit_trust(solo_lab: LoopbackCluster, tmp_pa
     assert solo_lab.known_hosts_path.read_text() == ""  # nothing was trusted silently
     code, [node] = check(config, "--accept-new")
     assert code == 0 and node["result"] == "ok"
-    assert f"[127.0.0.5]:{solo_lab.nodes[0].port} ssh-ed25519 " in solo_lab.known_hosts_path.read_text()
+    assert f"[{host(5)}]:{solo_lab.nodes[0].port} ssh-ed25519 " in solo_lab.known_hosts_path.read_text()
     assert check(config)[0] == 0
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ugro_tui.sim.loopback import LoopbackCluster, job_processes
+from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import free_ports, private_lab, processes_in
-from ..helpers import job, ugro, wait
+from ..helpers import host, job, job_processes, ugro, wait
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +132,7 @@ def test_two_roles_on_three_nodes_the_head_gets_and_reaches_every_worker(config:
     wait(lambda: job(config, sid)["health"] == "ready", 90, "the head to be ready")
     ready = job(config, sid)
     head, *workers = list(ready["placement"])
-    hosts = {"node0": "127.0.0.2", "node1": "127.0.0.3", "node2": "127.0.0.4"}
+    hosts = {"node0": host(2), "node1": host(3), "node2": host(4)}
     wanted = [f"{hosts[n]}:{ready['service']['workers'][n]}" for n in workers]
     log = ugro(config, "logs", str(sid), "--node", head).stdout
     for address in wanted:

@@ -13,7 +13,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import SIM3, private_lab
-from ..helpers import job, ugro, wait
+from ..helpers import host, job, job_processes, ugro, wait
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(300)
@@ -81,15 +81,13 @@ def test_killing_one_nodes_ranks_fails_the_job_and_tears_down_the_rest(config: P
         node = sorted(victim)[1]
         # The worker processes (not torchrun's agent) on that node: UGRO_NODE in their environment says where.
         killed = 0
-        for line in subprocess.run(["pgrep", "-f", "train_tiny.py --steps 100000"], capture_output=True,
-                                   text=True).stdout.split():
-            try:  # a process that ended after pgrep listed it is not one to kill
-                environ = Path(f"/proc/{line}/environ").read_bytes()
-                cmd = Path(f"/proc/{line}/cmdline").read_bytes()
+        for pid in job_processes(1, node):
+            try:  # a process that ended after it was listed is not one to kill
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if f"UGRO_NODE={node}\0".encode() in environ and b"torch.distributed.run" not in cmd:
-                subprocess.run(["kill", "-9", line])
+            if b"train_tiny.py" in cmd and b"torch.distributed.run" not in cmd:
+                subprocess.run(["kill", "-9", str(pid)])
                 killed += 1
         assert killed >= 1
         wait(lambda: job(config, 1)["state"] == "failed", 90, "the job to fail")
@@ -127,10 +125,10 @@ def test_rendezvous_failure_is_diagnosed(lab: LoopbackCluster, tmp_path: Path) -
 
     from ugro_tui.sim.loopback import free_port
 
-    port = free_port("127.0.0.2")
+    port = free_port(host(2))
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("127.0.0.2", port))
+    server.bind((host(2), port))
     server.listen()
     stop = threading.Event()
 

@@ -12,7 +12,7 @@ import pytest
 from ugro_tui.config import Cluster
 from ugro_tui.core.transport import LocalTransport, SshTransport, Transport, make_transport
 
-from ..conftest import cluster_from
+from ..conftest import cluster_from, host
 
 
 @pytest.fixture(params=["ssh", "local"])
@@ -120,7 +120,7 @@ async def test_fallback_ssh_server_serves_the_same_operations(tmp_path: Path) ->
     """Where OpenSSH's sshd is missing, the asyncssh stand-in server answers on the same loopback addresses."""
     from ugro_tui.sim.loopback import LoopbackCluster
 
-    lab = LoopbackCluster(tmp_path / "fallback", hosts=["127.0.0.6"], use_openssh=False).start()
+    lab = LoopbackCluster(tmp_path / "fallback", hosts=[host(6)], use_openssh=False).start()
     try:
         cluster = cluster_from(lab.cluster_toml())
         t = make_transport(cluster.nodes[0], cluster)

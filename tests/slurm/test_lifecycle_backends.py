@@ -14,7 +14,7 @@ from ugro_tui.sim.loopback import LoopbackCluster
 from ..conftest import private_lab
 from ..helpers import ugro
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("slurm")]  # one Slurm lab, on one worker
 
 
 def history(config: Path, job_id: int) -> tuple[list[str], str]:

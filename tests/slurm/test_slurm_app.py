@@ -16,7 +16,7 @@ from ugro_tui.ui.screens.nodes import NodesScreen
 from ..conftest import daemon_on
 from ..ui_states import wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("slurm")]  # one Slurm lab, on one worker
 
 
 async def test_the_nodes_view_shows_slurms_nodes_and_the_daemon_dispatches_to_slurm(

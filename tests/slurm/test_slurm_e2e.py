@@ -18,7 +18,7 @@ from ..conftest import FIXTURES
 from ..helpers import ugro
 
 pytest.importorskip("torch")
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("slurm")]  # one Slurm lab, on one worker
 TINY = str(Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py")
 LR_LOSS = str(FIXTURES / "jobs" / "lr_loss.py")
 
@@ -47,7 +47,7 @@ def test_two_node_torchrun_job_runs_in_slurm_with_rank_logs_and_a_falling_loss(c
 
 
 def test_cancel_scancels_it_and_leaves_nothing(config: Path, slurm: SlurmLab, tmp_path: Path) -> None:
-    ugro(config, "submit", "--kind", "command", "--nnodes", "2", "--", "sh", "-c", "echo started; sleep 600")
+    ugro(config, "submit", "--kind", "command", "--nnodes", "2", "--", "sh", "-c", "echo started; sleep 613")
     scheduler = subprocess.Popen([sys.executable, "-m", "ugro_tui", "scheduler", "--config", str(config)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -66,7 +66,7 @@ def test_cancel_scancels_it_and_leaves_nothing(config: Path, slurm: SlurmLab, tm
     assert shown(config, 1)["reason"] == "cancelled by the user"
     queue = slurm.run("squeue", "-h", "-t", "PD,R,CG", "-o", "%i").stdout.split()
     assert slurm_id not in queue
-    pids = subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True, text=True).stdout.split()
+    pids = subprocess.run(["pgrep", "-f", "sleep 613"], capture_output=True, text=True).stdout.split()
     assert not pids, "a cancelled job's process is still running"
 
 

@@ -22,7 +22,7 @@ from ugro_tui.sim.slurm import SlurmLab
 
 from ..helpers import ugro
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("slurm")]  # one Slurm lab, on one worker
 
 
 def slurm_jobs_named(slurm: SlurmLab, name: str, work: Path) -> list[str]:

@@ -18,6 +18,7 @@ from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.sessions.watch import reason_of
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.read_only import ReadOnlyAware
+from ugro_tui.ui.shown import when_shown
 from ugro_tui.ui.widgets.dialogs import ConfirmScreen
 from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.workers import ReportsWorkerFailures
@@ -95,6 +96,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         self.app.session.store_recovered = await asyncio.to_thread(self.app.store.recovery_notice) is not None
         self.show_jobs(jobs)
 
+    @when_shown
     def show_jobs(self, jobs: list[Job]) -> None:
         words = self.query_one("#filter", Input).value.lower().split()
         quick = (id(jobs), self.sort_by, tuple(words), int(self.app.clock()) // 10)
@@ -126,6 +128,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             table.move_cursor(row=min(keep, len(shown) - 1))
         self._note_selected(self.selected())  # the row under the cursor may be another job now
 
+    @when_shown
     def _add_page(self, count: int = PAGE) -> None:
         table = self.query_one(DataTable)
         now = self.app.clock()

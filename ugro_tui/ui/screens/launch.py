@@ -32,6 +32,7 @@ from ugro_tui.core.jobs.placement import capacity
 from ugro_tui.core.jobs.sweep import expand
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.read_only import ReadOnlyAware
+from ugro_tui.ui.shown import when_shown
 from ugro_tui.ui.widgets.dialogs import Field, leave_asking
 from ugro_tui.ui.workers import ReportsWorkerFailures
 
@@ -191,6 +192,7 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
                                                  else state)
         return out
 
+    @when_shown
     def node_updated(self) -> None:
         """Telemetry changed: the picker's free GPU counts and the GPU-count checks follow it.
         Samples arrive every interval from every node; only a change in what the picker says costs a redraw."""

@@ -20,11 +20,13 @@ from textual.widgets import Footer, Input, Log, Static
 from ugro_tui.core.jobs.describe import age, placement_text
 from ugro_tui.core.jobs.logs import CopyReader, RankDemux, Source, local_dir
 from ugro_tui.core.jobs.model import Job
+from ugro_tui.ui.shown import when_shown
 from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.widgets.metric_plot import Curve, MetricPlot
 from ugro_tui.ui.workers import ReportsWorkerFailures
 
 MAX_LINES = 5000  # per pane: memory stays bounded however long the run
+FOLLOW_EVERY = 0.2  # seconds between reads of the copies while a job runs
 REFILL = 1000     # lines a pane gets back when (re)drawn by a page change or a wrap toggle, so keys stay quick
 
 
@@ -150,6 +152,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         nodes = [(f"node:{n}", f"{n} (torchrun)") for n in sorted(self.demux.nodes)]
         return ranks + nodes
 
+    @when_shown
     def _show_page(self) -> None:
         cols, per_page = self._layout()
         keys = self._keys()
@@ -204,7 +207,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
             self._header(job)
             return
         reader = CopyReader(job)
-        while True:
+        for turn in itertools.count(1):
             for node, _run in job.runs:
                 # What the daemon's log copies gained (it follows every running job's ranks).
                 for source, chunk in await asyncio.to_thread(reader.read_new, node):
@@ -213,12 +216,15 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
             if job.state.finished:
                 self._take_rest()
                 return
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(FOLLOW_EVERY)
+            if turn % 4:
+                continue  # the copies often (a new line shows well within a second), the job itself less often
             job = await asyncio.to_thread(store.get, job_id)
             if job.attempt != reader.job.attempt:
                 reader = CopyReader(job)  # a retry writes new copies
             self.job = job
 
+    @when_shown
     def _take_rest(self) -> None:
         shown = {p.key for p in self.query(Pane)}
         for key, line in self.demux.flush():  # a log that ended mid-line
@@ -236,6 +242,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         self._open(job.id, None if nxt == job.attempt else nxt)
         self.notify(f"attempt {nxt} of {job.attempt}", timeout=2)
 
+    @when_shown
     def _take(self, source: Source, data: bytes) -> None:
         known = len(self._keys())
         panes = {p.key: p for p in self.query(Pane)}
@@ -248,6 +255,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
         if len(self._keys()) != known:
             self._show_page()
 
+    @when_shown
     def _flush(self) -> None:
         pending, self._pending = self._pending, {}
         for pane in self.query(Pane):
@@ -255,6 +263,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
             if lines:
                 pane.output.write_lines(self._format(lines))
 
+    @when_shown
     def _draw_loss(self) -> None:
         """At most twice a second: a plot is dearer to draw than a line."""
         if self.demux.losses and len(self.demux.losses) != self._losses_shown:
@@ -263,6 +272,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
             plot.display = True
             plot.show([Curve("loss", tuple(self.demux.losses)[-500:])])
 
+    @when_shown
     def _header(self, job: Job) -> None:
         now = time.time()
         elapsed = age((job.finished_at or now) - job.started_at) if job.started_at else "–"

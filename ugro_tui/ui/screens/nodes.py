@@ -15,6 +15,7 @@ from textual.widgets import Footer, Input
 from ugro_tui.core.telemetry.model import GpuSample, NodeStatus
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.read_only import ReadOnlyAware
+from ugro_tui.ui.shown import when_shown
 from ugro_tui.ui.widgets.health import HealthBar
 from ugro_tui.ui.widgets.node_card import NodeCard
 from ugro_tui.ui.widgets.process_table import ProcessTable
@@ -181,9 +182,8 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         cards = self.query_one("#cards")
         cards.styles.grid_size_columns = max(1, event.size.width // CARD_WIDTH)
 
+    @when_shown
     def node_updated(self, status: NodeStatus) -> None:
-        if not (self.is_mounted and self.is_attached):  # before its children are there (on_mount shows it all) or
-            return                                       # after it was removed: nothing to draw on
         card = self.cards.get(status.name)
         if card is not None and card.is_attached:
             card.refresh_status()
@@ -208,6 +208,7 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     def visible_gpus(self) -> list[tuple[str, GpuSample]]:
         return [(name, gpu) for name, card in self.cards.items() if card.display for gpu in card.status.gpus]
 
+    @when_shown
     def action_move(self, step: int) -> None:
         rows = self.visible_gpus()
         old = self.cursor
@@ -229,6 +230,7 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
                 self.cards[self.cursor[0]].scroll_visible()
         self._show_processes()
 
+    @when_shown
     def _show_processes(self) -> None:
         gpu = None
         if self.cursor is not None:

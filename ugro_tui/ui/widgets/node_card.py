@@ -11,6 +11,7 @@ from textual.widget import Widget
 
 from ugro_tui.core.telemetry.model import NodeState, NodeStatus
 from ugro_tui.ui import render
+from ugro_tui.ui.shown import when_shown
 
 STYLE_NAMES = ("idle", "busy", "hot", "warm", "empty", "memory", "good", "warn", "bad", "muted")
 
@@ -47,9 +48,8 @@ class NodeCard(Widget):
         self.yielded: dict[int, str] = {}  # GPU index -> "yielded to ollie until 22:40", set by the screen
         self._lines = -1
 
+    @when_shown
     def refresh_status(self) -> None:
-        if not self.is_mounted:  # a sample or a key press before the card is mounted: on_mount draws it
-            return
         text, style = render.badge(self.status, self.clock())
         try:
             colour = self.get_component_rich_style(f"node-card--{style}", partial=True)
@@ -72,7 +72,7 @@ class NodeCard(Widget):
     def on_mount(self) -> None:
         # After the new theme's CSS is applied, so the badge takes its colours.
         self.watch(self.app, "theme", lambda _: self.call_after_refresh(self.refresh_status), init=False)
-        self.refresh_status()
+        self.call_after_refresh(self.refresh_status)  # mounted by then (a card has no children to wait for)
 
     def render(self) -> Group:
         styles = {name: self.get_component_rich_style(f"node-card--{name}", partial=True) for name in STYLE_NAMES}
