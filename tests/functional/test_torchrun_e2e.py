@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,7 @@ def test_three_node_job_succeeds_every_rank_logs_and_loss_falls(config: Path) ->
     j = job(config, 1)
     assert j["state"] == "succeeded", j
     assert sorted(j["placement"]) == ["node0", "node1", "node2"]
+    assert (j["progress"]["step"], j["progress"]["total"]) == (29, 30), j["progress"]  # `--steps 30`, steps 0-29
     for rank in range(3):
         lines = steps(ugro(config, "logs", "1", "--rank", str(rank)).stdout)
         assert [s for s, _ in lines] == list(range(30)), f"rank {rank}"
@@ -56,13 +58,24 @@ def test_three_node_job_succeeds_every_rank_logs_and_loss_falls(config: Path) ->
     assert "[rank0]:done: 3 ranks" in everything
 
 
-def test_cancel_mid_run_leaves_no_process(config: Path) -> None:
+def test_progress_eta_and_a_waiting_jobs_start_estimate_then_cancel_mid_run_leaves_no_process(config: Path) -> None:
     marker = "--steps 100000 --sleep 0.05 --lr 0.01"
     ugro(config, "submit", "--nnodes", "2", "--", TINY, *marker.split())
     sched = scheduler(config)
     try:
         wait(lambda: len(steps(ugro(config, "logs", "1", "--rank", "1").stdout)) >= 3, 90, "training to start")
         assert processes_of(marker)
+        # Its progress, from its own lines over `--steps 100000`, with an ETA from the recent rate.
+        wait(lambda: (job(config, 1).get("progress") or {}).get("eta"), 60, "an ETA")
+        p = job(config, 1)["progress"]
+        assert p["total"] == 100000 and 0 < p["step"] < 100000 and p["rate"] > 0, p
+        assert p["eta"] > time.time() + (100000 - p["step"]) / p["rate"] / 2, p
+        assert re.search(r"\b0% · ETA \d\d:\d\d\b", ugro(config, "queue").stdout)
+        assert "progress   : 0% · ETA" in ugro(config, "show", "1").stdout
+        # A job that needs two nodes waits for job 1 (one node is free): its start is estimated from job 1's ETA.
+        ugro(config, "submit", "--nnodes", "2", "--name", "next", "--", TINY, "--steps", "5")
+        wait(lambda: "(estimate)" in job(config, 2)["reason"], 30, "job 2's start estimate")
+        assert re.search(r"starts ≈ (\w{3} \d\d )?\d\d:\d\d \(estimate\)", job(config, 2)["reason"])
         assert ugro(config, "cancel", "1").returncode == 0
         wait(lambda: job(config, 1)["state"] == "cancelled", 30, "the cancel")
         wait(lambda: not processes_of(marker), 10, "every process on every node to end")

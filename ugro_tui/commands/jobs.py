@@ -12,7 +12,7 @@ from argparse import Namespace
 from ugro_tui.commands.table import DASH, render
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.actions import ACTIONS
-from ugro_tui.core.jobs.describe import age, detail, event_lines, placement_text, runtime, shape
+from ugro_tui.core.jobs.describe import age, detail, event_lines, placement_text, progress_text, runtime, shape
 from ugro_tui.core.jobs.model import Job, JobSpec, JobState
 from ugro_tui.core.jobs.request import spec_from_request
 from ugro_tui.core.jobs.store import JobStore
@@ -139,9 +139,10 @@ def queue(args: Namespace, cluster: Cluster) -> int:
     jobs = [j for j in store.all() if not wanted or j.state.value in wanted]
     now = time.time()
     rows = [(str(j.id), j.spec.name, j.health, str(j.spec.priority), shape(j), placement_text(j),
-             age(now - j.submitted_at), runtime(j, now), f"⚠ {j.warning}" if j.warning else reason_of(j, now) or DASH)
+             age(now - j.submitted_at), runtime(j, now), progress_text(j, now),
+             f"⚠ {j.warning}" if j.warning else reason_of(j, now) or DASH)
             for j in jobs]
-    print(render(("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON"), rows)
+    print(render(("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "PROGRESS", "REASON"), rows)
           if rows else "no jobs")
     _say_damaged(store)
     if any(not j.state.finished for j in jobs):

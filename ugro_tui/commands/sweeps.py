@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from argparse import Namespace
 
 from ugro_tui.commands.table import DASH, render
@@ -31,8 +32,9 @@ def list_sweeps(args: Namespace, cluster: Cluster) -> int:
         top = sweep.leaderboard()[0]
         states = " ".join(f"{n} {state}" for state, n in sorted(sweep.counts().items()))
         rows.append((sweep.id, sweep.name, str(len(sweep.trials)), states, f"{sweep.metric} ({sweep.goal})",
-                     _value(top.best[1] if top.best else None), sweep.early_stop or DASH))
-    print(render(("SWEEP", "NAME", "TRIALS", "STATES", "METRIC", "BEST", "EARLY STOP"), rows))
+                     _value(top.best[1] if top.best else None), sweep.early_stop or DASH,
+                     sweep.eta_text(time.time()).removeprefix("ETA ") or DASH))
+    print(render(("SWEEP", "NAME", "TRIALS", "STATES", "METRIC", "BEST", "EARLY STOP", "ETA"), rows))
     return 0
 
 
@@ -58,8 +60,10 @@ def show(args: Namespace, cluster: Cluster) -> int:
         print(json.dumps(doc, indent=1))
         return 0
     ran, full = sweep.saved_steps()
+    eta = sweep.eta_text(time.time())
     print(f"sweep {sweep.id}: {sweep.name}, {len(sweep.trials)} trials, {sweep.metric} ({sweep.goal} is best)"
-          + (f", early stop {sweep.early_stop}: {full - ran} trial-steps saved" if sweep.early_stop else ""))
+          + (f", early stop {sweep.early_stop}: {full - ran} trial-steps saved" if sweep.early_stop else "")
+          + (f", {eta}" if eta else ""))
     rows = []
     for place, row in enumerate(sweep.leaderboard(), 1):
         params = " ".join(f"{k}={v}" for k, v in row.job.spec.params)

@@ -38,6 +38,23 @@ def runtime(job: Job, now: float) -> str:
     return age((job.finished_at or now) - job.started_at)
 
 
+def clock_time(when: float, now: float) -> str:
+    """14:20 today or within a day, else `Dec 05 14:20`."""
+    fmt = "%H:%M" if abs(when - now) < 86400 else "%b %d %H:%M"
+    return time.strftime(fmt, time.localtime(when))
+
+
+def progress_text(job: Job, now: float) -> str:
+    """`37% · ETA 14:20` for a running job (`step 1234` without a known total, no ETA until there is a rate)."""
+    p = job.progress
+    if p is None or job.state is not JobState.RUNNING:
+        return DASH
+    fraction, eta = p.fraction(), p.eta()
+    if fraction is None:
+        return f"step {p.step}"
+    return f"{fraction:.0%}" + (f" · ETA {clock_time(eta, now)}" if eta is not None else "")
+
+
 def detail(job: Job) -> list[str]:
     s = job.spec
     lines = [
@@ -55,6 +72,11 @@ def detail(job: Job) -> list[str]:
         + ("   preemptible" if s.preemptible else ""),
         f"  reason     : {job.reason or DASH}",
     ]
+    if job.progress is not None and job.state is JobState.RUNNING:
+        p = job.progress
+        of = f" of {p.total}" if p.total else ""
+        rate = f" · {p.rate:.3g} steps/s" if p.rate else ""
+        lines.append(f"  progress   : {progress_text(job, time.time())} (step {p.step}{of}{rate})")
     if job.warning:
         lines.append(f"  warning    : {job.warning}")
     if job.diagnosis:

@@ -16,6 +16,7 @@ from ugro_tui.config import Cluster
 from ugro_tui.core.jobs import elastic
 from ugro_tui.core.jobs.async_store import AsyncJobStore
 from ugro_tui.core.jobs.early_stop import judge
+from ugro_tui.core.jobs.estimate import start_estimates
 from ugro_tui.core.jobs.events import tell
 from ugro_tui.core.jobs.leftovers import leftovers_read
 from ugro_tui.core.jobs.memory_watch import MemoryWatch, diagnose_shared
@@ -188,9 +189,11 @@ class Dispatcher:
             self.yields.problem = f"the yields file could not be written: {exc}"
             yields = self.yields.yields
         caps = capacity(self.cluster, self.state, list(jobs.values()), yields)
-        decisions = place(waiting, caps, now=self.clock(), starve_after=self.starve_after,
-                          running=[j for j in jobs.values() if j.state is JobState.RUNNING])
-        await self._apply(decisions, jobs)
+        running = [j for j in jobs.values() if j.state is JobState.RUNNING]
+        decisions = place(waiting, caps, now=self.clock(), starve_after=self.starve_after, running=running)
+        estimates = start_estimates([jobs[d.job_id] for d in decisions if d.placement is None and not d.preempt
+                                     and d.job_id in jobs], running, caps, now)
+        await self._apply(decisions, jobs, estimates)
         await self._grow(jobs, caps, decisions)
         await self.memory.observe(jobs)  # after placing: a failure to warn never holds a job back
         await self.sessions.observe(jobs)
@@ -329,14 +332,15 @@ class Dispatcher:
         if changes:
             await self.store.update_active(changes)
 
-    async def _apply(self, decisions: list[Decision], jobs: dict[int, Job]) -> None:
+    async def _apply(self, decisions: list[Decision], jobs: dict[int, Job], estimates: dict[int, str]) -> None:
         reasons = dict(self._limit_reasons)
         for d in decisions:
             if d.preempt:
                 await self._mark_preempted(jobs[d.job_id], d.preempt)
             if d.placement is None:
                 waiting = jobs.get(d.job_id)
-                reasons[d.job_id] = f"{waiting.preempt}; {d.reason}" if waiting and waiting.preempt else d.reason
+                reason = d.reason + (f"; {estimates[d.job_id]}" if d.job_id in estimates else "")
+                reasons[d.job_id] = f"{waiting.preempt}; {reason}" if waiting and waiting.preempt else reason
                 continue
             if d.job_id in self._busy:
                 continue

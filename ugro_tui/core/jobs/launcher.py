@@ -200,8 +200,9 @@ class SshLauncher(Launcher):
             return await self.services.poll(job, runs, missing)
         ended = all(r.exit_code is not None for _, r in runs)
         metric = await self._metric(job)
-        if metric != job.metric and (ended or self.metrics.due(job, METRIC_EVERY)):
-            job = dataclasses.replace(job, metric=metric)
+        progress = self.metrics.progress(job)
+        if (metric != job.metric or progress != job.progress) and (ended or self.metrics.due(job, METRIC_EVERY)):
+            job = dataclasses.replace(job, metric=metric, progress=progress)
         job = dataclasses.replace(job, runs=runs)
         await self._retain(dataclasses.replace(job, metric=metric), ended=ended)  # keep_best: the freshest values
         codes = {n: r.exit_code for n, r in job.runs}

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ugro_tui.core.jobs.describe import clock_time
 from ugro_tui.core.jobs.metric import best
 from ugro_tui.core.jobs.model import Job, JobState
 
@@ -56,6 +57,28 @@ class Sweep:
         sign = 1 if self.goal == "min" else -1
         return sorted(rows, key=lambda r: (r.best is None, sign * r.best[1] if r.best else 0.0, r.job.id))
 
+    def eta(self) -> float | None:
+        """When its last trial ends: the running trials at their ETAs; each waiting trial takes the slot that frees
+        first and runs as long as the running ones take on average. None: a running trial has no ETA, or none runs."""
+        running = [j for j in self.trials if j.state is JobState.RUNNING]
+        ends = [j.progress.eta() if j.progress else None for j in running]
+        if not running or any(e is None for e in ends):
+            return None
+        spans = [(j.progress.total or 0) / j.progress.rate for j in running if j.progress and j.progress.rate]
+        span = sum(spans) / len(spans)
+        slots = sorted(e for e in ends if e is not None)
+        for _ in (j for j in self.trials if j.state in (JobState.QUEUED, JobState.STARTING)):
+            slots.append(slots.pop(0) + span)
+            slots.sort()
+        return max(slots)
+
+    def eta_text(self, now: float) -> str:
+        """`ETA 14:20` (its last trial's), `ETA unknown`, or "" once every trial has finished."""
+        if all(j.state.finished for j in self.trials):
+            return ""
+        eta = self.eta()
+        return f"ETA {clock_time(eta, now)}" if eta is not None else "ETA unknown"
+
     def saved_steps(self) -> tuple[int, int]:
         """(steps the pruned trials ran, steps they would have run had they gone as far as the longest trial)."""
         ended = [j for j in self.trials if j.metric and j.state is JobState.SUCCEEDED] or self.trials
@@ -67,7 +90,7 @@ class Sweep:
     def to_json(self) -> dict[str, Any]:
         ran, full = self.saved_steps()
         return {"id": self.id, "name": self.name, "metric": self.metric, "goal": self.goal,
-                "early_stop": self.early_stop, "states": self.counts(),
+                "early_stop": self.early_stop, "states": self.counts(), "eta": self.eta(),
                 "pruned_steps_saved": full - ran,
                 "trials": [r.to_json() for r in self.leaderboard()]}
 

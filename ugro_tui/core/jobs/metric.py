@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ugro_tui.core.jobs.logs import CopyReader, LineCarry
 from ugro_tui.core.jobs.model import Job, JobSpec, Point
+from ugro_tui.core.jobs.progress import Progress, ProgressScan, total_from_spec
 
 DEFAULT_PATTERN = r"\bstep[\s:=]+(\d+)\b.*?\b{name}[\s:=]+([-+0-9.eE]+|nan|inf)"
 MAX_POINTS = 2000  # stored per job; older points are thinned beyond it
@@ -40,6 +41,7 @@ class _Reading:
     ranks: dict[int, dict[int, float]] = field(default_factory=dict)
     changed: set[int] = field(default_factory=set)  # steps with a new value since the last update
     history: tuple[Point, ...] | None = None        # the job's history as this reading has it
+    scan: ProgressScan = field(default_factory=ProgressScan)  # the step, its total and rate (progress.py)
 
 
 class MetricFollower:
@@ -63,7 +65,8 @@ class MetricFollower:
         key = (job.id, job.attempt)
         reading = self._readings.get(key)
         if reading is None:
-            reading = self._readings[key] = _Reading(CopyReader(job), pattern(job.spec))
+            reading = self._readings[key] = _Reading(CopyReader(job), pattern(job.spec), scan=ProgressScan(
+                total=total_from_spec(job.spec.command, job.spec.env)))
         for index, (node, _) in enumerate(job.runs):
             for source, data in reading.reader.read_new(node):
                 rank = source.rank
@@ -72,7 +75,9 @@ class MetricFollower:
                         continue
                     rank = index
                 text = b"".join(reading.carry.feed(source, data)).decode("utf-8", "replace")
-                for line in text.split("\n"):
+                drawing = reading.carry.pending(source)  # a progress bar redrawn in place has no newline yet
+                for line in text.split("\n") + ([drawing.decode("utf-8", "replace")] if drawing else []):
+                    reading.scan.feed(rank, line, now)
                     found = reading.pattern.search(line)
                     point = parse_point(found) if found else None
                     if point is not None:
@@ -86,6 +91,12 @@ class MetricFollower:
         reading.changed = set()
         reading.history = merge(base, values, now)  # kept here too: the caller may store it later, not now
         return reading.history
+
+    def progress(self, job: Job) -> Progress | None:
+        """How far the job's running attempt is, from what `update` read (None: no step seen yet)."""
+        reading = self._readings.get((job.id, job.attempt))
+        found = reading.scan.progress() if reading is not None else None
+        return found or job.progress
 
     def forget(self, job_id: int) -> None:
         self._saved.pop(job_id, None)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from ugro_tui.core.jobs.progress import Progress
 from ugro_tui.core.jobs.search_checks import search_problem
 from ugro_tui.core.services.status import ServiceStatus, service_problem
 from ugro_tui.core.sessions.status import SessionStatus, session_problem
@@ -295,6 +296,7 @@ class Job:
     service: ServiceStatus | None = None  # a service's health, port and restarts
     slurm: SlurmRef | None = None         # the Slurm backend's job, once submitted there
     session: SessionStatus | None = None  # a session's end, last activity and attached shells
+    progress: Progress | None = None      # how far the running attempt is, from its output (progress.py)
     # The states this copy went through since it was read (transition() adds to it; never stored): the store
     # refuses a change of state that did not go through transition().
     trail: tuple[JobState, ...] = field(default=(), compare=False, repr=False)
@@ -321,6 +323,7 @@ class Job:
             "service": self.service.to_json() if self.service else None,
             "slurm": asdict(self.slurm) if self.slurm else None,
             "session": self.session.to_json() if self.session else None,
+            "progress": self.progress.to_json() if self.progress else None,
             **({"endpoint": self.service.endpoint if self.service else None,
                 "restarts": self.service.restarts if self.service else 0, "health": self.health}
                if self.spec.kind == "service" else {}),
@@ -358,6 +361,7 @@ class Job:
             slurm=SlurmRef(**{k: str(v) for k, v in data["slurm"].items() if k in SlurmRef.__dataclass_fields__})
             if isinstance(data.get("slurm"), dict) else None,
             session=SessionStatus.from_json(data.get("session")),
+            progress=Progress.from_json(data.get("progress")),
         )
 
 

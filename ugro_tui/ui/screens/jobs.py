@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from ugro_tui.core.jobs import actions
-from ugro_tui.core.jobs.describe import age, placement_text, runtime, shape
+from ugro_tui.core.jobs.describe import age, placement_text, progress_text, runtime, shape
 from ugro_tui.core.jobs.model import Job, JobState
 from ugro_tui.core.sessions.watch import reason_of
 from ugro_tui.errors import UgroError
@@ -29,7 +29,7 @@ STATE_COLOUR = {JobState.QUEUED: "primary", JobState.HELD: "secondary", JobState
 HEALTH_COLOUR = {"starting": "accent", "ready": "success", "unhealthy": "error", "restarting": "warning"}
 SORTS = ("id", "priority", "state", "name")
 PAGE = 300  # rows added at a time: the view opens fast at 10,000 jobs, and more load as you scroll down
-COLUMNS = ("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "REASON")
+COLUMNS = ("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "PROGRESS", "REASON")
 
 
 class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
@@ -111,8 +111,8 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         if words:
             shown = [j for j in shown if all(w in self._haystack(j) for w in words)]
         # Rebuild only when something shows differently (ages tick over every 10 s at most).
-        signature = (self.sort_by, tuple(words),
-                     tuple((j.id, j.state, j.reason, j.warning, j.placement, j.session) for j in shown), int(now) // 10)
+        signature = (self.sort_by, tuple(words), int(now) // 10,
+                     tuple((j.id, j.state, j.reason, j.warning, j.placement, j.session, j.progress) for j in shown))
         if signature == self._shown:
             return
         self._shown = signature
@@ -139,6 +139,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             (str(j.id), Text(j.spec.name), Text(j.health, style=theme.get(
                 HEALTH_COLOUR.get(j.health) or STATE_COLOUR[j.state], "")),
              str(j.spec.priority), shape(j), placement_text(j), age(now - j.submitted_at), runtime(j, now),
+             progress_text(j, now),
              Text(f"⚠ {j.warning}", style=theme.get("warning", "")) if j.warning else Text(reason_of(j, now) or "–"))
             for j in self._rows[start:start + count])
         left = len(self._rows) - table.row_count

@@ -103,9 +103,11 @@ class SweepScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         money = self.app.cluster.currency
         spent = (f" · {sum(k for k, _ in self.spent.values()):.3f} kWh, "
                  f"{sum(c for _, c in self.spent.values()):.2f} {money}") if self.spent else ""
+        eta = sweep.eta_text(self.app.clock())
         self.query_one("#sweep-header", Static).update(Text(
             f"sweep {sweep.id} {sweep.name} · {len(sweep.trials)} trials: {states}{spent} · "
-            f"{sweep.metric} ({sweep.goal} is best){rule}", no_wrap=True, overflow="ellipsis"))
+            f"{sweep.metric} ({sweep.goal} is best){rule}" + (f" · {eta}" if eta else ""),
+            no_wrap=True, overflow="ellipsis"))
         board = sweep.leaderboard()
         curves = [Curve(f"job {r.job.id}", tuple((s, v) for s, v, _ in r.job.metric), r.job.state is JobState.PRUNED)
                   for r in board]
