@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,8 @@ def isolated_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
     monkeypatch.delenv("UGRO_CONFIG", raising=False)
     monkeypatch.setenv("UGRO_AUTOSTART", "0")  # a test that wants the daemon starts it, and stops it
+    monkeypatch.setenv("TZ", "UTC")  # clock times (an ETA) read the same on every machine
+    time.tzset()
 
 
 @pytest.fixture(scope="session", autouse=True)

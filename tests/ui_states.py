@@ -126,8 +126,14 @@ def job_store(root, count: int = 8):
             store.move(job.id, S.SUCCEEDED, reason="every node exited 0", finished_at=NOW - 600)
         elif target is S.FAILED:
             store.move(job.id, S.FAILED, reason="gpu1 exited 1", finished_at=NOW - 900)
-    waiting = {6: "needs 1 node with 1 free GPU ≥ 8 GB; 0 such nodes free now", 7: "waits for job 2 to succeed"}
+    waiting = {6: "needs 1 node with 1 free GPU ≥ 8 GB; 0 such nodes free now; starts ≈ 08:21 (estimate)",
+               7: "waits for job 2 to succeed"}
     import dataclasses
+
+    from ugro_tui.core.jobs.progress import Progress
+
+    if count > 5:  # job 6 reports its steps over a known total: 37% done, 630 steps to go at 0.5 a second
+        store.update(6, lambda j: dataclasses.replace(j, progress=Progress(370, 1000, 0.5, NOW - 30)))
 
     store.update_active({jid + 1: (lambda j, r=r: dataclasses.replace(j, reason=r))
                          for jid, r in waiting.items() if jid < count})

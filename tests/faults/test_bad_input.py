@@ -76,6 +76,7 @@ def test_a_damaged_job_in_the_store_stops_nothing_else(config: Path) -> None:
     """A hand-edited active.json with `priority = "high"`: that job is named, the others are read and dispatched."""
     store = JobStore()
     store.submit([JobSpec("good", ("x.py",)), JobSpec("bad", ("x.py",))])
+    store.take_in()  # in active.json, where a hand edit finds them
     data = json.loads(store.active_path.read_text())
     data["jobs"]["2"]["spec"]["priority"] = "high"
     store.active_path.write_text(json.dumps(data))
@@ -90,7 +91,9 @@ def test_a_damaged_job_in_the_store_stops_nothing_else(config: Path) -> None:
 def test_a_damaged_active_file_is_recovered_and_said_until_acknowledged(config: Path) -> None:
     store = JobStore()
     store.submit([JobSpec("first", ("x.py",))])
+    store.take_in()
     store.submit([JobSpec("second", ("x.py",))])
+    store.take_in()
     store.active_path.write_bytes(store.active_path.read_bytes()[:40])  # a half-written file
     for _ in range(2):
         done = ugro(config, "queue")
@@ -148,6 +151,7 @@ def test_a_bad_env_name_is_refused_in_one_line_on_every_cli_path(config: Path, t
 def test_a_stored_job_with_a_bad_env_name_is_named_as_damaged(config: Path) -> None:
     store = JobStore()
     store.submit([JobSpec("good", ("x.py",)), JobSpec("bad", ("x.py",))])
+    store.take_in()  # in active.json, where a hand edit finds them
     data = json.loads(store.active_path.read_text())
     data["jobs"]["2"]["spec"]["env"] = {"A-B": "1"}
     store.active_path.write_text(json.dumps(data))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ugro_tui.core.jobs import actions
+from ugro_tui.core.jobs import actions, json_files
 from ugro_tui.core.jobs import store as store_module
 from ugro_tui.core.jobs.model import JobSpec, JobState
 from ugro_tui.core.jobs.store import JobStore
@@ -30,6 +30,7 @@ def crash_after_first_write(monkeypatch: pytest.MonkeyPatch) -> None:
             raise Crash(path)
 
     monkeypatch.setattr(store_module, "write_atomic", write)
+    monkeypatch.setattr(json_files, "write_atomic", write)  # the store's JSON files (history, active.json)
 
 
 def views(root: Path, job_id: int) -> dict[str, object]:
@@ -58,6 +59,7 @@ def test_a_finish_killed_between_its_writes_is_finished_for_every_reader(tmp_pat
     assert views(root, job.id) == {"get": want, "all": want, "dispatchable": False}
     # The next write repairs the file: the stale copy leaves active.json.
     JobStore(root).submit([JobSpec("k", ("x.py",))])
+    JobStore(root).take_in()
     assert str(job.id) not in json.loads((root / "active.json").read_text())["jobs"]
 
 
@@ -94,6 +96,7 @@ async def test_a_job_that_breaks_its_follow_is_kept_with_the_reason_and_the_othe
     await d.tick()
     await d.drain()
     orphan, good = store.submit([JobSpec("orphan", ("x",), after=(bad.id,)), JobSpec("good", ("x",))])
+    store.take_in()
     data = json.loads(store.active_path.read_text())
     data["jobs"][str(orphan.id)]["spec"]["after"] = [99]  # a hand-edited store: it runs after a job that never was
     store.active_path.write_text(json.dumps(data))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -155,15 +155,27 @@ async def test_no_agent_left_after_the_monitor_stops(lab_config: tuple[Cluster, 
     await until_async(lambda: count_agents(cluster), 0, 5)
 
 
+def agent_pids(cluster: Cluster) -> list[int]:
+    """This lab's agents: every node is this machine, and an agent's SSH_CONNECTION names the node's sshd it came
+    through (other xdist workers' labs listen on addresses of their own)."""
+    sshds = {f" {node.host} {node.port}".encode() for node in cluster.nodes}
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if AGENT_NAME.encode() not in (entry / "cmdline").read_bytes():
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # not a process, or one that ended meanwhile
+            continue
+        if any(e.startswith(b"SSH_CONNECTION=") and e.endswith(s) for e in env for s in sshds):
+            pids.append(int(entry.name))
+    return pids
+
+
 async def count_agents(cluster: Cluster) -> int:
-    total = 0
-    for node in cluster.nodes:
-        t = make_transport(node, cluster)
-        pattern = "[" + AGENT_NAME[0] + "]" + AGENT_NAME[1:].replace(".", "\\.")  # never matches the grep itself
-        done = await t.run(f"ps -eo stat=,args= | grep -v '^Z' | grep -c {shlex.quote(pattern)}")
-        await t.close()
-        total += int(done.stdout.strip() or 0)
-    return total // len(cluster.nodes)  # every node sees the same machine here
+    return len(await asyncio.to_thread(agent_pids, cluster))
 
 
 async def until_async(probe, want: int, timeout: float) -> None:
@@ -207,15 +219,16 @@ async def test_silent_agent_goes_stale_then_recovers(solo_lab: LoopbackCluster) 
     async with Monitor(cluster) as monitor:
         node = monitor.state.nodes["node0"]
         await until(lambda: node.state is NodeState.ONLINE, 15, "online")
-        t = make_transport(cluster.nodes[0], cluster)
-        pattern = shlex.quote("[" + AGENT_NAME[0] + "]" + AGENT_NAME[1:])
-        assert (await t.run(f"pkill -STOP -f {pattern}")).ok
+        frozen = agent_pids(cluster)  # this lab's agent alone (the node is this machine)
+        assert frozen
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
         try:
             await until(lambda: node.state is NodeState.STALE, 3 * interval + 1.0, "stale")
         finally:
-            await t.run(f"pkill -CONT -f {pattern}")
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
         await until(lambda: node.state is NodeState.ONLINE, 5, "online again")
-        await t.close()
 
 
 async def test_retry_after_trusting_a_changed_key(solo_lab: LoopbackCluster) -> None:

@@ -11,12 +11,15 @@ from ..ui_states import (
     LAB,
     NOW,
     doctor_report,
+    gpu,
     job_store,
     job_with_logs,
     logs_shown,
+    online,
     press_then,
     sweep_store,
     wait_for,
+    with_host,
     with_state,
 )
 
@@ -32,6 +35,16 @@ def test_node_states_80x24(snap_compare, kind: str) -> None:
 
 def test_large_250x70(snap_compare) -> None:
     assert snap_compare(app_for(), terminal_size=(250, 70))
+
+
+@pytest.mark.parametrize("size", [(175, 45), (240, 60)])
+def test_wide_terminals_flow_cards_into_columns_and_show_gpu_names_in_full(snap_compare, size) -> None:
+    """Two columns from 160 columns, three from 240; a long model name in full where the card has room."""
+    state = online()
+    state.nodes["gpu2"].apply_sample({"t": NOW - 1, "source": "nvml", "gpus": [
+        gpu(0, "NVIDIA RTX 4000 SFF Ada Generation", 12, 3000, 20475, 45, 40.0, 70.0)]}, NOW - 1)
+    app = make_app(LAB, monitor=False, clock=lambda: NOW, state=with_host(state))
+    assert snap_compare(app, terminal_size=size)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (250, 70)])

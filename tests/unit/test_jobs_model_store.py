@@ -104,6 +104,7 @@ def test_a_corrupt_file_with_no_previous_generation_is_set_aside_and_the_user_to
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     store = JobStore(tmp_path)
     store.submit([spec()])
+    store.move(1, JobState.HELD)  # a write of active.json, which takes the submitted job in
     data = json.loads((tmp_path / "active.json").read_text())
     data["meta"]["1"]["schema"] = 99
     (tmp_path / "active.json").write_text(json.dumps(data))
@@ -116,6 +117,7 @@ def test_the_files_are_tinydb_databases(tmp_path: Path) -> None:
 
     store = JobStore(tmp_path)
     store.submit([spec("a"), spec("b", priority=5)])
+    store.move(1, JobState.HELD)  # submitted jobs are in active.json from its next write on
     db = store.tinydb()
     assert {d["name"] for d in db.table("jobs").all()} == {"a", "b"}
     assert db.table("jobs").search(Query().priority == 5)[0]["id"] == 2
@@ -126,10 +128,13 @@ def test_a_corrupt_active_file_is_recovered_from_its_previous_generation(tmp_pat
     """A half-written active.json: the queue goes on from the generation before it, and says so until told."""
     store = JobStore(tmp_path)
     store.submit([spec("one")])
+    store.move(1, JobState.HELD)
     store.submit([spec("two")])
+    store.move(2, JobState.HELD)  # the last write: it took job 2 in
     (tmp_path / "active.json").write_text('{"jobs": {"1": {"id": 1, "spe')
     fresh = JobStore(tmp_path)
-    assert [j.spec.name for j in fresh.active()] == ["one"]  # job 2 was the last write: it may be missing
+    # The generation before lacks job 2's submit and hold; the submit log it was taken in from has the job.
+    assert [(j.spec.name, j.state) for j in fresh.active()] == [("one", JobState.HELD), ("two", JobState.QUEUED)]
     assert len(list(tmp_path.glob("active.json.corrupt-*"))) == 1
     notice = fresh.recovery_notice()
     assert notice and "recovered" in notice and "ack-recovery" in notice

@@ -116,8 +116,8 @@ def test_a_waiting_jobs_start_is_the_eta_of_the_running_jobs_it_needs_in_queue_o
     later = Job(5, JobSpec("later", ("x.py",)), submitted_at=now + 1)
     said = start_estimates([one, two, later], run, busy, now)
     assert said[3] == "starts ≈ 13:10 (estimate)"  # job 1 ends at 13:10
-    assert said[4] == "start unknown: jobs 2, 3 have no ETA to estimate an end from"  # job 3 takes n0 first
-    assert said[5] == "start unknown: job 2 has no ETA to estimate an end from"  # n1, the first to free
+    assert said[4] == "start unknown (jobs 2, 3 have no ETA)"  # job 3 takes n0 first
+    assert said[5] == "start unknown (job 2 has no ETA)"  # n1, the first to free
     assert start_estimates([one], [], busy, now) == {}  # nothing running frees a card: no estimate
 
 

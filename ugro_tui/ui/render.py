@@ -78,8 +78,21 @@ def _with_sparkline(out: Text, history: Iterable[float | None], width: int, acce
     return out
 
 
+SPARK_MIN = 4  # cells of history a card keeps when a long GPU name takes room (the sparkline's own least)
+
+
+def model_width(width: int, names: Iterable[str | None] = ()) -> int:
+    """The model column of a card `width` cells wide: 12 (9 when narrow), or as long as its longest GPU name
+    (`RTX 4000 SFF Ada Generation`) where the room beside the bars and numbers allows, keeping some history."""
+    base = 12 if width >= 70 else 9
+    longest = max((len(short_model(n)) for n in names), default=0)
+    util_w = 10 if width >= 90 else 6
+    fixed = 36 + 2 * util_w + 1 + SPARK_MIN  # glyph, index, both bars and the numbers (gpu_line), then history
+    return max(base, min(longest, width - fixed))
+
+
 def gpu_line(gpu: GpuSample, history: Iterable[float | None], width: int, styles: Mapping[str, Style],
-             selected: bool = False) -> Text:
+             selected: bool = False, model_w: int | None = None) -> Text:
     """One GPU in `width` cells: glyph, index, model, utilization bar, memory bar, temperature, power, sparkline."""
     kind = look(gpu)
     accent = styles.get(kind.kind, Style())
@@ -87,7 +100,7 @@ def gpu_line(gpu: GpuSample, history: Iterable[float | None], width: int, styles
     out = Text(no_wrap=True, overflow="ellipsis")
     out.append(f"{'▶' if selected else ' '}{kind.glyph} ", accent)
     out.append(f"{gpu.index:<2}")
-    model_w = 12 if width >= 70 else 9
+    model_w = model_w or model_width(width)
     out.append(f"{fit(short_model(gpu.name), model_w):<{model_w}} ")
     util_w = 10 if width >= 90 else 6
     frac = None if gpu.utilization_pct is None else gpu.utilization_pct / 100
@@ -114,12 +127,13 @@ def gpu_line(gpu: GpuSample, history: Iterable[float | None], width: int, styles
 CPU_BUSY = 90.0
 
 
-def host_line(host: HostSample, history: Iterable[float | None], width: int, styles: Mapping[str, Style]) -> Text:
+def host_line(host: HostSample, history: Iterable[float | None], width: int, styles: Mapping[str, Style],
+              model_w: int | None = None) -> Text:
     """The node as a machine, under its GPUs and in the same columns: CPU bar, RAM bar, network, CPU sparkline."""
     accent = styles.get("warn" if (host.cpu_pct or 0) >= CPU_BUSY else "busy", Style())
     empty = styles.get("empty", Style())
     muted = styles.get("muted", Style())
-    model_w = 12 if width >= 70 else 9
+    model_w = model_w or model_width(width)
     util_w = 10 if width >= 90 else 6
     out = Text(no_wrap=True, overflow="ellipsis")
     cores = f" ×{host.cores}" if host.cores else ""

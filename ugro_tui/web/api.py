@@ -93,7 +93,7 @@ class Api:
     async def _all_jobs(self) -> bytes:
         """`{"jobs": [...]}` as bytes, made once per version of the store: 20 clients polling a queue of 1,000 jobs
         read and encode it once, not 20 times."""
-        stamp = await asyncio.to_thread(self._store_stamp)
+        stamp = await asyncio.to_thread(self.store.stamp)
         cached = self._jobs_cache
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -104,17 +104,6 @@ class Api:
             body = await asyncio.to_thread(lambda: json.dumps({"jobs": docs}, separators=(",", ":")).encode())
             self._jobs_cache = (stamp, body)
             return body
-
-    def _store_stamp(self) -> tuple:
-        """Every file the store's documents come from, by inode, size and mtime."""
-        out = []
-        for path in (self.store.active_path, *sorted(self.store.history_dir.glob("*.json"))):
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            out.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
-        return tuple(out)
 
     def _job_id(self, request: web.Request) -> int:
         text = request.match_info["id"]

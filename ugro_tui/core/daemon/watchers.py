@@ -28,23 +28,12 @@ def file_stamp(path: Path | None) -> tuple[int, int] | None:
     return (st.st_mtime_ns, st.st_size) if st else None
 
 
-def store_stamp(store: JobStore) -> tuple:
-    out = []
-    for path in (store.active_path, store.history_dir):
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-    return tuple(out)
-
-
 async def watch_jobs(store: JobStore, publish: Publish, every: float = 0.25) -> None:
     """A `jobs` message whenever the store changed (whoever wrote it: the dispatcher, a command, the app)."""
-    seen = await asyncio.to_thread(store_stamp, store)
+    seen = await asyncio.to_thread(store.stamp)
     while True:
         await asyncio.sleep(every)
-        now = await asyncio.to_thread(store_stamp, store)
+        now = await asyncio.to_thread(store.stamp)
         if now != seen:
             publish({"kind": "jobs"})
         seen = now

@@ -23,6 +23,9 @@ class AsyncJobStore:
     async def active(self) -> list[Job]:
         return await asyncio.to_thread(self.sync.active)
 
+    async def take_in(self) -> None:
+        await asyncio.to_thread(self.sync.take_in)
+
     async def all(self) -> list[Job]:
         return await asyncio.to_thread(self.sync.all)
 

@@ -167,6 +167,7 @@ class Dispatcher:
 
     async def tick(self) -> list[Job]:
         """One round; returns the jobs still queued, starting or running afterwards."""
+        await self.store.take_in()  # the jobs submitted since: into active.json, so the submit log stays short
         jobs = {j.id: j for j in await self.store.active()}
         self._watch_nodes()
         tasks = [self._run(job.id, self._follow_one(job)) for job in jobs.values()

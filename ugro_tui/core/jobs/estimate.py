@@ -33,8 +33,8 @@ def _with_freed(caps: Sequence[NodeCapacity], freed: set[tuple[str, int]], taken
 
 def start_estimates(waiting: Sequence[Job], running: Sequence[Job], caps: Sequence[NodeCapacity], now: float
                     ) -> dict[int, str]:
-    """job id -> `starts ≈ 14:20 (estimate)` or `start unknown: job 12 ...`, for the first LIMIT waiting jobs (in
-    the order given: placement's) that a running job's end would let start."""
+    """job id -> `starts ≈ 14:20 (estimate)` or `start unknown (job 12 has no ETA)`, for the first LIMIT waiting
+    jobs (in the order given: placement's) that a running job's end would let start."""
     # (when, whose, cards): the running jobs' ends, soonest first, those with no ETA last.
     ends = sorted(((j.progress.eta() if j.progress else None, j.id, {(n, g) for n, gpus in j.placement for g in gpus})
                    for j in running if j.placement), key=lambda e: (e[0] is None, e[0] or 0.0, e[1]))
@@ -43,15 +43,16 @@ def start_estimates(waiting: Sequence[Job], running: Sequence[Job], caps: Sequen
     for job in list(waiting)[:LIMIT]:
         freed: set[tuple[str, int]] = set()
         blind: list[str] = []  # the jobs it waits for that have no ETA
-        for eta, whose, cards in ends:
+        for k, (eta, whose, cards) in enumerate(ends):
             freed |= cards
             blind += [str(whose)] if eta is None and cards else []
-            [decision] = place([job], _with_freed(caps, freed, taken), now=now, starve_after=float("inf"))
+            still = set().union(*(c for _, _, c in ends[k + 1:]))  # a shared card is free once all its jobs end
+            [decision] = place([job], _with_freed(caps, freed - still, taken), now=now, starve_after=float("inf"))
             if decision.placement is None:
                 continue
             if eta is None:
                 jobs = f"job {blind[0]} has" if len(blind) == 1 else f"jobs {', '.join(blind)} have"
-                out[job.id] = f"start unknown: {jobs} no ETA to estimate an end from"
+                out[job.id] = f"start unknown ({jobs} no ETA)"
                 break
             out[job.id] = f"starts ≈ {clock_time(math.ceil(max(now, eta) / 60) * 60, now)} (estimate)"
             mine = {(n, g) for n, gpus in decision.placement for g in gpus}

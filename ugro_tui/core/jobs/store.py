@@ -1,7 +1,8 @@
 """The job store: TinyDB files under $XDG_STATE_HOME/ugro/jobs, safe for many processes at once.
 
-- `active.json` holds jobs that are not finished, plus the id counter and the schema version. Submitting rewrites
-  only this file, so it stays fast however long the history grows.
+- `active.json` holds jobs that are not finished, plus the id counter and the schema version. A submit appends
+  its jobs to `submitted.jsonl` (inbox.py) and the next write of active.json takes them in, so a submit costs a
+  line however many jobs wait or have finished.
 - `history/NNNNNN.json` hold finished jobs, at most CHUNK per file; only the newest chunk is ever rewritten.
 - Every write is atomic (temp file, fsync, rename, fsync of the folder) and every read-modify-write holds an
   exclusive lock on `jobs.lock`, so the TUI, `ugro submit` and `ugro scheduler` never corrupt each other.
@@ -25,13 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from tinydb import TinyDB
-from tinydb.storages import Storage
 
 from ugro_tui import paths
 from ugro_tui.atomic import write_atomic
 from ugro_tui.core.jobs import events
 from ugro_tui.core.jobs.identity import read_or_make
+from ugro_tui.core.jobs.inbox import Inbox
+from ugro_tui.core.jobs.json_files import AtomicJSONStorage, Corrupt
 from ugro_tui.core.jobs.model import Job, JobSpec, JobState, check_moved, transition
+from ugro_tui.core.jobs.recovery import RecoveryNotes
 from ugro_tui.errors import UgroError
 
 SCHEMA = 1
@@ -47,39 +50,7 @@ class UnknownJob(UgroError):
     exit_code = 2
 
 
-class _Corrupt(Exception):
-    pass
-
-
-class AtomicJSONStorage(Storage):
-    """A TinyDB storage whose writes are all-or-nothing: a crash leaves the old file or the new one."""
-
-    def __init__(self, path: str | os.PathLike[str], **_: Any) -> None:
-        self.path = Path(path)
-
-    def read(self) -> dict[str, dict[str, Any]] | None:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        if not raw.strip():
-            return None
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise _Corrupt(f"not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise _Corrupt("not a TinyDB document")
-        return data
-
-    def write(self, data: dict[str, dict[str, Any]]) -> None:
-        write_atomic(self.path, json.dumps(data, separators=(",", ":")).encode())
-
-    def close(self) -> None:
-        return None
-
-
-class JobStore:
+class JobStore(RecoveryNotes):
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or paths.state_dir() / "jobs"
         self.history_dir = self.root / "history"
@@ -92,6 +63,9 @@ class JobStore:
         self._held = threading.local()
         self._id_cache: dict[Path, tuple[tuple[int, int, int], frozenset[int]]] = {}
         self.damaged: list[str] = []  # jobs in active.json that could not be read, as of the last active()
+        self.inbox = Inbox(self.root / "submitted.jsonl")
+        self._active_seen: tuple[tuple[int, int, int], dict[str, Any]] | None = None  # active.json, by version
+        self._parsed: dict[str, tuple[dict[str, Any], Job]] = {}  # id -> (its document, the Job made from it)
 
     # --- files ---------------------------------------------------------------------------------------------
 
@@ -117,7 +91,7 @@ class JobStore:
     def _read(self, path: Path) -> dict[str, dict[str, Any]]:
         try:
             return AtomicJSONStorage(path).read() or {}
-        except _Corrupt as exc:
+        except Corrupt as exc:
             if path == self.active_path:
                 recovered = self._recover(str(exc))
                 if recovered is not None:
@@ -131,10 +105,6 @@ class JobStore:
     def previous_path(self) -> Path:
         return self.active_path.with_name("active.json.prev")
 
-    @property
-    def recovery_path(self) -> Path:
-        return self.root / "recovery.json"
-
     def _write_active(self, data: dict[str, Any]) -> None:
         """Write active.json, keeping the generation before it (a hard link: no copy) to recover from."""
         if self.active_path.exists():
@@ -144,21 +114,50 @@ class JobStore:
             os.link(self.active_path, link)
             os.replace(link, self.previous_path)
         AtomicJSONStorage(self.active_path).write(data)
+        self.inbox.rotate()  # its jobs are in active.json now (every writer read them in: _writable)
+
+    def _writable(self) -> dict[str, Any]:
+        """active.json as a writer changes it (under the lock): with the jobs submitted since its last write."""
+        data = self._read(self.active_path)
+        self._check_schema(data)
+        table = data.setdefault("jobs", {})
+        for key, doc in self.inbox.docs().items():
+            table.setdefault(key, doc)  # a crash between a take-in and the log's rotation: active.json's wins
+        self._drop_finished(table)
+        return data
+
+    def take_in(self) -> None:
+        """Write active.json with the jobs submitted since its last write (the dispatcher does, each round)."""
+        with self.locked():
+            if self.inbox.docs():
+                self._write_active(self._writable())
+
+    def stamp(self) -> tuple:
+        """Every file the store's jobs are read from, by inode, size and mtime: what a watcher compares."""
+        out = []
+        for path in (self.active_path, self.inbox.path, *self._chunks()):
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                out.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(out)
 
     def _recover(self, why: str) -> dict[str, Any] | None:
         """active.json is damaged: set it aside and go on from the generation before it, saying so until the
         user acknowledges it (`ugro queue --ack-recovery`). None when there is no good previous generation."""
         try:
             previous = AtomicJSONStorage(self.previous_path).read()
-        except (_Corrupt, OSError):
+        except (Corrupt, OSError):
             return None
         if previous is None:
             return None
+        table = previous.setdefault("jobs", {})
+        for key, doc in self.inbox.previous_docs().items():  # jobs the damaged generation had taken in
+            table.setdefault(key, doc)
         with self.locked():
             try:
                 AtomicJSONStorage(self.active_path).read()
                 return None  # another process recovered it meanwhile: read it again
-            except _Corrupt:
+            except Corrupt:
                 pass
             except OSError:
                 return None
@@ -169,28 +168,6 @@ class JobStore:
                     "jobs": sorted(int(k) for k in (previous.get("jobs") or {}) if k.isdecimal())}
             write_atomic(self.recovery_path, json.dumps(note).encode())
         return previous
-
-    def recovery_notice(self) -> str | None:
-        """One line while a recovery has not been acknowledged, else None."""
-        try:
-            note = json.loads(self.recovery_path.read_text())
-        except (OSError, ValueError):
-            return None
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(note.get("at", 0)))
-        return (f"the job store was damaged ({note.get('why')}) and recovered at {when} from its previous "
-                f"generation (the damaged file is {note.get('aside')}); the last change before it may be missing. "
-                "`ugro queue --ack-recovery` hides this")
-
-    def recovered_ids(self) -> set[int]:
-        """Jobs of the generation a recovery went on from: their last change may be lost (a start, say)."""
-        try:
-            return {int(i) for i in json.loads(self.recovery_path.read_text()).get("jobs", [])}
-        except (OSError, ValueError, TypeError, AttributeError):
-            return set()
-
-    def acknowledge_recovery(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.recovery_path.unlink()
 
     def _set_aside(self, path: Path, why: str) -> None:
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -214,19 +191,45 @@ class JobStore:
         """Unfinished jobs. A job also found in history is finished: a change of state writes history first, so
         a crash between the two writes leaves one truth (history's) for every reader. A job whose stored form is
         damaged (a hand-edited file, wrong types) is left out and named in `damaged`; the rest go on."""
-        data = self._read(self.active_path)
-        self._check_schema(data)
         finished = self._history_ids()
         jobs, damaged = [], []
-        for key, doc in (data.get("jobs") or {}).items():
+        for key, doc in self._active_table().items():
             if key.isdecimal() and int(key) in finished:
                 continue
             try:
-                jobs.append(Job.from_json(doc))
+                jobs.append(self._job(key, doc))
             except (KeyError, ValueError, TypeError, AttributeError, UgroError) as exc:
                 damaged.append(f"job {key}: {exc}")
         self.damaged = damaged
         return jobs
+
+    def _active_table(self) -> dict[str, dict[str, Any]]:
+        """id -> document of active.json (read once per version of the file) and of the jobs submitted since."""
+        try:
+            st = self.active_path.stat()
+            key: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            key = None
+        if key is None or self._active_seen is None or self._active_seen[0] != key:
+            data = self._read(self.active_path)
+            self._check_schema(data)
+            self._active_seen = (key, data) if key is not None else None
+        else:
+            data = self._active_seen[1]
+        table = dict(data.get("jobs") or {})
+        for k, doc in self.inbox.docs().items():
+            table.setdefault(k, doc)
+        return table
+
+    def _job(self, key: str, doc: dict[str, Any]) -> Job:
+        """The Job of a stored document, made once per content: 10,000 waiting jobs are not type-checked again
+        on every read, only those that changed."""
+        seen = self._parsed.get(key)
+        if seen is not None and (seen[0] is doc or seen[0] == doc):
+            return seen[1]
+        job = Job.from_json(doc)
+        self._parsed[key] = (doc, job)
+        return job
 
     def _drop_finished(self, table: dict[str, Any]) -> None:
         """Under the lock, before a write: copies left in active.json by a crash between the two writes of a
@@ -269,7 +272,7 @@ class JobStore:
         for chunk in self._chunks():
             for key, doc in (self._read(chunk).get("jobs") or {}).items():
                 docs[int(key)] = doc
-        for key, doc in (self._read(self.active_path).get("jobs") or {}).items():
+        for key, doc in self._active_table().items():
             docs.setdefault(int(key), doc)
         return [docs[k] for k in sorted(docs)]
 
@@ -308,52 +311,41 @@ class JobStore:
         """Store new jobs; returns them once they are durable (fsynced)."""
         now = time.time() if now is None else now
         with self.locked():
-            data = self._read(self.active_path)
-            self._check_schema(data)
-            self._drop_finished(data.setdefault("jobs", {}))
-            next_id = self._next_id(data)
-            known = {int(k) for k in (data.get("jobs") or {})}
+            next_id = self._next_submit_id()
             for i, spec in enumerate(specs):  # a job may run after one submitted just before it in the batch
-                known_now = known | set(range(next_id, next_id + i))
-                missing = [a for a in spec.after if a not in known_now and not self._in_history(a)]
+                missing = [a for a in spec.after if not 0 < a < next_id + i]  # every id below was handed out
                 if missing:
                     raise UnknownJob(f"--after: no job {missing[0]}")
             jobs = [Job(next_id + i, spec, JobState.HELD if hold else JobState.QUEUED, submitted_at=now,
                         reason="held" if hold else "") for i, spec in enumerate(specs)]
-            table = data.setdefault("jobs", {})
-            for job in jobs:
-                table[str(job.id)] = job.to_json()
-            data["meta"] = {"1": {"schema": SCHEMA, "next_id": next_id + len(jobs)}}
+            self.inbox.append([job.to_json() for job in jobs])
             write_atomic(self.counter_path, str(next_id + len(jobs)).encode())
-            self._write_active(data)
         return jobs
 
+    def _next_submit_id(self) -> int:
+        """The counter's file, past the jobs in the log (a crash between the append and the counter's write);
+        without a counter (a new store, or one from before it), what active.json and the history say."""
+        logged = max((int(k) for k in self.inbox.docs()), default=0) + 1
+        try:
+            return max(int(self.counter_path.read_text()), logged)
+        except (OSError, ValueError):
+            return max(self._next_id(self._writable()), logged)
+
     def _next_id(self, data: dict[str, dict[str, Any]]) -> int:
-        meta = (data.get("meta") or {}).get("1")
+        """Without a counter file (a new store, or one from before it): past active.json's ids and its meta, and
+        past the newest history chunk's (an active.json set aside starts empty)."""
+        meta = (data.get("meta") or {}).get("1") or {}
         highest = max((int(k) for k in (data.get("jobs") or {})), default=0)
-        # The counter's own file too: an active.json recovered from its previous generation is one write behind.
-        with contextlib.suppress(OSError, ValueError):
-            highest = max(highest, int(self.counter_path.read_text()) - 1)
-        if meta is not None:  # written with every submit, so it is past every id ever handed out
-            return max(int(meta.get("next_id", 1)), highest + 1)
-        # A new or set-aside active.json: the counter's own file and the history keep ids from repeating.
-        with contextlib.suppress(OSError, ValueError):
-            highest = max(highest, int(self.counter_path.read_text()) - 1)
         chunks = self._chunks()
         if chunks:
             highest = max(highest, max((j.id for j in self._chunk_jobs(chunks[-1])), default=0))
-        return highest + 1
-
-    def _in_history(self, job_id: int) -> bool:
-        return any(str(job_id) in (self._read(c).get("jobs") or {}) for c in reversed(self._chunks()))
+        return max(int(meta.get("next_id", 1)), highest + 1)
 
     def update(self, job_id: int, change: Callable[[Job], Job]) -> Job:
         """Apply `change` to one job under the lock; finished jobs move to history, retried ones come back."""
         with self.locked():
-            data = self._read(self.active_path)
-            self._check_schema(data)
-            table = data.setdefault("jobs", {})
-            self._drop_finished(table)
+            data = self._writable()
+            table = data["jobs"]
             doc = table.get(str(job_id))
             chunk_path = None
             if doc is None:
@@ -382,9 +374,8 @@ class JobStore:
     def update_active(self, changes: dict[int, Callable[[Job], Job]]) -> list[Job]:
         """Change several unfinished jobs in one write (the dispatcher's waiting reasons)."""
         with self.locked():
-            data = self._read(self.active_path)
-            self._check_schema(data)
-            table = data.setdefault("jobs", {})
+            data = self._writable()
+            table = data["jobs"]
             finished = self._history_ids()
             out = []
             moved: list[tuple[int, tuple[JobState, ...]]] = []

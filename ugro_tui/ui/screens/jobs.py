@@ -156,7 +156,9 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         job = self.selected()
         self._note_selected(job)
         why = self.query_one("#why", Static)
-        said = f"{job.reason or job.state}" + (f"; ⚠ {job.warning}" if job.warning else "") if job else ""
+        going = progress_text(job, self.app.clock()) if job else "–"
+        said = f"{job.reason or job.state}" + (f" · {going}" if going != "–" else "") + (
+            f"; ⚠ {job.warning}" if job.warning else "") if job else ""
         why.update(Text(f"job {job.id}: {said}", no_wrap=True, overflow="ellipsis")
                    if job else "")
 

@@ -212,6 +212,7 @@ class LogsScreen(ReportsWorkerFailures, Screen[None]):
                 # What the daemon's log copies gained (it follows every running job's ranks).
                 for source, chunk in await asyncio.to_thread(reader.read_new, node):
                     self._take(source, chunk)
+            self._flush()  # what was read shows now, not at the next tick of the flush timer
             self._header(job)
             if job.state.finished:
                 self._take_rest()

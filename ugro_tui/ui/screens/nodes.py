@@ -21,7 +21,10 @@ from ugro_tui.ui.widgets.node_card import NodeCard
 from ugro_tui.ui.widgets.process_table import ProcessTable
 from ugro_tui.ui.workers import ReportsWorkerFailures
 
-CARD_WIDTH = 84  # a card is good from here on; narrower screens get one column
+
+def card_columns(width: int) -> int:
+    """Cards side by side: two from 160 columns, three from 240 (each card keeps its full line of bars)."""
+    return 3 if width >= 240 else 2 if width >= 160 else 1
 
 
 class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
@@ -180,7 +183,7 @@ class NodesScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
     def on_resize(self, event: Resize) -> None:
         cards = self.query_one("#cards")
-        cards.styles.grid_size_columns = max(1, event.size.width // CARD_WIDTH)
+        cards.styles.grid_size_columns = card_columns(event.size.width)
 
     @when_shown
     def node_updated(self, status: NodeStatus) -> None:

@@ -78,10 +78,12 @@ class NodeCard(Widget):
         styles = {name: self.get_component_rich_style(f"node-card--{name}", partial=True) for name in STYLE_NAMES}
         live = self.status.state is NodeState.ONLINE
         width = max(20, self.content_size.width or 76)
+        model_w = render.model_width(width, (g.name for g in self.status.gpus))  # one column for all its lines
         lines: list[Text] = []
         for gpu in self.status.gpus:
             history = self.status.history.get(gpu.index, ())
-            line = render.gpu_line(gpu, history, width, styles, selected=gpu.index == self.selected_gpu)
+            line = render.gpu_line(gpu, history, width, styles, selected=gpu.index == self.selected_gpu,
+                                   model_w=model_w)
             if not live:  # last known numbers, not live ones
                 line.stylize("dim")
             lines.append(line)
@@ -92,7 +94,7 @@ class NodeCard(Widget):
                 lines.append(Text(render.fit(f"  ↳ {self.shared[gpu.index]}", width), style=styles["memory"],
                                   no_wrap=True))
         if self.status.host is not None:
-            line = render.host_line(self.status.host, self.status.cpu_history, width, styles)
+            line = render.host_line(self.status.host, self.status.cpu_history, width, styles, model_w)
             if not live:
                 line.stylize("dim")
             lines.append(line)
