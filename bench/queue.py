@@ -1,9 +1,13 @@
-"""Queue benchmark with 10,000 jobs in the store: submit one, list, open the Jobs view.
+"""Queue benchmark with 10,000 jobs in the store, this tree beside an earlier one (default: the commit before the
+fast-queue work, d539689) measured in the same run on the same machine.
 
-Two stores side by side: a realistic one (9,900 finished jobs in history, 100 waiting) and a worst case
-(all 10,000 waiting). Goals: submit <= 20 ms, list <= 300 ms, open the Jobs view <= 300 ms.
-Also runs the crash loop: SIGKILL `ugro submit` and a store writer 200 times; every acknowledged job must be there.
-Usage: python bench/queue.py [--kills N]
+Two stores: a realistic one (9,900 finished jobs in history, 100 waiting) and a worst case (all 10,000 waiting).
+Each code version gets its own copy of each store and is run as a user runs it, in new processes:
+`ugro submit` (goal <= 50 ms), `ugro queue --json` (goal <= 100 ms; with a daemon running where the version
+answers from it, and without one), and the Jobs view: `2` pressed until its rows show (goal <= 150 ms), then a
+key (`down`) answered (goal <= 50 ms). Bare Python's start is printed beside them: no command can beat it.
+Then the crash loop: SIGKILL `ugro submit`, the dispatcher and a store writer; every acknowledged job must be there.
+Usage: python bench/queue.py [--base REF] [--kills N]
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -25,63 +30,112 @@ import tempfile
 import time
 from pathlib import Path
 
-from ugro_tui.core.jobs.model import JobSpec, JobState
-from ugro_tui.core.jobs.store import JobStore
+HERE = Path(__file__).resolve()
+REPO = HERE.parents[1]
+CONFIG = ('[[nodes]]\nname = "a"\nhost = "127.0.0.2"\n[[nodes]]\nname = "b"\nhost = "127.0.0.3"\n'
+          '[[nodes]]\nname = "c"\nhost = "127.0.0.4"\n')  # loopback; nothing listens: nothing is placed
 
 
-def fill(root: Path, waiting: int, finished: int) -> JobStore:
-    store = JobStore(root)
-    specs = [JobSpec(f"sweep-{i}", ("examples/train_tiny.py", "--lr", f"{i}e-5"), nnodes=1 + i % 3)
-             for i in range(waiting + finished)]
-    jobs = store.submit(specs, now=time.time() - 3600)
-    # Finish the first `finished` jobs straight into history, as the dispatcher would over weeks.
-    with store.locked():
-        data = json.loads(store.active_path.read_bytes())
-        for job in jobs[:finished]:
-            done = job.to_json() | {"state": str(JobState.SUCCEEDED), "finished_at": time.time()}
-            data["jobs"].pop(str(job.id))
-            chunk = store.history_dir / f"{job.id // 500 + 1:06d}.json"
-            chunk_data = json.loads(chunk.read_bytes()) if chunk.exists() else {"jobs": {}}
-            chunk_data["jobs"][str(job.id)] = done
-            chunk.write_text(json.dumps(chunk_data))
-        store.active_path.write_text(json.dumps(data))
-    return store
+def fill(root: Path, waiting: int, finished: int) -> None:
+    """A store as weeks of use leave it: `finished` jobs in history chunks, `waiting` in active.json (written as
+    both versions read them)."""
+    from ugro_tui.core.jobs.model import Job, JobSpec, JobState
+
+    now = time.time() - 3600
+    history: dict[Path, dict] = {}
+    active: dict[str, dict] = {}
+    for i in range(1, waiting + finished + 1):
+        spec = JobSpec(f"sweep-{i}", ("examples/train_tiny.py", "--lr", f"{i}e-5"), nnodes=1 + i % 3)
+        job = Job(i, spec, submitted_at=now)
+        doc = job.to_json()
+        if i <= finished:
+            doc |= {"state": str(JobState.SUCCEEDED), "finished_at": now + 60}
+            history.setdefault(root / "history" / f"{(i - 1) // 500 + 1:06d}.json", {"jobs": {}})["jobs"][str(i)] = doc
+        else:
+            active[str(i)] = doc
+    (root / "history").mkdir(parents=True)
+    for path, data in history.items():
+        path.write_text(json.dumps(data, separators=(",", ":")))
+    next_id = waiting + finished + 1
+    (root / "active.json").write_text(json.dumps({"jobs": active, "meta": {"1": {"schema": 1, "next_id": next_id}}},
+                                                 separators=(",", ":")))
+    (root / "next_id").write_text(str(next_id))
 
 
-def timed(fn, runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
-
-
-def cli(args: list[str], env: dict[str, str], config: Path) -> float:
+def run(argv: list[str], env: dict[str, str]) -> float:
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ugro_tui", args[0], "--config", str(config), *args[1:]], env=env,
-                   stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return time.perf_counter() - t
 
 
-async def open_jobs_view(store: JobStore, config: Path) -> float:
+def cli_times(env: dict[str, str], config: Path) -> dict[str, float]:
+    ugro = [sys.executable, "-m", "ugro_tui"]
+    out = {"submit": statistics.median(run([*ugro, "submit", "--config", str(config), "--", "x.py"], env)
+                                       for _ in range(7)),
+           "queue": statistics.median(run([*ugro, "queue", "--config", str(config), "--json"], env)
+                                      for _ in range(5))}
+    started = subprocess.run([*ugro, "daemon", "start", "--config", str(config)], env=env, capture_output=True)
+    if started.returncode == 0:
+        try:
+            run([*ugro, "queue", "--config", str(config), "--json"], env)  # the daemon reads the store once
+            out["queue_daemon"] = statistics.median(run([*ugro, "queue", "--config", str(config), "--json"], env)
+                                                    for _ in range(7))
+            out["submit_daemon"] = statistics.median(run([*ugro, "submit", "--config", str(config), "--", "x.py"],
+                                                         env) for _ in range(7))
+        finally:
+            subprocess.run([*ugro, "daemon", "stop", "--config", str(config)], env=env, capture_output=True)
+    return out
+
+
+async def view_times(config: Path) -> dict[str, float]:
+    """In this process (the version under test is on sys.path): open the Jobs view, then keys."""
     from ugro_tui.config import load_cluster
     from ugro_tui.ui.app import make_app
     from ugro_tui.ui.screens.jobs import JobsScreen
 
-    app = make_app(load_cluster(config), monitor=False, store=store)
+    app = make_app(load_cluster(config), monitor=False)
     async with app.run_test(headless=True, size=(160, 50)) as pilot:
-        await asyncio.sleep(1.0)  # the user looks at the Nodes view first; the store is read meanwhile
+        deadline = time.monotonic() + 30
+        while app.session.jobs_snapshot is None or len(app.session.jobs_snapshot) < 10000:
+            assert time.monotonic() < deadline, "the store was not read in 30 s"
+            await asyncio.sleep(0.05)  # the user looks at the Nodes view first; the store is read meanwhile
+        await pilot.pause(0.5)
         t = time.perf_counter()
         await pilot.press("2")
         while not (isinstance(app.screen, JobsScreen) and app.screen.query_one("DataTable").row_count):
             await asyncio.sleep(0.002)
         await pilot.pause()
-        return time.perf_counter() - t
+        opened = time.perf_counter() - t
+        await pilot.pause(1.0)
+        keys = []
+        for _ in range(9):
+            t = time.perf_counter()
+            await pilot.press("down")
+            await pilot.pause()
+            keys.append(time.perf_counter() - t)
+        return {"view": opened, "key": statistics.median(keys)}
+
+
+def measure(label: str, code: Path, stores: Path, config: Path) -> dict[str, dict[str, float]]:
+    """Every figure for one code version, in processes that import it (PYTHONPATH=code)."""
+    results = {}
+    for case in ("realistic", "worst"):
+        state = stores / label / case
+        shutil.copytree(stores / "fresh" / case, state)
+        env = {**os.environ, "PYTHONPATH": str(code), "XDG_STATE_HOME": str(state),
+               "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="ugro-rt-", dir="/tmp"), "UGRO_AUTOSTART": "0"}
+        figures = cli_times(env, config)
+        view = subprocess.run([sys.executable, str(HERE), "--view", str(config)], env=env, capture_output=True,
+                              text=True, check=True)
+        figures |= json.loads(view.stdout.strip().splitlines()[-1])
+        results[case] = figures
+    return results
 
 
 def crash_loop(root: Path, config: Path, kills: int) -> tuple[int, int]:
-    env = {**os.environ, "XDG_STATE_HOME": str(root)}
+    from ugro_tui.core.jobs.store import JobStore
+
+    env = {**os.environ, "XDG_STATE_HOME": str(root), "UGRO_AUTOSTART": "0"}
     writer = "\n".join(["import dataclasses, time", "from ugro_tui.core.jobs.store import JobStore", "s = JobStore()",
                         "while True:", "    for j in s.active():",
                         "        s.update(j.id, lambda x: dataclasses.replace(x, reason=str(time.time())))"])
@@ -120,32 +174,42 @@ def crash_loop(root: Path, config: Path, kills: int) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--base", default="d539689", help="the earlier code to measure beside this tree")
     parser.add_argument("--kills", type=int, default=200)
+    parser.add_argument("--view", metavar="CONFIG", help=argparse.SUPPRESS)  # internal: the Jobs view figures
     args = parser.parse_args()
+    if args.view:
+        print(json.dumps(asyncio.run(view_times(Path(args.view)))))
+        return
     with tempfile.TemporaryDirectory(prefix="ugro-bench-queue-") as tmp:
         root = Path(tmp)
         config = root / "cluster.toml"
-        config.write_text('[[nodes]]\nname = "a"\nhost = "127.0.0.2"\n[[nodes]]\nname = "b"\nhost = "127.0.0.3"\n'
-                          '[[nodes]]\nname = "c"\nhost = "127.0.0.4"\n')
-        print("queue benchmark, 10,000 jobs in the store (medians)")
-        for label, waiting, finished in (("realistic: 100 waiting + 9,900 in history", 100, 9900),
-                                         ("worst case: 10,000 waiting", 10000, 0)):
-            state = root / label.split(":")[0] / "state"
-            store = fill(state / "ugro" / "jobs", waiting, finished)
-            env = {**os.environ, "XDG_STATE_HOME": str(state)}
-            spec = JobSpec("one-more", ("x.py",))
-            submit_api = timed(lambda s=store, sp=spec: s.submit([sp]), 20)
-            list_api = timed(lambda s=store: JobStore(s.root).all(), 5)
-            submit_cli = statistics.median(cli(["submit", "--", "x.py"], env, config) for _ in range(5))
-            list_cli = statistics.median(cli(["queue", "--json"], env, config) for _ in range(3))
-            bare = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), 5)
-            view = asyncio.run(open_jobs_view(store, config))
-            print(f"  {label}")
-            print(f"    submit one (store)        : {submit_api * 1000:7.1f} ms   (goal <= 20 ms)")
-            print(f"    submit one (`ugro submit`): {submit_cli * 1000:7.1f} ms   (bare python: {bare * 1000:.0f} ms)")
-            print(f"    list all (store)          : {list_api * 1000:7.1f} ms   (goal <= 300 ms)")
-            print(f"    list all (`ugro queue --json`): {list_cli * 1000:5.1f} ms")
-            print(f"    open the Jobs view        : {view * 1000:7.1f} ms   (goal <= 300 ms)")
+        config.write_text(CONFIG)
+        base = root / "base"
+        base.mkdir()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.base, "ugro_tui"], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        for case, waiting, finished in (("realistic", 100, 9900), ("worst", 10000, 0)):
+            fill(root / "fresh" / case / "ugro" / "jobs", waiting, finished)
+        bare = statistics.median(run([sys.executable, "-c", "pass"], dict(os.environ)) for _ in range(7))
+        versions = {"this tree": measure("now", REPO, root, config),
+                    f"{args.base}": measure("base", base, root, config)}
+        print(f"queue benchmark, 10,000 jobs in the store (medians; bare python starts in {bare * 1000:.0f} ms)")
+        rows = (("submit", "`ugro submit` (no daemon)", 50), ("submit_daemon", "`ugro submit` (daemon running)", 50),
+                ("queue", "`ugro queue --json` (no daemon)", None),
+                ("queue_daemon", "`ugro queue --json` (daemon running)", 100),
+                ("view", "open the Jobs view (`2`)", 150), ("key", "a key in the Jobs view (`down`)", 50))
+        for case, title in (("realistic", "realistic: 100 waiting + 9,900 in history"),
+                            ("worst", "worst case: 10,000 waiting")):
+            print(f"  {title}")
+            for key, what, goal in rows:
+                now = versions["this tree"][case].get(key)
+                then = versions[args.base][case].get(key)
+                cells = [f"{what:<38}", f"{now * 1000:7.1f} ms" if now is not None else "      –   ",
+                         f"(before {then * 1000:7.1f} ms" if then is not None else "(before    –   ",
+                         f", {then / now:4.1f}x)" if now and then else ")"]
+                print("    " + " ".join(cells) + (f"  goal <= {goal} ms" if goal else ""))
         acked, kills = crash_loop(root / "crash", config, args.kills)
         print(f"  crash loop: {kills} SIGKILLs of `ugro submit`, with `ugro scheduler` and a store writer killed too; "
               f"{acked} acknowledged jobs, all present, store parses")

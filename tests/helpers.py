@@ -18,7 +18,8 @@ WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 
 
 
 def host(last: int) -> str:
-    """This worker's loopback address ending in `last` (2-4: the shared lab, 5: solo, 6-8: a fault lab)."""
+    """This worker's loopback address ending in `last` (2-4: the shared lab, 5: solo, 6-8: a fault lab, 9: nothing
+    listens, 12-14: the sync lab, 15-16: the two-login lab)."""
     return f"127.0.{WORKER}.{last}"
 
 

@@ -290,10 +290,15 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ugro_tui.commands import checkpoints
 
         return (checkpoints.run if args.verb == "checkpoints" else checkpoints.retry_from)(args, _load(args))
-    if args.verb in ("submit", "queue", "show", "cancel", "hold", "release", "retry"):
+    if args.verb == "queue":
+        from ugro_tui.commands import queue
+
+        _load(args)  # a bad config is one line here too
+        return queue.run(args)
+    if args.verb in ("submit", "show", "cancel", "hold", "release", "retry"):
         from ugro_tui.commands import jobs
 
-        handler = {"submit": jobs.submit, "queue": jobs.queue, "show": jobs.show}.get(args.verb, jobs.change_state)
+        handler = {"submit": jobs.submit, "show": jobs.show}.get(args.verb, jobs.change_state)
         return handler(args, _load(args))
     if args.verb in ("sweeps", "sweep"):
         from ugro_tui.commands import sweeps

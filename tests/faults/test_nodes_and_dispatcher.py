@@ -178,6 +178,7 @@ def test_after_a_store_recovery_a_started_job_is_found_not_started_twice(lab3, t
     config = write_config(lab3, tmp_path / "cluster.toml")
     first = submit(config, "--nodes", "node0", "--", "sh", "-c", FOREVER)
     store = JobStore()
+    store.take_in()  # in active.json: the generation that says it is queued
     queued_generation = store.active_path.read_bytes()
     sched = scheduler(config)
     try:

@@ -23,7 +23,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster, free_port
 
 from ..conftest import SIM3, daemon_on, private_lab
-from ..helpers import ugro, wait
+from ..helpers import host, ugro, wait
 
 pytestmark = pytest.mark.timeout(180)
 OTHER = "ugro-ob"  # a second login, as gpu1's `ob` in the reference lab
@@ -99,7 +99,7 @@ def test_prometheus_scrapes_ugro_web_and_promql_sees_every_gpu_and_the_running_j
 
 @pytest.fixture
 def two_logins() -> Iterator[Path]:
-    """A lab of its own (127.0.9.2-3) that other users may log in to: node0 logs in as this user, node1 as OTHER
+    """A lab of its own (127.0.W.15-16) that other users may log in to: node0 logs in as this user, node1 as OTHER
     (made here, as root), with a workdir OTHER may write and the system's python (the tests' interpreter may sit
     in a home only root can enter). sshd reads authorized_keys as the user logging in, so it is readable."""
     if os.geteuid() != 0:
@@ -113,7 +113,7 @@ def two_logins() -> Iterator[Path]:
     subprocess.run(["usermod", "-p", "*", OTHER], check=True, capture_output=True)
     root = Path(tempfile.mkdtemp(prefix="ugro-ledger-", dir="/tmp"))
     root.chmod(0o755)
-    lab = LoopbackCluster(root / "lab", hosts=["127.0.9.2", "127.0.9.3"]).start()
+    lab = LoopbackCluster(root / "lab", hosts=[host(15), host(16)]).start()
     try:
         lab.root.chmod(0o755)
         lab.authorized_keys.chmod(0o644)

@@ -125,7 +125,7 @@ async def refuse_a_rank(cluster, config, store, job_id: int, pid: int, stray: in
     app = make_app(cluster, store=store)
     async with app.run_test(size=(120, 40)) as pilot:
         node0 = app.monitor_state.nodes["node0"]
-        await wait_for(pilot, lambda: {pid, stray} <= {p.pid for g in node0.gpus for p in g.processes}, 15,
+        await wait_for(pilot, lambda: {pid, stray} <= {p.pid for g in node0.gpus for p in g.processes}, 45,
                        "both processes on node0's GPU")
         await pilot.press("K")
         await wait_for(pilot, lambda: isinstance(app.screen, SignalScreen), what="the signal dialog")

@@ -1,4 +1,4 @@
-"""`--sync` and `data` end to end on a loopback cluster of its own (127.0.5.2-4), each node with its own workdir
+"""`--sync` and `data` end to end on a loopback cluster of its own (127.0.W.12-14), each node with its own workdir
 and code store: the exact tree arrives, only what changed travels, a cut-off copy is never used, jobs run the
 edited code, and a node without the job's data keeps it queued, named."""
 
@@ -25,10 +25,10 @@ from ugro_tui.core.sync.service import snapshot
 from ugro_tui.core.sync.tree import SyncError
 from ugro_tui.sim.loopback import LoopbackCluster
 
-from ..conftest import run_ugro
+from ..conftest import host, run_ugro
 
 pytestmark = pytest.mark.timeout(240)
-HOSTS = ["127.0.5.2", "127.0.5.3", "127.0.5.4"]
+HOSTS = [host(12), host(13), host(14)]  # a lab of its own, on this worker's addresses
 
 
 @pytest.fixture(scope="module")

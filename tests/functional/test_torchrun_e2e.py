@@ -157,7 +157,9 @@ def test_rendezvous_failure_is_diagnosed(lab: LoopbackCluster, tmp_path: Path) -
     threading.Thread(target=slam, daemon=True).start()
     config = tmp_path / "cluster.toml"
     config.write_text(lab.cluster_toml(sim=SIM3, poll_interval=0.5).replace(
-        "rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port}]").replace(
+        # The nodes give up on the store after 10 s, not torch's 60: only long for the test's sake.
+        "rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port}]\nrendezvous_timeout = 10"
+    ).replace(
         str(lab.root / "work"), str(tmp_path / "lab-work")))
     try:
         ugro(config, "submit", "--nnodes", "2", "--", TINY, "--steps", "5")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ugro_tui.core.jobs.model import IllegalTransition, Job, JobSpec, JobState, transition
-from ugro_tui.core.jobs.store import CHUNK, JobStore, StoreError, UnknownJob
+from ugro_tui.core.jobs.store import JobStore, StoreError, UnknownJob
 
 S = JobState
 
@@ -58,9 +58,12 @@ def test_submit_get_update_and_history(tmp_path: Path) -> None:
         store.submit([spec(after=(42,))])
 
 
-def test_history_is_chunked(tmp_path: Path) -> None:
+def test_history_is_chunked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ugro_tui.core.jobs import store as store_module
+
+    monkeypatch.setattr(store_module, "CHUNK", 20)  # the rule, not 500 fsynced writes
     store = JobStore(tmp_path)
-    jobs = store.submit([spec(f"j{i}") for i in range(CHUNK + 3)])
+    jobs = store.submit([spec(f"j{i}") for i in range(store_module.CHUNK + 3)])
     for job in jobs:
         store.move(job.id, S.CANCELLED)
     assert len(list((tmp_path / "history").glob("*.json"))) == 2
@@ -143,3 +146,47 @@ def test_a_corrupt_active_file_is_recovered_from_its_previous_generation(tmp_pat
     assert JobStore(tmp_path).recovery_notice() == notice  # said every time...
     fresh.acknowledge_recovery()
     assert JobStore(tmp_path).recovery_notice() is None  # ...until acknowledged
+
+
+def test_a_submit_appends_a_line_and_the_next_write_takes_it_in(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    store.submit([spec("a")])
+    store.move(1, S.HELD)  # a write of active.json
+    before = (tmp_path / "active.json").read_bytes()
+    [b] = store.submit([spec("b", after=(1,))])
+    assert (tmp_path / "active.json").read_bytes() == before  # the queue is not rewritten for a submit
+    assert json.loads((tmp_path / "submitted.jsonl").read_text())["id"] == b.id
+    assert [j.spec.name for j in JobStore(tmp_path).active()] == ["a", "b"]  # every reader sees it at once
+    store.take_in()
+    assert str(b.id) in json.loads((tmp_path / "active.json").read_text())["jobs"]
+    assert not (tmp_path / "submitted.jsonl").exists() and (tmp_path / "submitted.prev.jsonl").exists()
+    with pytest.raises(UnknownJob, match="--after: no job 9"):
+        store.submit([spec("c", after=(9,))])  # never handed out
+
+
+def test_a_torn_line_from_a_killed_submit_is_skipped_and_ids_never_repeat(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    store.submit([spec("a")])
+    with (tmp_path / "submitted.jsonl").open("ab") as f:
+        f.write(b'{"id": 2, "spec": {"na')  # killed mid-append: never acknowledged
+    (tmp_path / "next_id").unlink()  # and the counter lost too
+    [b] = store.submit([spec("b")])
+    assert b.id == 2  # 2 was never acknowledged; the log's last whole job was 1
+    assert [(j.id, j.spec.name) for j in JobStore(tmp_path).active()] == [(1, "a"), (2, "b")]
+
+
+def test_the_newest_page_is_read_without_the_older_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ugro_tui.core.jobs import store as store_module
+
+    monkeypatch.setattr(store_module, "CHUNK", 5)
+    store = JobStore(tmp_path)
+    jobs = store.submit([spec(f"j{i}") for i in range(13)])
+    for job in jobs[:12]:
+        store.move(job.id, S.CANCELLED)
+    parsed: list[Path] = []
+    fresh = JobStore(tmp_path)
+    real = fresh._chunk_docs
+    monkeypatch.setattr(fresh, "_chunk_docs", lambda chunk: parsed.append(chunk) or real(chunk))
+    recent = fresh.recent(4)
+    assert [p.name for p in parsed] == ["000003.json", "000002.json"]  # 2 + 5 finished: enough, 000001 unread
+    assert [j.id for j in recent] == list(range(6, 14))

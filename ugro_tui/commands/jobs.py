@@ -6,18 +6,16 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from argparse import Namespace
 
-from ugro_tui.commands.table import DASH, render
+from ugro_tui.commands.table import render
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.actions import ACTIONS
-from ugro_tui.core.jobs.describe import age, detail, event_lines, placement_text, progress_text, runtime, shape
-from ugro_tui.core.jobs.model import Job, JobSpec, JobState
+from ugro_tui.core.jobs.describe import detail, event_lines
+from ugro_tui.core.jobs.model import Job, JobSpec
 from ugro_tui.core.jobs.request import spec_from_request
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id
-from ugro_tui.core.sessions.watch import reason_of
 from ugro_tui.errors import UgroError, UsageError
 
 
@@ -118,50 +116,6 @@ def list_templates(args: Namespace) -> int:
     rows = [(name, str(store.path_of(name))) for name in found]
     print(render(("TEMPLATE", "FILE"), rows))
     return 0
-
-
-def queue(args: Namespace, cluster: Cluster) -> int:
-    wanted = set(args.state.split(",")) if args.state else None
-    if wanted:
-        unknown = wanted - {s.value for s in JobState}
-        if unknown:
-            states = ", ".join(s.value for s in JobState)
-            raise UsageError(f"ugro queue: --state {sorted(unknown)[0]!r}: one of {states}")
-    store = JobStore()
-    if getattr(args, "ack_recovery", False):
-        store.acknowledge_recovery()
-    if args.json:
-        # Stored documents are already the JSON contract; compact, since the C encoder is much faster than indent=.
-        docs = [d for d in store.all_json() if not wanted or d["state"] in wanted]
-        print(json.dumps({"jobs": docs}, separators=(",", ":")))  # damaged docs are in it as stored
-        _say_damaged(store)
-        return 0
-    jobs = [j for j in store.all() if not wanted or j.state.value in wanted]
-    now = time.time()
-    rows = [(str(j.id), j.spec.name, j.health, str(j.spec.priority), shape(j), placement_text(j),
-             age(now - j.submitted_at), runtime(j, now), progress_text(j, now),
-             f"⚠ {j.warning}" if j.warning else reason_of(j, now) or DASH)
-            for j in jobs]
-    print(render(("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "PROGRESS", "REASON"), rows)
-          if rows else "no jobs")
-    _say_damaged(store)
-    if any(not j.state.finished for j in jobs):
-        from ugro_tui.core.daemon.client import nobody_dispatches
-
-        note = nobody_dispatches()
-        if note:
-            print(note, file=sys.stderr)
-    return 0
-
-
-def _say_damaged(store: JobStore) -> None:
-    """Jobs the store could not read stay in its file, untouched; say which, on stderr, every time. The same for
-    a recovery from the previous generation, until acknowledged."""
-    notice = store.recovery_notice()
-    if notice:
-        print(f"ugro: {notice}", file=sys.stderr)
-    for line in store.damaged:
-        print(f"ugro: {store.active_path}: {line} (left as it is; fix the file or cancel the job)", file=sys.stderr)
 
 
 def show(args: Namespace, cluster: Cluster) -> int:

@@ -112,6 +112,11 @@ class UgroApp(ReadOnlyAware, App[None]):
             return
         self.use_cluster(cluster)
 
+    def jobs_changed(self) -> None:
+        screen = self.screen if self.screen_stack else None
+        if isinstance(screen, JobsScreen):
+            screen.reload()
+
     def kick_daemon(self) -> None:
         """After a submit or an action: the daemon runs a round now rather than at the next interval."""
         if self.daemon is not None:
@@ -147,6 +152,10 @@ class UgroApp(ReadOnlyAware, App[None]):
     async def preload_jobs(self) -> None:
         import asyncio
 
+        from ugro_tui.ui.screens.jobs import PAGE
+
+        # The newest page first (no older history chunk is parsed for it), then every job for filter and sort.
+        self.session.jobs_snapshot = await asyncio.to_thread(self.store.recent, PAGE)
         self.session.jobs_snapshot = await asyncio.to_thread(self.store.all)
         self.session.store_recovered = self.store.recovery_notice() is not None
 

@@ -27,6 +27,8 @@ class Follower(Protocol):
 
     def daemon_config_changed(self) -> None: ...
 
+    def jobs_changed(self) -> None: ...
+
 RECONNECT = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between tries while no daemon answers
 
 
@@ -101,6 +103,8 @@ def take(app: Follower, message: dict[str, Any]) -> None:
         app.notify(str(message.get("message")), title=kind, severity="error", timeout=10)
     elif kind == "config":
         app.daemon_config_changed()
+    elif kind == "jobs":  # the store changed: the Jobs view reads it now, not at its next poll
+        app.jobs_changed()
 
 
 def alive(client: Client | None) -> bool:

@@ -15,12 +15,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ugro_tui import __version__
-from ugro_tui.config import Cluster
 from ugro_tui.core.daemon import where
 from ugro_tui.errors import UgroError, UsageError
+
+if TYPE_CHECKING:  # only named in annotations: `ugro queue --json` imports no config code
+    from ugro_tui.config import Cluster
 
 START_TIMEOUT = 20.0  # seconds for a new daemon to answer (it loads the config and binds; SSH comes later)
 
@@ -45,6 +47,18 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+def _answer(status: int, raw: bytes) -> Any:
+    """The daemon's JSON answer, or its one line raised as the command itself would have said it."""
+    try:
+        doc = json.loads(raw or b"null")
+    except ValueError:
+        raise UgroError(f"the daemon answered {status} with something not JSON") from None
+    if status >= 400:
+        message = doc.get("error") if isinstance(doc, dict) else None
+        raise (UsageError if status == 400 else UgroError)(message or f"the daemon refused: HTTP {status}")
+    return doc
+
+
 class Client:
     def __init__(self, path: Path | None = None, timeout: float = 10.0) -> None:
         self.path = path or where.socket_path()
@@ -53,28 +67,29 @@ class Client:
     def call(self, method: str, route: str, body: Any = None, timeout: float | None = None) -> Any:
         """One request; its JSON answer. NoDaemon when nothing listens; UgroError with the daemon's one line
         when it refuses."""
+        return _answer(*self._request(method, route, body, timeout))
+
+    def raw(self, route: str, timeout: float | None = None) -> bytes:
+        """A GET's answer as the daemon sent it (JSON to pass on unparsed: `ugro queue --json`)."""
+        status, raw = self._request("GET", route, None, timeout)
+        if status >= 400:
+            _answer(status, raw)  # raises the daemon's one line
+        return raw
+
+    def _request(self, method: str, route: str, body: Any, timeout: float | None) -> tuple[int, bytes]:
         connection = _UnixConnection(str(self.path), timeout or self.timeout)
         try:
             data = json.dumps(body).encode() if body is not None else None
             connection.request(method, f"/api/v1/{route}", body=data,
                                headers={"Content-Type": "application/json"} if data else {})
             answer = connection.getresponse()
-            raw = answer.read()
+            return answer.status, answer.read()
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise NoDaemon(f"no daemon answers on {self.path} ({exc.strerror})") from None
         except (OSError, http.client.HTTPException) as exc:
             raise NoDaemon(f"the daemon on {self.path} did not answer: {exc}") from None
         finally:
             connection.close()
-        try:
-            doc = json.loads(raw or b"null")
-        except ValueError:
-            raise UgroError(f"the daemon answered {answer.status} with something not JSON") from None
-        if answer.status >= 400:  # the daemon's one line, as the command itself would have said it
-            message = doc.get("error") if isinstance(doc, dict) else None
-            error = UsageError if answer.status == 400 else UgroError
-            raise error(message or f"the daemon refused: HTTP {answer.status}")
-        return doc
 
     def status(self) -> dict[str, Any]:
         return self.call("GET", "daemon", timeout=5.0)

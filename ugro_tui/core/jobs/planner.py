@@ -64,7 +64,8 @@ def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePla
             argv = [python_command(node), "-m", "torch.distributed.run",
                     "--nnodes", elastic.node_count(spec), "--nproc-per-node", str(spec.nproc_per_node),
                     "--rdzv-backend", "c10d", "--rdzv-endpoint", shlex.quote(endpoint),
-                    "--rdzv-id", shlex.quote(f"ugro-{job.id}-{job.attempt}"), *elastic_args(spec, node_rank == 0),
+                    "--rdzv-id", shlex.quote(f"ugro-{job.id}-{job.attempt}"),
+                    *torchrun_args(spec, node_rank == 0, cluster.rendezvous_timeout),
                     "--log-dir", path_word(f"{rd}/torchrun"), "--redirects", "3", "--tee", "3",
                     *map(_word, spec.command)]
             command = " ".join(argv)
@@ -98,15 +99,18 @@ def plan(job: Job, cluster: Cluster, port: int, store: str = "") -> list[NodePla
     return plans
 
 
-def elastic_args(spec, first: bool) -> list[str]:
-    """torchrun's restarts: none for a fixed job (a failure ends the attempt, ugro retries it); an elastic one
-    re-forms its group when a node goes or joins, waits briefly for more nodes, and drops a silent one soon. Its
-    first node hosts the rendezvous store, named outright: where node addresses are all this machine's (a loopback
-    lab), torchrun's guess would let whichever agent starts first host it, and its node's loss would end them all."""
-    if not elastic.is_elastic(spec):
-        return ["--max-restarts", "0"]
-    conf = (f"last_call_timeout={elastic.LAST_CALL},keep_alive_interval={elastic.KEEP_ALIVE},"
-            f"keep_alive_max_attempt=3,is_host={'true' if first else 'false'}")
+def torchrun_args(spec, first: bool, timeout: float = 600.0) -> list[str]:
+    """torchrun's restarts and rendezvous: the nodes wait `timeout` seconds for each other ([cluster]
+    rendezvous_timeout; its store answers within 60 of them). No restart for a fixed job (a failure ends the
+    attempt, ugro retries it); an elastic one re-forms its group when a node goes or joins, waits briefly for more
+    nodes, and drops a silent one soon. Its first node hosts the rendezvous store, named outright: where node
+    addresses are all this machine's (a loopback lab), torchrun's guess would let whichever agent starts first host
+    it, and its node's loss would end them all."""
+    conf = f"join_timeout={timeout:g},read_timeout={min(timeout, 60.0):g}" if timeout != 600.0 else ""
+    if not elastic.is_elastic(spec):  # torch's own timeouts unless the config says otherwise
+        return ["--max-restarts", "0", *(["--rdzv-conf", conf] if conf else [])]
+    conf += (f"{',' if conf else ''}last_call_timeout={elastic.LAST_CALL},keep_alive_interval={elastic.KEEP_ALIVE},"
+             f"keep_alive_max_attempt=3,is_host={'true' if first else 'false'}")
     return ["--max-restarts", str(spec.elastic_restarts), "--rdzv-conf", conf]
 
 

@@ -50,6 +50,15 @@ class UnknownJob(UgroError):
     exit_code = 2
 
 
+def version(path: Path) -> tuple[int, int, int] | None:
+    """A file's inode, size and mtime (None: absent): every write replaces a file, so any change shows here."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class JobStore(RecoveryNotes):
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or paths.state_dir() / "jobs"
@@ -60,6 +69,7 @@ class JobStore(RecoveryNotes):
         self.identity_path = self.root / "store-id"
         self._identity: str | None = None
         self._chunk_cache: dict[Path, tuple[tuple[int, int, int], list[Job]]] = {}
+        self._doc_cache: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
         self._held = threading.local()
         self._id_cache: dict[Path, tuple[tuple[int, int, int], frozenset[int]]] = {}
         self.damaged: list[str] = []  # jobs in active.json that could not be read, as of the last active()
@@ -134,12 +144,7 @@ class JobStore(RecoveryNotes):
 
     def stamp(self) -> tuple:
         """Every file the store's jobs are read from, by inode, size and mtime: what a watcher compares."""
-        out = []
-        for path in (self.active_path, self.inbox.path, *self._chunks()):
-            with contextlib.suppress(OSError):
-                st = path.stat()
-                out.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
-        return tuple(out)
+        return tuple((str(p), v) for p in (self.active_path, self.inbox.path, *self._chunks()) if (v := version(p)))
 
     def _recover(self, why: str) -> dict[str, Any] | None:
         """active.json is damaged: set it aside and go on from the generation before it, saying so until the
@@ -205,11 +210,7 @@ class JobStore(RecoveryNotes):
 
     def _active_table(self) -> dict[str, dict[str, Any]]:
         """id -> document of active.json (read once per version of the file) and of the jobs submitted since."""
-        try:
-            st = self.active_path.stat()
-            key: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
-        except FileNotFoundError:
-            key = None
+        key = version(self.active_path)
         if key is None or self._active_seen is None or self._active_seen[0] != key:
             data = self._read(self.active_path)
             self._check_schema(data)
@@ -243,11 +244,9 @@ class JobStore(RecoveryNotes):
         version of its file): `ugro submit` and the dispatcher ask this on every call."""
         ids: set[int] = set()
         for chunk in self._chunks():
-            try:
-                st = chunk.stat()
-            except FileNotFoundError:
+            key = version(chunk)
+            if key is None:
                 continue
-            key = (st.st_ino, st.st_size, st.st_mtime_ns)
             cached = self._id_cache.get(chunk)
             if cached is None or cached[0] != key:
                 found = frozenset(int(m) for m in _HISTORY_KEY_RE.findall(chunk.read_bytes()))
@@ -266,24 +265,42 @@ class JobStore(RecoveryNotes):
             jobs.setdefault(job.id, job)
         return sorted(jobs.values(), key=lambda j: j.id)
 
+    def recent(self, finished: int) -> list[Job]:
+        """The unfinished jobs and at least the newest `finished` finished ones, oldest first: a first page,
+        read without parsing the older history chunks."""
+        jobs = {j.id: j for j in self.active()}
+        done: list[Job] = []
+        for chunk in reversed(self._chunks()):
+            done += self._chunk_jobs(chunk)
+            if len(done) >= finished:
+                break
+        return sorted({**{j.id: j for j in done}, **jobs}.values(), key=lambda j: j.id)
+
     def all_json(self) -> list[dict[str, Any]]:
         """Every job as stored (the `ugro queue --json` shape), oldest first, without building Job objects."""
         docs: dict[int, dict[str, Any]] = {}
         for chunk in self._chunks():
-            for key, doc in (self._read(chunk).get("jobs") or {}).items():
+            for key, doc in self._chunk_docs(chunk).items():
                 docs[int(key)] = doc
         for key, doc in self._active_table().items():
             docs.setdefault(int(key), doc)
         return [docs[k] for k in sorted(docs)]
 
+    def _chunk_docs(self, chunk: Path) -> dict[str, dict[str, Any]]:
+        """A history chunk's documents, read once per version of the file (the daemon's `ugro queue --json`)."""
+        key = version(chunk)
+        cached = self._doc_cache.get(chunk)
+        if cached is None or cached[0] != key:
+            self._doc_cache[chunk] = cached = (key, self._read(chunk).get("jobs") or {})
+        return cached[1]
+
     def _chunk_jobs(self, chunk: Path) -> list[Job]:
         """A history chunk's jobs, parsed once per version of the file (a long-lived app re-lists cheaply)."""
-        st = chunk.stat()
-        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        key = version(chunk)
         cached = self._chunk_cache.get(chunk)
         if cached is None or cached[0] != key:
             jobs = []
-            for doc in (self._read(chunk).get("jobs") or {}).values():
+            for doc in self._chunk_docs(chunk).values():
                 with contextlib.suppress(KeyError, ValueError, TypeError, AttributeError, UgroError):
                     jobs.append(Job.from_json(doc))
             self._chunk_cache[chunk] = cached = (key, jobs)

@@ -3,7 +3,9 @@
 Configured by $UGRO_SIM (JSON: node, gpus [[name, memory MiB, power limit W]], source). A process whose
 environment has UGRO_NODE=<this node> and CUDA_VISIBLE_DEVICES naming a GPU shows as that GPU's process and
 raises its utilization and memory (UGRO_SIM_MEM_MIB per process, default 1500). torchrun's agent is not one: it
-never opens the GPU, its ranks do.
+never opens the GPU, its ranks do. Every loopback lab's nodes run on this one machine, and two labs may both have
+a `node0`: a process that came in through another sshd than this simulator's own (SSH_CONNECTION) is another
+lab's, not this node's.
 """
 
 import hashlib
@@ -14,6 +16,7 @@ import time
 
 DRIVER = "570.133.07"
 _env_cache = {}
+_SSHD = os.environ.get("SSH_CONNECTION", "").encode().split()[2:]  # [address, port] of the sshd this runs under
 
 
 def config():
@@ -43,6 +46,8 @@ def _read_env(pid):
     cvd = env.get(b"CUDA_VISIBLE_DEVICES")
     if node is None or cvd is None or _launcher(pid):
         return None
+    if _SSHD and env.get(b"SSH_CONNECTION", b"").split()[2:] not in ([], _SSHD):
+        return None  # another lab's node of the same name
     if b"UGRO_SESSION" in env and b"UGRO_SIM_MEM_MIB" not in env:
         return None  # a session's keeper and shells never open the GPU; what a session runs on it says its memory
     try:

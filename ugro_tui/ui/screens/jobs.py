@@ -9,6 +9,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Middle
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
@@ -28,7 +29,7 @@ STATE_COLOUR = {JobState.QUEUED: "primary", JobState.HELD: "secondary", JobState
                 JobState.CANCELLED: "warning", JobState.PRUNED: "foreground-muted"}
 HEALTH_COLOUR = {"starting": "accent", "ready": "success", "unhealthy": "error", "restarting": "warning"}
 SORTS = ("id", "priority", "state", "name")
-PAGE = 300  # rows added at a time: the view opens fast at 10,000 jobs, and more load as you scroll down
+PAGE = 120  # rows made at a time (a tall terminal shows 60): the view opens fast at 10,000 jobs, more load as you go
 COLUMNS = ("ID", "NAME", "STATE", "PRI", "SHAPE", "PLACEMENT", "AGE", "RUNTIME", "PROGRESS", "REASON")
 
 
@@ -54,10 +55,11 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.jobs: list[Job] = []
-        self._rows: list[Job] = []
+        self._rows: list[Job] = []   # the jobs as sorted and filtered; the table has the first of them
+        self._cells: list[tuple[Text | str, ...]] = []  # what each loaded row shows, to redraw only what changed
+        self._by_id: dict[int, Job] = {}
         self._quick: tuple = ()
         self.sort_by = "id"
-        self._shown: tuple = ()
         self._service_selected = False  # read by the footer on every refresh: kept, never searched for
 
     def compose(self) -> ComposeResult:
@@ -104,22 +106,21 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             return  # the very same snapshot, shown the same way
         self._quick = quick
         self.jobs = jobs
+        self._by_id = {j.id: j for j in jobs}
         self.query_one(HealthBar).show_app()
-        words = self.query_one("#filter", Input).value.lower().split()
-        now = self.app.clock()
         shown = self._sorted(jobs)
         if words:
             shown = [j for j in shown if all(w in self._haystack(j) for w in words)]
-        # Rebuild only when something shows differently (ages tick over every 10 s at most).
-        signature = (self.sort_by, tuple(words), int(now) // 10,
-                     tuple((j.id, j.state, j.reason, j.warning, j.placement, j.session, j.progress) for j in shown))
-        if signature == self._shown:
-            return
-        self._shown = signature
         table = self.query_one(DataTable)
+        loaded = table.row_count
+        if loaded and [j.id for j in shown[:loaded]] == [j.id for j in self._rows[:loaded]]:
+            self._update_rows(shown)  # the same rows in the same order: only the cells that changed are redrawn
+            self._show_selected()
+            return
         keep = table.cursor_row
         table.clear()
         self._rows = shown
+        self._cells = []
         self._add_page(max(PAGE, keep + 1))
         table.display = bool(jobs)
         self.query_one("#why").display = bool(jobs)
@@ -128,20 +129,43 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             table.move_cursor(row=min(keep, len(shown) - 1))
         self._note_selected(self.selected())  # the row under the cursor may be another job now
 
+    def _row(self, j: Job, now: float, theme: dict[str, str]) -> tuple[Text | str, ...]:
+        # Names and reasons as Text: a str cell is Rich markup, and `lr[lr=3e-4]` would lose its brackets.
+        return (str(j.id), Text(j.spec.name), Text(j.health, style=theme.get(
+                HEALTH_COLOUR.get(j.health) or STATE_COLOUR[j.state], "")),
+                str(j.spec.priority), shape(j), placement_text(j), age(now - j.submitted_at), runtime(j, now),
+                progress_text(j, now),
+                Text(f"⚠ {j.warning}", style=theme.get("warning", "")) if j.warning else Text(reason_of(j, now) or "–"))
+
     @when_shown
     def _add_page(self, count: int = PAGE) -> None:
+        """The next rows of the table: only a page is made at a time (the view opens fast at 10,000 jobs), and
+        more as the cursor nears the end."""
         table = self.query_one(DataTable)
         now = self.app.clock()
         theme = self.app.theme_variables
         start = table.row_count
-        table.add_rows(
-            # Names and reasons as Text: a str cell is Rich markup, and `lr[lr=3e-4]` would lose its brackets.
-            (str(j.id), Text(j.spec.name), Text(j.health, style=theme.get(
-                HEALTH_COLOUR.get(j.health) or STATE_COLOUR[j.state], "")),
-             str(j.spec.priority), shape(j), placement_text(j), age(now - j.submitted_at), runtime(j, now),
-             progress_text(j, now),
-             Text(f"⚠ {j.warning}", style=theme.get("warning", "")) if j.warning else Text(reason_of(j, now) or "–"))
-            for j in self._rows[start:start + count])
+        rows = [self._row(j, now, theme) for j in self._rows[start:start + count]]
+        self._cells.extend(rows)
+        table.add_rows(rows)
+        self._say_loaded()
+
+    def _update_rows(self, shown: list[Job]) -> None:
+        """Redraw the cells that read differently now (a new state, reason, progress, an age that ticked over)."""
+        table = self.query_one(DataTable)
+        now = self.app.clock()
+        theme = self.app.theme_variables
+        for i, job in enumerate(shown[:table.row_count]):
+            row = self._row(job, now, theme)
+            for column, (old, new) in enumerate(zip(self._cells[i], row, strict=True)):
+                if old != new:
+                    table.update_cell_at(Coordinate(i, column), new)
+            self._cells[i] = row
+        self._rows = shown
+        self._say_loaded()
+
+    def _say_loaded(self) -> None:
+        table = self.query_one(DataTable)
         left = len(self._rows) - table.row_count
         table.border_subtitle = f"{table.row_count} of {len(self._rows)} shown; more load as you scroll" if left else ""
 
@@ -153,6 +177,9 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         table = self.query_one(DataTable)
         if table.cursor_row >= table.row_count - 10 and table.row_count < len(self._rows):
             self._add_page()
+        self._show_selected()
+
+    def _show_selected(self) -> None:
         job = self.selected()
         self._note_selected(job)
         why = self.query_one("#why", Static)
@@ -185,7 +212,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         if not table.row_count:
             return None
         job_id = int(str(table.get_row_at(table.cursor_row)[0]))
-        return next((j for j in self.jobs if j.id == job_id), None)
+        return self._by_id.get(job_id)
 
     def action_edit(self) -> None:
         """The launch form, filled in from this job (like pueue's restart --edit); submitting queues a new job."""
