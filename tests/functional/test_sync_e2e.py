@@ -140,8 +140,10 @@ def test_over_the_limit_nothing_is_copied_and_the_summary_says_why(config: Path,
 async def test_a_copy_cut_off_midway_is_never_used_and_the_next_one_completes(lab: LoopbackCluster, config: Path,
                                                                                 tmp_path: Path) -> None:
     src = project(tmp_path / "src")
-    (src / "data" / "a.bin").write_bytes(os.urandom(9 << 20))  # three round trips of content
-    (src / "data" / "b.bin").write_bytes(os.urandom(9 << 20))
+    # Three batches of content (8 MiB each at most). Sends are pipelined one batch ahead, so when the first is
+    # stored (and the node killed) the second may have arrived too, but never the third: some is always left.
+    for name in ("a.bin", "b.bin", "c.bin"):
+        (src / "data" / name).write_bytes(os.urandom(9 << 20))
     cluster = dataclasses.replace(cluster_of(config), sync_limit_mb=100)
     tree, manifest = snapshot(str(src), cluster, name="cut")
     node = cluster.node("node2")
