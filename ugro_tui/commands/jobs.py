@@ -1,4 +1,5 @@
-"""The queue verbs scripts rely on: submit, queue, show, cancel, hold, release, retry."""
+"""The queue verbs scripts rely on: submit, show, cancel, hold, release, retry (`queue` is commands/queue.py).
+What only `show` or a change of state needs is imported there: a submit loads no more than it uses."""
 
 from __future__ import annotations
 
@@ -8,10 +9,7 @@ import os
 import sys
 from argparse import Namespace
 
-from ugro_tui.commands.table import render
 from ugro_tui.config import Cluster
-from ugro_tui.core.jobs.actions import ACTIONS
-from ugro_tui.core.jobs.describe import detail, event_lines
 from ugro_tui.core.jobs.model import Job, JobSpec
 from ugro_tui.core.jobs.request import spec_from_request
 from ugro_tui.core.jobs.store import JobStore
@@ -114,6 +112,8 @@ def list_templates(args: Namespace) -> int:
         print(f"no templates yet; save one from the launch form (n, then ctrl+t) into {store.user_dir()}")
         return 0
     rows = [(name, str(store.path_of(name))) for name in found]
+    from ugro_tui.commands.table import render
+
     print(render(("TEMPLATE", "FILE"), rows))
     return 0
 
@@ -122,6 +122,7 @@ def show(args: Namespace, cluster: Cluster) -> int:
     [job_id] = parse_ids([args.job])
     job = JobStore().get(job_id)
     from ugro_tui.core.jobs import events
+    from ugro_tui.core.jobs.describe import detail, event_lines
     from ugro_tui.core.ledger.book import Book
     from ugro_tui.core.ledger.report import energy_doc, energy_lines
 
@@ -140,6 +141,8 @@ def show(args: Namespace, cluster: Cluster) -> int:
 def change_state(args: Namespace, cluster: Cluster) -> int:
     """cancel / hold / release / retry each job in turn; exit 2 on the first unknown id or illegal change."""
     store = JobStore()
+    from ugro_tui.core.jobs.actions import ACTIONS
+
     for job_id in parse_ids(args.jobs):
         print(ACTIONS[args.verb](store, job_id))
     from ugro_tui.core.daemon.client import kick
