@@ -78,21 +78,18 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         self.query_one(DataTable).add_columns(*COLUMNS)
         self.query_one(DataTable).focus()
         self.query_one(HealthBar).show_app()
-        if self.app.session.jobs_snapshot is not None:  # read in the background already: show it at once
-            self.show_jobs(self.app.session.jobs_snapshot)
-            self.set_timer(0.3, self.reload)  # then bring it up to date, once the screen is drawn
-        else:
-            self.reload()
         self.set_interval(max(0.5, self.app.cluster.poll_interval), self.reload)
 
     def on_screen_resume(self) -> None:
+        """Shown (the first time too): what was read already at once, then brought up to date once drawn."""
         if self.app.session.jobs_snapshot is not None:
-            self.show_jobs(self.app.session.jobs_snapshot)  # at once; the timer brings it up to date
+            self.show_jobs(self.app.session.jobs_snapshot)
+        self.call_after_refresh(self.reload)
 
     @work(group="jobs", exclusive=True, exit_on_error=False, description="read the job store")
     async def reload(self) -> None:
-        import asyncio
-
+        if not self.is_current:
+            return  # another view is shown: its timer has nothing to draw on (a switch back reloads at once)
         jobs = await asyncio.to_thread(self.app.store.all)
         self.app.session.jobs_snapshot = jobs
         self.app.session.store_recovered = await asyncio.to_thread(self.app.store.recovery_notice) is not None
