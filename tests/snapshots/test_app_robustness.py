@@ -69,15 +69,18 @@ class BrokenStore(JobStore):
 
 
 async def test_a_failing_screen_worker_is_reported_once(tmp_path: Path) -> None:
-    app = make_app(LAB, monitor=False, clock=lambda: NOW, state=with_state("online"),
-                   store=BrokenStore(tmp_path / "jobs"))
+    store = BrokenStore(tmp_path / "jobs")
+    app = make_app(LAB, monitor=False, clock=lambda: NOW, state=with_state("online"), store=store)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while not app.failures and time.monotonic() < deadline:
             await pilot.pause(0.05)
         assert isinstance(app.screen, JobsScreen)
-        assert app.failures == ["read the job store: active.json: cannot read the job store: Permission denied"]
+        # Every failed read is said once, in one line (the view's timer tries again each interval: on a loaded
+        # machine a second read may have failed by now, and is said once too).
+        assert set(app.failures) == {"read the job store: active.json: cannot read the job store: Permission denied"}
+        assert 1 <= len(app.failures) <= store.calls - 1
 
 
 def hold_lock(path: Path) -> subprocess.Popen[str]:
