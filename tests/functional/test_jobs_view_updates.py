@@ -39,6 +39,8 @@ async def test_a_change_redraws_its_cells_and_keeps_the_rows(tmp_path: Path) -> 
         screen.reload()
         await wait_for(pilot, lambda: "needs 9 GPUs" in str(table.get_row_at(0)[-1]), what="the new reason")
         assert [row.key for row in table.ordered_rows] == keys  # the same rows: only that cell was redrawn
+        reason = table.ordered_columns[-1]
+        assert reason.content_width >= len("needs 9 GPUs; 0 such nodes free now")  # widened to show it whole
         # Filter and sort see every job, not the page made so far.
         await pilot.press("slash", *"needle")
         await wait_for(pilot, lambda: table.row_count and str(table.get_row_at(0)[1]) == "needle",

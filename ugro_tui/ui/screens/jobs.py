@@ -156,7 +156,7 @@ class JobsScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             row = self._row(job, now, theme)
             for column, (old, new) in enumerate(zip(self._cells[i], row, strict=True)):
                 if old != new:
-                    table.update_cell_at(Coordinate(i, column), new)
+                    table.update_cell_at(Coordinate(i, column), new, update_width=True)  # a longer value widens it
             self._cells[i] = row
         self._rows = shown
         self._say_loaded()
