@@ -42,6 +42,15 @@ def job_processes(job_id: int | None = None, node: str | None = None, store: str
     return mine
 
 
+def through_sshd(config: Path, node: str) -> dict[str, str]:
+    """The environment a process started over SSH on `node` would have: the GPU simulator counts a process for
+    a node only if it came through that node's sshd (every worker's lab has a `node2`)."""
+    import tomllib
+
+    found = next(n for n in tomllib.loads(config.read_text())["nodes"] if n["name"] == node)
+    return {"SSH_CONNECTION": f"127.0.0.1 1 {found['host']} {found['port']}"}
+
+
 def run_ugro(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ugro_tui", *args], capture_output=True, text=True, timeout=timeout)
 

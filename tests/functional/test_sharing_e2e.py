@@ -15,7 +15,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import daemon_on, private_lab
-from ..helpers import ugro, wait
+from ..helpers import through_sshd, ugro, wait
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -52,7 +52,8 @@ def test_two_jobs_share_a_card_a_third_waits_in_numbers_and_a_foreign_process_ke
     script.write_text(HOLD)
     stop = tmp_path / "stop"
     # A stand-in for ollie's notebook on gpu2's card: 6 GB that ugro did not start (the simulator sees its env).
-    env = {**os.environ, "UGRO_NODE": "node2", "CUDA_VISIBLE_DEVICES": "0", "UGRO_SIM_MEM_MIB": "6144"}
+    env = {**os.environ, "UGRO_NODE": "node2", "CUDA_VISIBLE_DEVICES": "0", "UGRO_SIM_MEM_MIB": "6144",
+           **through_sshd(config, "node2")}
     foreign = subprocess.Popen(["sleep", "600"], env=env)
     try:
         share = ("--gpu-mem", "3", "--nodes", "node1,node2", "--", str(script), str(stop))
@@ -80,7 +81,7 @@ def test_two_jobs_share_a_card_a_third_waits_in_numbers_and_a_foreign_process_ke
         logs = ugro(config, "logs", str(first)).stdout
         assert "cuda 0 share 3" in logs, logs
         # Someone's process grows on the shared card: its jobs are warned, naming it; ugro never stops it.
-        env["UGRO_NODE"], env["UGRO_SIM_MEM_MIB"] = "node1", "2048"
+        env |= {"UGRO_NODE": "node1", "UGRO_SIM_MEM_MIB": "2048", **through_sshd(config, "node1")}
         grower = subprocess.Popen(["sleep", "600"], env=env)
         try:
             wait(lambda: "short of what its jobs declared: " in jobs(config)[first]["warning"], 30, "the warning")

@@ -18,7 +18,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import daemon_on, private_lab
-from ..helpers import job, steps_done, ugro, wait
+from ..helpers import job, steps_done, through_sshd, ugro, wait
 
 pytestmark = pytest.mark.timeout(300)
 TINY = str(Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py")
@@ -34,10 +34,10 @@ def config(lab: LoopbackCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             yield path
 
 
-def game(node: str) -> subprocess.Popen[bytes]:
+def game(node: str, config: Path) -> subprocess.Popen[bytes]:
     """The owner's game: on the node's GPU 0 with 2 GB, no ugro job's environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("UGRO_")}
-    env |= {"UGRO_NODE": node, "CUDA_VISIBLE_DEVICES": "0", "UGRO_SIM_MEM_MIB": "2048"}
+    env |= {"UGRO_NODE": node, "CUDA_VISIBLE_DEVICES": "0", "UGRO_SIM_MEM_MIB": "2048", **through_sshd(config, node)}
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env)
 
 
@@ -49,7 +49,7 @@ def test_a_desktops_gpu_is_yielded_to_its_owners_process_and_the_job_comes_back_
                "--checkpoint-dir", str(ckpt), "--", TINY, "--steps", "40", "--sleep", "0.25", "--save-every", "1000")
     assert low.returncode == 0, low.stderr
     wait(lambda: len(steps_done(ugro(config, "logs", "1", "--rank", "0").stdout)) >= 3, 120, "the job training")
-    owner = game("node0")
+    owner = game("node0", config)
     try:
         wait(lambda: job(config, 1)["state"] == "queued", 60, "the job yielding the desktop's GPU")
         j = job(config, 1)
