@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ugro_tui.atomic import fsync_dir
+from ugro_tui.core.jobs.json_files import version
 
 
 class Inbox:
@@ -48,11 +49,9 @@ class Inbox:
         return self._read(self.previous_path, cache=False)
 
     def _read(self, path: Path, *, cache: bool) -> dict[str, dict[str, Any]]:
-        try:
-            st = path.stat()
-        except FileNotFoundError:
+        key = version(path)
+        if key is None:
             return {}
-        key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if cache and self._seen is not None and self._seen[0] == key:
             return self._seen[1]
         out: dict[str, dict[str, Any]] = {}

@@ -42,3 +42,12 @@ class AtomicJSONStorage(Storage):
 
     def close(self) -> None:
         return None
+
+
+def version(path: Path) -> tuple[int, int, int] | None:
+    """A file's inode, size and mtime (None: absent): what a cache of the file's parse is keyed by."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)

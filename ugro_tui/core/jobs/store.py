@@ -32,7 +32,7 @@ from ugro_tui.atomic import write_atomic
 from ugro_tui.core.jobs import events
 from ugro_tui.core.jobs.identity import read_or_make
 from ugro_tui.core.jobs.inbox import Inbox
-from ugro_tui.core.jobs.json_files import AtomicJSONStorage, Corrupt
+from ugro_tui.core.jobs.json_files import AtomicJSONStorage, Corrupt, version
 from ugro_tui.core.jobs.model import Job, JobSpec, JobState, check_moved, transition
 from ugro_tui.core.jobs.recovery import RecoveryNotes
 from ugro_tui.errors import UgroError
@@ -48,15 +48,6 @@ class StoreError(UgroError):
 
 class UnknownJob(UgroError):
     exit_code = 2
-
-
-def version(path: Path) -> tuple[int, int, int] | None:
-    """A file's inode, size and mtime (None: absent): every write replaces a file, so any change shows here."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class JobStore(RecoveryNotes):
