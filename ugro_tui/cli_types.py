@@ -78,7 +78,7 @@ def gpu_list(text: str) -> tuple[int, ...]:
 
 def node_count(text: str) -> str:
     """`--nnodes`: K, or MIN:MAX (elastic); the job's checks take it from here."""
-    from ugro_tui.core.jobs.elastic import parse_nnodes
+    from ugro_tui.core.jobs.nodecount import parse_nnodes
     from ugro_tui.errors import UsageError
 
     try:

@@ -417,17 +417,9 @@ def load_cluster(path: str | os.PathLike[str]) -> Cluster:
 
 def resolve_config_path(explicit: str | None = None) -> Path:
     """--config > $UGRO_CONFIG > ./cluster.toml > $XDG_CONFIG_HOME/ugro/cluster.toml."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("UGRO_CONFIG")
-    if env:
-        return Path(env)
-    here = Path("cluster.toml")
-    if here.is_file():
-        return here
-    user = paths.config_home() / "cluster.toml"
-    if user.is_file():
-        return user
-    raise ConfigError("cluster.toml", None,
-                      f"no config found; pass --config, set $UGRO_CONFIG, or create ./cluster.toml or {user}")
-
+    found = paths.config_path(explicit)
+    if found is None:
+        user = paths.config_home() / "cluster.toml"
+        raise ConfigError("cluster.toml", None,
+                          f"no config found; pass --config, set $UGRO_CONFIG, or create ./cluster.toml or {user}")
+    return found

@@ -1,5 +1,7 @@
 """Where ugro keeps its files, following the XDG base directories."""
 
+from __future__ import annotations
+
 import os
 from pathlib import Path
 
@@ -23,3 +25,18 @@ def runtime_dir() -> Path:
     base = os.environ.get("XDG_RUNTIME_DIR")
     root = Path(base) if base and os.path.isdir(base) else state_dir() / "run"
     return root / "ugro" if base else root
+
+
+def config_path(explicit: str | None = None) -> Path | None:
+    """--config > $UGRO_CONFIG > ./cluster.toml > $XDG_CONFIG_HOME/ugro/cluster.toml; None when none is there
+    (config.resolve_config_path says so in one line)."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("UGRO_CONFIG")
+    if env:
+        return Path(env)
+    here = Path("cluster.toml")
+    if here.is_file():
+        return here
+    user = config_home() / "cluster.toml"
+    return user if user.is_file() else None

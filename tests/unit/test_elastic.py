@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from ugro_tui.config import parse_cluster
-from ugro_tui.core.jobs.elastic import grow_choices, parse_nnodes, without
+from ugro_tui.core.jobs.elastic import grow_choices, without
 from ugro_tui.core.jobs.form import FormValues, check
 from ugro_tui.core.jobs.logs import fetch_script, parse_frames
 from ugro_tui.core.jobs.model import Job, JobSpec, JobState, NodeRun, spec_type_problem
+from ugro_tui.core.jobs.nodecount import parse_nnodes
 from ugro_tui.core.jobs.placement import FreeGpu, NodeCapacity, place
 from ugro_tui.core.jobs.planner import plan
 from ugro_tui.errors import UsageError

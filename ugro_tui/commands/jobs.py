@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from argparse import Namespace
 
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.model import Job, JobSpec
-from ugro_tui.core.jobs.request import spec_from_request
+from ugro_tui.core.jobs.request import queue, spec_from_request
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id
 from ugro_tui.errors import UgroError, UsageError
 
 
@@ -27,33 +25,26 @@ def parse_ids(values: list[str]) -> list[int]:
 
 
 def submit(args: Namespace, cluster: Cluster) -> int:
-    """Prints each new job's id on a line of its own, once all of them are stored (a sweep is one write)."""
+    """Without a daemon of this config (commands/submit.py): checked and stored here, each id printed once all
+    of them are stored (a sweep is one write)."""
+    from ugro_tui.commands.submit import say
+
     spec, search = spec_from_request(args, cluster, cards=lambda: _cards(cluster))
-    if search and search.trials is not None and search.seed is None:  # reproducible: the seed is said
-        search = Search(search.axes, search.trials, int.from_bytes(os.urandom(4), "big") >> 1)
-    sweep_id = new_sweep_id() if search else None
     sent = {}
     if spec.sync:
         spec, sent = _sync(spec, cluster)
-    # A sweep changes only names, args and env, so the spec validated above stands for every job of it.
     store = JobStore()
-    jobs = store.submit(expand(spec, search, sweep_id), hold=args.hold)
+    jobs, sweep_id, search = queue(store, spec, search, hold=args.hold)
     if sent:
         record = tuple((n, *s) for n, s in sorted(sent.items()))
         store.update_active({j.id: (lambda j: dataclasses.replace(j, sync_sent=record)) for j in jobs})
-    for job in jobs:
-        print(job.id)
-    sys.stdout.flush()
+    say([j.id for j in jobs], sweep_id, search.seed)
     if not args.hold:
         from ugro_tui.core.daemon.client import nudge
 
         warning = nudge(cluster)
         if warning:
             print(warning, file=sys.stderr)
-    if search:
-        seed = f" (seed {search.seed})" if search.seed is not None else ""
-        print(f"sweep {sweep_id}: {len(jobs)} trial{'s' if len(jobs) != 1 else ''}{seed}; "
-              f"`ugro sweep show {sweep_id}` ranks them", file=sys.stderr)
     return 0
 
 

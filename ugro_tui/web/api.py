@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from typing import Any
 
 from aiohttp import web
@@ -13,10 +12,10 @@ from ugro_tui import __version__
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.actions import ACTIONS
 from ugro_tui.core.jobs.model import IllegalTransition, JobState
-from ugro_tui.core.jobs.request import Request, spec_from_request
+from ugro_tui.core.jobs.request import Request, queue, spec_from_request
 from ugro_tui.core.jobs.sharing import cards_of
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id, parse_axis
+from ugro_tui.core.jobs.sweep import parse_axis
 from ugro_tui.core.telemetry.model import ClusterState
 from ugro_tui.errors import ReadOnlyError, UgroError, UsageError
 
@@ -143,10 +142,7 @@ class Api:
             raise UsageError(f"hold: expected true or false, got {body['hold']!r}")
         given = {k: v for k, v in body.items() if k not in REQUEST_KEYS}
         spec, search = spec_from_request(args, self.cluster, given, cards=lambda: cards_of(self.state.to_json()))
-        if search and search.trials is not None and search.seed is None:
-            search = Search(search.axes, search.trials, int.from_bytes(os.urandom(4), "big") >> 1)
-        jobs = self.store.submit(expand(spec, search, new_sweep_id() if search else None),
-                                 hold=bool(body.get("hold", False)))
+        jobs, _, _ = queue(self.store, spec, search, hold=bool(body.get("hold", False)))
         return [j.id for j in jobs]
 
     async def act(self, request: web.Request) -> web.Response:

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from typing import Any
 
 from aiohttp import web
 
+from ugro_tui import __version__
 from ugro_tui.config import Cluster
 from ugro_tui.core.daemon.ndjson import Emit, stream
+from ugro_tui.core.jobs.model import Job
+from ugro_tui.core.jobs.sweep import Search
 from ugro_tui.core.pool import Pool
 from ugro_tui.core.signals import find_target, owning_job, parse_pid, parse_signal, send_signal
 from ugro_tui.core.telemetry.model import ClusterState, NodeState
-from ugro_tui.errors import UgroError, UsageError
+from ugro_tui.errors import ReadOnlyError, UgroError, UsageError
 from ugro_tui.web.api import error
 
 
@@ -47,6 +51,13 @@ async def signal_process(cluster: Cluster, state: ClusterState, pool: Pool, doc:
     return {"ok": result.ok, "message": result.message}
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 class Actions:
     """The routes: each answers one JSON object, or an error in one line."""
 
@@ -55,7 +66,45 @@ class Actions:
 
     def routes(self, prefix: str) -> list[web.RouteDef]:
         return [web.post(f"{prefix}/daemon/signal", self.signal), web.post(f"{prefix}/daemon/sync", self.sync),
-                web.post(f"{prefix}/daemon/forward", self.forward)]
+                web.post(f"{prefix}/daemon/forward", self.forward), web.post(f"{prefix}/daemon/submit", self.submit)]
+
+    async def submit(self, request: web.Request) -> web.Response:
+        """`{"config", "flags", "hold"}`: `ugro submit`'s flags, checked and stored here, where the config and the
+        job code are loaded already (commands/submit.py). A client of another config than the daemon's is told so
+        (409 with "config") and submits itself. Errors carry the exit code the command would have had."""
+        import dataclasses
+
+        from ugro_tui.core.jobs.request import Request, queue, spec_from_request
+        from ugro_tui.core.jobs.sharing import cards_of
+
+        try:
+            doc = await request.json()
+            config, flags, hold = str(doc["config"]), doc["flags"], bool(doc.get("hold", False))
+            known = {f.name for f in dataclasses.fields(Request)}
+            args = Request(**{k: v for k, v in flags.items() if k in known})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return error(400, 'expected {"config": PATH, "flags": {...}, "hold": false}')
+        d = self.daemon
+        if not d.cluster.source or not _same_file(config, d.cluster.source):
+            return web.json_response({"error": f"the daemon runs on {d.cluster.source}", "config": d.cluster.source},
+                                     status=409)
+        if d.cluster.read_only:
+            return web.json_response({"error": str(ReadOnlyError("ugro submit")), "exit": 2}, status=403)
+
+        def store() -> tuple[list[Job], str | None, Search]:
+            spec, search = spec_from_request(args, d.cluster, cards=lambda: cards_of(d.state.to_json()))
+            return queue(d.store, spec, search, hold=hold)
+
+        try:
+            jobs, sweep_id, search = await asyncio.to_thread(store)
+        except UgroError as exc:
+            return web.json_response({"error": str(exc), "exit": exc.exit_code},
+                                     status=400 if isinstance(exc, UsageError) else 409)
+        if not hold:
+            d.api.changed()  # a round now: a job that fits starts at once
+        seed = search.seed if search else None
+        return web.json_response({"ids": [j.id for j in jobs], "sweep": sweep_id, "seed": seed,
+                                  "version": __version__}, status=201)
 
     async def forward(self, request: web.Request) -> web.StreamResponse:
         """`{"job", "local_port"}`: 127.0.0.1:PORT here carried to the service over the daemon's connection, for as

@@ -130,7 +130,9 @@ class Daemon:
         where.private_folder()
         sock_path = where.socket_path()
         sock_path.unlink(missing_ok=True)
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.same_user, self.count])
+        from ugro_tui.web.api import errors_as_json
+
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.same_user, self.count, errors_as_json])
         app.add_routes(self.routes())
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()

@@ -11,8 +11,9 @@ import shlex
 from dataclasses import dataclass, field, fields
 
 from ugro_tui.config import Cluster
-from ugro_tui.core.jobs.elastic import node_count, parse_nnodes
+from ugro_tui.core.jobs.elastic import node_count
 from ugro_tui.core.jobs.model import BadSpec, Job, JobSpec, parse_data
+from ugro_tui.core.jobs.nodecount import parse_nnodes
 from ugro_tui.core.jobs.placement import NodeCapacity
 from ugro_tui.core.jobs.planner import plan
 from ugro_tui.core.jobs.sweep import NO_SEARCH, Search, fill_trial, parse_search

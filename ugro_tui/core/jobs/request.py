@@ -3,6 +3,7 @@ templates with --set, and the API. Each bad value is one line naming the field (
 
 from __future__ import annotations
 
+import os
 import shlex
 import tomllib
 from argparse import Namespace
@@ -13,11 +14,11 @@ from typing import Any
 
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs import templates
-from ugro_tui.core.jobs.elastic import parse_nnodes
-from ugro_tui.core.jobs.model import USER_KEYS, JobSpec
+from ugro_tui.core.jobs.model import USER_KEYS, Job, JobSpec
+from ugro_tui.core.jobs.nodecount import parse_nnodes
 from ugro_tui.core.jobs.sharing import Card, too_big
 from ugro_tui.core.jobs.store import JobStore
-from ugro_tui.core.jobs.sweep import Search, parse_axis, parse_search
+from ugro_tui.core.jobs.sweep import Search, expand, new_sweep_id, parse_axis, parse_search
 from ugro_tui.core.jobs.validate import spec_problem
 from ugro_tui.errors import UsageError
 from ugro_tui.names import ENV_NAME_RE
@@ -227,6 +228,18 @@ def _data(base: dict[str, Any], flags: list[str]) -> tuple[tuple[str, float, str
 
 def _pick(flag: Any, base: dict[str, Any], key: str, default: Any) -> Any:
     return flag if flag is not None else base.get(key, default)
+
+
+def queue(store: JobStore, spec: JobSpec, search: Search, *,
+          hold: bool = False) -> tuple[list[Job], str | None, Search]:
+    """The checked request stored: its jobs (a sweep's trials, in one write), the sweep's id and its search, whose
+    draw is made reproducible (a seed is chosen and said when none was given). One rule for the CLI, the daemon's
+    socket and the web API."""
+    if search and search.trials is not None and search.seed is None:
+        search = Search(search.axes, search.trials, int.from_bytes(os.urandom(4), "big") >> 1)
+    sweep_id = new_sweep_id() if search else None
+    # A sweep changes only names, args and env, so the spec validated before stands for every job of it.
+    return store.submit(expand(spec, search, sweep_id), hold=hold), sweep_id, search
 
 
 def sim_cards(cluster: Cluster) -> list[Card]:
