@@ -190,3 +190,36 @@ def test_the_newest_page_is_read_without_the_older_history(tmp_path: Path, monke
     recent = fresh.recent(4)
     assert [p.name for p in parsed] == ["000003.json", "000002.json"]  # 2 + 5 finished: enough, 000001 unread
     assert [j.id for j in recent] == list(range(6, 14))
+
+
+def test_the_parse_and_the_encoding_are_reused_but_never_trusted_past_the_file(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store reads its own write without parsing it again and encodes only the documents that changed; a write
+    that failed leaves what it read as it was, and another process's write is read afresh."""
+    import ugro_tui.core.jobs.json_files as json_files
+
+    store = JobStore(tmp_path)
+    store.submit([JobSpec(f"j{i}", ("x.py",)) for i in range(3)])
+    store.take_in()
+    raw = (tmp_path / "active.json").read_bytes()
+    assert raw == json.dumps(json.loads(raw), separators=(",", ":")).encode()  # byte for byte as json.dumps writes
+    encoded = []
+    real_dumps = json_files.json.dumps
+    monkeypatch.setattr(json_files.json, "dumps", lambda doc, **kw: encoded.append(doc) or real_dumps(doc, **kw))
+    monkeypatch.setattr(json_files.json, "loads", lambda raw: pytest.fail("read its own write again"))
+    store.update(2, lambda j: transition(j, JobState.HELD))
+    assert [d.get("id") for d in encoded if "id" in d] == [2]  # jobs 1 and 3 were not encoded again
+    assert {j.id: j.state for j in store.active()}[2] is JobState.HELD
+    monkeypatch.undo()
+
+    def fail(path: Path, data: bytes, **_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json_files, "write_atomic", fail)
+    with pytest.raises(OSError):
+        store.update(1, lambda j: transition(j, JobState.HELD))
+    monkeypatch.undo()
+    assert {j.id: j.state for j in store.active()} == {1: JobState.QUEUED, 2: JobState.HELD, 3: JobState.QUEUED}
+    JobStore(tmp_path).update(3, lambda j: transition(j, JobState.HELD))  # another process
+    assert {j.id: j.state for j in store.active()}[3] is JobState.HELD
+    assert json.loads((tmp_path / "active.json").read_bytes())["jobs"]["3"]["state"] == "held"

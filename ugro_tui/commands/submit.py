@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from argparse import Namespace
 
@@ -26,7 +25,7 @@ def through_daemon(args: Namespace) -> int | None:
     config = paths.config_path(getattr(args, "config", None))
     if config is None or not config.is_file():
         return None  # the full path says what is wrong with it
-    from ugro_tui.core.daemon import where
+    from ugro_tui.core.daemon import where, wire
     from ugro_tui.errors import UgroError
 
     try:
@@ -38,12 +37,12 @@ def through_daemon(args: Namespace) -> int | None:
         flags["file"] = os.path.abspath(flags["file"])  # the daemon's working folder is not ours
     body = json.dumps({"config": os.path.realpath(config), "flags": flags, "hold": bool(args.hold)}).encode()
     try:
-        status, raw = _post(str(where.socket_path()), "/api/v1/daemon/submit", body)
-    except OSError:
-        return None  # no daemon listens: nothing was sent, so submitting here stores the jobs once
-    except _Cut as exc:  # sent: the jobs may be stored, so they are not submitted again here
-        print(f"ugro submit: the daemon did not answer ({exc}); `ugro queue` shows whether the job was stored",
-              file=sys.stderr)
+        status, raw = wire.exchange(str(where.socket_path()), "POST", "/api/v1/daemon/submit", body, TIMEOUT)
+    except wire.NotSent:
+        return None  # no daemon listens: submitting here stores the jobs once
+    except wire.Cut as exc:  # sent: the jobs may be stored, so they are not submitted again here
+        print(f"ugro submit: the daemon did not answer ({exc.strerror}); `ugro queue` shows whether the job was "
+              "stored", file=sys.stderr)
         return 1
     try:
         doc = json.loads(raw)
@@ -70,30 +69,3 @@ def say(ids: list[int], sweep_id: str | None, seed: int | None) -> None:
         said = f" (seed {seed})" if seed is not None else ""
         print(f"sweep {sweep_id}: {len(ids)} trial{'s' if len(ids) != 1 else ''}{said}; "
               f"`ugro sweep show {sweep_id}` ranks them", file=sys.stderr)
-
-
-class _Cut(Exception):
-    pass
-
-
-def _post(path: str, route: str, body: bytes) -> tuple[int, bytes]:
-    """One HTTP/1.0 request over the Unix socket: the status and the body. OSError: nothing was sent; _Cut: sent,
-    with no whole answer. Written out rather than through http.client, whose import (email parsing) alone costs
-    a third of this command's budget."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(TIMEOUT)
-        sock.connect(path)
-        chunks = []
-        try:
-            sock.sendall(f"POST {route} HTTP/1.0\r\nHost: daemon\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except OSError as exc:
-            raise _Cut(exc.strerror or type(exc).__name__) from None
-    head, _, rest = b"".join(chunks).partition(b"\r\n\r\n")
-    try:
-        status = int(head.split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        raise _Cut("not an HTTP answer") from None
-    return status, rest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 from ugro_tui import paths
@@ -43,10 +44,16 @@ class Runtime:
         """Run the next round at once instead of after the interval (a job that fits starts without waiting)."""
         self.wake.set()
 
-    async def pause(self, interval: float) -> None:
+    async def pause(self, interval: float, least: float = 0.0) -> None:
+        """Until the interval passes or a kick comes; a kick waits at least `least` (as long as the last round
+        took), so kicks in a row (a script submitting in a loop) leave the daemon half its time."""
+        began = time.monotonic()
         with contextlib.suppress(TimeoutError):  # the interval passed with no kick: the usual round
             await asyncio.wait_for(self.wake.wait(), interval)
-        self.wake.clear()
+        rest = min(least, interval) - (time.monotonic() - began)
+        if rest > 0:
+            await asyncio.sleep(rest)
+        self.wake.clear()  # the round to come sees every change made so far
 
     def acquire(self) -> bool:
         """Take the dispatcher lock if it is free; True while we hold it."""
@@ -76,6 +83,7 @@ class Runtime:
             self.acquire()
             if on_note is not None:
                 on_note(self.note)
+            began = time.monotonic()
             if self.mine and self.settled():
                 try:
                     left = await self.tick()
@@ -89,7 +97,7 @@ class Runtime:
                         await self.dispatcher.drain()
                         await self.alerts.drain()
                         return
-            await self.pause(interval)
+            await self.pause(interval, least=time.monotonic() - began)
         await self.dispatcher.drain()
         await self.alerts.drain()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +10,7 @@ from aiohttp import web
 from ugro_tui import __version__
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.actions import ACTIONS
+from ugro_tui.core.jobs.json_files import Encoded
 from ugro_tui.core.jobs.model import IllegalTransition, JobState
 from ugro_tui.core.jobs.request import Request, queue, spec_from_request
 from ugro_tui.core.jobs.sharing import cards_of
@@ -43,6 +43,7 @@ class Api:
         self.dispatcher = dispatcher
         self._jobs_cache: tuple[tuple, bytes] | None = None
         self._jobs_lock = asyncio.Lock()
+        self._encoded = Encoded()
 
     @property
     def state(self) -> ClusterState:
@@ -99,8 +100,11 @@ class Api:
         async with self._jobs_lock:
             if self._jobs_cache is not None and self._jobs_cache[0] == stamp:
                 return self._jobs_cache[1]
-            docs = await asyncio.to_thread(self.store.all_json)
-            body = await asyncio.to_thread(lambda: json.dumps({"jobs": docs}, separators=(",", ":")).encode())
+            def encode() -> bytes:  # each document once per version of it: one job changed, one is encoded
+                docs = self.store.all_json()
+                return self._encoded.array("jobs", [(d.get("id", ("at", i)), d) for i, d in enumerate(docs)])
+
+            body = await asyncio.to_thread(encode)
             self._jobs_cache = (stamp, body)
             return body
 

@@ -5,7 +5,6 @@ Commands use the blocking client; the app reads `/api/v1/stream` with aiohttp.""
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import socket
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ugro_tui import __version__
-from ugro_tui.core.daemon import where
+from ugro_tui.core.daemon import where, wire
 from ugro_tui.errors import UgroError, UsageError
 
 if TYPE_CHECKING:  # only named in annotations: `ugro queue --json` imports no config code
@@ -31,20 +30,23 @@ class NoDaemon(UgroError):
     pass
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
+def _streaming(path: str, timeout: float) -> Any:
+    """An http.client connection over the socket, for answers read as they arrive (imported here: the plain
+    requests of `ugro submit` and `ugro queue` go through wire.py without it)."""
+    import http.client
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.unix_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(path)
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
+
+    return UnixConnection("localhost", timeout=timeout)
 
 
 def _answer(status: int, raw: bytes) -> Any:
@@ -77,26 +79,22 @@ class Client:
         return raw
 
     def _request(self, method: str, route: str, body: Any, timeout: float | None) -> tuple[int, bytes]:
-        connection = _UnixConnection(str(self.path), timeout or self.timeout)
+        data = json.dumps(body).encode() if body is not None else None
         try:
-            data = json.dumps(body).encode() if body is not None else None
-            connection.request(method, f"/api/v1/{route}", body=data,
-                               headers={"Content-Type": "application/json"} if data else {})
-            answer = connection.getresponse()
-            return answer.status, answer.read()
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            return wire.exchange(str(self.path), method, f"/api/v1/{route}", data, timeout or self.timeout)
+        except wire.NotSent as exc:
             raise NoDaemon(f"no daemon answers on {self.path} ({exc.strerror})") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise NoDaemon(f"the daemon on {self.path} did not answer: {exc}") from None
-        finally:
-            connection.close()
+        except wire.Cut as exc:
+            raise NoDaemon(f"the daemon on {self.path} did not answer: {exc.strerror}") from None
 
     def status(self) -> dict[str, Any]:
         return self.call("GET", "daemon", timeout=5.0)
 
     def lines(self, method: str, route: str, body: Any, timeout: float = 600.0) -> Iterator[dict[str, Any]]:
         """A request whose answer is newline-delimited JSON, each object as it arrives."""
-        connection = _UnixConnection(str(self.path), timeout)
+        import http.client
+
+        connection = _streaming(str(self.path), timeout)
         try:
             connection.request(method, f"/api/v1/{route}", body=json.dumps(body).encode(),
                                headers={"Content-Type": "application/json"})
@@ -129,7 +127,9 @@ class RemoteForward:
     open (the app's `f`): `get_port()` and `close()`, as the in-process forward has. Blocks: make it in a thread."""
 
     def __init__(self, client: Client, job_id: int, local_port: int = 0) -> None:
-        self._connection = _UnixConnection(str(client.path), 30.0)
+        import http.client
+
+        self._connection = _streaming(str(client.path), 30.0)
         try:
             self._connection.request("POST", "/api/v1/daemon/forward",
                                      body=json.dumps({"job": job_id, "local_port": local_port}).encode(),
@@ -148,6 +148,8 @@ class RemoteForward:
 
     def _drain(self) -> None:
         """Read the daemon's heartbeats until the request ends (closed here, or the daemon went)."""
+        import http.client
+
         try:
             while self._answer.readline():
                 pass

@@ -191,14 +191,20 @@ class Dispatcher:
             yields = self.yields.yields
         caps = capacity(self.cluster, self.state, list(jobs.values()), yields)
         running = [j for j in jobs.values() if j.state is JobState.RUNNING]
-        decisions = place(waiting, caps, now=self.clock(), starve_after=self.starve_after, running=running)
-        estimates = start_estimates([jobs[d.job_id] for d in decisions if d.placement is None and not d.preempt
-                                     and d.job_id in jobs], running, caps, now)
+        decisions, estimates = await asyncio.to_thread(self._decide, waiting, caps, running, jobs, now)
         await self._apply(decisions, jobs, estimates)
         await self._grow(jobs, caps, decisions)
         await self.memory.observe(jobs)  # after placing: a failure to warn never holds a job back
         await self.sessions.observe(jobs)
         return [j for j in await self.store.active() if j.state is not JobState.HELD]
+
+    def _decide(self, waiting: list[Job], caps: list[NodeCapacity], running: list[Job], jobs: dict[int, Job],
+                now: float) -> tuple[list[Decision], dict[int, str]]:
+        """Placement and start estimates: pure, and at 10,000 waiting jobs a fifth of a second, so in a thread
+        (the daemon's socket and telemetry go on meanwhile)."""
+        decisions = place(waiting, caps, now=self.clock(), starve_after=self.starve_after, running=running)
+        return decisions, start_estimates([jobs[d.job_id] for d in decisions if d.placement is None
+                                           and not d.preempt and d.job_id in jobs], running, caps, now)
 
     def _elsewhere(self, job: Job, now: float) -> Job:
         """A service restarting because its nodes stopped answering is placed on others for a while, if any may

@@ -37,11 +37,47 @@ class AtomicJSONStorage(Storage):
             raise Corrupt("not a TinyDB document")
         return data
 
-    def write(self, data: dict[str, dict[str, Any]]) -> None:
-        write_atomic(self.path, json.dumps(data, separators=(",", ":")).encode())
+    def write(self, data: dict[str, dict[str, Any]], encoded: Encoded | None = None) -> None:
+        """`encoded`: the documents of data["jobs"] as encoded before (active.json's 10,000 waiting jobs are not
+        encoded again when one of them changed)."""
+        body = encoded.table(data, "jobs") if encoded is not None else json.dumps(data, separators=(",", ":")).encode()
+        write_atomic(self.path, body)
 
     def close(self) -> None:
         return None
+
+
+class Encoded:
+    """Compact JSON of documents, each encoded once per document object: the store replaces a changed job's
+    document and never edits one, so an unchanged object encodes the same."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Any, tuple[Any, bytes]] = {}
+
+    def of(self, key: Any, doc: Any) -> bytes:
+        seen = self._seen.get(key)
+        if seen is None or seen[0] is not doc:
+            seen = self._seen[key] = (doc, json.dumps(doc, separators=(",", ":")).encode())
+        return seen[1]
+
+    def keep(self, keys: set[Any]) -> None:
+        for gone in self._seen.keys() - keys:
+            del self._seen[gone]
+
+    def table(self, data: dict[str, Any], name: str) -> bytes:
+        """`data` as json.dumps(separators=(",", ":")) writes it, `name`'s table first."""
+        table = data.get(name) or {}
+        parts = [json.dumps(key).encode() + b":" + self.of(key, doc) for key, doc in table.items()]
+        self.keep(set(table))
+        rest = json.dumps({k: v for k, v in data.items() if k != name}, separators=(",", ":")).encode()
+        head = b'{"' + name.encode() + b'":{' + b",".join(parts) + b"}"
+        return head + (b"," + rest[1:] if rest != b"{}" else b"}")
+
+    def array(self, name: str, docs: list[tuple[Any, Any]]) -> bytes:
+        """`{name: [doc, ...]}` for (key, doc) pairs, in their order."""
+        parts = [self.of(key, doc) for key, doc in docs]
+        self.keep({key for key, _ in docs})
+        return b'{"' + name.encode() + b'":[' + b",".join(parts) + b"]}"
 
 
 def version(path: Path) -> tuple[int, int, int] | None:

@@ -32,7 +32,7 @@ from ugro_tui.atomic import write_atomic
 from ugro_tui.core.jobs import events
 from ugro_tui.core.jobs.identity import read_or_make
 from ugro_tui.core.jobs.inbox import Inbox
-from ugro_tui.core.jobs.json_files import AtomicJSONStorage, Corrupt, version
+from ugro_tui.core.jobs.json_files import AtomicJSONStorage, Corrupt, Encoded, version
 from ugro_tui.core.jobs.model import Job, JobSpec, JobState, check_moved, transition
 from ugro_tui.core.jobs.recovery import RecoveryNotes
 from ugro_tui.errors import UgroError
@@ -67,6 +67,7 @@ class JobStore(RecoveryNotes):
         self.inbox = Inbox(self.root / "submitted.jsonl")
         self._active_seen: tuple[tuple[int, int, int], dict[str, Any]] | None = None  # active.json, by version
         self._parsed: dict[str, tuple[dict[str, Any], Job]] = {}  # id -> (its document, the Job made from it)
+        self._encoded = Encoded()  # active.json's documents as last written
 
     # --- files ---------------------------------------------------------------------------------------------
 
@@ -114,14 +115,16 @@ class JobStore(RecoveryNotes):
                 link.unlink()
             os.link(self.active_path, link)
             os.replace(link, self.previous_path)
-        AtomicJSONStorage(self.active_path).write(data)
+        AtomicJSONStorage(self.active_path).write(data, self._encoded)
+        key = version(self.active_path)  # what was written is the next read's parse (10,000 jobs: 180 ms)
+        self._active_seen = (key, data) if key is not None else None
         self.inbox.rotate()  # its jobs are in active.json now (every writer read them in: _writable)
 
     def _writable(self) -> dict[str, Any]:
-        """active.json as a writer changes it (under the lock): with the jobs submitted since its last write."""
-        data = self._read(self.active_path)
-        self._check_schema(data)
-        table = data.setdefault("jobs", {})
+        """active.json as a writer changes it (under the lock): with the jobs submitted since its last write. A
+        copy of the parse the readers share, down to the table (writers replace documents, never edit them)."""
+        data = dict(self._active_data())
+        table = data["jobs"] = dict(data.get("jobs") or {})
         for key, doc in self.inbox.docs().items():
             table.setdefault(key, doc)  # a crash between a take-in and the log's rotation: active.json's wins
         self._drop_finished(table)
@@ -199,16 +202,19 @@ class JobStore(RecoveryNotes):
         self.damaged = damaged
         return jobs
 
-    def _active_table(self) -> dict[str, dict[str, Any]]:
-        """id -> document of active.json (read once per version of the file) and of the jobs submitted since."""
+    def _active_data(self) -> dict[str, Any]:
+        """active.json, parsed once per version of the file (and not at all after this store wrote it)."""
         key = version(self.active_path)
         if key is None or self._active_seen is None or self._active_seen[0] != key:
             data = self._read(self.active_path)
             self._check_schema(data)
             self._active_seen = (key, data) if key is not None else None
-        else:
-            data = self._active_seen[1]
-        table = dict(data.get("jobs") or {})
+            return data
+        return self._active_seen[1]
+
+    def _active_table(self) -> dict[str, dict[str, Any]]:
+        """id -> document of active.json and of the jobs submitted since."""
+        table = dict(self._active_data().get("jobs") or {})
         for k, doc in self.inbox.docs().items():
             table.setdefault(k, doc)
         return table
