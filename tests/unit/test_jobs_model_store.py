@@ -192,8 +192,8 @@ def test_the_newest_page_is_read_without_the_older_history(tmp_path: Path, monke
     assert [j.id for j in recent] == list(range(6, 14))
 
 
-def test_the_parse_and_the_encoding_are_reused_but_never_trusted_past_the_file(tmp_path: Path,
-                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_parse_and_the_encoding_are_reused_but_never_trusted_past_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store reads its own write without parsing it again and encodes only the documents that changed; a write
     that failed leaves what it read as it was, and another process's write is read afresh."""
     import ugro_tui.core.jobs.json_files as json_files
