@@ -91,7 +91,7 @@ class UgroWeb(Server):
         if self.tls:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(*self.tls)
-        runner = web.AppRunner(await self._make_app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(await self._make_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port, ssl_context=context).start()

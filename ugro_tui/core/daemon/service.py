@@ -7,6 +7,7 @@ Every task runs under the supervisor. Clients subscribe to `/api/v1/stream` for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -29,6 +30,7 @@ from ugro_tui.core.daemon.client import running
 from ugro_tui.core.daemon.ledger_task import keep_ledger
 from ugro_tui.core.daemon.supervisor import Supervisor
 from ugro_tui.core.daemon.watchers import file_stamp, idle_limit, watch_events, watch_idle, watch_jobs, watch_until_idle
+from ugro_tui.core.daemon.web_view import WebView
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.ledger.book import Book
 from ugro_tui.core.pool import Pool
@@ -40,6 +42,7 @@ from ugro_tui.errors import ConfigError, UgroError
 
 log = logging.getLogger("ugro.daemon")
 MAX_BODY = 1 << 20
+CLOSE_STEP = 5.0  # seconds each step of the exit may take
 QUEUE = 2000  # messages a subscriber may lag behind before it is dropped (it reconnects and starts fresh)
 
 
@@ -72,7 +75,7 @@ def holder(lock: Path, wait: float = 5.0) -> str:
 
 
 
-class Daemon:
+class Daemon(WebView):
     def __init__(self, cluster: Cluster, config: Path | None, *, dispatch: bool = True,
                  until_idle: bool = False) -> None:
         from ugro_tui.web.api import Api
@@ -134,7 +137,7 @@ class Daemon:
 
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self.same_user, self.count, errors_as_json])
         app.add_routes(self.routes())
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         old = os.umask(0o177)  # the socket is made 0600 from the start, not chmod-ed after
         try:
@@ -194,6 +197,7 @@ class Daemon:
                     await runtime.dispatcher.drain()
                     await runtime.alerts.drain()
                     runtime = self.runtime
+                began = time.monotonic()
                 if self.dispatch:
                     runtime.acquire()
                 if runtime.mine and runtime.settled():
@@ -205,20 +209,22 @@ class Daemon:
                     else:
                         self.left = len(left)
                     self.rounds += 1
-                await runtime.pause(self.cluster.poll_interval)
+                await runtime.pause(self.cluster.poll_interval, least=time.monotonic() - began)
         finally:
             await runtime.dispatcher.drain()
             await runtime.alerts.drain()
             runtime.release()
 
     async def close(self) -> None:
-        await self.stop_web()
+        """Each step has a deadline: a busy tab, a client's open request or a node's connection in the middle of
+        its handshake never holds the exit (a loaded machine once took over 20 s)."""
         for queue in list(self.subscribers):
             queue.put_nowait(None)
-        await self.supervisor.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        await self.pool.close()
+        steps = [self.stop_web(), self.supervisor.stop(), *([self._runner.cleanup()] if self._runner else []),
+                 self.pool.close()]
+        for step in steps:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(step, CLOSE_STEP)
         record = read_record()
         if record and record.get("pid") == os.getpid():
             where.record_path().unlink(missing_ok=True)
@@ -329,49 +335,6 @@ class Daemon:
         if not self.dispatch:
             return "not dispatching here (--no-dispatch)"
         return self.runtime.note if self.runtime is not None else "dispatch: starting"
-
-    # --- the web view ------------------------------------------------------------------------------------------
-
-    async def start_web(self, host: str, port: int, tls: tuple[str, str] | None) -> str:
-        """Serve the browser view and the API over TCP behind the token; returns the link once it accepts."""
-        from ugro_tui.web.server import UgroWeb
-        from ugro_tui.web.token import load_or_create
-
-        if self.web is not None:
-            if (self.web.host, self.web.port) == (host, port):
-                return self.web.start_url
-            raise UgroError(f"this daemon serves the web view on {self.web.public_url} already; "
-                            "stop that `ugro web` first")
-        token = await asyncio.to_thread(load_or_create)
-        config = self.config or Path(self.cluster.source)
-        view = UgroWeb(self.cluster, config, host=host, port=port, token=token, tls=tls, routes=self.api.routes())
-        url = await view.listen()
-        self.web = view
-        log.info("web view on %s", view.public_url)
-        return url
-
-    async def stop_web(self) -> None:
-        view, self.web = self.web, None
-        if view is not None:
-            await view.close()
-
-    async def web_request(self, request: web.Request) -> web.Response:
-        try:
-            doc = await request.json()
-            host, port = str(doc["host"]), int(doc["port"])
-            tls = tuple(doc["tls"]) if doc.get("tls") else None
-        except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": "expected {\"host\", \"port\", \"tls\"}"}, status=400)
-        try:
-            url = await self.start_web(host, port, tls)  # type: ignore[arg-type]
-        except (OSError, UgroError) as exc:
-            return web.json_response({"error": f"cannot listen on {host}:{port}: "
-                                               f"{getattr(exc, 'strerror', None) or exc}"}, status=409)
-        return web.json_response({"url": url, "pid": os.getpid()})
-
-    async def web_stop_request(self, request: web.Request) -> web.Response:
-        await self.stop_web()
-        return web.json_response({"ok": True})
 
     def status(self) -> dict[str, Any]:
         connections = {n.name: self.pool.connected(n.name) for n in self.cluster.nodes}
