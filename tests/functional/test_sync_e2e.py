@@ -375,3 +375,33 @@ async def test_nodes_whose_code_dir_is_one_folder_get_the_tree_once(lab: Loopbac
     assert sent["node2"].files_sent == len(tree.files)
     assert (shared / ".done" / tree.hash).exists()
     assert (tmp_path / "nodes" / "node2" / "code" / ".done" / tree.hash).exists()
+
+
+async def test_a_copy_that_failed_on_one_node_records_what_reached_the_others(config: Path, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job's code reached two nodes and not the third (its code dir cannot be made): it waits, naming the node,
+    and its record keeps what did travel, so the next try sends the third node alone and the record is whole."""
+    from ugro_tui.core.jobs.launcher import SshLauncher
+    from ugro_tui.core.jobs.model import Job, JobSpec
+    from ugro_tui.core.jobs.store import JobStore
+    from ugro_tui.core.sync.service import NotReady
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    cluster = cluster_of(config)
+    tree, _ = snapshot(str(project(tmp_path / "src")), cluster, name="partial")
+    blocked = tmp_path / "nodes" / "node2" / "code"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where node2's code dir should be\n")  # mkdir fails there, even for root
+    job = Job(1, JobSpec("t", ("train.py",), nnodes=3, sync_hash=tree.hash),
+              placement=tuple((n, (0,)) for n in ("node0", "node1", "node2")))
+    async with Pool(cluster) as pool:
+        launcher = SshLauncher(cluster, JobStore(), pool)
+        with pytest.raises(NotReady) as waiting:
+            await launcher.prepare_nodes(job)
+        assert "code copy failed on node2" in str(waiting.value)
+        files = len(tree.files)
+        assert [(n, f) for n, f, _ in waiting.value.sync_sent] == [("node0", files), ("node1", files)]
+        blocked.unlink()
+        ready = await launcher.prepare_nodes(dataclasses.replace(job, sync_sent=waiting.value.sync_sent))
+    assert [(n, f) for n, f, _ in ready.sync_sent] == [("node0", files), ("node1", files), ("node2", files)]
+    assert (blocked / ".done" / tree.hash).exists()

@@ -403,10 +403,10 @@ class Dispatcher:
         try:
             started = await self.launcher.start(job)
         except NotReady as exc:  # a placed node lacks its data or code: queued again, no attempt spent
-            why = f"{exc} {self._not_ready.wait(job.id)}"
+            why, sent = f"{exc} {self._not_ready.wait(job.id)}", exc.sync_sent
             await self.store.update(job.id, lambda j: transition(
-                j, JobState.QUEUED, reason=why,
-                attempt=max(0, j.attempt - 1)) if j.state is JobState.STARTING else j)
+                j, JobState.QUEUED, reason=why, attempt=max(0, j.attempt - 1),
+                sync_sent=sent or j.sync_sent) if j.state is JobState.STARTING else j)
             return
         except Exception as exc:  # a failed start is the job's failure, never the dispatcher's
             await self.store.update(job.id, lambda j, e=exc: self.launcher.start_failed(j, e)

@@ -86,15 +86,17 @@ class SshLauncher(Launcher):
         manifest = await asyncio.to_thread(service.CodeStore().manifest, job.spec.sync_hash)
         keep = {j.spec.sync_hash for j in await asyncio.to_thread(self.store.active) if j.spec.sync_hash}
         results = await service.push_to(self.pool, placed, manifest, keep=keep | {job.spec.sync_hash})
-        failed = [f"{n}: {r}" if not str(r).startswith(n) else str(r) for n, r in results.items()
-                  if isinstance(r, BaseException)]
-        if failed:
-            raise service.NotReady(f"code copy failed on {'; '.join(failed)}")
         sent = dict(((n, (f, b)) for n, f, b in job.sync_sent))
         for name, result in results.items():
-            f, b = sent.get(name, (0, 0))
-            sent[name] = (f + result.files_sent, b + result.bytes_sent)  # type: ignore[union-attr]
-        return dataclasses.replace(job, sync_sent=tuple((n, f, b) for n, (f, b) in sorted(sent.items())))
+            if not isinstance(result, BaseException):
+                f, b = sent.get(name, (0, 0))
+                sent[name] = (f + result.files_sent, b + result.bytes_sent)
+        record = tuple((n, f, b) for n, (f, b) in sorted(sent.items()))
+        failed = [f"{n}: {r}" if not str(r).startswith(n) else str(r) for n, r in results.items()
+                  if isinstance(r, BaseException)]
+        if failed:  # what reached the other nodes is recorded all the same: the next try sends them nothing
+            raise service.NotReady(f"code copy failed on {'; '.join(failed)}", sync_sent=record)
+        return dataclasses.replace(job, sync_sent=record)
 
     async def start(self, job: Job) -> Job:
         job = await self.prepare_nodes(job)

@@ -151,8 +151,18 @@ class StoreSession:
             await self.stream.close()
 
     async def ask(self, line: bytes, body: bytes = b"") -> dict[str, Any]:
-        await self.stream.send(line + b"\n" + body)
+        await self.send(line + b"\n" + body)
         return await self.answer()
+
+    async def send(self, data: bytes) -> None:
+        """Write to the store. One that has ended already is asked why, as `answer` does: on a node's first use
+        the session ends at once (no script there yet), and whether that happens before this write or after it
+        is a race; a write into it must mean "send the script", not "this node failed"."""
+        try:
+            await self.stream.send(data)
+        except OSError:
+            await self.answer()  # raises: its error, or its exit (NO_SCRIPT: FileNotFoundError)
+            raise SyncError(f"{self.node.name}: the code store stopped reading") from None
 
     async def answer(self) -> dict[str, Any]:
         answer = await self.stream.reply()
@@ -238,7 +248,7 @@ async def _fill(session: StoreSession, manifest: dict[str, Any], store: CodeStor
     waiting: list[list[str]] = []
     for batch in (b for b in batches if b):
         payload = await asyncio.to_thread(_frames, store, batch)
-        await session.stream.send(b"put\n" + payload + b"END 0\n")
+        await session.send(b"put\n" + payload + b"END 0\n")
         waiting.append(batch)
         if len(waiting) > 1:
             await _stored(session, waiting.pop(0), sizes, sent, progress, total_files, total_bytes)

@@ -23,7 +23,12 @@ DATA_TIMEOUT = 600.0  # hashing a large dataset file takes a while
 
 
 class NotReady(Exception):
-    """A placed node cannot run the job yet (data missing, the code copy failed): it stays queued, saying why."""
+    """A placed node cannot run the job yet (data missing, the code copy failed): it stays queued, saying why.
+    `sync_sent`: what did travel meanwhile (the job's record keeps it: the next try sends only the rest)."""
+
+    def __init__(self, why: str, sync_sent: tuple[tuple[str, int, int], ...] = ()) -> None:
+        super().__init__(why)
+        self.sync_sent = sync_sent
 
 
 def snapshot(folder: str, cluster: Cluster, *, include_git: bool = False, name: str = "", keep: bool = True
