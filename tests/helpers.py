@@ -64,11 +64,14 @@ def ugro(config: Path, *args: str, timeout: float = 60, strict: bool = True) -> 
     return done
 
 
-def wait(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> float:
-    """Poll `predicate` until it is true; returns the seconds it took, fails naming `what` after `timeout`."""
+def wait(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.1,
+         detail: Callable[[], Any] | None = None) -> float:
+    """Poll `predicate` until it is true; returns the seconds it took, fails naming `what` after `timeout`
+    (with `detail()`: what the test can say about why, such as the job as stored)."""
     began = time.monotonic()
     while not predicate():
-        assert time.monotonic() - began < timeout, f"timed out waiting for {what}"
+        if time.monotonic() - began >= timeout:
+            raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail else ""))
         time.sleep(every)
     return time.monotonic() - began
 

@@ -66,7 +66,9 @@ def test_two_jobs_share_a_card_a_third_waits_in_numbers_and_a_foreign_process_ke
 
         def reasons() -> bool:
             j = jobs(config)
-            return "job 2 holds 3.0 GB, uses 1.5 GB" in j[third]["reason"] and "sleep 6.0 GB" in j[kept_off]["reason"]
+            # Both jobs' use, once telemetry has seen each of them (not one and then the other).
+            return ("job 1 holds 3.0 GB, uses 1.5 GB, job 2 holds 3.0 GB, uses 1.5 GB" in j[third]["reason"]
+                    and "sleep 6.0 GB" in j[kept_off]["reason"])
 
         wait(reasons, 30, "the waiting jobs' reasons")
         j = jobs(config)

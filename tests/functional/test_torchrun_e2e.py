@@ -89,7 +89,8 @@ def test_killing_one_nodes_ranks_fails_the_job_and_tears_down_the_rest(config: P
     ugro(config, "submit", "--nnodes", "3", "--", TINY, *marker.split())
     sched = scheduler(config)
     try:
-        wait(lambda: len(steps(ugro(config, "logs", "1", "--rank", "2").stdout)) >= 3, 90, "training to start")
+        wait(lambda: len(steps(ugro(config, "logs", "1", "--rank", "2").stdout)) >= 3, 90, "training to start",
+             detail=lambda: (job(config, 1), ugro(config, "logs", "1").stdout[-2000:]))
         victim = job(config, 1)["placement"]
         node = sorted(victim)[1]
         # The worker processes (not torchrun's agent) on that node: UGRO_NODE in their environment says where.

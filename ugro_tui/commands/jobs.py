@@ -3,7 +3,6 @@ What only `show` or a change of state needs is imported there: a submit loads no
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from argparse import Namespace
@@ -33,11 +32,8 @@ def submit(args: Namespace, cluster: Cluster) -> int:
     sent = {}
     if spec.sync:
         spec, sent = _sync(spec, cluster)
-    store = JobStore()
-    jobs, sweep_id, search = queue(store, spec, search, hold=args.hold)
-    if sent:
-        record = tuple((n, *s) for n, s in sorted(sent.items()))
-        store.update_active({j.id: (lambda j: dataclasses.replace(j, sync_sent=record)) for j in jobs})
+    record = tuple((n, *s) for n, s in sorted(sent.items()))
+    jobs, sweep_id, search = queue(JobStore(), spec, search, hold=args.hold, sync_sent=record)
     say([j.id for j in jobs], sweep_id, search.seed)
     if not args.hold:
         from ugro_tui.core.daemon.client import nudge

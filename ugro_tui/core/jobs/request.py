@@ -230,8 +230,8 @@ def _pick(flag: Any, base: dict[str, Any], key: str, default: Any) -> Any:
     return flag if flag is not None else base.get(key, default)
 
 
-def queue(store: JobStore, spec: JobSpec, search: Search, *,
-          hold: bool = False) -> tuple[list[Job], str | None, Search]:
+def queue(store: JobStore, spec: JobSpec, search: Search, *, hold: bool = False,
+          sync_sent: tuple[tuple[str, int, int], ...] = ()) -> tuple[list[Job], str | None, Search]:
     """The checked request stored: its jobs (a sweep's trials, in one write), the sweep's id and its search, whose
     draw is made reproducible (a seed is chosen and said when none was given). One rule for the CLI, the daemon's
     socket and the web API."""
@@ -239,7 +239,7 @@ def queue(store: JobStore, spec: JobSpec, search: Search, *,
         search = Search(search.axes, search.trials, int.from_bytes(os.urandom(4), "big") >> 1)
     sweep_id = new_sweep_id() if search else None
     # A sweep changes only names, args and env, so the spec validated before stands for every job of it.
-    return store.submit(expand(spec, search, sweep_id), hold=hold), sweep_id, search
+    return store.submit(expand(spec, search, sweep_id), hold=hold, sync_sent=sync_sent), sweep_id, search
 
 
 def sim_cards(cluster: Cluster) -> list[Card]:

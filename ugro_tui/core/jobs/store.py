@@ -321,8 +321,10 @@ class JobStore(RecoveryNotes):
             self._identity = read_or_make(self.identity_path, self.locked)
         return self._identity
 
-    def submit(self, specs: list[JobSpec], *, hold: bool = False, now: float | None = None) -> list[Job]:
-        """Store new jobs; returns them once they are durable (fsynced)."""
+    def submit(self, specs: list[JobSpec], *, hold: bool = False, now: float | None = None,
+               sync_sent: tuple[tuple[str, int, int], ...] = ()) -> list[Job]:
+        """Store new jobs; returns them once they are durable (fsynced). `sync_sent`: the code that travelled
+        before the submit, recorded with it (one write: the dispatcher may start the job at once)."""
         now = time.time() if now is None else now
         with self.locked():
             next_id = self._next_submit_id()
@@ -331,7 +333,7 @@ class JobStore(RecoveryNotes):
                 if missing:
                     raise UnknownJob(f"--after: no job {missing[0]}")
             jobs = [Job(next_id + i, spec, JobState.HELD if hold else JobState.QUEUED, submitted_at=now,
-                        reason="held" if hold else "") for i, spec in enumerate(specs)]
+                        reason="held" if hold else "", sync_sent=sync_sent) for i, spec in enumerate(specs)]
             self.inbox.append([job.to_json() for job in jobs])
             write_atomic(self.counter_path, str(next_id + len(jobs)).encode())
         return jobs

@@ -324,10 +324,7 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         try:  # in a thread: another process may hold the store's lock for a while
             if specs[0].sync:
                 specs, sent = await self._sync(specs)
-            jobs = await asyncio.to_thread(self.app.store.submit, specs)
-            if sent:
-                await asyncio.to_thread(self.app.store.update_active, {
-                    j.id: (lambda j: dataclasses.replace(j, sync_sent=sent)) for j in jobs})
+            jobs = await asyncio.to_thread(lambda: self.app.store.submit(specs, sync_sent=sent))
         except UgroError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             self.validate()  # the preview shows the command again
