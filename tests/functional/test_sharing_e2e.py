@@ -111,7 +111,9 @@ def test_a_rank_over_its_share_is_warned_about_or_stopped_when_enforced(config: 
     assert j[enforced]["reason"].startswith("stopped by --gpu-mem-enforce: a rank on node0:0 (pid "), j[enforced]
     assert "uses 2.0 GB, over its declared 1.0 GB by more than 10% for 3 samples" in j[enforced]["reason"]
     assert j[warned]["state"] == "running", j[warned]
-    wait(lambda: jobs(config)[warned]["warning"].startswith("a rank on node0:0"), 30, "the warning")
+    # The same three samples over as the enforced job's stop took, counted from when its rank showed up.
+    wait(lambda: jobs(config)[warned]["warning"].startswith("a rank on node0:0"), 90, "the warning",
+         detail=lambda: (jobs(config)[warned], ugro(config, "status", "--json").stdout[-3000:]))
     shown = ugro(config, "show", str(warned)).stdout
     assert "warning    : a rank on node0:0" in shown and "warning: a rank on node0:0" in shown, shown
     events = ugro(config, "events", "--json").stdout

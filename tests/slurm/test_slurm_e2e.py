@@ -76,7 +76,8 @@ def test_a_sweep_is_one_job_array_and_every_trial_runs(config: Path) -> None:
     assert submitted.returncode == 0, submitted.stderr
     assert ugro(config, "scheduler", "--until-idle", timeout=180).returncode == 0
     jobs = [shown(config, i) for i in (1, 2, 3)]
-    assert [j["state"] for j in jobs] == ["succeeded"] * 3, [(j["state"], j["reason"]) for j in jobs]
+    assert [j["state"] for j in jobs] == ["succeeded"] * 3, [
+        (j["state"], j["reason"], j["diagnosis"], ugro(config, "logs", str(j["id"])).stdout[-1500:]) for j in jobs]
     ids = [j["slurm"]["job_id"] for j in jobs]
     array = {i.split("_")[0] for i in ids}
     assert len(array) == 1 and [i.split("_")[1] for i in ids] == ["1", "2", "3"], ids  # one array, index = trial
