@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ugro_tui.config import Cluster, parse_cluster
-from ugro_tui.sim.loopback import LoopbackCluster, free_port
+from ugro_tui.sim.loopback import LoopbackCluster
 
 from . import helpers
 from .helpers import host, run_ugro, ugro  # noqa: F401  (the tests import run_ugro from here)
@@ -51,6 +50,8 @@ def worker_scope(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackCluster]:
     cluster = LoopbackCluster(tmp_path_factory.mktemp("lab"), hosts=[host(2), host(3), host(4)]).start()
+    port = free_ports(100)  # this worker's: torch's store listens on every address, so labs must not share ports
+    cluster.rendezvous = (port, port + 99)
     yield cluster
     cluster.stop()
 
@@ -80,18 +81,7 @@ SIM3 = [(["RTX 5070 Ti"], "nvml"), (["RTX 4070"], "nvml"), (["RTX 3070 Ti"], "nv
 
 def free_ports(count: int, hosts: tuple[str, ...] = ()) -> int:
     """The first of `count` consecutive ports free on every host (jobs that run at once use one each)."""
-    hosts = hosts or (host(2), host(3), host(4))
-    for _ in range(50):
-        port = free_port(hosts[0])
-        try:
-            for offset in range(count):
-                for address in hosts:
-                    with socket.socket() as s:
-                        s.bind((address, port + offset))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no run of free ports")
+    return helpers.free_ports(count, hosts or (host(2), host(3), host(4)))
 
 
 @contextlib.contextmanager
@@ -100,8 +90,7 @@ def private_lab(lab: LoopbackCluster, tmp_path: Path, ports: int = 1) -> Iterato
     counts job ids from 1); whatever the test left running is killed afterwards, so it never meets the next one."""
     path = tmp_path / "cluster.toml"
     port = free_ports(ports)
-    text = lab.cluster_toml(sim=SIM3, poll_interval=0.5).replace(
-        "rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port + ports - 1}]")
+    text = lab.cluster_toml(sim=SIM3, poll_interval=0.5, rendezvous=(port, port + ports - 1))
     path.write_text(text.replace(str(lab.root / "work"), str(tmp_path / "lab-work")))
     try:
         yield path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,30 @@ def host(last: int) -> str:
     """This worker's loopback address ending in `last` (2-4: the shared lab, 5: solo, 6-8: a fault lab, 9: nothing
     listens, 12-14: the sync lab, 15-16: the two-login lab)."""
     return f"127.0.{WORKER}.{last}"
+
+
+# Ports a test's jobs and servers listen on: a block of this worker's own below the ephemeral range (32768-60999),
+# where no process's random port (srun's listeners, a connection's source port) can take one between the check
+# here and the job's bind (a Slurm trial once met another program on its rendezvous port under load).
+PORTS = range(20000 + 1000 * WORKER, 20000 + 1000 * (WORKER + 1))
+_port_cursor = [0]
+
+
+def free_ports(count: int, hosts: tuple[str, ...]) -> int:
+    """The first of `count` consecutive ports of this worker's block free on every host, each run new (a port
+    comes round again only after the whole block)."""
+    for _ in range(len(PORTS)):
+        port = PORTS.start + _port_cursor[0] % (len(PORTS) - count)
+        _port_cursor[0] += count
+        try:
+            for offset in range(count):
+                for address in hosts:
+                    with socket.socket() as s:
+                        s.bind((address, port + offset))
+        except OSError:
+            continue
+        return port
+    raise AssertionError(f"no run of {count} free ports in {PORTS}")
 
 
 SCOPE: list[Path] = []  # this worker's temp folder (set once by conftest): its tests' jobs run under it

@@ -141,12 +141,12 @@ def test_ugro_web_beside_a_running_daemon_is_served_by_it_with_no_runtime_of_its
                                                                                      lab: LoopbackCluster) -> None:
     import urllib.request
 
-    from ugro_tui.sim.loopback import free_port
+    from ..helpers import free_ports
 
     assert ugro(config, "daemon", "start").returncode == 0
     daemon = status(config)
     wait(lambda: status(config)["connections"] == {"node0": 1, "node1": 1, "node2": 1}, 30, "the daemon's nodes")
-    port = free_port("127.0.0.1")
+    port = free_ports(1, ("127.0.0.1",))
     proc = subprocess.Popen([sys.executable, "-m", "ugro_tui", "web", "--port", str(port), "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

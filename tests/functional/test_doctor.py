@@ -14,6 +14,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster, free_port
 
 from ..conftest import FIXTURES, host, run_ugro
+from ..helpers import free_ports
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("autostart")  # `ugro doctor` runs in the daemon it starts
@@ -26,9 +27,8 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 def config(lab: LoopbackCluster, tmp_path: Path, env: dict[str, dict[str, str]] | None = None,
            port: int | None = None) -> Path:
     """Every node has one simulated GPU; `env` gives a node's env table (default: the venv's bin on PATH)."""
-    port = port or free_port(host(2))
-    text = lab.cluster_toml(sim=[(["RTX 4070"], "nvml")] * 3, names=NAMES).replace(
-        "rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port}]")
+    port = port or free_ports(1, (host(2),))
+    text = lab.cluster_toml(sim=[(["RTX 4070"], "nvml")] * 3, names=NAMES, rendezvous=(port, port))
     for name in NAMES:
         table = (env or {}).get(name, {"PATH": f"{VENV_BIN}:{SYSTEM_PATH}"})
         inline = ", ".join(f'{k} = "{v}"' for k, v in table.items())
@@ -110,7 +110,7 @@ def test_a_node_with_another_torch_fails_the_version_check(lab: LoopbackCluster,
 @pytest.fixture
 def held_port() -> Iterator[int]:
     """Another program holds the one rendezvous port on the master's machine."""
-    port = free_port(host(2))
+    port = free_ports(1, (host(2),))
     holder = socket.socket()
     holder.bind((host(2), port))
     holder.listen()

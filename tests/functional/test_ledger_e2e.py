@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from ugro_tui.sim.loopback import LoopbackCluster, free_port
+from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import SIM3, daemon_on, private_lab
-from ..helpers import host, ugro, wait
+from ..helpers import free_ports, host, ugro, wait
 
 pytestmark = pytest.mark.timeout(180)
 OTHER = "ugro-ob"  # a second login, as gpu1's `ob` in the reference lab
@@ -42,7 +42,7 @@ def get(url: str, token: str | None = None) -> tuple[int, bytes]:
 def web(lab: LoopbackCluster, tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
     """`ugro web` on a loopback port: (config, its base URL, the token)."""
     with private_lab(lab, tmp_path) as config:
-        port = free_port("127.0.0.1")
+        port = free_ports(1, ("127.0.0.1",))
         proc = subprocess.Popen([sys.executable, "-m", "ugro_tui", "web", "--port", str(port), "--config",
                                  str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -63,7 +63,7 @@ def test_prometheus_scrapes_ugro_web_and_promql_sees_every_gpu_and_the_running_j
     assert ugro(config, "submit", "--kind", "command", "--nodes", "node0", "--", "sleep", "120").returncode == 0
     from ugro_tui.web.token import token_path
 
-    port = free_port("127.0.0.1")
+    port = free_ports(1, ("127.0.0.1",))
     (tmp_path / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n"
         "scrape_configs:\n  - job_name: ugro\n    metrics_path: /metrics\n"

@@ -137,9 +137,9 @@ def test_rendezvous_failure_is_diagnosed(lab: LoopbackCluster, tmp_path: Path) -
     import socket
     import threading
 
-    from ugro_tui.sim.loopback import free_port
+    from ..helpers import free_ports
 
-    port = free_port(host(2))
+    port = free_ports(1, (host(2),))
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind((host(2), port))
@@ -157,9 +157,9 @@ def test_rendezvous_failure_is_diagnosed(lab: LoopbackCluster, tmp_path: Path) -
 
     threading.Thread(target=slam, daemon=True).start()
     config = tmp_path / "cluster.toml"
-    config.write_text(lab.cluster_toml(sim=SIM3, poll_interval=0.5).replace(
+    config.write_text(lab.cluster_toml(sim=SIM3, poll_interval=0.5, rendezvous=(port, port)).replace(
         # The nodes give up on the store after 10 s, not torch's 60: only long for the test's sake.
-        "rendezvous_ports = [29500, 29599]", f"rendezvous_ports = [{port}, {port}]\nrendezvous_timeout = 10"
+        "[cluster]\n", "[cluster]\nrendezvous_timeout = 10\n"
     ).replace(
         str(lab.root / "work"), str(tmp_path / "lab-work")))
     try:

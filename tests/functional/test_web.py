@@ -24,9 +24,10 @@ from urllib.parse import urlparse
 import pytest
 
 from ugro_tui.errors import UgroError
-from ugro_tui.sim.loopback import LoopbackCluster, free_port
+from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import private_lab
+from ..helpers import free_ports
 
 pytestmark = pytest.mark.timeout(180)
 # tests/artifacts/web-nodes.png is one such screenshot, kept for people to look at.
@@ -77,7 +78,7 @@ def app_processes(config: Path) -> list[int]:
 @pytest.fixture
 def web(lab: LoopbackCluster, tmp_path: Path) -> Iterator[Web]:
     with private_lab(lab, tmp_path) as config:
-        port = free_port("127.0.0.1")
+        port = free_ports(1, ("127.0.0.1",))
         proc = subprocess.Popen([sys.executable, "-m", "ugro_tui", "web", "--port", str(port), "--config",
                                  str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:  # stopped whatever happens, a failed start included
@@ -301,7 +302,7 @@ def test_read_only_applies_to_the_api_and_the_service_is_careful_with_its_token(
                                                                                   tmp_path: Path) -> None:
     with private_lab(lab, tmp_path) as config:
         config.write_text(config.read_text().replace("[cluster]\n", "[cluster]\nread_only = true\n"))
-        port = free_port("127.0.0.1")
+        port = free_ports(1, ("127.0.0.1",))
         proc = subprocess.Popen([sys.executable, "-m", "ugro_tui", "web", "--port", str(port), "--no-dispatch",
                                  "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -381,7 +382,7 @@ def test_tls_serves_https_and_a_secure_cookie(lab: LoopbackCluster, tmp_path: Pa
 
     cert, key = self_signed(tmp_path)
     with private_lab(lab, tmp_path) as config:
-        port = free_port("127.0.0.1")
+        port = free_ports(1, ("127.0.0.1",))
         proc = subprocess.Popen([sys.executable, "-m", "ugro_tui", "web", "--port", str(port), "--no-dispatch",
                                  "--tls-cert", str(cert), "--tls-key", str(key), "--config", str(config)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -27,12 +27,11 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmLab]:
 
 def slurm_toml(lab: LoopbackCluster, slurm: SlurmLab, work: Path, *, extra: str = "") -> str:
     """The shared lab's first node alone, as the login node of the Slurm lab; a workdir and ports of its own."""
-    text = lab.cluster_toml(poll_interval=0.5)
+    port = free_ports(8, hosts=("127.0.0.1",))
+    text = lab.cluster_toml(poll_interval=0.5, rendezvous=(port, port + 7))
     login = text.split("[[nodes]]")[1]
     login = re.sub(r'workdir = "[^"]*"', f'workdir = "{work}"', login)
-    port = free_ports(8, hosts=("127.0.0.1",))
-    head = text.split("[[nodes]]")[0].replace("rendezvous_ports = [29500, 29599]",
-                                              f'rendezvous_ports = [{port}, {port + 7}]\nbackend = "slurm"')
+    head = text.split("[[nodes]]")[0].replace("[cluster]\n", '[cluster]\nbackend = "slurm"\n')
     return (f"{head}[[nodes]]{login}\n[slurm]\nlogin = \"{lab.nodes[0].name}\"\nconf = \"{slurm.conf}\"\n"
             f'partition = "{slurm.partition}"\n{extra}')
 

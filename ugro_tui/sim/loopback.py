@@ -83,6 +83,7 @@ class LoopbackCluster:
     hosts: list[str] = field(default_factory=lambda: ["127.0.0.2", "127.0.0.3", "127.0.0.4"])
     use_openssh: bool | None = None
     nodes: list[LoopbackNode] = field(default_factory=list)
+    rendezvous: tuple[int, int] = (29500, 29599)  # the config's rendezvous_ports (labs side by side need their own)
 
     def __post_init__(self) -> None:
         for host in self.hosts:
@@ -192,14 +193,17 @@ class LoopbackCluster:
             self.kill_node(i)
 
     def cluster_toml(self, *, names: list[str] | None = None, sim: list[tuple[list[str], str]] | None = None,
-                     poll_interval: float = 1.0, extra_node: str = "", user: str | None = None) -> str:
-        """A cluster.toml that reaches these nodes; `sim` gives each node's (GPU models, source)."""
+                     poll_interval: float = 1.0, extra_node: str = "", user: str | None = None,
+                     rendezvous: tuple[int, int] | None = None) -> str:
+        """A cluster.toml that reaches these nodes; `sim` gives each node's (GPU models, source); `rendezvous`:
+        its rendezvous_ports (default: the lab's)."""
+        lo, hi = rendezvous or self.rendezvous
         user = user or getpass.getuser()
         parts = [
             "[cluster]",
             'name = "loopback"',
             f"poll_interval = {poll_interval}",
-            "rendezvous_ports = [29500, 29599]",
+            f"rendezvous_ports = [{lo}, {hi}]",
             f'known_hosts = "{self.known_hosts_path}"',
             "connect_timeout = 5.0",
             "",
