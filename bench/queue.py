@@ -65,8 +65,10 @@ def fill(root: Path, waiting: int, finished: int) -> None:
 
 
 def run(argv: list[str], env: dict[str, str]) -> float:
+    """One command's wall time. Run from / : `python -m` puts the working folder first on sys.path, so from the
+    repository every version would import this tree (the CLI figures once compared this tree with itself)."""
     t = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd="/")
     return time.perf_counter() - t
 
 
@@ -76,7 +78,7 @@ def cli_times(env: dict[str, str], config: Path) -> dict[str, float]:
                                        for _ in range(7)),
            "queue": statistics.median(run([*ugro, "queue", "--config", str(config), "--json"], env)
                                       for _ in range(5))}
-    started = subprocess.run([*ugro, "daemon", "start", "--config", str(config)], env=env, capture_output=True)
+    started = subprocess.run([*ugro, "daemon", "start", "--config", str(config)], env=env, capture_output=True, cwd="/")
     if started.returncode == 0:
         try:
             run([*ugro, "queue", "--config", str(config), "--json"], env)  # the daemon reads the store once
@@ -85,7 +87,7 @@ def cli_times(env: dict[str, str], config: Path) -> dict[str, float]:
             out["submit_daemon"] = statistics.median(run([*ugro, "submit", "--config", str(config), "--", "x.py"],
                                                          env) for _ in range(7))
         finally:
-            subprocess.run([*ugro, "daemon", "stop", "--config", str(config)], env=env, capture_output=True)
+            subprocess.run([*ugro, "daemon", "stop", "--config", str(config)], env=env, capture_output=True, cwd="/")
     return out
 
 
