@@ -152,7 +152,8 @@ class SlurmLab:
     def _pid_from(self, path: Path, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, ValueError):
+            # The daemon creates the file, then writes its pid: read in between, it is empty (IndexError).
+            with contextlib.suppress(OSError, ValueError, IndexError):
                 self.pids.append(int(path.read_text().split()[0]))
                 return
             time.sleep(0.05)
