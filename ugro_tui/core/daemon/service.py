@@ -7,7 +7,6 @@ Every task runs under the supervisor. Clients subscribe to `/api/v1/stream` for 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import json
 import logging
@@ -223,8 +222,10 @@ class Daemon(WebView):
         steps = [self.stop_web(), self.supervisor.stop(), *([self._runner.cleanup()] if self._runner else []),
                  self.pool.close()]
         for step in steps:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(step, CLOSE_STEP)
+            except (TimeoutError, OSError, RuntimeError) as exc:  # past its deadline, or a socket already gone
+                log.warning("exit: a step did not finish cleanly (%s); going on", exc or type(exc).__name__)
         record = read_record()
         if record and record.get("pid") == os.getpid():
             where.record_path().unlink(missing_ok=True)
