@@ -305,7 +305,7 @@ async def copy_from_the_form(config: Path, tmp_path: Path) -> None:
 
         preview.update = spy  # type: ignore[method-assign]
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: bool(store.all()), 30, "the job")
+        await wait_for(pilot, lambda: bool(store.all()) and app.current_mode == "jobs", 30, "the job, then its view")
     [job] = store.all()
     assert job.spec.sync == str(src) and job.spec.sync_hash and job.spec.data == (("a b", 0.0, ""), ("~/c", 0.0, ""))
     assert {n: f for n, f, _ in job.sync_sent} == {"node0": 6, "node1": 6, "node2": 6}

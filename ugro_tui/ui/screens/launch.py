@@ -333,6 +333,8 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
         ids = f"job {jobs[0].id}" if len(jobs) == 1 else f"{len(jobs)} jobs ({jobs[0].id}-{jobs[-1].id})"
         self.notify(f"queued {ids}", timeout=4)
         self.app.session.jobs_snapshot = None
+        if not self.app.is_running:  # quitting while the job was queued: a new mode now would race its closing
+            return
         self.dismiss()
         self.app.switch_mode("jobs")
 
