@@ -20,7 +20,7 @@ from ugro_tui.config import Cluster, parse_cluster
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from . import helpers
-from .helpers import host, run_ugro, ugro  # noqa: F401  (the tests import run_ugro from here)
+from .helpers import SERVICE_PORTS, host, run_ugro, ugro  # noqa: F401  (the tests import run_ugro from here)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # node0: NVML path, node1: nvidia-smi path, node2: no driver at all.
@@ -49,7 +49,8 @@ def worker_scope(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackCluster]:
-    cluster = LoopbackCluster(tmp_path_factory.mktemp("lab"), hosts=[host(2), host(3), host(4)]).start()
+    cluster = LoopbackCluster(tmp_path_factory.mktemp("lab"), hosts=[host(2), host(3), host(4)],
+                              service_ports=SERVICE_PORTS).start()
     port = free_ports(100)  # this worker's: torch's store listens on every address, so labs must not share ports
     cluster.rendezvous = (port, port + 99)
     yield cluster
@@ -71,7 +72,7 @@ def lab_config(lab: LoopbackCluster, tmp_path: Path) -> tuple[Cluster, Path]:
 @pytest.fixture
 def solo_lab(tmp_path: Path) -> Iterator[LoopbackCluster]:
     """A one-node cluster of its own, for tests that kill a node or change its host key."""
-    cluster = LoopbackCluster(tmp_path / "solo", hosts=[host(5)]).start()
+    cluster = LoopbackCluster(tmp_path / "solo", hosts=[host(5)], service_ports=SERVICE_PORTS).start()
     yield cluster
     cluster.stop()
 

@@ -27,7 +27,8 @@ def host(last: int) -> str:
 # Ports a test's jobs and servers listen on: a block of this worker's own below the ephemeral range (32768-60999),
 # where no process's random port (srun's listeners, a connection's source port) can take one between the check
 # here and the job's bind (a Slurm trial once met another program on its rendezvous port under load).
-PORTS = range(20000 + 1000 * WORKER, 20000 + 1000 * (WORKER + 1))
+PORTS = range(20000 + 1000 * WORKER, 20000 + 1000 * WORKER + 900)
+SERVICE_PORTS = (PORTS.stop, PORTS.stop + 99)  # the labs' service_ports: services bind 127.0.0.1, which all labs share
 _port_cursor = [0]
 
 

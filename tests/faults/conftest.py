@@ -14,7 +14,7 @@ import pytest
 
 from ugro_tui.sim.loopback import LoopbackCluster
 
-from ..helpers import host, job_processes
+from ..helpers import SERVICE_PORTS, host, job_processes
 
 NODE_LOST_AFTER = 3.0
 INTERVAL = 0.5
@@ -22,7 +22,7 @@ INTERVAL = 0.5
 
 @pytest.fixture
 def lab3(tmp_path: Path) -> Iterator[LoopbackCluster]:
-    lab = LoopbackCluster(tmp_path / "lab3", hosts=[host(6), host(7), host(8)]).start()
+    lab = LoopbackCluster(tmp_path / "lab3", hosts=[host(6), host(7), host(8)], service_ports=SERVICE_PORTS).start()
     yield lab
     for i in range(len(lab.nodes)):
         thaw(lab, i)

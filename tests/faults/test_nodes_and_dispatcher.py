@@ -232,11 +232,12 @@ def test_a_service_whose_node_dies_is_unhealthy_then_restarts_where_it_fits(lab3
         wait(lambda: job(config, sid).get("health") == "ready", 60, "the service to be ready again")
         back = job(config, sid)
         other = next(iter(back["placement"]))
-        assert other != node and other in ("node0", "node1"), back["placement"]
+        assert other != node and other in ("node0", "node1"), back
         said = [p[3] for p in back["service"]["probes"] if not p[1]]
         assert any(node in e for e in said), said  # the probe history says the node stopped answering
         happened = ugro(config, "events", "--json").stdout
-        assert f"service-restarted:{sid}:1" in happened and f"service-ready:{sid}:2" in happened, happened
+        assert f"service-restarted:{sid}:1" in happened and f"service-ready:{sid}:2" in happened, \
+            happened + json.dumps(job(config, sid))  # the job says why each restart came
     finally:
         sched.kill()
         sched.wait()

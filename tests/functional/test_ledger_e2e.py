@@ -23,7 +23,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import SIM3, daemon_on, private_lab
-from ..helpers import free_ports, host, ugro, wait
+from ..helpers import SERVICE_PORTS, free_ports, host, ugro, wait
 
 pytestmark = pytest.mark.timeout(180)
 OTHER = "ugro-ob"  # a second login, as gpu1's `ob` in the reference lab
@@ -113,7 +113,7 @@ def two_logins() -> Iterator[Path]:
     subprocess.run(["usermod", "-p", "*", OTHER], check=True, capture_output=True)
     root = Path(tempfile.mkdtemp(prefix="ugro-ledger-", dir="/tmp"))
     root.chmod(0o755)
-    lab = LoopbackCluster(root / "lab", hosts=[host(15), host(16)]).start()
+    lab = LoopbackCluster(root / "lab", hosts=[host(15), host(16)], service_ports=SERVICE_PORTS).start()
     try:
         lab.root.chmod(0o755)
         lab.authorized_keys.chmod(0o644)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -27,7 +28,7 @@ FAST = ("--health-period", "0.5", "--health-timeout", "2")
 def config(lab: LoopbackCluster, tmp_path: Path):
     with private_lab(lab, tmp_path) as path:
         first = free_ports(10)
-        path.write_text(path.read_text().replace("[cluster]", f"[cluster]\nservice_ports = [{first}, {first + 9}]"))
+        path.write_text(re.sub(r"service_ports = \[.*\]", f"service_ports = [{first}, {first + 9}]", path.read_text()))
         sched = subprocess.Popen([sys.executable, "-m", "ugro_tui", "scheduler", "--config", str(path)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:

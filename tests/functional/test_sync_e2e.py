@@ -26,6 +26,7 @@ from ugro_tui.core.sync.tree import SyncError
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import host, run_ugro
+from ..helpers import SERVICE_PORTS
 
 pytestmark = pytest.mark.timeout(240)
 HOSTS = [host(12), host(13), host(14)]  # a lab of its own, on this worker's addresses
@@ -33,7 +34,7 @@ HOSTS = [host(12), host(13), host(14)]  # a lab of its own, on this worker's add
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackCluster]:
-    cluster = LoopbackCluster(tmp_path_factory.mktemp("sync-lab"), hosts=HOSTS).start()
+    cluster = LoopbackCluster(tmp_path_factory.mktemp("sync-lab"), hosts=HOSTS, service_ports=SERVICE_PORTS).start()
     yield cluster
     cluster.stop()
 

@@ -268,3 +268,38 @@ async def test_the_probe_reads_http_status_lines_and_says_why_it_failed() -> Non
 
     said = (await http_probe(NoForwarding(), "127.0.0.1", 8000, "/health", 2))[2]
     assert "AllowTcpForwarding" in said and said.startswith("gpu1 cannot reach 127.0.0.1:8000")
+
+
+async def test_a_port_is_held_while_its_listener_takes_no_connection_and_free_once_refused() -> None:
+    """A stopped server whose queue is full neither accepts nor refuses: a bind there fails all the same (a frozen
+    node's service once lost its restart to that, its port taken for free)."""
+    import socket
+
+    from ugro_tui.config import Node
+    from ugro_tui.core.services.probe import answers
+    from ugro_tui.core.transport import LocalTransport
+
+    local = LocalTransport(Node(name="here", host="localhost"))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # and never accepts: as a SIGSTOPped server
+    port = listener.getsockname()[1]
+    queued = []
+    try:
+        assert await answers(local, "127.0.0.1", port, 2)  # its queue takes the connection
+        for _ in range(20):  # fill the queue: then a connect neither completes nor is refused
+            client = socket.socket()
+            client.settimeout(0.2)
+            queued.append(client)
+            try:
+                client.connect(("127.0.0.1", port))
+            except TimeoutError:
+                break
+        else:
+            raise AssertionError("the listener's queue never filled")
+        assert await answers(local, "127.0.0.1", port, 0.3)
+    finally:
+        for client in queued:
+            client.close()
+        listener.close()
+    assert not await answers(local, "127.0.0.1", port, 2)  # refused: free

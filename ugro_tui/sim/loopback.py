@@ -84,6 +84,9 @@ class LoopbackCluster:
     use_openssh: bool | None = None
     nodes: list[LoopbackNode] = field(default_factory=list)
     rendezvous: tuple[int, int] = (29500, 29599)  # the config's rendezvous_ports (labs side by side need their own)
+    # Its service_ports: every lab's nodes share this machine's 127.0.0.1, where a service binds (labs side by side
+    # would meet there, and a frozen node's server still holds its port).
+    service_ports: tuple[int, int] = (8000, 8099)
 
     def __post_init__(self) -> None:
         for host in self.hosts:
@@ -204,6 +207,7 @@ class LoopbackCluster:
             'name = "loopback"',
             f"poll_interval = {poll_interval}",
             f"rendezvous_ports = [{lo}, {hi}]",
+            f"service_ports = [{self.service_ports[0]}, {self.service_ports[1]}]",
             f'known_hosts = "{self.known_hosts_path}"',
             "connect_timeout = 5.0",
             "",

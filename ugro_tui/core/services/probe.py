@@ -9,6 +9,8 @@ import contextlib
 import time
 from typing import Any
 
+from ugro_tui.core.transport import ConnectError
+
 NODE_LOOPBACK = "127.0.0.1"  # where the head is probed on its node; workers at their address, as the head reaches them
 
 
@@ -50,10 +52,19 @@ async def _probe(transport: Any, host: str, port: int, path: str | None, began: 
 
 
 async def answers(transport: Any, host: str, port: int, timeout: float) -> bool:
-    """Something accepts connections on the port as the node sees it, on its loopback or on `host` (its address)."""
+    """Something holds the port as the node sees it, on its loopback or on `host` (its address): it accepts
+    connections, or it neither accepts nor refuses one in time (a stopped server whose queue is full: a bind there
+    fails all the same, and a node too slow to say counts as held too)."""
     for where in dict.fromkeys((NODE_LOOPBACK, host)):
-        if (await probe(transport, where, port, None, timeout))[0]:
+        try:
+            _, writer = await asyncio.wait_for(transport.open_tcp(where, port), timeout)
+        except TimeoutError:
             return True
+        except (OSError, EOFError, ConnectError):  # refused (free there), or the node is not reached: its start says so
+            continue
+        with contextlib.suppress(OSError):
+            writer.close()
+        return True
     return False
 
 
