@@ -9,7 +9,6 @@ from argparse import Namespace
 
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.model import Job, JobSpec
-from ugro_tui.core.jobs.request import queue, spec_from_request
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.errors import UgroError, UsageError
 
@@ -27,6 +26,7 @@ def submit(args: Namespace, cluster: Cluster) -> int:
     """Without a daemon of this config (commands/submit.py): checked and stored here, each id printed once all
     of them are stored (a sweep is one write)."""
     from ugro_tui.commands.submit import say
+    from ugro_tui.core.jobs.request import queue, spec_from_request
 
     spec, search = spec_from_request(args, cluster, cards=lambda: _cards(cluster))
     sent = {}
@@ -109,7 +109,6 @@ def show(args: Namespace, cluster: Cluster) -> int:
     [job_id] = parse_ids([args.job])
     job = JobStore().get(job_id)
     from ugro_tui.core.jobs import events
-    from ugro_tui.core.jobs.describe import detail, event_lines
     from ugro_tui.core.ledger.book import Book
     from ugro_tui.core.ledger.report import energy_doc, energy_lines
 
@@ -120,6 +119,8 @@ def show(args: Namespace, cluster: Cluster) -> int:
         doc.update(energy_doc(row, cluster))
         print(json.dumps(doc, indent=1))
         return 0
+
+    from ugro_tui.core.jobs.describe import detail, event_lines  # the text's helpers read logs: not for --json
 
     print("\n".join(detail(job) + energy_lines(row, cluster) + event_lines(events.read(job.id))))
     return 0
