@@ -113,6 +113,28 @@ async def test_a_random_search_with_early_stopping_from_the_form(tmp_path: Path)
         assert all(1e-4 <= lr <= 1e-1 for lr in lrs) and len(set(lrs)) == 8
 
 
+async def test_a_random_search_from_the_form_draws_a_seed_and_says_it(tmp_path: Path) -> None:
+    """The CLI's rule (request.queue): without seed=, one is drawn and said, so the sweep can be drawn again."""
+    import re
+
+    from ugro_tui.core.jobs.sweep import draw, parse_search
+
+    store = JobStore(tmp_path)
+    app = app_for(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n", *"train.py", "tab", *"--lr {lr}")
+        await type_into(pilot, "sweep", "lr=loguniform:1e-4:1e-1")
+        await type_into(pilot, "search", "trials=4")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any("queued" in n.message for n in app._notifications), 10, "the queued note")
+        [said] = [n.message for n in app._notifications if "queued" in n.message]
+    jobs = store.all()
+    found = re.search(r"queued 4 jobs \(1-4\) · sweep (\S+), seed (\d+)$", said)
+    assert found and {j.spec.sweep_id for j in jobs} == {found[1]}, said
+    again = draw(parse_search(["lr=loguniform:1e-4:1e-1"], 4, int(found[2])))
+    assert [dict(j.spec.params) for j in jobs] == again
+
+
 async def test_checkpoint_retention_from_the_form(tmp_path: Path) -> None:
     store = JobStore(tmp_path)
     app = app_for(store)

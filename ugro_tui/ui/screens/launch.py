@@ -29,7 +29,8 @@ from ugro_tui.core.jobs.form import (
 )
 from ugro_tui.core.jobs.model import Job, JobSpec
 from ugro_tui.core.jobs.placement import capacity
-from ugro_tui.core.jobs.sweep import expand
+from ugro_tui.core.jobs.request import queue
+from ugro_tui.core.jobs.sweep import Search
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.read_only import ReadOnlyAware
 from ugro_tui.ui.shown import when_shown
@@ -274,7 +275,7 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             "; the sweep's first values are shown" if self.result.search else ""), style="italic")
         return text
 
-    async def _sync(self, specs: list[JobSpec]) -> tuple[list[JobSpec], tuple[tuple[str, int, int], ...]]:
+    async def _sync(self, spec: JobSpec) -> tuple[JobSpec, tuple[tuple[str, int, int], ...]]:
         """Keep the tree as it is now and have the daemon copy it to the nodes the job may run on (its warm
         connections), with progress in the preview. Without a daemon, the launch copies it when placed."""
         from ugro_tui.core.daemon import ask
@@ -284,7 +285,7 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
         box = self.query_one("#preview", Static)
         self.query_one("#preview-box").border_title = "copying the code"
-        synced, tree, _ = await asyncio.to_thread(synced_spec, specs[0], self.app.cluster)
+        synced, tree, _ = await asyncio.to_thread(synced_spec, spec, self.app.cluster)
         rows: dict[str, str] = {}
 
         def show(node: str, files: int, done: int, files_total: int, total: int) -> None:
@@ -301,8 +302,8 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             except UgroError as exc:  # the launch copies it to the nodes it places the job on
                 self.notify(f"the code goes with the launch: {exc}", severity="warning", timeout=6)
         self.query_one("#preview-box").border_title = "command on each node"
-        specs = [dataclasses.replace(s, sync=synced.sync, sync_hash=synced.sync_hash) for s in specs]
-        return specs, tuple((n, int(r["files_sent"]), int(r["bytes_sent"])) for n, r in sorted(results.items())
+        spec = dataclasses.replace(spec, sync=synced.sync, sync_hash=synced.sync_hash)
+        return spec, tuple((n, int(r["files_sent"]), int(r["bytes_sent"])) for n, r in sorted(results.items())
                             if "error" not in r)
 
     # --- actions --------------------------------------------------------------------------------------------
@@ -316,22 +317,24 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
             if first != "form":
                 self.query_one(f"#f-{first}").focus()
             return
-        self._submit(expand(self.result.spec, self.result.search))
+        self._submit(self.result.spec, self.result.search)
 
     @work(group="submit", exclusive=True, exit_on_error=False, description="queue the job")
-    async def _submit(self, specs: list[JobSpec]) -> None:
+    async def _submit(self, spec: JobSpec, search: Search) -> None:
         sent: tuple[tuple[str, int, int], ...] = ()
         try:  # in a thread: another process may hold the store's lock for a while
-            if specs[0].sync:
-                specs, sent = await self._sync(specs)
-            jobs = await asyncio.to_thread(lambda: self.app.store.submit(specs, sync_sent=sent))
+            if spec.sync:
+                spec, sent = await self._sync(spec)
+            # The CLI's rule: a sweep gets its id, and a random search a seed drawn and said, in one write.
+            jobs, sweep_id, search = await asyncio.to_thread(queue, self.app.store, spec, search, sync_sent=sent)
         except UgroError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             self.validate()  # the preview shows the command again
             return
         self.app.kick_daemon()
         ids = f"job {jobs[0].id}" if len(jobs) == 1 else f"{len(jobs)} jobs ({jobs[0].id}-{jobs[-1].id})"
-        self.notify(f"queued {ids}", timeout=4)
+        seed = f", seed {search.seed}" if sweep_id and search.seed is not None else ""
+        self.notify(f"queued {ids}" + (f" · sweep {sweep_id}{seed}" if sweep_id else ""), timeout=4)
         self.app.session.jobs_snapshot = None
         if not self.app.is_running:  # quitting while the job was queued: a new mode now would race its closing
             return
