@@ -29,7 +29,6 @@ from ugro_tui.core.jobs.form import (
 )
 from ugro_tui.core.jobs.model import Job, JobSpec
 from ugro_tui.core.jobs.placement import capacity
-from ugro_tui.core.jobs.request import queue
 from ugro_tui.core.jobs.sweep import Search
 from ugro_tui.errors import UgroError
 from ugro_tui.ui.read_only import ReadOnlyAware
@@ -321,6 +320,8 @@ class LaunchScreen(ReadOnlyAware, ReportsWorkerFailures, Screen[None]):
 
     @work(group="submit", exclusive=True, exit_on_error=False, description="queue the job")
     async def _submit(self, spec: JobSpec, search: Search) -> None:
+        from ugro_tui.core.jobs.request import queue  # on submit only: the app's start does not need it
+
         sent: tuple[tuple[str, int, int], ...] = ()
         try:  # in a thread: another process may hold the store's lock for a while
             if spec.sync:
