@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import job, ugro, wait
+from ..helpers import job, logs, ugro, wait
 from .conftest import kill_job_processes, scheduler, write_config
 
 pytestmark = pytest.mark.timeout(420)
@@ -20,12 +20,12 @@ TINY = str(Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py")
 
 def losses(config: Path, job_id: int) -> list[tuple[int, float]]:
     """(step, loss) as node0's rank printed them (node0 hosts the rendezvous: it is never the one lost)."""
-    text = ugro(config, "logs", str(job_id), "--node", "node0").stdout
+    text = logs(config, job_id, node="node0")
     return [(int(s), float(v)) for s, v in re.findall(r"step (\d+) loss ([\d.]+)", text)]
 
 
 def log(config: Path, job_id: int) -> str:
-    return ugro(config, "logs", str(job_id), "--node", "node0").stdout
+    return logs(config, job_id, node="node0")
 
 
 def test_an_elastic_job_goes_on_without_a_lost_node_and_grows_back(lab3, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import SIM3, daemon_on, private_lab
-from ..helpers import SERVICE_PORTS, free_ports, host, ugro, wait
+from ..helpers import SERVICE_PORTS, free_ports, host, job, ugro, wait
 
 pytestmark = pytest.mark.timeout(180)
 OTHER = "ugro-ob"  # a second login, as gpu1's `ob` in the reference lab
@@ -143,16 +143,16 @@ def test_usage_by_user_splits_a_two_node_jobs_energy_between_the_nodes_logins(tw
         assert done.stdout == "1\n", done.stderr
 
         def shown() -> dict:
-            return json.loads(ugro(config, "show", "1", "--json").stdout)
+            return job(config, 1)
 
         try:
             wait(lambda: shown()["state"] in ("succeeded", "failed"), 60, "the job to end")
         except AssertionError:
             nodes = json.loads(ugro(config, "status", "--json").stdout)["nodes"]
             raise AssertionError(f"the job did not end: {shown()['reason']}; nodes: {nodes}") from None
-        job = shown()
-        assert job["state"] == "succeeded", job
-        took = job["finished_at"] - job["started_at"]
+        ended = shown()
+        assert ended["state"] == "succeeded", ended
+        took = ended["finished_at"] - ended["started_at"]
 
         def by_user() -> dict[str, dict]:
             doc = json.loads(ugro(config, "usage", "--by", "user", "--json").stdout)
@@ -165,9 +165,9 @@ def test_usage_by_user_splits_a_two_node_jobs_energy_between_the_nodes_logins(tw
         # One GPU each for the job's run (samples every 0.5 s: within a second or so of the job's own time).
         assert abs(row["gpu_hours"] * 3600 - took) < 2.5, (user, row, took)
         assert row["kwh"] > 0 and row["energy_source"] == "counter", row
-    energy = job["energy"] if job.get("energy") else shown()["energy"]
+    energy = ended["energy"] if ended.get("energy") else shown()["energy"]
     assert energy is not None and energy["energy_source"] == "counter"
-    assert set(job.get("gpu_history") or shown()["gpu_history"]) == {"node0:0", "node1:0"}
+    assert set(ended.get("gpu_history") or shown()["gpu_history"]) == {"node0:0", "node1:0"}
     assert time.time() - began < 120
 
 

@@ -15,7 +15,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import daemon_on, private_lab
-from ..helpers import job, steps_done, ugro, wait
+from ..helpers import job, logs, steps_done, ugro, wait
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(300)
@@ -37,7 +37,7 @@ def test_a_preempted_job_saves_on_term_is_requeued_and_resumes_where_it_stopped(
                "--max-retries", "0", "--checkpoint-dir", str(ckpt), "--", TINY, "--steps", "60", "--sleep", "0.25",
                "--save-every", "1000")
     assert low.returncode == 0, low.stderr
-    wait(lambda: len(steps_done(ugro(config, "logs", "1", "--rank", "0").stdout)) >= 5, 120, "the long job training")
+    wait(lambda: len(steps_done(logs(config, 1, rank=0))) >= 5, 120, "the long job training")
     assert job(config, 1)["spec"]["preemptible"] and job(config, 1)["preemptions"] == 0
     high = ugro(config, "submit", "--nodes", "node1", "--priority", "5", "--name", "urgent", "--kind", "command",
                 "--", "sh", "-c", "sleep 2; echo urgent done")

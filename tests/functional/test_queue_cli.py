@@ -20,7 +20,7 @@ from ugro_tui.core.jobs.model import Job, JobState, NodeRun, transition
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.core.telemetry.model import ClusterState
 
-from ..helpers import ugro
+from ..helpers import job, jobs, ugro
 from ..ui_states import LAB
 
 
@@ -45,6 +45,16 @@ def test_submit_prints_the_id_alone_and_queue_json_has_the_contract(lab_toml: Pa
     assert j1["spec"]["nodes"] == ["gpu-master", "worker"] and j1["spec"]["min_gpu_mem_gb"] == 4.0
     assert (j2["state"], j2["spec"]["after"], j2["spec"]["kind"]) == ("held", [1], "command")
     assert [j["id"] for j in json.loads(ugro(lab_toml, "queue", "--json", "--state", "held").stdout)["jobs"]] == [2]
+
+
+def test_show_json_prints_the_job_as_the_tests_read_it(lab_toml: Path) -> None:
+    """The tests read jobs in their own process (helpers.job, helpers.jobs) with the code the commands run."""
+    assert ugro(lab_toml, "submit", "--name", "t1", "--priority", "2", "--", "train.py").stdout == "1\n"
+    assert ugro(lab_toml, "hold", "1").returncode == 0
+    shown = json.loads(ugro(lab_toml, "show", "1", "--json").stdout)
+    assert shown == job(lab_toml, 1)
+    assert json.loads(ugro(lab_toml, "queue", "--json").stdout)["jobs"] == list(jobs(lab_toml).values())
+    assert (shown["name"], shown["state"], [s["went"] for s in shown["states"]]) == ("t1", "held", ["queued → held"])
 
 
 def test_job_toml_file_and_flags_override(lab_toml: Path, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -11,11 +10,7 @@ from pathlib import Path
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import LAB_SIM, run_ugro
-from ..helpers import ugro
-
-
-def jobs(config: Path) -> dict[int, dict]:
-    return {j["id"]: j for j in json.loads(ugro(config, "queue", "--json").stdout)["jobs"]}
+from ..helpers import jobs, ugro
 
 
 def test_scheduler_runs_jobs_on_free_gpus_until_idle(lab: LoopbackCluster, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import daemon_on, private_lab
-from ..helpers import ugro, wait
+from ..helpers import jobs, ugro, wait
 
 pytestmark = [pytest.mark.timeout(240),
               pytest.mark.skipif(not (shutil.which("tmux") and shutil.which("ssh")), reason="needs tmux and ssh")]
@@ -33,12 +33,6 @@ def config(lab: LoopbackCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         path.write_text(text.replace('gpus = ["RTX 5070 Ti"]', 'gpus = ["RTX 5070 Ti", "RTX 5070 Ti"]', 1))
         with daemon_on(path, monkeypatch):
             yield path
-
-
-def jobs(config: Path) -> dict[int, dict]:
-    done = ugro(config, "queue", "--json")
-    assert done.returncode == 0, done.stderr
-    return {j["id"]: j for j in json.loads(done.stdout)["jobs"]}
 
 
 def status(config: Path, sid: int) -> dict:

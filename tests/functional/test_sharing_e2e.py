@@ -15,7 +15,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import daemon_on, private_lab
-from ..helpers import through_sshd, ugro, wait
+from ..helpers import jobs, through_sshd, ugro, wait
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -32,12 +32,6 @@ while not os.path.exists(sys.argv[1]):
 def config(lab: LoopbackCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     with private_lab(lab, tmp_path, ports=6) as path, daemon_on(path, monkeypatch):
         yield path
-
-
-def jobs(config: Path) -> dict[int, dict]:
-    done = ugro(config, "queue", "--json")
-    assert done.returncode == 0, done.stderr
-    return {j["id"]: j for j in json.loads(done.stdout)["jobs"]}
 
 
 def submit(config: Path, *args: str) -> int:

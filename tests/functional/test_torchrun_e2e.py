@@ -14,7 +14,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import SIM3, private_lab
-from ..helpers import host, job, job_processes, ugro, wait
+from ..helpers import host, job, job_processes, logs, ugro, wait
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.timeout(300)
@@ -56,6 +56,8 @@ def test_three_node_job_succeeds_every_rank_logs_and_loss_falls(config: Path) ->
         assert last < first / 4, f"rank {rank}: loss {first} -> {last}"
     everything = ugro(config, "logs", "1").stdout
     assert "[rank0]:done: 3 ranks" in everything
+    assert logs(config, 1) == everything and logs(config, 1, rank=2) == ugro(config, "logs", "1", "--rank", "2").stdout
+    assert logs(config, 1, node="node1") == ugro(config, "logs", "1", "--node", "node1").stdout  # as tests read it
 
 
 def test_progress_eta_and_a_waiting_jobs_start_estimate_then_cancel_mid_run_leaves_no_process(config: Path) -> None:
@@ -63,7 +65,7 @@ def test_progress_eta_and_a_waiting_jobs_start_estimate_then_cancel_mid_run_leav
     ugro(config, "submit", "--nnodes", "2", "--", TINY, *marker.split())
     sched = scheduler(config)
     try:
-        wait(lambda: len(steps(ugro(config, "logs", "1", "--rank", "1").stdout)) >= 3, 90, "training to start")
+        wait(lambda: len(steps(logs(config, 1, rank=1))) >= 3, 90, "training to start")
         assert processes_of(marker)
         # Its progress, from its own lines over `--steps 100000`, with an ETA from the recent rate.
         wait(lambda: (job(config, 1).get("progress") or {}).get("eta"), 60, "an ETA")
@@ -89,7 +91,7 @@ def test_killing_one_nodes_ranks_fails_the_job_and_tears_down_the_rest(config: P
     ugro(config, "submit", "--nnodes", "3", "--", TINY, *marker.split())
     sched = scheduler(config)
     try:
-        wait(lambda: len(steps(ugro(config, "logs", "1", "--rank", "2").stdout)) >= 3, 90, "training to start",
+        wait(lambda: len(steps(logs(config, 1, rank=2))) >= 3, 90, "training to start",
              detail=lambda: (job(config, 1), ugro(config, "logs", "1").stdout[-2000:]))
         victim = job(config, 1)["placement"]
         node = sorted(victim)[1]
@@ -120,7 +122,7 @@ def test_restarting_the_dispatcher_reattaches_without_duplicate_lines(config: Pa
     ugro(config, "submit", "--nnodes", "2", "--", TINY, "--steps", "60", "--sleep", "0.1")
     first = scheduler(config)
     try:
-        wait(lambda: len(steps(ugro(config, "logs", "1", "--rank", "0").stdout)) >= 8, 90, "some steps")
+        wait(lambda: len(steps(logs(config, 1, rank=0))) >= 8, 90, "some steps")
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()

@@ -18,7 +18,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import daemon_on, private_lab
-from ..helpers import job, steps_done, through_sshd, ugro, wait
+from ..helpers import job, logs, steps_done, through_sshd, ugro, wait
 
 pytestmark = pytest.mark.timeout(300)
 TINY = str(Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py")
@@ -48,7 +48,7 @@ def test_a_desktops_gpu_is_yielded_to_its_owners_process_and_the_job_comes_back_
     low = ugro(config, "submit", "--nodes", "node0", "--preemptible", "--name", "sweep", "--max-retries", "0",
                "--checkpoint-dir", str(ckpt), "--", TINY, "--steps", "40", "--sleep", "0.25", "--save-every", "1000")
     assert low.returncode == 0, low.stderr
-    wait(lambda: len(steps_done(ugro(config, "logs", "1", "--rank", "0").stdout)) >= 3, 120, "the job training")
+    wait(lambda: len(steps_done(logs(config, 1, rank=0))) >= 3, 120, "the job training")
     owner = game("node0", config)
     try:
         wait(lambda: job(config, 1)["state"] == "queued", 60, "the job yielding the desktop's GPU")

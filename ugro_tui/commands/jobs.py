@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from argparse import Namespace
+from typing import Any
 
 from ugro_tui.config import Cluster
 from ugro_tui.core.jobs.model import Job, JobSpec
@@ -108,22 +109,29 @@ def list_templates(args: Namespace) -> int:
 def show(args: Namespace, cluster: Cluster) -> int:
     [job_id] = parse_ids([args.job])
     job = JobStore().get(job_id)
+    if args.json:
+        print(json.dumps(show_doc(job, cluster), indent=1))
+        return 0
     from ugro_tui.core.jobs import events
+    from ugro_tui.core.jobs.describe import detail, event_lines  # the text's helpers read logs: not for --json
     from ugro_tui.core.ledger.book import Book
-    from ugro_tui.core.ledger.report import energy_doc, energy_lines
+    from ugro_tui.core.ledger.report import energy_lines
 
     row = Book(reader=True).jobs.get(job.id)  # what its GPUs used, as the daemon's ledger recorded it
-    if args.json:
-        doc = job.to_json()
-        doc["states"] = [{"t": t, "went": went} for t, went in events.states(job.id)]
-        doc.update(energy_doc(row, cluster))
-        print(json.dumps(doc, indent=1))
-        return 0
-
-    from ugro_tui.core.jobs.describe import detail, event_lines  # the text's helpers read logs: not for --json
-
     print("\n".join(detail(job) + energy_lines(row, cluster) + event_lines(events.read(job.id))))
     return 0
+
+
+def show_doc(job: Job, cluster: Cluster) -> dict[str, Any]:
+    """`ugro show ID --json`: the job as stored, its state changes and what its GPUs used."""
+    from ugro_tui.core.jobs import events
+    from ugro_tui.core.ledger.book import Book
+    from ugro_tui.core.ledger.report import energy_doc
+
+    doc = job.to_json()
+    doc["states"] = [{"t": t, "went": went} for t, went in events.states(job.id)]
+    doc.update(energy_doc(Book(reader=True).jobs.get(job.id), cluster))
+    return doc
 
 
 def change_state(args: Namespace, cluster: Cluster) -> int:
