@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from ugro_tui.core.jobs.logs import local_copy, sync_node
 from ugro_tui.core.jobs.model import Job, JobSpec
 from ugro_tui.core.transport import LocalTransport
@@ -46,14 +48,25 @@ async def test_resume_from_the_copy_and_keep_bytes_exactly(tmp_path: Path) -> No
     assert local_copy(job, "here").read_bytes() == console.read_bytes()
 
 
-async def test_the_kill_sweep_finds_workers_in_their_own_sessions(tmp_path: Path) -> None:
-    """torchrun starts workers with new sessions: a process-group kill misses them, the env sweep does not."""
+@pytest.mark.parametrize("grep", ["GNU", "without -z"])
+async def test_the_kill_sweep_finds_workers_in_their_own_sessions(tmp_path: Path, grep: str) -> None:
+    """torchrun starts workers with new sessions: a process-group kill misses them, the env sweep does not; with
+    one grep over every environment, or a loop where the node's grep has no -z."""
     import os
+    import shutil
     import signal
 
     from ugro_tui.core.jobs.leftovers import sweep_command
 
     t, _, _ = setup(tmp_path)
+    path = ""
+    if grep != "GNU":
+        (tmp_path / "bin").mkdir()
+        (tmp_path / "bin" / "grep").write_text(
+            '#!/bin/sh\nfor a in "$@"; do case $a in --) break;; -*z*) echo "grep: invalid option -- z" >&2; exit 2;;'
+            f' esac; done\nexec {shutil.which("grep")} "$@"\n')
+        (tmp_path / "bin" / "grep").chmod(0o755)
+        path = f"PATH={tmp_path / 'bin'}:$PATH; "
     mine = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=here UGRO_STORE=aaaa sleep 60")
     from_before_stores = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=here sleep 60")
     other_node = await t.spawn_detached("exec env UGRO_JOB_ID=913 UGRO_NODE=there UGRO_STORE=aaaa sleep 60")
@@ -73,7 +86,7 @@ async def test_the_kill_sweep_finds_workers_in_their_own_sessions(tmp_path: Path
             return False
 
     await until(lambda: all(started(p) for p in (mine, from_before_stores, other_node, other_job, other_store)), 5)
-    assert (await t.run(sweep_command(913, "here", "aaaa"))).ok
+    assert (await t.run(path + sweep_command(913, "here", "aaaa"))).ok
     await until(lambda: not alive(mine) and not alive(from_before_stores), 5)
 
     assert alive(other_node) and alive(other_job) and alive(other_store)  # another installation's job 913 too

@@ -166,8 +166,10 @@ class SshLauncher(Launcher):
     async def _status(self, job: Job, node: str, run: NodeRun) -> NodeRun:
         rd = path_word(run.run_dir or "")
         t = self.transport(node)
-        done = await t.run(f"cat {rd}/exit 2>/dev/null || {{ kill -0 {int(run.pid or 0)} 2>/dev/null && echo running"
-                           " || echo lost; }", timeout=self.cluster.connect_timeout)
+        # Builtins only (`read`, not `cat`): it runs each round on every node of every running job.
+        done = await t.run(f"if [ -f {rd}/exit ]; then c=; read -r c < {rd}/exit; echo \"$c\"; "
+                           f"elif kill -0 {int(run.pid or 0)} 2>/dev/null; then echo running; else echo lost; fi",
+                           timeout=self.cluster.connect_timeout)
         word = done.stdout.strip()
         if word.lstrip("-").isdigit():
             return dataclasses.replace(run, exit_code=int(word))

@@ -40,11 +40,19 @@ def leftovers_remove(items: list[tuple[int, str]]) -> None:
 
 def sweep_command(job_id: int, node: str, store: str, sig: int = 9) -> str:
     """KILL every process on the node whose environment says it belongs to this job on this node, of this store
-    (UGRO_STORE); a process with no UGRO_STORE was started before stores had one and matches by job and node."""
+    (UGRO_STORE); a process with no UGRO_STORE was started before stores had one and matches by job and node.
+    One grep reads every environment (GNU grep's -z: NUL-separated); a node whose grep lacks it gets a loop
+    that starts two programs per process (a node runs hundreds: a thousand programs per sweep)."""
     want = shlex.quote(f"UGRO_JOB_ID={int(job_id)}")
     here = shlex.quote(f"UGRO_NODE={node}")
     ours = shlex.quote(f"UGRO_STORE={store}")
-    return ("for p in /proc/[0-9]*; do e=$(tr '\\0' '\\n' < \"$p/environ\" 2>/dev/null) || continue; "
+    kill = f"kill -{int(sig)}"
+    fast = (f"for f in $(grep -lzx -- {want} /proc/[0-9]*/environ 2>/dev/null); do "
+            f"grep -qzx -- {here} \"$f\" 2>/dev/null || continue; "
+            f"{{ grep -qzx -- {ours} \"$f\" || ! grep -qz '^UGRO_STORE=' \"$f\"; }} 2>/dev/null || continue; "
+            f"p=${{f#/proc/}}; {kill} \"${{p%/environ}}\" 2>/dev/null; done")
+    slow = ("for p in /proc/[0-9]*; do e=$(tr '\\0' '\\n' < \"$p/environ\" 2>/dev/null) || continue; "
             f"printf '%s\\n' \"$e\" | grep -qx {want} && printf '%s\\n' \"$e\" | grep -qx {here} && "
             f"{{ printf '%s\\n' \"$e\" | grep -qx {ours} || ! printf '%s\\n' \"$e\" | grep -q '^UGRO_STORE='; }} && "
-            f"kill -{int(sig)} \"${{p#/proc/}}\" 2>/dev/null; done; true")
+            f"{kill} \"${{p#/proc/}}\" 2>/dev/null; done")
+    return f"if printf 'x\\0' | grep -qzx x 2>/dev/null; then {fast}; else {slow}; fi; true"

@@ -120,8 +120,11 @@ def fetch_script(run_dir: str, offsets: dict[str, int]) -> str:
         # r NAME LOCAL_RANK FILE OFFSET: the rank's FILE of every restart as one stream from OFFSET. torchrun names a
         # restart's folder by its failures, so a restart for a node that joined rewrites the newest file: a stream
         # shorter than the copy is such a rewrite, and what was read before it is kept in a skip file (B bytes).
-        "r() { b=$(cat \"torchrun/.ugro-$1\" 2>/dev/null || echo 0); t=0; e=0; i=0; fs=''; "
-        "while d=$(echo torchrun/*/attempt_$i) && [ -d \"$d\" ]; do p=\"$d/$2/$3\"; "
+        # Shell builtins where they do (read, a glob in `for`): this runs each round for every stream of a rank.
+        "r() { b=0; [ -f \"torchrun/.ugro-$1\" ] && { read -r b < \"torchrun/.ugro-$1\" || :; }; b=${b:-0}; "
+        "t=0; e=0; i=0; fs=''; "
+        "while d=; for x in torchrun/*/attempt_$i; do [ -z \"$d\" ] && d=$x || d=' '; done; [ -d \"$d\" ]; "
+        "do p=\"$d/$2/$3\"; "
         "if [ -f \"$p\" ]; then fs=\"$fs $p\"; e=$t; t=$((t + $(wc -c < \"$p\"))); fi; i=$((i + 1)); done; "
         "if [ $((b + t)) -lt \"$4\" ]; then b=$(($4 - e)); echo \"$b\" > \"torchrun/.ugro-$1\"; fi; "
         f"n=$((b + t - $4)); [ \"$n\" -gt {FILE_CHUNK} ] && n={FILE_CHUNK}; [ \"$n\" -lt 0 ] && n=0; "
