@@ -77,6 +77,17 @@ def through_sshd(config: Path, node: str) -> dict[str, str]:
     return {"SSH_CONNECTION": f"127.0.0.1 1 {found['host']} {found['port']}"}
 
 
+def needs_torch() -> None:
+    """Skip (the module, or the test) where torch is not installed, without importing it: an import only to
+    check cost each worker 1.2 s of CPU at collection."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch", allow_module_level=True)
+
+
 def run_ugro(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ugro_tui", *args], capture_output=True, text=True, timeout=timeout)
 

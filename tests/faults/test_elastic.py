@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import job, logs, ugro, wait
+from ..helpers import job, logs, needs_torch, ugro, wait
 from .conftest import kill_job_processes, scheduler, write_config
 
 pytestmark = pytest.mark.timeout(420)
@@ -29,7 +29,7 @@ def log(config: Path, job_id: int) -> str:
 
 
 def test_an_elastic_job_goes_on_without_a_lost_node_and_grows_back(lab3, tmp_path: Path) -> None:
-    pytest.importorskip("torch")
+    needs_torch()
     config = write_config(lab3, tmp_path / "cluster.toml")
     sched = scheduler(config)
     try:

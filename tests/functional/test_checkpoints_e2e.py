@@ -15,9 +15,9 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import FIXTURES, private_lab
-from ..helpers import job, ugro, wait
+from ..helpers import job, needs_torch, ugro, wait
 
-pytest.importorskip("torch")
+needs_torch()
 pytestmark = pytest.mark.timeout(300)
 SCRIPT = str(FIXTURES / "jobs" / "ckpt_job.py")
 

@@ -14,9 +14,9 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster, free_port
 
 from ..conftest import FIXTURES, host, run_ugro
-from ..helpers import free_ports
+from ..helpers import free_ports, needs_torch
 
-pytest.importorskip("torch")
+needs_torch()
 pytestmark = pytest.mark.usefixtures("autostart")  # `ugro doctor` runs in the daemon it starts
 
 NAMES = ["gpu-master", "gpu1", "gpu2"]

@@ -15,9 +15,9 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import daemon_on, private_lab
-from ..helpers import job, logs, steps_done, ugro, wait
+from ..helpers import job, logs, needs_torch, steps_done, ugro, wait
 
-pytest.importorskip("torch")
+needs_torch()
 pytestmark = pytest.mark.timeout(300)
 TINY = str(Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py")
 

@@ -15,7 +15,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import free_ports, private_lab, processes_in
-from ..helpers import host, job, job_processes, ugro, wait
+from ..helpers import host, job, job_processes, needs_torch, ugro, wait
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ def alive(job_id: int) -> list[int]:
 
 def test_serve_tiny_is_ready_only_once_healthy_answers_through_forward_and_comes_back_when_killed(
         config: Path, tmp_path: Path) -> None:
-    pytest.importorskip("torch")
+    needs_torch()
     sid = submit(config, "--health", "/health", *FAST, "--health-initial-delay", "120", "--name", "tiny", "--",
                  "{python}", TINY, "--port", "{port}", "--load-seconds", "2")
     # The process is up before the service is ready: starting, while /health answers 503.

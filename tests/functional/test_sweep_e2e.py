@@ -11,9 +11,9 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import FIXTURES, private_lab, processes_in
-from ..helpers import ugro
+from ..helpers import needs_torch, ugro
 
-pytest.importorskip("torch")
+needs_torch()
 pytestmark = pytest.mark.timeout(400)
 SCRIPT = str(FIXTURES / "jobs" / "lr_loss.py")
 STEPS = 40

@@ -14,9 +14,9 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import SIM3, private_lab
-from ..helpers import host, job, job_processes, logs, ugro, wait
+from ..helpers import host, job, job_processes, logs, needs_torch, ugro, wait
 
-pytest.importorskip("torch")
+needs_torch()
 pytestmark = pytest.mark.timeout(300)
 TINY = str(Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py")
 

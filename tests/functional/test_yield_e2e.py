@@ -18,7 +18,7 @@ import pytest
 from ugro_tui.sim.loopback import LoopbackCluster
 
 from ..conftest import daemon_on, private_lab
-from ..helpers import job, logs, steps_done, through_sshd, ugro, wait
+from ..helpers import job, logs, needs_torch, steps_done, through_sshd, ugro, wait
 
 pytestmark = pytest.mark.timeout(300)
 TINY = str(Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py")
@@ -43,7 +43,7 @@ def game(node: str, config: Path) -> subprocess.Popen[bytes]:
 
 def test_a_desktops_gpu_is_yielded_to_its_owners_process_and_the_job_comes_back_after(config: Path,
                                                                                      tmp_path: Path) -> None:
-    pytest.importorskip("torch")
+    needs_torch()
     ckpt = tmp_path / "ckpt"
     low = ugro(config, "submit", "--nodes", "node0", "--preemptible", "--name", "sweep", "--max-retries", "0",
                "--checkpoint-dir", str(ckpt), "--", TINY, "--steps", "40", "--sleep", "0.25", "--save-every", "1000")

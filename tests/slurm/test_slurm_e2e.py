@@ -15,9 +15,9 @@ import pytest
 from ugro_tui.sim.slurm import SlurmLab
 
 from ..conftest import FIXTURES
-from ..helpers import ugro
+from ..helpers import needs_torch, ugro
 
-pytest.importorskip("torch")
+needs_torch()
 pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("slurm")]  # one Slurm lab, on one worker
 TINY = str(Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py")
 LR_LOSS = str(FIXTURES / "jobs" / "lr_loss.py")
