@@ -126,6 +126,7 @@ class Cluster:
     currency: str = "EUR"
     gpu_mem_headroom_gb: float = 0.5  # kept free on a card that jobs share
     preempt_grace: float = 60.0  # seconds a preempted job has, after TERM, to save its work before KILL
+    session_grace: float = 10.0  # seconds an ending session's processes (an editor, a notebook) have before KILL
     rendezvous_timeout: float = 600.0  # seconds torchrun's nodes wait for each other (its store: up to 60 of them)
     yield_min_mib: int = 512  # a desktop's GPU is yielded to a process ugro did not start that holds more than this
     yield_after: float = 20.0  # ... for this many seconds
@@ -285,7 +286,7 @@ NODE_KEYS = ("name", "host", "port", "user", "identity_file", "python", "workdir
              "socket_ifname", "env", "transport", "sim", "data", "code_dir", "energy_price", "share_gpus", "desktop")
 CLUSTER_KEYS = ("name", "backend", "poll_interval", "rendezvous_ports", "service_ports", "known_hosts", "ssh_config",
                 "connect_timeout", "history", "node_lost_after", "read_only", "sync_limit_mb", "energy_price",
-                "currency", "gpu_mem_headroom_gb", "preempt_grace", "yield_min_mib", "yield_after",
+                "currency", "gpu_mem_headroom_gb", "preempt_grace", "session_grace", "yield_min_mib", "yield_after",
                 "yield_idle_minutes", "rendezvous_timeout")
 # ISO 4217's active codes: a price's currency is one of them (a typo such as "EUD" is one line, not a silent label)
 _ISO_4217 = (
@@ -376,6 +377,7 @@ def parse_cluster(data: dict[str, Any], source: str = "cluster.toml") -> Cluster
         currency=c.get("currency", _currency, default="EUR"),
         gpu_mem_headroom_gb=c.get("gpu_mem_headroom_gb", _number_in(0, 1024, "a number of GB"), default=0.5),
         preempt_grace=c.get("preempt_grace", _number_in(0, 86400, "a number of seconds"), default=60.0),
+        session_grace=c.get("session_grace", _number_in(0, 3600, "a number of seconds"), default=10.0),
         rendezvous_timeout=c.get("rendezvous_timeout", _seconds(1.0, 86400.0), default=600.0),
         yield_min_mib=c.get("yield_min_mib", _integer(0, 1_000_000), default=512),
         yield_after=c.get("yield_after", _number_in(0, 86400, "a number of seconds"), default=20.0),

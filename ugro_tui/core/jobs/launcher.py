@@ -31,7 +31,6 @@ from ugro_tui.core.transport import ConnectError, Transport, path_word
 from ugro_tui.errors import UgroError
 
 GRACE_SECONDS = 5.0
-SESSION_GRACE = 10.0  # a session's processes (a person's editor, notebook) get longer to save
 RETAIN_EVERY = 5.0  # seconds between retention passes while a job runs
 METRIC_EVERY = 5.0  # seconds between stored metric updates of a job that no early stopping reads
 
@@ -373,7 +372,8 @@ class SshLauncher(Launcher):
         return False
 
     async def cancel(self, job: Job) -> Job:
-        unreachable = await self.terminate(job, SESSION_GRACE if job.spec.kind == "session" else GRACE_SECONDS)
+        grace = self.cluster.session_grace if job.spec.kind == "session" else GRACE_SECONDS
+        unreachable = await self.terminate(job, grace)
         job = dataclasses.replace(job, metric=await self._metric(job))
         self.metrics.forget(job.id)
         if unreachable:  # its processes there are swept when the node is back

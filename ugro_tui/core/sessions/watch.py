@@ -3,7 +3,7 @@ session uses its GPUs, and the end that follows, warned ten minutes before, by a
 
 Idle means no shell attached and no process of the session on its GPUs (telemetry's processes, matched by pid
 with the session's processes on the node). A session's end goes through the dispatcher like a cancel: its
-processes get TERM, then KILL after 10 s, and its GPUs go back to the queue."""
+processes get TERM, then KILL after `[cluster] session_grace` (10 s), and its GPUs go back to the queue."""
 
 from __future__ import annotations
 
