@@ -129,7 +129,8 @@ def job(config: Path, job_id: int) -> dict:
 
 
 def jobs(config: Path) -> dict[int, dict]:
-    """Every job as the store has it now, by id, as `ugro queue --json` prints them (in this process, as job())."""
+    """Every job as the store has it now, by id, as `ugro queue --json` prints them (in this process, as job();
+    the store is this test's, from its XDG_STATE_HOME: `config` only keeps the call shape of the command's)."""
     from ugro_tui.core.jobs.store import JobStore
 
     return {d.get("id"): d for d in json.loads(json.dumps(JobStore().all_json()))}

@@ -26,8 +26,8 @@ def end_session(store: JobStore, job_id: int) -> str:
         return dataclasses.replace(j, stop=j.stop or "ended by the user", reason="ending")
 
     store.update(job_id, ask)
-    return (f"{job_id}: ending; its processes get TERM, then KILL after session_grace, and its GPUs go back to "
-            "the queue")
+    return (f"{job_id}: ending; its processes get TERM, then KILL after its grace ([cluster] session_grace), "
+            "and its GPUs go back to the queue")
 
 
 def extend_session(store: JobStore, job_id: int, hours: float) -> Job:
