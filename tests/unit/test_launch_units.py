@@ -59,7 +59,8 @@ weird = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",), exclude
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(args=st.lists(weird, max_size=5), value=weird, name=weird)
+@given(args=st.lists(weird.filter(lambda a: "{resume}" not in a), max_size=5),  # ugro's placeholder (planner._word)
+       value=weird, name=weird)
 def test_values_reach_the_program_exactly(tmp_path_factory, args: list[str], value: str, name: str) -> None:
     """Shell metacharacters in names, args and env arrive as exactly the argv given, and nothing else runs."""
     root = tmp_path_factory.mktemp("q")
