@@ -243,6 +243,11 @@ async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "the con
         await pilot.pause(0.05)
 
 
+def showing(app, screen_type: type) -> bool:
+    """The app's top screen is a `screen_type` whose widgets are composed and mounted (pushed is not enough)."""
+    return isinstance(app.screen, screen_type) and app.screen.is_mounted
+
+
 def logs_shown(app) -> bool:
     """The Logs view has read its job to the end and every pane shows all its buffered lines."""
     from ugro_tui.ui.screens.logs import LogsScreen, Pane

@@ -18,7 +18,7 @@ from ugro_tui.ui.app import UgroApp, make_app
 from ugro_tui.ui.screens.checkpoints import CheckpointList, ResumePicker
 
 from ..conftest import daemon_on
-from ..ui_states import NOW, wait_for
+from ..ui_states import NOW, showing, wait_for
 
 
 def failed_job_with_checkpoints(lab: LoopbackCluster, tmp_path: Path) -> tuple[Path, JobStore]:
@@ -71,7 +71,7 @@ async def retry_from_a_checkpoint(app: UgroApp, store: JobStore) -> None:
         shown = str(listing.render())
         assert "step-000020" in shown and "loss 1.25" in shown and "(incomplete)" in shown
         await pilot.press("escape", "r")
-        await wait_for(pilot, lambda: isinstance(app.screen, ResumePicker), timeout=20, what="the picker")
+        await wait_for(pilot, lambda: showing(app, ResumePicker), timeout=20, what="the picker")
         options = app.screen.query_one(OptionList)
         prompts = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
         assert prompts[0].startswith("step-000020 (step 20, loss 1.25)") and "newest" in prompts[0]
@@ -91,7 +91,7 @@ def test_snapshot_of_the_resume_picker(snap_compare, lab: LoopbackCluster, tmp_p
         await pilot.press("2")
         await wait_for(pilot, lambda: pilot.app.session.jobs_snapshot is not None, what="the jobs")
         await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResumePicker), timeout=20, what="the picker")
+        await wait_for(pilot, lambda: showing(pilot.app, ResumePicker), timeout=20, what="the picker")
         await pilot.pause()
 
     with daemon_on(path, monkeypatch):

@@ -18,7 +18,7 @@ from ugro_tui.ui.screens.signal import SignalScreen
 from ugro_tui.ui.widgets.dialogs import ConfirmScreen
 
 from ..conftest import daemon_on, run_ugro
-from ..ui_states import wait_for
+from ..ui_states import showing, wait_for
 
 
 def gone(pid: int) -> bool:
@@ -88,10 +88,10 @@ async def terminate_one(app, pid: int, other: int) -> None:
         await wait_for(pilot, lambda: any(p.pid == pid for g in node0.gpus for p in g.processes), 15,
                        "the process on node0's GPU")
         await pilot.press("K")
-        await wait_for(pilot, lambda: isinstance(app.screen, SignalScreen), what="the signal dialog")
+        await wait_for(pilot, lambda: showing(app, SignalScreen), what="the signal dialog")
         assert [t.pid for t in app.screen.targets] == [pid]  # only node0's GPU processes are offered
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirm")
+        await wait_for(pilot, lambda: showing(app, ConfirmScreen), what="the confirm")
         question = app.screen.question
         assert "Send TERM to 1 process(es)" in question and f"pid {pid}" in question and "sleep 120" in question
         assert "node0 GPU 0" in question
@@ -128,7 +128,7 @@ async def refuse_a_rank(cluster, config, store, job_id: int, pid: int, stray: in
         await wait_for(pilot, lambda: {pid, stray} <= {p.pid for g in node0.gpus for p in g.processes}, 45,
                        "both processes on node0's GPU")
         await pilot.press("K")
-        await wait_for(pilot, lambda: isinstance(app.screen, SignalScreen), what="the signal dialog")
+        await wait_for(pilot, lambda: showing(app, SignalScreen), what="the signal dialog")
         choices = app.screen.query_one(SelectionList)
         # The job's rank is listed but cannot be picked; the stray beside it is picked already.
         assert [choices.get_option_at_index(i).disabled for i in range(2)] == [True, False]

@@ -278,7 +278,7 @@ async def copy_from_the_form(config: Path, tmp_path: Path) -> None:
     from ugro_tui.ui.app import make_app
     from ugro_tui.ui.screens.launch import LaunchScreen
 
-    from ..ui_states import wait_for
+    from ..ui_states import showing, wait_for
 
     src = project(tmp_path / "src")
     store = JobStore(tmp_path / "state")  # not the daemon's: it copies the code, and dispatches nothing of this
@@ -287,7 +287,7 @@ async def copy_from_the_form(config: Path, tmp_path: Path) -> None:
     shown: list[str] = []
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the form")
+        await wait_for(pilot, lambda: showing(app, LaunchScreen), what="the form")
         for field, text in (("script", "train.py"), ("sync", str(tmp_path / "nope")), ("data", "'a b' ~/c")):
             box = app.screen.query_one(f"#f-{field}", Input)
             box.focus()

@@ -7,7 +7,7 @@ import pytest
 
 from ugro_tui.ui.app import make_app
 
-from ..ui_states import LAB, NOW, service_store, wait_for, with_state
+from ..ui_states import LAB, NOW, service_store, showing, wait_for, with_state
 
 
 def app_for(store):
@@ -37,7 +37,7 @@ def test_launch_form_composes_a_two_role_service(snap_compare, tmp_path) -> None
 
         pilot.app.action_new_job(values, "new service")
         # Every field's change validated (a busy machine takes more than one pause): the form shows these values.
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen) and pilot.app.screen.is_mounted
+        await wait_for(pilot, lambda: showing(pilot.app, LaunchScreen)
                        and pilot.app.screen.values() == values and pilot.app.screen.result.spec is not None,
                        20, "the form to show the service")
         from textual.widgets import Input

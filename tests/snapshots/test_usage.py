@@ -10,7 +10,7 @@ import pytest
 from ugro_tui.core.jobs.store import JobStore
 from ugro_tui.ui.app import make_app
 
-from ..ui_states import LAB, NOW, job_store, ledger_book, wait_for, with_state
+from ..ui_states import LAB, NOW, job_store, ledger_book, showing, wait_for, with_state
 
 
 def shown(keys: list[str]):
@@ -71,7 +71,7 @@ def test_job_detail_with_its_energy_loss_and_gpu_history(snap_compare, tmp_path)
         await pilot.press("2")
         await wait_for(pilot, lambda: pilot.app.screen.query("DataTable").first().row_count > 0, what="the jobs")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, JobDetailScreen), what="the detail")
+        await wait_for(pilot, lambda: showing(pilot.app, JobDetailScreen), what="the detail")
         await pilot.pause()
         assert not pilot.app.failures, pilot.app.failures
 
