@@ -52,18 +52,21 @@ def free_ports(count: int, hosts: tuple[str, ...]) -> int:
 SCOPE: list[Path] = []  # this worker's temp folder (set once by conftest): its tests' jobs run under it
 
 
-def job_processes(job_id: int | None = None, node: str | None = None, store: str | None = None) -> list[int]:
-    """The live processes of ugro jobs started by this worker's tests (job ids and node names repeat across the
-    workers' labs; a job's processes run in its node's workdir, under this worker's temp folder)."""
+def job_processes(job_id: int | None = None, node: str | None = None, store: str | None = None,
+                  under: Path | None = None) -> list[int]:
+    """The live processes of ugro jobs started by this worker's tests, or by one test's lab if `under` names its
+    workdirs (job ids and node names repeat across the workers' labs and across one worker's tests; a job's
+    processes run in its node's workdir, under this worker's temp folder)."""
     from ugro_tui.sim.loopback import job_processes as every
 
+    roots = SCOPE if under is None else [under]
     mine = []
     for pid in every(job_id, node, store):
         try:
             cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
         except OSError:
             continue
-        if any(cwd == root or root in cwd.parents for root in SCOPE):
+        if any(cwd == root or root in cwd.parents for root in roots):
             mine.append(pid)
     return mine
 
