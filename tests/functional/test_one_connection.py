@@ -17,6 +17,7 @@ from ugro_tui.ui.app import make_app
 from ugro_tui.ui.screens.logs import LogsScreen
 
 from ..conftest import daemon_on
+from ..helpers import job_processes, ugro, wait
 from ..ui_states import wait_for
 from .test_daemon import agents_of
 
@@ -66,3 +67,6 @@ async def test_exactly_one_connection_and_agent_per_node_with_the_app_logs_f_and
             for w in watchers:
                 w.terminate()
                 w.wait(10)
+            # The lab is shared: its job 1 must not tick on into the next test's job 1.
+            ugro(config, "cancel", "1", strict=False)
+            wait(lambda: not job_processes(1, under=Path(cluster.nodes[0].workdir).parent), 30, "the job to stop")
