@@ -62,6 +62,10 @@ def test_submit_starts_the_daemon_which_runs_the_job_over_one_connection_per_nod
     for node in lab.nodes:  # the daemon's, and no other process's: exactly one per node
         assert ssh_connections_to(node.port) == {doc["pid"]: 1}, node
     wait(lambda: job(config, 1)["state"] == "succeeded", 30, "the job to end")
+    from ugro_tui.core.daemon import where
+
+    log = where.log_path().read_text()  # the daemon's own events, not an SSH channel's every open and close
+    assert f"pid {doc['pid']}" in log and "Requesting new SSH session" not in log and "conn=" not in log, log[-2000:]
     # Waiting on the daemon: the scheduler does not dispatch a second time.
     done = ugro(config, "scheduler", "--until-idle", timeout=60)
     assert done.returncode == 0, done.stderr

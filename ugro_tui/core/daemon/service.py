@@ -400,6 +400,9 @@ def run_foreground(cluster: Cluster, config: Path | None, *, level: int = loggin
     exit. `on_ready` runs once the socket accepts, before the runtime starts (the web view listens there)."""
     logging.raiseExceptions = False  # a full disk while logging must never stop dispatching
     logging.basicConfig(level=level, format="%(asctime)s ugro daemon: %(message)s")
+    # asyncssh logs every channel (with its whole command) at INFO: a running job's log copies alone would add
+    # megabytes a day to daemon.log. Its warnings and errors still reach it.
+    logging.getLogger("asyncssh").setLevel(max(level, logging.WARNING))
     daemon = Daemon(cluster, config, dispatch=dispatch, until_idle=until_idle)
     daemon.claim()
 
