@@ -402,7 +402,7 @@ def run_foreground(cluster: Cluster, config: Path | None, *, level: int = loggin
     logging.basicConfig(level=level, format="%(asctime)s ugro daemon: %(message)s")
     # asyncssh logs every channel (with its whole command) at INFO: a running job's log copies alone would add
     # megabytes a day to daemon.log. Its warnings and errors still reach it.
-    logging.getLogger("asyncssh").setLevel(max(level, logging.WARNING))
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
     daemon = Daemon(cluster, config, dispatch=dispatch, until_idle=until_idle)
     daemon.claim()
 

@@ -121,6 +121,8 @@ def fetch_script(run_dir: str, offsets: dict[str, int]) -> str:
         # restart's folder by its failures, so a restart for a node that joined rewrites the newest file: a stream
         # shorter than the copy is such a rewrite, and what was read before it is kept in a skip file (B bytes).
         # Shell builtins where they do (read, a glob in `for`): this runs each round for every stream of a rank.
+        # d is the one folder attempt_$i matches, or not a folder when none or two do (`set --` would do it in
+        # fewer words, but would overwrite r's own arguments).
         "r() { b=0; [ -f \"torchrun/.ugro-$1\" ] && { read -r b < \"torchrun/.ugro-$1\" || :; }; b=${b:-0}; "
         "t=0; e=0; i=0; fs=''; "
         "while d=; for x in torchrun/*/attempt_$i; do [ -z \"$d\" ] && d=$x || d=' '; done; [ -d \"$d\" ]; "
